@@ -1,0 +1,77 @@
+//! Builds the built-in fetchers for wasm32-wasip2 and hands them to the host.
+//!
+//! The built-in plugins are embedded in the `attune` binary, so a plain
+//! `cargo build` (or `cargo install`) must produce them without a manual
+//! `--target` step. A nested cargo with its own target dir avoids waiting on
+//! the outer build's lock; the toolchain file pins the wasm target.
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Embedded in the binary.
+const BUILTIN: &[&str] = &["attune-fetcher-local"];
+/// Built for the tests only; their paths reach the tests through env vars.
+const TEST_ONLY: &[&str] = &["attune-fetcher-hostile"];
+
+fn main() {
+    let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
+    let root = manifest_dir.parent().unwrap().to_path_buf();
+    let out_dir = PathBuf::from(env::var("OUT_DIR").unwrap());
+    for dir in ["wit", "plugins"] {
+        rerun_tree(&root.join(dir));
+    }
+    println!("cargo:rerun-if-changed={}", root.join("Cargo.lock").display());
+
+    let target_dir = root.join("target").join("plugins");
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(&root)
+        .args(["build", "--locked", "--profile", "plugin", "--target", "wasm32-wasip2", "--target-dir"])
+        .arg(&target_dir);
+    for p in BUILTIN.iter().chain(TEST_ONLY) {
+        cmd.args(["-p", p]);
+    }
+    // Host-only settings must not leak into the wasm build.
+    for (key, _) in env::vars() {
+        if key.starts_with("CARGO_CFG_")
+            || key.starts_with("CARGO_FEATURE_")
+            || key.starts_with("CARGO_ENCODED_")
+            || matches!(key.as_str(), "RUSTFLAGS" | "TARGET" | "HOST" | "RUSTC_WRAPPER" | "CARGO_BUILD_TARGET" | "CARGO_TARGET_DIR" | "CARGO_MAKEFLAGS" | "MAKEFLAGS" | "MFLAGS")
+        {
+            cmd.env_remove(key);
+        }
+    }
+    let status = cmd.status().expect("failed to run cargo for the wasm plugins");
+    if !status.success() {
+        panic!(
+            "building the built-in fetchers for wasm32-wasip2 failed; is the target installed? \
+             (`rustup target add wasm32-wasip2`, or let rust-toolchain.toml do it)"
+        );
+    }
+    let built = target_dir.join("wasm32-wasip2").join("plugin");
+    for p in BUILTIN.iter().chain(TEST_ONLY) {
+        let file = format!("{}.wasm", p.replace('-', "_"));
+        let src = built.join(&file);
+        let dst = out_dir.join(&file);
+        std::fs::copy(&src, &dst).unwrap_or_else(|e| panic!("{}: {e}", src.display()));
+        let var = format!("ATTUNE_WASM_{}", p.trim_start_matches("attune-fetcher-").to_uppercase());
+        println!("cargo:rustc-env={var}={}", dst.display());
+    }
+}
+
+fn rerun_tree(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.file_name().is_some_and(|n| n == "target") {
+            continue;
+        }
+        if p.is_dir() {
+            rerun_tree(&p);
+        } else {
+            println!("cargo:rerun-if-changed={}", p.display());
+        }
+    }
+    println!("cargo:rerun-if-changed={}", dir.display());
+}

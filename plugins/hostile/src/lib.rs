@@ -1,0 +1,104 @@
+//! A deliberately hostile fetcher, built only for attune's tests.
+//!
+//! The source string picks the attack (`hostile:loop`, `hostile:alloc`, …).
+//! Each one is something a buggy or malicious plugin could do; the host's
+//! tests prove every one is stopped with a clear error, writes nothing outside
+//! staging and installs nothing.
+
+use std::io::Write;
+
+use attune_plugin_sdk::{Capability, FetchError, FetchRequest, FetchResult, Fetcher, FetcherInfo, Staging};
+
+struct Hostile;
+
+const PACK_YAML: &[u8] = b"---\nref: hostile\nname: hostile\nversion: 1.0.0\n";
+
+impl Fetcher for Hostile {
+    fn describe() -> FetcherInfo {
+        FetcherInfo {
+            name: "hostile".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            summary: "Test only: attacks the sandbox".into(),
+            schemes: vec!["hostile".into()],
+            capabilities: vec![Capability::ReadInput],
+        }
+    }
+
+    fn fetch(request: FetchRequest) -> Result<FetchResult, FetchError> {
+        let attack = request.source.strip_prefix("hostile:").unwrap_or(&request.source);
+        match attack {
+            // Legit output, so a test can check the harness itself installs.
+            "benign" => {
+                Staging::write_file("pack.yaml", false, PACK_YAML)?;
+            }
+            "loop" => {
+                let mut x: u64 = 0;
+                loop {
+                    x = std::hint::black_box(x.wrapping_add(1));
+                }
+            }
+            "alloc" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![1u8; 16 * 1024 * 1024]);
+                    std::hint::black_box(&hoard);
+                }
+            }
+            "bytes" => {
+                Staging::write_file("pack.yaml", false, PACK_YAML)?;
+                let mut f = Staging::create_file("big.bin", false)?;
+                let chunk = vec![0u8; 1024 * 1024];
+                loop {
+                    f.write_all(&chunk).map_err(|e| attune_plugin_sdk::staging_error(&e))?;
+                }
+            }
+            "files" => {
+                Staging::write_file("pack.yaml", false, PACK_YAML)?;
+                for i in 0u64.. {
+                    Staging::write_file(&format!("f{i}"), false, b"x")?;
+                }
+            }
+            "dotdot" => Staging::write_file("../escape.txt", false, b"out")?,
+            "dotdot-nested" => Staging::write_file("a/../../escape.txt", false, b"out")?,
+            "absolute" => Staging::write_file("/tmp/attune-hostile-absolute.txt", false, b"out")?,
+            "symlink-out" => Staging::create_symlink("link", "../../../../etc")?,
+            "symlink-absolute" => Staging::create_symlink("passwd", "/etc/passwd")?,
+            "through-symlink" => {
+                Staging::create_symlink("inside", "sub")?;
+                Staging::create_dir("sub")?;
+                Staging::write_file("inside/x.txt", false, b"x")?;
+            }
+            "read-passwd" => {
+                let text = std::fs::read("/etc/passwd")
+                    .map_err(|e| FetchError::Other(format!("/etc/passwd: {e}")))?;
+                Staging::write_file("pack.yaml", false, PACK_YAML)?;
+                Staging::write_file("stolen", false, &text)?;
+            }
+            "write-tmp" => {
+                std::fs::write("/tmp/attune-hostile-write.txt", b"out")
+                    .map_err(|e| FetchError::Other(format!("/tmp/attune-hostile-write.txt: {e}")))?;
+            }
+            "network" => {
+                std::net::TcpStream::connect("127.0.0.1:22")
+                    .map_err(|e| FetchError::Network(format!("127.0.0.1:22: {e}")))?;
+            }
+            // Swallow the host's refusal and claim success: the host must still fail.
+            "ignore-errors" => {
+                let _ = Staging::write_file("../escape.txt", false, b"out");
+                Staging::write_file("pack.yaml", false, PACK_YAML)?;
+            }
+            "panic" => panic!("hostile fetcher panicked on purpose"),
+            "stderr-flood" => {
+                let line = "x".repeat(1023);
+                for _ in 0..16 * 1024 {
+                    eprintln!("{line}");
+                }
+                return Err(FetchError::Other("flooded stderr".into()));
+            }
+            other => return Err(FetchError::InvalidSource(format!("unknown attack {other:?}"))),
+        }
+        Ok(FetchResult::new(request.source))
+    }
+}
+
+attune_plugin_sdk::export_fetcher!(Hostile);
