@@ -24,24 +24,13 @@ pub struct Grants {
     pub outbound_hosts: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum GrantError {
-    #[error("fetcher `{fetcher}` needs a local input, but the source names none")]
-    InputRequired { fetcher: String },
-}
-
 /// Grants the intersection of what `requested` asks and `offer` gives.
-pub fn grant(fetcher: &str, requested: &[Capability], offer: &Offer) -> Result<Grants, GrantError> {
+pub fn grant(requested: &[Capability], offer: &Offer) -> Grants {
     let mut g = Grants::default();
     for cap in requested {
         match cap {
-            Capability::ReadInput => {
-                let input = offer
-                    .input
-                    .clone()
-                    .ok_or_else(|| GrantError::InputRequired { fetcher: fetcher.to_string() })?;
-                g.input = Some(input);
-            }
+            // Not offered means not granted; the fetcher reports what it lacks.
+            Capability::ReadInput => g.input = offer.input.clone(),
             Capability::OutboundHost(pattern) => {
                 for host in &offer.hosts {
                     if host_matches(pattern, host) && !g.outbound_hosts.contains(host) {
@@ -51,7 +40,7 @@ pub fn grant(fetcher: &str, requested: &[Capability], offer: &Offer) -> Result<G
             }
         }
     }
-    Ok(g)
+    g
 }
 
 /// `example.com`, `*.example.com` (subdomains only) or `{source-host}` (any
@@ -75,20 +64,17 @@ mod tests {
     #[test]
     fn nothing_is_granted_that_was_not_both_asked_and_offered() {
         let offer = Offer { input: Some("/src".into()), hosts: vec!["example.com".into()] };
-        assert_eq!(grant("x", &[], &offer).unwrap(), Grants::default());
-        let g = grant("x", &[Capability::ReadInput], &offer).unwrap();
+        assert_eq!(grant(&[], &offer), Grants::default());
+        let g = grant(&[Capability::ReadInput], &offer);
         assert_eq!(g.input, Some(PathBuf::from("/src")));
         assert!(g.outbound_hosts.is_empty());
-        let g = grant("x", &[Capability::OutboundHost("other.org".into())], &offer).unwrap();
+        let g = grant(&[Capability::OutboundHost("other.org".into())], &offer);
         assert!(g.outbound_hosts.is_empty() && g.input.is_none());
     }
 
     #[test]
-    fn input_is_required_when_asked() {
-        assert_eq!(
-            grant("local", &[Capability::ReadInput], &Offer::default()),
-            Err(GrantError::InputRequired { fetcher: "local".into() })
-        );
+    fn input_not_offered_is_not_granted() {
+        assert_eq!(grant(&[Capability::ReadInput], &Offer::default()), Grants::default());
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //! A fetch gets a fresh [`Store`] with: no environment, arguments or sockets;
 //! at most one read-only input folder; stdout discarded and stderr kept (its
 //! head) for error messages; memory capped by a resource limiter; wall time
-//! capped by epoch interruption; and the `staging` interface as its only
+//! capped by a deadline checked on every epoch tick and by a timeout around
+//! the whole call (which also stops a guest blocked in a host wait, where
+//! epochs cannot reach it); and the `staging` interface as its only
 //! writable place. Compiled components are cached on disk, so a fetcher
 //! starts in milliseconds after its first run.
 
@@ -16,13 +18,13 @@ use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cap_std::fs::Dir;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime::{Config, Engine, ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder, Trap};
+use wasmtime::{Config, Engine, ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder, Trap, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::staging::{StagingError, StagingWriter, WriteLimits};
@@ -203,7 +205,7 @@ impl Runtime {
         let engine = Engine::new(&config).map_err(|e| RuntimeError::Instantiate { plugin: "-".into(), message: format!("{e:#}") })?;
         let mut linker = Linker::new(&engine);
         let wire = |r: wasmtime::Result<()>| r.map_err(|e| RuntimeError::Instantiate { plugin: "-".into(), message: format!("{e:#}") });
-        wire(wasmtime_wasi::p2::add_to_linker_sync(&mut linker))?;
+        wire(wasmtime_wasi::p2::add_to_linker_async(&mut linker))?;
         wire(since_v0_1_0::add_to_linker(&mut linker))?;
         let stop = Arc::new(AtomicBool::new(false));
         let (e, s) = (engine.weak(), stop.clone());
@@ -224,7 +226,7 @@ impl Runtime {
 
     /// Compiles (or loads from cache) a fetcher, checks its WIT version and
     /// asks it to `describe` itself. `label` names it in errors.
-    pub fn load(&self, label: &str, wasm: &[u8]) -> Result<Plugin, RuntimeError> {
+    pub async fn load(&self, label: &str, wasm: &[u8]) -> Result<Plugin, RuntimeError> {
         let sha256 = hex::encode(Sha256::digest(wasm));
         let component = self.compile(label, wasm, &sha256)?;
         let wit = wit_version(&self.engine, &component)
@@ -237,9 +239,15 @@ impl Runtime {
         let staging = StagingWriter::new(scratch.path(), WriteLimits { max_bytes: 0, max_files: 0, max_open_files: 0 })
             .map_err(|e| RuntimeError::Io { path: scratch.path().to_path_buf(), source: e })?;
         let mut store = self.store(label, staging, None, &limits, None)?;
-        let instance = since_v0_1_0::Fetcher::instantiate(&mut store, &component, &self.linker)
-            .map_err(|e| RuntimeError::Instantiate { plugin: label.to_string(), message: format!("{e:#}") })?;
-        let info = since_v0_1_0::describe(&mut store, &instance).map_err(|e| classify(label, e, &mut store, &limits))?;
+        let run = async {
+            let instance = since_v0_1_0::Fetcher::instantiate_async(&mut store, &component, &self.linker)
+                .await
+                .map_err(|e| RuntimeError::Instantiate { plugin: label.to_string(), message: format!("{e:#}") })?;
+            since_v0_1_0::describe(&mut store, &instance).await.map_err(|e| classify(label, e, &mut store, &limits))
+        };
+        let info = tokio::time::timeout(limits.time, run)
+            .await
+            .map_err(|_| RuntimeError::TimeLimit { plugin: label.to_string(), limit: limits.time })??;
         Ok(Plugin { info, sha256, component })
     }
 
@@ -317,15 +325,19 @@ impl Runtime {
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
-        let ticks = (limits.time.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
-        store.set_epoch_deadline(ticks);
-        store.epoch_deadline_trap();
+        // Every tick: trap past the deadline, else yield so a busy guest
+        // never starves the executor (or the timeout around it).
+        let deadline = Instant::now() + limits.time;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= deadline { Err(Trap::Interrupt.into()) } else { Ok(UpdateDeadline::Yield(1)) }
+        });
         Ok(store)
     }
 
     /// Runs one fetch into `staging`. On success the staging folder holds the
     /// pack as the fetcher wrote it; on any error the caller discards it.
-    pub fn fetch(
+    pub async fn fetch(
         &self,
         plugin: &Plugin,
         request: &FetchRequest,
@@ -335,9 +347,18 @@ impl Runtime {
     ) -> Result<Fetched, RuntimeError> {
         let label = plugin.info.name.clone();
         let mut store = self.store(&label, staging, request.input.as_deref(), limits, events)?;
-        let instance = since_v0_1_0::Fetcher::instantiate(&mut store, &plugin.component, &self.linker)
-            .map_err(|e| classify(&label, e, &mut store, limits))?;
-        let outcome = since_v0_1_0::fetch(&mut store, &instance, request).map_err(|e| classify(&label, e, &mut store, limits));
+        let run = async {
+            let instance = since_v0_1_0::Fetcher::instantiate_async(&mut store, &plugin.component, &self.linker)
+                .await
+                .map_err(|e| classify(&label, e, &mut store, limits))?;
+            since_v0_1_0::fetch(&mut store, &instance, request).await.map_err(|e| classify(&label, e, &mut store, limits))
+        };
+        // A little past the epoch deadline: this one catches guests parked in
+        // a host wait (sleep, a stalled stream), which epochs cannot interrupt.
+        let outcome = match tokio::time::timeout(limits.time + EPOCH_TICK * 4, run).await {
+            Ok(r) => r,
+            Err(_) => return Err(RuntimeError::TimeLimit { plugin: label, limit: limits.time }),
+        };
         let state = store.into_data();
         // A broken rule wins over whatever the fetcher claimed.
         if let Some(v) = state.staging.violation() {

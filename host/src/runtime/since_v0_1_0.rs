@@ -13,6 +13,9 @@ use crate::staging::{StagedFile, StagingError};
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "fetcher",
+    // Exports run async so a tokio timeout can stop a guest that is blocked
+    // in a host wait; our own imports are quick and stay sync.
+    exports: { default: async },
     with: {
         "attune:fetcher/staging.file": crate::staging::StagedFile,
     },
@@ -26,11 +29,11 @@ pub fn add_to_linker(linker: &mut wasmtime::component::Linker<FetchState>) -> wa
     Fetcher::add_to_linker::<FetchState, wasmtime::component::HasSelf<FetchState>>(linker, |s| s)
 }
 
-pub fn describe(
+pub async fn describe(
     store: &mut wasmtime::Store<FetchState>,
     instance: &Fetcher,
 ) -> wasmtime::Result<PluginInfo> {
-    let info = instance.call_describe(store)?;
+    let info = instance.call_describe(store).await?;
     Ok(PluginInfo {
         name: info.name,
         version: info.version,
@@ -48,7 +51,7 @@ pub fn describe(
     })
 }
 
-pub fn fetch(
+pub async fn fetch(
     store: &mut wasmtime::Store<FetchState>,
     instance: &Fetcher,
     request: &super::FetchRequest,
@@ -60,7 +63,7 @@ pub fn fetch(
         reference: request.reference.clone(),
         options: request.options.clone(),
     };
-    Ok(match instance.call_fetch(store, &req)? {
+    Ok(match instance.call_fetch(store, &req).await? {
         Ok(r) => Ok(super::FetchResult {
             resolved_source: r.resolved_source,
             resolved_commit: r.resolved_commit,

@@ -1,0 +1,275 @@
+//! Command-line parsing and dispatch: flags become settings, results become
+//! tables (or JSON with `--json`), errors become `error: …` and a non-zero exit.
+
+mod output;
+mod progress;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use attune::checksum::Checksum;
+use attune::config::{self, FileConfig};
+use attune::context::{Context, Settings};
+use attune::db::Method;
+use attune::install::InstallRequest;
+use attune::ops::PackSpec;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(name = "attune", version, about = "Install automation packs with every fetcher sandboxed in WebAssembly")]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Args)]
+struct Global {
+    /// Where packs are stored, as {ref}-{version}/ folders.
+    #[arg(long, global = true, env = "ATTUNE_PACKS_DIR", value_name = "DIR")]
+    packs_dir: Option<PathBuf>,
+    /// Metadata database, e.g. sqlite:///var/lib/attune/attune.db.
+    #[arg(long, global = true, env = "ATTUNE_DATABASE_URL", value_name = "URL")]
+    database_url: Option<String>,
+    /// Compiled-plugin cache.
+    #[arg(long, global = true, env = "ATTUNE_CACHE_DIR", value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Config file (default: {config_dir}/attune/config.toml).
+    #[arg(long, global = true, env = "ATTUNE_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Machine-readable output on stdout.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Show fetcher logs and debug output.
+    #[arg(long, short, global = true)]
+    verbose: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Install a pack from a folder.
+    Install(InstallArgs),
+    /// List installed packs.
+    List,
+    /// Show an installed pack and its history.
+    Info {
+        /// ref or ref@version
+        pack: String,
+    },
+    /// Re-checksum installed packs and report what changed.
+    Verify {
+        /// refs or ref@version (default: every installed pack)
+        packs: Vec<String>,
+    },
+    /// Remove an installed pack version.
+    Uninstall {
+        /// ref or ref@version
+        pack: String,
+    },
+    /// Work with pack folders that are not installed.
+    #[command(subcommand)]
+    Pack(PackCommand),
+    /// Source fetcher plugins.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+    /// Check that disk and database agree; --repair makes them.
+    Doctor {
+        #[arg(long)]
+        repair: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+struct InstallArgs {
+    /// A pack folder (./my_pack or file:///abs/path).
+    source: String,
+    /// Replace an installed copy of the same version.
+    #[arg(long)]
+    force: bool,
+    /// Refuse unless the pack's tree checksum is this (sha256-tree-v1:…).
+    #[arg(long, value_name = "CHECKSUM")]
+    checksum: Option<String>,
+    /// Fetch with this fetcher component instead of a built-in one (for
+    /// plugin authors trying a build).
+    #[arg(long, value_name = "FILE.wasm")]
+    plugin_file: Option<PathBuf>,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+#[derive(Debug, Args)]
+struct LimitArgs {
+    /// Fetcher memory limit, e.g. 256MiB.
+    #[arg(long, value_name = "SIZE")]
+    limit_memory: Option<String>,
+    /// Fetcher wall-time limit, e.g. 300s.
+    #[arg(long, value_name = "DURATION")]
+    limit_time: Option<String>,
+    /// Most bytes a pack may have, e.g. 1GiB.
+    #[arg(long, value_name = "SIZE")]
+    limit_bytes: Option<String>,
+    /// Most files and folders a pack may have.
+    #[arg(long, value_name = "N")]
+    limit_files: Option<u64>,
+}
+
+#[derive(Debug, Subcommand)]
+enum PackCommand {
+    /// Print a pack folder's tree checksum (or a file's SHA-256).
+    Checksum {
+        path: PathBuf,
+        /// Output format; --json instead prints a registry index entry template.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Format {
+    Table,
+    Json,
+    Yaml,
+}
+
+#[derive(Debug, Subcommand)]
+enum PluginCommand {
+    /// List the source fetchers, their versions and capabilities.
+    List,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let json = cli.global.json;
+    let filter = if cli.global.verbose { "attune=debug" } else { "attune=warn" };
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("ATTUNE_LOG").unwrap_or_else(|_| filter.into()))
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .init();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return report(json, &anyhow::anyhow!(e).context("starting the async runtime")),
+    };
+    match rt.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => report(json, &e),
+    }
+}
+
+fn report(json: bool, e: &anyhow::Error) -> ExitCode {
+    if json {
+        println!("{}", serde_json::json!({ "error": { "message": format!("{e:#}") } }));
+    } else {
+        eprintln!("error: {e:#}");
+    }
+    ExitCode::FAILURE
+}
+
+fn settings(g: &Global, file: &FileConfig, limits: Option<&LimitArgs>) -> anyhow::Result<Settings> {
+    let mut l = file.limits()?;
+    if let Some(a) = limits {
+        if let Some(m) = &a.limit_memory {
+            l.memory_bytes = config::parse_size(m).context("--limit-memory")?;
+        }
+        if let Some(t) = &a.limit_time {
+            l.time = config::parse_duration(t).context("--limit-time")?;
+        }
+        if let Some(b) = &a.limit_bytes {
+            l.write.max_bytes = config::parse_size(b).context("--limit-bytes")?;
+        }
+        if let Some(f) = a.limit_files {
+            l.write.max_files = f;
+        }
+    }
+    Ok(Settings {
+        packs_dir: g.packs_dir.clone().or_else(|| file.packs_dir.clone()).unwrap_or_else(config::default_packs_dir),
+        database_url: g.database_url.clone().or_else(|| file.database_url.clone()).unwrap_or_else(attune::db::Db::default_url),
+        cache_dir: Some(g.cache_dir.clone().or_else(|| file.cache_dir.clone()).unwrap_or_else(config::default_cache_dir)),
+        limits: l,
+    })
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let g = &cli.global;
+    let file = FileConfig::load(g.config.as_deref())?;
+    let out = output::Output { json: g.json };
+
+    // Commands that need no installed state.
+    match &cli.command {
+        Command::Pack(PackCommand::Checksum { path, format }) => {
+            let p = path.clone();
+            let computed = tokio::task::spawn_blocking(move || attune::checksum::path(&p)).await??;
+            if g.json {
+                out.index_entry(path, &computed)?;
+            } else {
+                out.checksum(path, &computed, match format {
+                    Format::Table => output::ChecksumFormat::Table,
+                    Format::Json => output::ChecksumFormat::Json,
+                    Format::Yaml => output::ChecksumFormat::Yaml,
+                })?;
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Plugin(PluginCommand::List) => {
+            let s = settings(g, &file, None)?;
+            let runtime = attune::runtime::Runtime::new(s.cache_dir)?;
+            let mut infos = Vec::new();
+            for b in attune::plugins::BUILTINS {
+                let p = b.load(&runtime).await?;
+                infos.push((p.info, p.sha256, true));
+            }
+            out.plugins(&infos)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        _ => {}
+    }
+
+    let limits = match &cli.command {
+        Command::Install(a) => Some(&a.limits),
+        _ => None,
+    };
+    let s = settings(g, &file, limits)?;
+    let (ctx, recovery) = Context::open(&s).await?;
+    if !g.json && (recovery.leftovers_removed > 0 || !recovery.completed.is_empty() || !recovery.rolled_back.is_empty()) {
+        output::recovery_note(&recovery);
+    }
+
+    match cli.command {
+        Command::Install(a) => {
+            let expected = a
+                .checksum
+                .as_deref()
+                .map(|c| c.parse::<Checksum>().with_context(|| format!("--checksum {c:?}")))
+                .transpose()?;
+            let req = InstallRequest { source: a.source.clone(), force: a.force, expected_checksum: expected, limits: s.limits, method: Method::Cli, plugin_file: a.plugin_file.clone() };
+            let bar = progress::Bar::start(!g.json && std::io::stderr().is_terminal(), g.verbose);
+            let result = attune::install::install(&ctx, req, Some(bar.sink())).await;
+            bar.finish();
+            out.installed(&result?)?;
+        }
+        Command::List => out.list(&attune::ops::list(&ctx).await?)?,
+        Command::Info { pack } => out.info(&attune::ops::info(&ctx, &pack.parse::<PackSpec>()?).await?)?,
+        Command::Verify { packs } => {
+            let specs = packs.iter().map(|p| p.parse::<PackSpec>()).collect::<Result<Vec<_>, _>>()?;
+            let reports = attune::ops::verify(&ctx, &specs).await?;
+            let ok = out.verify(&reports)?;
+            if !ok {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::Uninstall { pack } => out.uninstalled(&attune::ops::uninstall(&ctx, &pack.parse::<PackSpec>()?, Method::Cli).await?)?,
+        Command::Doctor { repair } => {
+            let report = attune::ops::doctor(&ctx, recovery, repair).await?;
+            let clean = out.doctor(&report, repair)?;
+            if !clean {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::Pack(_) | Command::Plugin(_) => unreachable!("handled above"),
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,295 @@
+//! How results look: aligned tables for people, JSON for scripts.
+
+use std::path::Path;
+
+use attune::checksum::{Computed, EntryKind};
+use attune::context::Recovery;
+use attune::db::{Installation, VerifyStatus};
+use attune::install::InstallReport;
+use attune::ops::{DoctorReport, Finding, PackInfo, UninstallReport, VerifyReport};
+use attune::runtime::PluginInfo;
+use indicatif::HumanBytes;
+use serde::Serialize;
+
+pub struct Output {
+    pub json: bool,
+}
+
+pub enum ChecksumFormat {
+    Table,
+    Json,
+    Yaml,
+}
+
+fn print_json<T: Serialize + ?Sized>(v: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+/// An installation without its per-entry manifest (large; `verify` uses it).
+fn slim(i: &Installation) -> serde_json::Value {
+    let mut v = serde_json::to_value(i).expect("installation serializes");
+    if let Some(o) = v.as_object_mut() {
+        o.remove("manifest_json");
+    }
+    v
+}
+
+fn when(t: &time::OffsetDateTime) -> String {
+    let f = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
+    t.to_offset(time::UtcOffset::UTC).format(&f).unwrap_or_else(|_| t.to_string())
+}
+
+/// Left-aligned columns, two spaces apart.
+fn table(header: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let n = cells.len();
+        let s: Vec<String> =
+            cells.into_iter().enumerate().map(|(i, c)| if i + 1 == n { c } else { format!("{c:<w$}", w = widths[i]) }).collect();
+        println!("{}", s.join("  ").trim_end());
+    };
+    line(header.iter().map(|h| h.to_string()).collect());
+    for r in rows {
+        line(r.clone());
+    }
+}
+
+fn short(checksum: &str) -> String {
+    match checksum.split_once(':') {
+        Some((alg, hex)) if hex.len() > 16 => format!("{alg}:{}…", &hex[..16]),
+        _ => checksum.to_string(),
+    }
+}
+
+pub fn recovery_note(r: &Recovery) {
+    if r.leftovers_removed > 0 {
+        eprintln!("note: removed {} leftover(s) of interrupted runs", r.leftovers_removed);
+    }
+    for p in &r.completed {
+        eprintln!("note: finished the interrupted install of {p}");
+    }
+    for p in &r.rolled_back {
+        eprintln!("note: rolled back the interrupted install of {p}; the previous state was kept");
+    }
+}
+
+impl Output {
+    pub fn installed(&self, r: &InstallReport) -> anyhow::Result<()> {
+        if self.json {
+            return print_json(r);
+        }
+        println!("{} {} {}", if r.replaced { "reinstalled" } else { "installed" }, r.pack_ref, r.version);
+        println!("  path      {}", r.path.display());
+        println!("  checksum  {}", r.checksum);
+        println!("  files     {} ({})", r.files, HumanBytes(r.bytes));
+        println!("  source    {} {}", r.source_type, r.source);
+        println!("  fetcher   {} {}", r.fetcher.name, r.fetcher.version);
+        Ok(())
+    }
+
+    pub fn list(&self, rows: &[Installation]) -> anyhow::Result<()> {
+        if self.json {
+            return print_json(&rows.iter().map(slim).collect::<Vec<_>>());
+        }
+        if rows.is_empty() {
+            println!("no packs installed (install one with `attune install <source>`)");
+            return Ok(());
+        }
+        let rows: Vec<Vec<String>> = rows
+            .iter()
+            .map(|i| vec![i.pack_ref.clone(), i.version.clone(), i.source_type.clone(), when(&i.installed_at), short(&i.checksum)])
+            .collect();
+        table(&["REF", "VERSION", "SOURCE", "INSTALLED", "CHECKSUM"], &rows);
+        Ok(())
+    }
+
+    pub fn info(&self, p: &PackInfo) -> anyhow::Result<()> {
+        if self.json {
+            return print_json(&serde_json::json!({
+                "ref": p.pack_ref, "name": p.name, "description": p.description,
+                "installed": p.installed.iter().map(slim).collect::<Vec<_>>(),
+                "history": p.history.iter().map(slim).collect::<Vec<_>>(),
+            }));
+        }
+        println!("{} ({})", p.pack_ref, p.name);
+        if let Some(d) = &p.description {
+            println!("  {d}");
+        }
+        if p.installed.is_empty() {
+            println!("\nnot installed on this host");
+        }
+        for i in &p.installed {
+            println!();
+            println!("version      {}", i.version);
+            println!("path         {}", i.storage_path);
+            println!("source       {} {}", i.source_type, i.source);
+            if let Some(c) = &i.resolved_commit {
+                println!("commit       {c}");
+            }
+            println!("checksum     {}", i.checksum);
+            println!("verified     {}", match (&i.verify_status, &i.verified_at) {
+                (Some(s), Some(t)) => format!("{s} at {}", when(t)),
+                _ if i.verified => "checksum matched the expected one at install".to_string(),
+                _ => "never".to_string(),
+            });
+            println!("installed    {} by {} via {} on {}", when(&i.installed_at), i.installed_by, i.method, i.host);
+            println!("fetcher      {} {}", i.fetcher_name, i.fetcher_version);
+        }
+        println!("\nhistory");
+        let rows: Vec<Vec<String>> = p
+            .history
+            .iter()
+            .map(|i| vec![i.id.to_string(), when(&i.installed_at), i.action.to_string(), i.version.clone(), i.status.to_string(), i.host.clone()])
+            .collect();
+        table(&["ID", "WHEN", "ACTION", "VERSION", "STATUS", "HOST"], &rows);
+        Ok(())
+    }
+
+    /// Returns whether every pack was intact.
+    pub fn verify(&self, reports: &[VerifyReport]) -> anyhow::Result<bool> {
+        let ok = reports.iter().all(|r| r.status == VerifyStatus::Ok);
+        if self.json {
+            print_json(&serde_json::json!({ "ok": ok, "packs": reports }))?;
+            return Ok(ok);
+        }
+        if reports.is_empty() {
+            println!("no packs installed; nothing to verify");
+        }
+        for r in reports {
+            match r.status {
+                VerifyStatus::Ok => println!("ok        {} {}", r.pack_ref, r.version),
+                VerifyStatus::Missing => println!("MISSING   {} {}: {} is gone", r.pack_ref, r.version, r.path),
+                VerifyStatus::Tampered => {
+                    println!("TAMPERED  {} {}: {}", r.pack_ref, r.version, r.path);
+                    for c in &r.changes {
+                        println!("  {c}");
+                    }
+                }
+            }
+        }
+        if !ok {
+            eprintln!("error: some packs do not match their installed checksum; reinstall them with `attune install --force <source>`");
+        }
+        Ok(ok)
+    }
+
+    pub fn uninstalled(&self, r: &UninstallReport) -> anyhow::Result<()> {
+        if self.json {
+            return print_json(r);
+        }
+        println!("uninstalled {} {} (removed {})", r.pack_ref, r.version, r.path);
+        Ok(())
+    }
+
+    /// Returns whether nothing was wrong (or everything was repaired).
+    pub fn doctor(&self, r: &DoctorReport, repair: bool) -> anyhow::Result<bool> {
+        let clean = r.findings.iter().all(|f| match f {
+            Finding::Missing { repaired, .. } | Finding::Orphan { repaired, .. } => *repaired,
+        });
+        if self.json {
+            print_json(r)?;
+            return Ok(clean);
+        }
+        if r.findings.is_empty() {
+            println!("ok: disk and database agree");
+        }
+        for f in &r.findings {
+            match f {
+                Finding::Missing { pack, path, repaired } => println!(
+                    "{pack}: recorded as installed but {path} is missing{}",
+                    if *repaired { "; recorded as uninstalled" } else { "" }
+                ),
+                Finding::Orphan { path, repaired } => {
+                    println!("{path}: not recorded as installed{}", if *repaired { "; removed" } else { "" })
+                }
+            }
+        }
+        if !clean && !repair {
+            eprintln!("error: disk and database disagree; run `attune doctor --repair` to fix them");
+        }
+        Ok(clean)
+    }
+
+    pub fn checksum(&self, path: &Path, c: &Computed, format: ChecksumFormat) -> anyhow::Result<()> {
+        let value = match c {
+            Computed::Tree(m) => serde_json::to_value(m)?,
+            Computed::File { checksum, size } => serde_json::json!({ "digest": checksum.to_string(), "size": size }),
+        };
+        match format {
+            ChecksumFormat::Json => print_json(&value),
+            ChecksumFormat::Yaml => {
+                print!("{}", serde_yaml_ng::to_string(&value)?);
+                Ok(())
+            }
+            ChecksumFormat::Table => {
+                if let Computed::Tree(m) = c {
+                    let rows: Vec<Vec<String>> = m
+                        .entries
+                        .iter()
+                        .map(|e| {
+                            let what = match e.kind {
+                                EntryKind::File | EntryKind::Executable => e.sha256.clone().unwrap_or_default(),
+                                EntryKind::Symlink => format!("-> {}", e.target.clone().unwrap_or_default()),
+                                EntryKind::Dir => String::new(),
+                            };
+                            vec![e.kind.to_string(), e.size.to_string(), what, e.path.clone()]
+                        })
+                        .collect();
+                    table(&["KIND", "SIZE", "SHA256/TARGET", "PATH"], &rows);
+                    println!();
+                }
+                println!("{}  {}", c.checksum(), path.display());
+                Ok(())
+            }
+        }
+    }
+
+    /// A registry index entry for the pack at `path`, to fill in and publish.
+    pub fn index_entry(&self, path: &Path, c: &Computed) -> anyhow::Result<()> {
+        let m = attune::manifest::read(path)?;
+        print_json(&serde_json::json!({
+            "ref": m.r#ref,
+            "name": m.name,
+            "version": m.version.to_string(),
+            "description": m.description,
+            "author": m.author,
+            "email": m.email,
+            "keywords": m.keywords,
+            "tree_checksum": c.checksum().to_string(),
+            "install_sources": [],
+        }))
+    }
+
+    pub fn plugins(&self, plugins: &[(PluginInfo, String, bool)]) -> anyhow::Result<()> {
+        if self.json {
+            let v: Vec<_> = plugins
+                .iter()
+                .map(|(i, sha, builtin)| serde_json::json!({ "plugin": i, "sha256": sha, "builtin": builtin }))
+                .collect();
+            return print_json(&v);
+        }
+        let rows: Vec<Vec<String>> = plugins
+            .iter()
+            .map(|(i, sha, builtin)| {
+                let caps: Vec<String> = i.capabilities.iter().map(|c| c.to_string()).collect();
+                vec![
+                    i.name.clone(),
+                    i.version.clone(),
+                    i.wit_version.clone(),
+                    i.schemes.join(","),
+                    if caps.is_empty() { "-".into() } else { caps.join(",") },
+                    if *builtin { "built-in".into() } else { "added".into() },
+                    format!("{}…", &sha[..12]),
+                ]
+            })
+            .collect();
+        table(&["NAME", "VERSION", "WIT", "SCHEMES", "CAPABILITIES", "KIND", "SHA256"], &rows);
+        Ok(())
+    }
+}

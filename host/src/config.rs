@@ -1,0 +1,175 @@
+//! Settings: defaults, then the config file, then environment and flags.
+//!
+//! The config file is TOML at `--config`, `$ATTUNE_CONFIG`, or
+//! `{config_dir}/attune/config.toml`:
+//!
+//! ```toml
+//! packs_dir = "/srv/attune/packs"
+//! database_url = "sqlite:///srv/attune/attune.db"
+//! cache_dir = "/var/cache/attune"
+//! [limits]
+//! memory = "256MiB"
+//! time = "300s"
+//! bytes = "1GiB"
+//! files = 100000
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::runtime::Limits;
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{value:?} is not a size: write a number with an optional unit (B, KiB, MiB, GiB, KB, MB, GB), e.g. 512MiB")]
+    Size { value: String },
+    #[error("{value:?} is not a duration: write seconds with an optional unit (ms, s, m, h), e.g. 90s")]
+    Duration { value: String },
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub packs_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
+    pub cache_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub limits: FileLimits,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileLimits {
+    pub memory: Option<String>,
+    pub time: Option<String>,
+    pub bytes: Option<String>,
+    pub files: Option<u64>,
+}
+
+impl FileConfig {
+    /// Reads `path`; a missing default file is an empty config, a missing
+    /// named file is an error.
+    pub fn load(path: Option<&Path>) -> Result<FileConfig, ConfigError> {
+        let (path, required) = match path {
+            Some(p) => (p.to_path_buf(), true),
+            None => match dirs::config_dir() {
+                Some(d) => (d.join("attune").join("config.toml"), false),
+                None => return Ok(FileConfig::default()),
+            },
+        };
+        let text = match fs_err::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => return Ok(FileConfig::default()),
+            Err(e) => return Err(ConfigError::Io { path, source: e }),
+        };
+        toml::from_str(&text).map_err(|e| ConfigError::Parse { path, message: e.to_string() })
+    }
+
+    /// Limits from this file over the defaults.
+    pub fn limits(&self) -> Result<Limits, ConfigError> {
+        let mut l = Limits::default();
+        if let Some(m) = &self.limits.memory {
+            l.memory_bytes = parse_size(m)?;
+        }
+        if let Some(t) = &self.limits.time {
+            l.time = parse_duration(t)?;
+        }
+        if let Some(b) = &self.limits.bytes {
+            l.write.max_bytes = parse_size(b)?;
+        }
+        if let Some(f) = self.limits.files {
+            l.write.max_files = f;
+        }
+        Ok(l)
+    }
+}
+
+pub fn default_packs_dir() -> PathBuf {
+    dirs::data_dir().unwrap_or_else(|| PathBuf::from(".")).join("attune").join("packs")
+}
+
+pub fn default_cache_dir() -> PathBuf {
+    dirs::cache_dir().unwrap_or_else(std::env::temp_dir).join("attune")
+}
+
+/// `512MiB`, `1GiB`, `1000000`, `10MB`.
+pub fn parse_size(s: &str) -> Result<u64, ConfigError> {
+    let err = || ConfigError::Size { value: s.to_string() };
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| err())?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        _ => return Err(err()),
+    };
+    n.checked_mul(mult).ok_or_else(err)
+}
+
+/// `90s`, `500ms`, `5m`, `1h`, `30` (seconds).
+pub fn parse_duration(s: &str) -> Result<Duration, ConfigError> {
+    let err = || ConfigError::Duration { value: s.to_string() };
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| err())?;
+    let d = match unit.trim() {
+        "" | "s" => Duration::from_secs(n),
+        "ms" => Duration::from_millis(n),
+        "m" => Duration::from_secs(n.checked_mul(60).ok_or_else(err)?),
+        "h" => Duration::from_secs(n.checked_mul(3600).ok_or_else(err)?),
+        _ => return Err(err()),
+    };
+    if d.is_zero() {
+        return Err(err());
+    }
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(parse_size("512MiB").unwrap(), 512 << 20);
+        assert_eq!(parse_size("1 GiB").unwrap(), 1 << 30);
+        assert_eq!(parse_size("10MB").unwrap(), 10_000_000);
+        assert_eq!(parse_size("42").unwrap(), 42);
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("99999999999GiB").is_err());
+        assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert!(parse_duration("0").is_err());
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn config_file_limits_override_defaults() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("config.toml");
+        fs_err::write(&p, "[limits]\nmemory = \"64MiB\"\nfiles = 10\n").unwrap();
+        let c = FileConfig::load(Some(&p)).unwrap();
+        let l = c.limits().unwrap();
+        assert_eq!(l.memory_bytes, 64 << 20);
+        assert_eq!(l.write.max_files, 10);
+        assert_eq!(l.write.max_bytes, Limits::default().write.max_bytes);
+        fs_err::write(&p, "[limits]\nmemroy = \"64MiB\"\n").unwrap();
+        assert!(matches!(FileConfig::load(Some(&p)), Err(ConfigError::Parse { .. })));
+        assert!(matches!(FileConfig::load(Some(&t.path().join("nope.toml"))), Err(ConfigError::Io { .. })));
+    }
+}

@@ -1,0 +1,315 @@
+//! Rows of the installation journal and the values their text columns may hold.
+
+use std::cmp::Ordering;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::Serialize;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{FromRow, Row};
+use time::OffsetDateTime;
+
+/// Declares a closed set of strings stored in a TEXT column with a CHECK
+/// constraint, so Rust and the schema agree on the spelling in one place.
+macro_rules! text_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal,)+ }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+        pub enum $name {
+            $($(#[$vmeta])* #[serde(rename = $text)] $variant,)+
+        }
+
+        impl $name {
+            pub const fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $text,)+ }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                match s {
+                    $($text => Ok(Self::$variant),)+
+                    other => Err(format!(
+                        concat!("unknown ", stringify!($name), " `{}` in the database"),
+                        other
+                    )),
+                }
+            }
+        }
+    };
+}
+
+text_enum! {
+    /// What an installation row records being done.
+    Action {
+        Install = "install",
+        /// An install of a ref+version that was already installed on that host.
+        Reinstall = "reinstall",
+        Uninstall = "uninstall",
+    }
+}
+
+text_enum! {
+    /// Where an installation row stands. Only `pending` moves on by itself
+    /// (to `installed` or `failed`); `installed` later becomes `replaced` or
+    /// `removed`.
+    Status {
+        /// Begun, files maybe half-written: start-up repair looks at these.
+        Pending = "pending",
+        /// The live installation of its ref+version on its host (at most one).
+        Installed = "installed",
+        /// Superseded by a later reinstall of the same ref+version.
+        Replaced = "replaced",
+        /// Uninstalled (also the status of the `uninstall` row itself).
+        Removed = "removed",
+        Failed = "failed",
+    }
+}
+
+text_enum! {
+    /// How attune was driven.
+    Method {
+        Cli = "cli",
+        Api = "api",
+    }
+}
+
+text_enum! {
+    /// Outcome of the last `attune verify` of an installation.
+    VerifyStatus {
+        Ok = "ok",
+        Tampered = "tampered",
+        Missing = "missing",
+    }
+}
+
+/// What the install pipeline knows when it starts an install.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewInstallation {
+    pub pack_ref: String,
+    /// Display name, stored on the `packs` row (latest install wins).
+    pub pack_name: String,
+    pub pack_description: Option<String>,
+    pub version: String,
+    /// e.g. `local`.
+    pub source_type: String,
+    /// URL or path, ALREADY REDACTED by the caller: it is stored verbatim.
+    pub source: String,
+    pub requested_ref: Option<String>,
+    pub resolved_commit: Option<String>,
+    /// Printed form, e.g. `sha256-tree-v1:<hex>`.
+    pub checksum: String,
+    /// e.g. `sha256-tree-v1`.
+    pub checksum_algorithm: String,
+    /// Per-entry checksum manifest, for `verify` to diff against.
+    pub manifest: serde_json::Value,
+    /// Whether the checksum was checked against an expected value.
+    pub verified: bool,
+    /// OS user.
+    pub installed_by: String,
+    pub method: Method,
+    pub storage_path: String,
+    pub fetcher_name: String,
+    pub fetcher_version: String,
+    /// sha256 of the fetcher's wasm.
+    pub fetcher_hash: Option<String>,
+    /// Hostname: several hosts may share one database.
+    pub host: String,
+    /// Extra facts about the source.
+    pub metadata: serde_json::Value,
+}
+
+/// One row of `installations`: one install, reinstall or uninstall action.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Installation {
+    pub id: i64,
+    pub pack_ref: String,
+    pub version: String,
+    pub action: Action,
+    pub status: Status,
+    pub source_type: String,
+    pub source: String,
+    pub requested_ref: Option<String>,
+    pub resolved_commit: Option<String>,
+    pub checksum: String,
+    pub checksum_algorithm: String,
+    pub manifest_json: serde_json::Value,
+    pub verified: bool,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub verified_at: Option<OffsetDateTime>,
+    pub verify_status: Option<VerifyStatus>,
+    /// When the action began (for an `uninstall` row: when it happened).
+    #[serde(with = "time::serde::rfc3339")]
+    pub installed_at: OffsetDateTime,
+    pub installed_by: String,
+    pub method: Method,
+    pub storage_path: String,
+    pub fetcher_name: String,
+    pub fetcher_version: String,
+    pub fetcher_hash: Option<String>,
+    pub host: String,
+    pub metadata_json: serde_json::Value,
+    pub error: Option<String>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub finished_at: Option<OffsetDateTime>,
+}
+
+/// One row of `packs`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Pack {
+    pub pack_ref: String,
+    pub name: String,
+    pub description: Option<String>,
+    /// When the first install of any version completed; `None` while none has.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub first_installed_at: Option<OffsetDateTime>,
+}
+
+// Hand-written rather than derived: sqlx is built without its `time` feature
+// and timestamps are stored as unix milliseconds, so columns need converting.
+impl<'r> FromRow<'r, SqliteRow> for Installation {
+    fn from_row(row: &'r SqliteRow) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            id: row.try_get("id")?,
+            pack_ref: row.try_get("pack_ref")?,
+            version: row.try_get("version")?,
+            action: text(row, "action")?,
+            status: text(row, "status")?,
+            source_type: row.try_get("source_type")?,
+            source: row.try_get("source")?,
+            requested_ref: row.try_get("requested_ref")?,
+            resolved_commit: row.try_get("resolved_commit")?,
+            checksum: row.try_get("checksum")?,
+            checksum_algorithm: row.try_get("checksum_algorithm")?,
+            manifest_json: json(row, "manifest_json")?,
+            verified: row.try_get("verified")?,
+            verified_at: opt_timestamp(row, "verified_at")?,
+            verify_status: opt_text(row, "verify_status")?,
+            installed_at: timestamp(row, "installed_at")?,
+            installed_by: row.try_get("installed_by")?,
+            method: text(row, "method")?,
+            storage_path: row.try_get("storage_path")?,
+            fetcher_name: row.try_get("fetcher_name")?,
+            fetcher_version: row.try_get("fetcher_version")?,
+            fetcher_hash: row.try_get("fetcher_hash")?,
+            host: row.try_get("host")?,
+            metadata_json: json(row, "metadata_json")?,
+            error: row.try_get("error")?,
+            finished_at: opt_timestamp(row, "finished_at")?,
+        })
+    }
+}
+
+impl<'r> FromRow<'r, SqliteRow> for Pack {
+    fn from_row(row: &'r SqliteRow) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            pack_ref: row.try_get("pack_ref")?,
+            name: row.try_get("name")?,
+            description: row.try_get("description")?,
+            first_installed_at: opt_timestamp(row, "first_installed_at")?,
+        })
+    }
+}
+
+fn decode_error(column: &str, source: impl Into<sqlx::error::BoxDynError>) -> sqlx::Error {
+    sqlx::Error::ColumnDecode {
+        index: column.to_owned(),
+        source: source.into(),
+    }
+}
+
+fn text<T: FromStr<Err = String>>(row: &SqliteRow, column: &str) -> Result<T, sqlx::Error> {
+    let raw: String = row.try_get(column)?;
+    raw.parse().map_err(|e: String| decode_error(column, e))
+}
+
+fn opt_text<T: FromStr<Err = String>>(
+    row: &SqliteRow,
+    column: &str,
+) -> Result<Option<T>, sqlx::Error> {
+    let raw: Option<String> = row.try_get(column)?;
+    raw.map(|raw| raw.parse().map_err(|e: String| decode_error(column, e)))
+        .transpose()
+}
+
+fn json(row: &SqliteRow, column: &str) -> Result<serde_json::Value, sqlx::Error> {
+    let raw: String = row.try_get(column)?;
+    serde_json::from_str(&raw).map_err(|e| decode_error(column, e))
+}
+
+fn timestamp(row: &SqliteRow, column: &str) -> Result<OffsetDateTime, sqlx::Error> {
+    from_unix_ms(row.try_get(column)?).map_err(|e| decode_error(column, e))
+}
+
+fn opt_timestamp(row: &SqliteRow, column: &str) -> Result<Option<OffsetDateTime>, sqlx::Error> {
+    let raw: Option<i64> = row.try_get(column)?;
+    raw.map(|ms| from_unix_ms(ms).map_err(|e| decode_error(column, e)))
+        .transpose()
+}
+
+/// The stored form of a timestamp: unix milliseconds, UTC. Integers rather
+/// than text because they sort and compare the same in SQLite and PostgreSQL
+/// and need no parser (the host builds `time` without `parsing`).
+pub(crate) fn to_unix_ms(t: OffsetDateTime) -> i64 {
+    // Every OffsetDateTime (years ±9999) fits in i64 milliseconds.
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
+pub(crate) fn from_unix_ms(ms: i64) -> Result<OffsetDateTime, time::error::ComponentRange> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+}
+
+/// Now, at the precision that is stored, so a value read back equals the one written.
+pub(crate) fn now() -> OffsetDateTime {
+    from_unix_ms(to_unix_ms(OffsetDateTime::now_utc())).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+/// Orders version strings "semver-ish": runs of digits compare as numbers, so
+/// `1.9.0 < 1.10.0`; everything else compares as text. Pre-release rules are
+/// not applied (`1.0.0-rc1` sorts after `1.0.0`).
+pub fn version_cmp(a: &str, b: &str) -> Ordering {
+    let (mut a_rest, mut b_rest) = (a, b);
+    loop {
+        match (chunk(a_rest), chunk(b_rest)) {
+            (None, None) => return a.cmp(b),
+            (None, Some(_)) => return Ordering::Less,
+            (Some(_), None) => return Ordering::Greater,
+            (Some((ca, ra)), Some((cb, rb))) => {
+                let by_chunk = match (
+                    ca.as_bytes()[0].is_ascii_digit(),
+                    cb.as_bytes()[0].is_ascii_digit(),
+                ) {
+                    (true, true) => {
+                        let (na, nb) = (ca.trim_start_matches('0'), cb.trim_start_matches('0'));
+                        // Longer digit string (without leading zeros) is the larger number:
+                        // no overflow, however long the number.
+                        na.len().cmp(&nb.len()).then_with(|| na.cmp(nb))
+                    }
+                    _ => ca.cmp(cb),
+                };
+                if by_chunk != Ordering::Equal {
+                    return by_chunk;
+                }
+                (a_rest, b_rest) = (ra, rb);
+            }
+        }
+    }
+}
+
+/// Splits off the leading run of digits or of non-digits.
+fn chunk(s: &str) -> Option<(&str, &str)> {
+    let first = s.bytes().next()?;
+    let digits = first.is_ascii_digit();
+    let end = s
+        .bytes()
+        .position(|b| b.is_ascii_digit() != digits)
+        .unwrap_or(s.len());
+    Some(s.split_at(end))
+}

@@ -1,0 +1,24 @@
+//! The built-in fetchers, embedded in the binary.
+//!
+//! `host/build.rs` builds them for wasm32-wasip2; here they become bytes the
+//! runtime compiles (or loads from its cache) on first use, so an installed
+//! `attune` binary is self-contained.
+
+use crate::runtime::{Plugin, Runtime, RuntimeError};
+
+/// A fetcher shipped inside attune.
+#[derive(Debug, Clone, Copy)]
+pub struct Builtin {
+    pub name: &'static str,
+    pub wasm: &'static [u8],
+}
+
+pub const LOCAL: Builtin = Builtin { name: "local", wasm: include_bytes!(env!("ATTUNE_WASM_LOCAL")) };
+
+pub const BUILTINS: &[Builtin] = &[LOCAL];
+
+impl Builtin {
+    pub async fn load(&self, runtime: &Runtime) -> Result<Plugin, RuntimeError> {
+        runtime.load(self.name, self.wasm).await
+    }
+}

@@ -1,0 +1,131 @@
+//! Sources: where a pack comes from, and which fetcher gets it.
+//!
+//! One small trait ([`Source`]) and one factory ([`resolve`]), the only place
+//! that knows the concrete kinds of source. Every kind is fetched by a wasm
+//! component ([`wasm::WasmSource`]); the install pipeline only sees a
+//! `Source`, never which fetcher ran.
+
+pub mod wasm;
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+
+use thiserror::Error;
+
+use crate::runtime::{EventSink, Fetched, Limits, RuntimeError};
+use crate::staging::StagingWriter;
+
+/// The kind of a source, recorded with each installation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    Local,
+    /// A fetcher component named on the command line (`--plugin-file`).
+    Plugin,
+}
+
+impl SourceKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            SourceKind::Local => "local",
+            SourceKind::Plugin => "plugin",
+        }
+    }
+}
+
+/// A parsed source string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceSpec {
+    /// A folder on this machine (canonical path).
+    Local(PathBuf),
+    /// Any source, fetched by the component in `wasm`; a source that names
+    /// an existing local path is offered to it read-only.
+    Plugin { wasm: PathBuf, source: String, input: Option<PathBuf> },
+}
+
+/// Facts about the fetcher that ran, recorded with the installation.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FetcherFacts {
+    pub name: String,
+    pub version: String,
+    pub sha256: String,
+}
+
+/// Something that can put a pack into a staging folder.
+pub trait Source: Send + Sync {
+    fn kind(&self) -> SourceKind;
+    /// The source as it may be shown and stored (credentials removed).
+    fn display(&self) -> String;
+    fn fetcher(&self) -> FetcherFacts;
+    fn fetch<'a>(&'a self, staging: StagingWriter, limits: &'a Limits, events: Option<EventSink>) -> BoxFuture<'a, Result<Fetched, SourceError>>;
+}
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+#[derive(Debug, Error)]
+pub enum SourceError {
+    #[error("{path}: no such file or folder")]
+    NotFound { path: PathBuf },
+    #[error("{path}: {what} is not supported yet; attune can install from a pack folder")]
+    Unsupported { path: PathBuf, what: &'static str },
+    #[error("{source_str:?}: unsupported source; use a path to a pack folder (e.g. ./my_pack)")]
+    UnknownScheme { source_str: String },
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: cannot read the plugin: {source}")]
+    PluginFile { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+}
+
+/// Parses a source string as the user wrote it.
+pub fn parse(source: &str) -> Result<SourceSpec, SourceError> {
+    let path = match source.strip_prefix("file://") {
+        Some(p) => Path::new(p),
+        None if source.contains("://") => {
+            return Err(SourceError::UnknownScheme { source_str: source.to_string() });
+        }
+        None => Path::new(source),
+    };
+    let meta = match fs_err::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(SourceError::NotFound { path: path.to_path_buf() });
+        }
+        Err(e) => return Err(SourceError::Io { path: path.to_path_buf(), source: e.into() }),
+    };
+    if !meta.is_dir() {
+        return Err(SourceError::Unsupported { path: path.to_path_buf(), what: "a single file (archives arrive with the archive fetcher)" });
+    }
+    let canonical = fs_err::canonicalize(path).map_err(|e| SourceError::Io { path: path.to_path_buf(), source: e })?;
+    Ok(SourceSpec::Local(canonical))
+}
+
+/// A source to be fetched by a plugin file instead of a built-in fetcher.
+pub fn parse_for_plugin(source: &str, wasm: &Path) -> SourceSpec {
+    let input = fs_err::canonicalize(source.strip_prefix("file://").unwrap_or(source)).ok();
+    SourceSpec::Plugin { wasm: wasm.to_path_buf(), source: source.to_string(), input }
+}
+
+/// The factory: the one place that maps a kind of source to its fetcher.
+pub async fn resolve(spec: SourceSpec, runtime: std::sync::Arc<crate::runtime::Runtime>) -> Result<Box<dyn Source>, SourceError> {
+    use crate::runtime::FetchRequest;
+    use crate::runtime::grants::Offer;
+    match spec {
+        SourceSpec::Local(path) => {
+            let plugin = crate::plugins::LOCAL.load(&runtime).await?;
+            let offer = Offer { input: Some(path.clone()), hosts: vec![] };
+            let request = FetchRequest { source: path.display().to_string(), ..Default::default() };
+            Ok(Box::new(wasm::WasmSource::new(SourceKind::Local, path.display().to_string(), runtime, plugin, request, &offer)))
+        }
+        SourceSpec::Plugin { wasm, source, input } => {
+            let bytes = fs_err::read(&wasm).map_err(|e| SourceError::PluginFile { path: wasm.clone(), source: e })?;
+            let label = wasm.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "plugin".into());
+            let plugin = runtime.load(&label, &bytes).await?;
+            let offer = Offer { input, hosts: vec![] };
+            let request = FetchRequest { source: source.clone(), ..Default::default() };
+            Ok(Box::new(wasm::WasmSource::new(SourceKind::Plugin, source, runtime, plugin, request, &offer)))
+        }
+    }
+}

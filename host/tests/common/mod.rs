@@ -1,0 +1,188 @@
+//! Shared test harness: a private packs dir and SQLite file per test, the
+//! real `attune` binary, and a compiled-plugin cache shared across tests.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub struct Env {
+    pub tmp: tempfile::TempDir,
+}
+
+impl Env {
+    pub fn new() -> Env {
+        Env { tmp: tempfile::tempdir().unwrap() }
+    }
+
+    pub fn packs(&self) -> PathBuf {
+        self.tmp.path().join("packs")
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.tmp.path().join("attune.db")
+    }
+
+    pub fn db_url(&self) -> String {
+        format!("sqlite://{}", self.db_path().display())
+    }
+
+    /// `attune` with this env's packs dir, database and the shared cache.
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_attune"));
+        c.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", self.tmp.path())
+            .env("USER", "tester")
+            .env("ATTUNE_PACKS_DIR", self.packs())
+            .env("ATTUNE_DATABASE_URL", self.db_url())
+            .env("ATTUNE_CACHE_DIR", cache_dir());
+        c
+    }
+
+    /// Runs `attune args…`; returns (exit ok, stdout, stderr).
+    pub fn run(&self, args: &[&str]) -> Out {
+        let o = self.cmd().args(args).output().unwrap();
+        Out {
+            ok: o.status.success(),
+            code: o.status.code(),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+
+    /// A small pack with every kind of entry: exec file, symlink, empty dir.
+    pub fn make_pack(&self, name: &str, version: &str) -> PathBuf {
+        let dir = self.tmp.path().join("src").join(format!("{name}-{version}"));
+        write_pack(&dir, name, version);
+        dir
+    }
+
+    /// A copy of `examples/packs/<name>` to change freely.
+    pub fn example(&self, name: &str) -> PathBuf {
+        let to = self.tmp.path().join("src").join(name);
+        copy_tree(&repo().join("examples/packs").join(name), &to);
+        to
+    }
+
+    /// Replaces the env's paths with stable names for snapshots.
+    pub fn redact(&self, s: &str) -> String {
+        let mut s = s.replace(&self.tmp.path().canonicalize().unwrap().display().to_string(), "[TMP]");
+        s = s.replace(&self.tmp.path().display().to_string(), "[TMP]");
+        s = s.replace(&repo().display().to_string(), "[REPO]");
+        redact_volatile(&s)
+    }
+}
+
+#[derive(Debug)]
+pub struct Out {
+    pub ok: bool,
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Out {
+    #[track_caller]
+    pub fn success(self) -> Out {
+        assert!(self.ok, "command failed\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        self
+    }
+    #[track_caller]
+    pub fn failure(self) -> Out {
+        assert!(!self.ok, "command succeeded but should fail\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        assert_eq!(self.code, Some(1), "a failure exits 1, not a crash: {self:?}");
+        self
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.stdout))
+    }
+}
+
+/// Timestamps, hostnames, hashes of build products: things a snapshot must not pin.
+pub fn redact_volatile(s: &str) -> String {
+    let host = attune::context::hostname();
+    let time = regex_lite::Regex::new(r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(\.\d+)?( UTC|Z|[+-]\d\d:\d\d)?").unwrap();
+    let s = time.replace_all(s, "[TIME]").into_owned();
+    let s = s.replace(&format!(" {host}\n"), " [HOST]\n").replace(&format!("on {host}"), "on [HOST]");
+    let pid = regex_lite::Regex::new(r"\b\d+-[0-9a-f]{8,}\b").unwrap();
+    pid.replace_all(&s, "[ID]").into_owned()
+}
+
+pub fn write_pack(dir: &Path, name: &str, version: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir.join("actions")).unwrap();
+    std::fs::create_dir_all(dir.join("rules")).unwrap();
+    std::fs::create_dir_all(dir.join("empty")).unwrap();
+    std::fs::write(
+        dir.join("pack.yaml"),
+        format!("---\nname: {name}\ndescription: A test pack\nversion: {version}\nauthor: Tests\nemail: t@example.com\npython_versions:\n  - \"3\"\nextra_key: kept\n"),
+    )
+    .unwrap();
+    std::fs::write(dir.join("actions/run.sh"), "#!/bin/sh\necho hello\n").unwrap();
+    std::fs::set_permissions(dir.join("actions/run.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(dir.join("actions/run.yaml"), "name: run\nentry_point: run.sh\nrunner_type: local-shell-script\n").unwrap();
+    std::fs::write(dir.join("rules/on.yaml"), "name: on\n").unwrap();
+    std::os::unix::fs::symlink("run.sh", dir.join("actions/alias.sh")).unwrap();
+}
+
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// Compiled components are cached here for every test of this build.
+pub fn cache_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("attune-cache")
+}
+
+pub fn hostile_wasm() -> PathBuf {
+    PathBuf::from(env!("ATTUNE_WASM_HOSTILE"))
+}
+
+pub fn copy_tree(from: &Path, to: &Path) {
+    for e in walkdir::WalkDir::new(from) {
+        let e = e.unwrap();
+        let rel = e.path().strip_prefix(from).unwrap();
+        let dst = to.join(rel);
+        let ft = e.file_type();
+        if ft.is_dir() {
+            std::fs::create_dir_all(&dst).unwrap();
+        } else if ft.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(e.path()).unwrap(), &dst).unwrap();
+        } else {
+            std::fs::copy(e.path(), &dst).unwrap();
+        }
+    }
+}
+
+/// Every file under `dir`, relative, sorted (to prove nothing else appeared).
+pub fn listing(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = walkdir::WalkDir::new(dir)
+        .min_depth(1)
+        .into_iter()
+        .map(|e| e.unwrap().path().strip_prefix(dir).unwrap().display().to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Rows of a query against the env's SQLite file, through the sqlite3 CLI-free path: sqlx.
+pub fn query(env: &Env, sql: &str) -> Vec<Vec<String>> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        use sqlx::{Column, Row};
+        let pool = sqlx::SqlitePool::connect(&env.db_url()).await.unwrap();
+        let rows = sqlx::query(sql).fetch_all(&pool).await.unwrap();
+        rows.iter()
+            .map(|r| {
+                (0..r.columns().len())
+                    .map(|i| {
+                        r.try_get::<String, _>(i)
+                            .or_else(|_| r.try_get::<i64, _>(i).map(|n| n.to_string()))
+                            .unwrap_or_else(|_| "NULL".into())
+                    })
+                    .collect()
+            })
+            .collect()
+    })
+}
