@@ -66,8 +66,12 @@ fn json_output_for_every_command() {
     assert_eq!(v["findings"].as_array().unwrap().len(), 0);
     let v = env.run(&["uninstall", "jsonpack", "--json"]).success().json();
     assert_eq!(v["version"], "0.1.0");
+    // History outlives the install.
+    let v = env.run(&["info", "jsonpack", "--json"]).success().json();
+    assert_eq!(v["installed"].as_array().unwrap().len(), 0);
+    assert_eq!(v["history"].as_array().unwrap().len(), 2);
     // Errors are JSON too.
-    let out = env.run(&["info", "jsonpack", "--json"]).failure();
+    let out = env.run(&["info", "never_installed", "--json"]).failure();
     assert!(out.json()["error"]["message"].as_str().unwrap().contains("not installed"));
 }
 
@@ -221,7 +225,13 @@ fn symlinks_out_of_a_local_pack_are_refused() {
     let src = env.make_pack("linky", "1.0.0");
     std::os::unix::fs::symlink("/etc/passwd", src.join("passwd")).unwrap();
     let out = env.run(&["install", src.to_str().unwrap()]).failure();
-    assert!(out.stderr.contains("symlink target \"/etc/passwd\" leaves the pack"), "{}", out.stderr);
+    assert!(out.stderr.contains("passwd: symlink target leaves the pack"), "{}", out.stderr);
+    assert!(!env.packs().join("linky-1.0.0").exists());
+    // A relative link that climbs out is refused by the host's staging rules.
+    std::fs::remove_file(src.join("passwd")).unwrap();
+    std::os::unix::fs::symlink("../../outside", src.join("actions/up")).unwrap();
+    let out = env.run(&["install", src.to_str().unwrap()]).failure();
+    assert!(out.stderr.contains("leaves the pack"), "{}", out.stderr);
     assert!(!env.packs().join("linky-1.0.0").exists());
 }
 

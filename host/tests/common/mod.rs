@@ -105,6 +105,7 @@ pub fn redact_volatile(s: &str) -> String {
     let time = regex_lite::Regex::new(r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(\.\d+)?( UTC|Z|[+-]\d\d:\d\d)?").unwrap();
     let s = time.replace_all(s, "[TIME]").into_owned();
     let s = s.replace(&format!(" {host}\n"), " [HOST]\n").replace(&format!("on {host}"), "on [HOST]");
+    let s = s.replace(&format!("by {} via", attune::context::username()), "by [USER] via");
     let pid = regex_lite::Regex::new(r"\b\d+-[0-9a-f]{8,}\b").unwrap();
     pid.replace_all(&s, "[ID]").into_owned()
 }
@@ -156,11 +157,13 @@ pub fn copy_tree(from: &Path, to: &Path) {
 }
 
 /// Every file under `dir`, relative, sorted (to prove nothing else appeared).
+/// Tolerates a tree that changes while it is read.
 pub fn listing(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = walkdir::WalkDir::new(dir)
         .min_depth(1)
         .into_iter()
-        .map(|e| e.unwrap().path().strip_prefix(dir).unwrap().display().to_string())
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().strip_prefix(dir).unwrap().display().to_string())
         .collect();
     v.sort();
     v
@@ -170,9 +173,9 @@ pub fn listing(dir: &Path) -> Vec<String> {
 pub fn query(env: &Env, sql: &str) -> Vec<Vec<String>> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
-        use sqlx::{Column, Row};
+        use sqlx::Row;
         let pool = sqlx::SqlitePool::connect(&env.db_url()).await.unwrap();
-        let rows = sqlx::query(sql).fetch_all(&pool).await.unwrap();
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql.to_string())).fetch_all(&pool).await.unwrap();
         rows.iter()
             .map(|r| {
                 (0..r.columns().len())

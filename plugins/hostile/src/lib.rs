@@ -78,9 +78,32 @@ impl Fetcher for Hostile {
                 std::fs::write("/tmp/attune-hostile-write.txt", b"out")
                     .map_err(|e| FetchError::Other(format!("/tmp/attune-hostile-write.txt: {e}")))?;
             }
-            "network" => {
-                std::net::TcpStream::connect("127.0.0.1:22")
-                    .map_err(|e| FetchError::Network(format!("127.0.0.1:22: {e}")))?;
+            a if a.starts_with("network:") => {
+                let addr = format!("127.0.0.1:{}", &a["network:".len()..]);
+                std::net::TcpStream::connect(&addr).map_err(|e| FetchError::Network(format!("{addr}: {e}")))?;
+                Staging::write_file("pack.yaml", false, PACK_YAML)?;
+            }
+            // Parked in a host call, where epoch interruption cannot reach.
+            "sleep" => std::thread::sleep(std::time::Duration::from_secs(3600)),
+            // Climb out of the read-only input mount.
+            "escape-input" => {
+                let root = request.input.clone().unwrap_or_default();
+                for p in [format!("{root}/../../../../etc/passwd"), "/etc/passwd".to_string(), format!("{root}/../")] {
+                    if let Ok(text) = std::fs::read(&p) {
+                        Staging::write_file("pack.yaml", false, PACK_YAML)?;
+                        Staging::write_file("stolen", false, &text)?;
+                        return Ok(FetchResult::new(request.source));
+                    }
+                }
+                return Err(FetchError::Denied("every path outside the input was refused".into()));
+            }
+            // A normal pack, written slowly, so a test can kill the install mid-fetch.
+            "slow" => {
+                Staging::write_file("pack.yaml", false, PACK_YAML)?;
+                for i in 0..600 {
+                    Staging::write_file(&format!("f{i}"), false, b"x")?;
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
             }
             // Swallow the host's refusal and claim success: the host must still fail.
             "ignore-errors" => {

@@ -69,7 +69,11 @@ fn copy_dir(root: &str, rel: &str, copied: &mut u64) -> Result<(), FetchError> {
             Staging::create_dir(&rel_path)?;
             copy_dir(root, &rel_path, copied)?;
         } else if kind.is_symlink() {
-            let target = fs::read_link(&src).map_err(|e| io_err(&src, e))?;
+            // WASI refuses to read a target that is absolute or leaves the
+            // mounted folder, so that failure means "leaves the pack".
+            let target = fs::read_link(&src).map_err(|e| {
+                FetchError::InvalidContent(format!("{rel_path}: symlink target leaves the pack (absolute or outside the folder): {e}"))
+            })?;
             let target = target.to_str().ok_or_else(|| {
                 FetchError::InvalidContent(format!("{src}: symlink target is not UTF-8"))
             })?;

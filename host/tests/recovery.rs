@@ -1,0 +1,80 @@
+//! The start-up check, driven through the library: a pending journal row is
+//! what a process killed between "begin" and "complete" leaves behind.
+
+mod common;
+
+use attune::context::{Context, Settings};
+use attune::db::{Method, NewInstallation};
+use attune::runtime::Limits;
+
+fn settings(env: &common::Env) -> Settings {
+    Settings { packs_dir: env.packs(), database_url: env.db_url(), cache_dir: Some(common::cache_dir()), limits: Limits::default() }
+}
+
+fn row(ctx: &Context, path: &std::path::Path, checksum: &str) -> NewInstallation {
+    NewInstallation {
+        pack_ref: "killed".into(),
+        pack_name: "killed".into(),
+        pack_description: None,
+        version: "1.0.0".into(),
+        source_type: "local".into(),
+        source: "/src".into(),
+        requested_ref: None,
+        resolved_commit: None,
+        checksum: checksum.into(),
+        checksum_algorithm: "sha256-tree-v1".into(),
+        manifest: serde_json::json!({}),
+        verified: false,
+        installed_by: ctx.user.clone(),
+        method: Method::Cli,
+        storage_path: path.display().to_string(),
+        fetcher_name: "local".into(),
+        fetcher_version: "0.1.0".into(),
+        fetcher_hash: None,
+        host: ctx.host.clone(),
+        metadata: serde_json::json!({}),
+    }
+}
+
+#[tokio::test]
+async fn killed_after_the_rename_is_completed() {
+    let env = common::Env::new();
+    let (ctx, _) = Context::open(&settings(&env)).await.unwrap();
+    let dest = env.packs().join("killed-1.0.0");
+    common::write_pack(&dest, "killed", "1.0.0");
+    let sum = attune::checksum::tree(&dest).unwrap().digest.to_string();
+    let id = ctx.db.begin_install(&row(&ctx, &dest, &sum)).await.unwrap();
+    drop(ctx);
+
+    let (ctx, recovery) = Context::open(&settings(&env)).await.unwrap();
+    assert_eq!(recovery.completed, vec!["killed@1.0.0"]);
+    let cur = ctx.db.current("killed", "1.0.0", &ctx.host).await.unwrap().unwrap();
+    assert_eq!(cur.id, id);
+}
+
+#[tokio::test]
+async fn killed_before_the_rename_is_rolled_back() {
+    let env = common::Env::new();
+    let (ctx, _) = Context::open(&settings(&env)).await.unwrap();
+    let dest = env.packs().join("killed-1.0.0");
+    ctx.db.begin_install(&row(&ctx, &dest, "sha256-tree-v1:00")).await.unwrap();
+    drop(ctx);
+
+    let (ctx, recovery) = Context::open(&settings(&env)).await.unwrap();
+    assert_eq!(recovery.rolled_back, vec!["killed@1.0.0"]);
+    assert!(ctx.db.current("killed", "1.0.0", &ctx.host).await.unwrap().is_none());
+    assert!(ctx.db.pending(&ctx.host).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_live_install_in_another_process_is_left_alone() {
+    let env = common::Env::new();
+    let (ctx, _) = Context::open(&settings(&env)).await.unwrap();
+    let dest = env.packs().join("killed-1.0.0");
+    ctx.db.begin_install(&row(&ctx, &dest, "sha256-tree-v1:00")).await.unwrap();
+    // Its owner still holds the pack lock.
+    let _held = ctx.store.lock_pack("killed", || {}).unwrap();
+    let (ctx2, recovery) = Context::open(&settings(&env)).await.unwrap();
+    assert!(recovery.rolled_back.is_empty() && recovery.completed.is_empty());
+    assert_eq!(ctx2.db.pending(&ctx2.host).await.unwrap().len(), 1);
+}
