@@ -37,7 +37,18 @@ fn main() {
         if key.starts_with("CARGO_CFG_")
             || key.starts_with("CARGO_FEATURE_")
             || key.starts_with("CARGO_ENCODED_")
-            || matches!(key.as_str(), "RUSTFLAGS" | "TARGET" | "HOST" | "RUSTC_WRAPPER" | "CARGO_BUILD_TARGET" | "CARGO_TARGET_DIR" | "CARGO_MAKEFLAGS" | "MAKEFLAGS" | "MFLAGS")
+            || matches!(
+                key.as_str(),
+                "RUSTFLAGS"
+                    | "TARGET"
+                    | "HOST"
+                    | "RUSTC_WRAPPER"
+                    | "CARGO_BUILD_TARGET"
+                    | "CARGO_TARGET_DIR"
+                    | "CARGO_MAKEFLAGS"
+                    | "MAKEFLAGS"
+                    | "MFLAGS"
+            )
         {
             cmd.env_remove(key);
         }

@@ -28,7 +28,9 @@ pub enum ConfigError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
-    #[error("{value:?} is not a size: write a number with an optional unit (B, KiB, MiB, GiB, KB, MB, GB), e.g. 512MiB")]
+    #[error(
+        "{value:?} is not a size: write a number with an optional unit (B, KiB, MiB, GiB, KB, MB, GB), e.g. 512MiB"
+    )]
     Size { value: String },
     #[error("{value:?} is not a duration: write seconds with an optional unit (ms, s, m, h), e.g. 90s")]
     Duration { value: String },

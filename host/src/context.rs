@@ -43,7 +43,8 @@ pub struct Recovery {
 
 impl Context {
     pub async fn open(settings: &Settings) -> Result<(Context, Recovery), Error> {
-        fs_err::create_dir_all(&settings.packs_dir).map_err(|e| Error::Io { path: settings.packs_dir.clone(), source: e.into() })?;
+        std::fs::create_dir_all(&settings.packs_dir)
+            .map_err(|e| Error::Io { path: settings.packs_dir.clone(), source: e })?;
         let store = Store::open(&settings.packs_dir)?;
         let db = Db::connect(&settings.database_url).await?;
         let runtime = Arc::new(Runtime::new(settings.cache_dir.clone())?);
@@ -73,7 +74,12 @@ impl Context {
                 self.db.complete_install(row.id).await?;
                 r.completed.push(label);
             } else {
-                self.db.fail_install(row.id, "interrupted before the pack was moved into place; the previous state was kept").await?;
+                self.db
+                    .fail_install(
+                        row.id,
+                        "interrupted before the pack was moved into place; the previous state was kept",
+                    )
+                    .await?;
                 r.rolled_back.push(label);
             }
         }

@@ -34,7 +34,10 @@ pub struct InstallRequest {
 pub enum InstallEvent {
     Phase(&'static str),
     /// Bytes and entries staged so far.
-    Staged { bytes: u64, entries: u64 },
+    Staged {
+        bytes: u64,
+        entries: u64,
+    },
     Fetcher(Event),
     /// Waiting for another process that holds the pack's lock.
     Waiting(String),
@@ -58,7 +61,11 @@ pub struct InstallReport {
     pub installation_id: i64,
 }
 
-pub async fn install(ctx: &Context, req: InstallRequest, progress: Option<InstallProgress>) -> Result<InstallReport, Error> {
+pub async fn install(
+    ctx: &Context,
+    req: InstallRequest,
+    progress: Option<InstallProgress>,
+) -> Result<InstallReport, Error> {
     let emit = |e: InstallEvent| {
         if let Some(p) = &progress {
             p(e)
@@ -73,9 +80,11 @@ pub async fn install(ctx: &Context, req: InstallRequest, progress: Option<Instal
 
     emit(InstallEvent::Phase("fetching"));
     let source = sources::resolve(spec, ctx.runtime.clone()).await?;
-    let writer = StagingWriter::new(&pack_path, req.limits.write).map_err(|e| Error::Io { path: pack_path.clone(), source: e })?;
+    let writer = StagingWriter::new(&pack_path, req.limits.write)
+        .map_err(|e| Error::Io { path: pack_path.clone(), source: e })?;
     let counters = writer.counters();
-    let events: Option<EventSink> = progress.clone().map(|p| Arc::new(move |e: &Event| p(InstallEvent::Fetcher(e.clone()))) as EventSink);
+    let events: Option<EventSink> =
+        progress.clone().map(|p| Arc::new(move |e: &Event| p(InstallEvent::Fetcher(e.clone()))) as EventSink);
     let fetch = source.fetch(writer, &req.limits, events);
     tokio::pin!(fetch);
     let fetched = loop {
@@ -98,7 +107,11 @@ pub async fn install(ctx: &Context, req: InstallRequest, progress: Option<Instal
     if let Some(expected) = &req.expected_checksum
         && *expected != tree.digest
     {
-        return Err(Error::ChecksumMismatch { source_str: source.display(), expected: expected.to_string(), actual: tree.digest.to_string() });
+        return Err(Error::ChecksumMismatch {
+            source_str: source.display(),
+            expected: expected.to_string(),
+            actual: tree.digest.to_string(),
+        });
     }
 
     let pack_ref = manifest.r#ref.clone();

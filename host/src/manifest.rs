@@ -99,8 +99,12 @@ pub fn read(pack_dir: &Path) -> Result<PackManifest, ManifestError> {
     if bytes.len() as u64 > MAX_MANIFEST_BYTES {
         return Err(ManifestError::TooLarge { path, size: bytes.len() as u64, max: MAX_MANIFEST_BYTES });
     }
-    let text = String::from_utf8(bytes)
-        .map_err(|_| ManifestError::Yaml { path: path.clone(), line: None, column: None, message: "not UTF-8".into() })?;
+    let text = String::from_utf8(bytes).map_err(|_| ManifestError::Yaml {
+        path: path.clone(),
+        line: None,
+        column: None,
+        message: "not UTF-8".into(),
+    })?;
     parse(&text, &path)
 }
 
@@ -130,14 +134,20 @@ pub fn parse(text: &str, origin: &Path) -> Result<PackManifest, ManifestError> {
     for (k, v) in map {
         let key = match k {
             serde_yaml_ng::Value::String(s) => s,
-            other => return Err(ManifestError::WrongType { path, field: format!("{other:?}"), expected: "a string key" }),
+            other => {
+                return Err(ManifestError::WrongType { path, field: format!("{other:?}"), expected: "a string key" });
+            }
         };
-        let value = serde_json::to_value(&v)
-            .map_err(|_| ManifestError::WrongType { path: path.clone(), field: key.clone(), expected: "plain YAML data" })?;
+        let value = serde_json::to_value(&v).map_err(|_| ManifestError::WrongType {
+            path: path.clone(),
+            field: key.clone(),
+            expected: "plain YAML data",
+        })?;
         fields.insert(key, value);
     }
 
-    let name = take_string(&mut fields, "name", &path)?.ok_or(ManifestError::MissingField { path: path.clone(), field: "name" })?;
+    let name = take_string(&mut fields, "name", &path)?
+        .ok_or(ManifestError::MissingField { path: path.clone(), field: "name" })?;
     let (r#ref, from_name) = match take_string(&mut fields, "ref", &path)? {
         Some(r) => (r, false),
         None => (name.clone(), true),
@@ -152,12 +162,21 @@ pub fn parse(text: &str, origin: &Path) -> Result<PackManifest, ManifestError> {
     }
     let version = match fields.remove("version") {
         None | Some(Value::Null) => return Err(ManifestError::MissingField { path, field: "version" }),
-        Some(Value::String(s)) => semver::Version::parse(s.trim())
-            .map_err(|e| ManifestError::InvalidVersion { path: path.clone(), value: format!("{s:?}"), reason: e.to_string() })?,
+        Some(Value::String(s)) => semver::Version::parse(s.trim()).map_err(|e| ManifestError::InvalidVersion {
+            path: path.clone(),
+            value: format!("{s:?}"),
+            reason: e.to_string(),
+        })?,
         Some(Value::Number(n)) => {
-            return Err(ManifestError::InvalidVersion { path, value: n.to_string(), reason: "YAML read it as a number".into() });
+            return Err(ManifestError::InvalidVersion {
+                path,
+                value: n.to_string(),
+                reason: "YAML read it as a number".into(),
+            });
         }
-        Some(_) => return Err(ManifestError::WrongType { path, field: "version".into(), expected: "a string like 1.0.0" }),
+        Some(_) => {
+            return Err(ManifestError::WrongType { path, field: "version".into(), expected: "a string like 1.0.0" });
+        }
     };
     Ok(PackManifest {
         r#ref,
@@ -179,10 +198,19 @@ fn yaml_error(path: &Path, e: serde_yaml_ng::Error) -> ManifestError {
         return ManifestError::AliasBomb { path: path.to_path_buf() };
     }
     let loc = e.location();
-    ManifestError::Yaml { path: path.to_path_buf(), line: loc.as_ref().map(|l| l.line()), column: loc.as_ref().map(|l| l.column()), message }
+    ManifestError::Yaml {
+        path: path.to_path_buf(),
+        line: loc.as_ref().map(|l| l.line()),
+        column: loc.as_ref().map(|l| l.column()),
+        message,
+    }
 }
 
-fn take_string(fields: &mut Map<String, Value>, key: &'static str, path: &Path) -> Result<Option<String>, ManifestError> {
+fn take_string(
+    fields: &mut Map<String, Value>,
+    key: &'static str,
+    path: &Path,
+) -> Result<Option<String>, ManifestError> {
     match fields.remove(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
@@ -214,7 +242,11 @@ fn take_list(fields: &mut Map<String, Value>, key: &'static str, path: &Path) ->
                     Ok(v)
                 }
                 None if key == "dependencies" => Ok(vec![]),
-                None => Err(ManifestError::WrongType { path: path.to_path_buf(), field: key.into(), expected: "a list of strings" }),
+                None => Err(ManifestError::WrongType {
+                    path: path.to_path_buf(),
+                    field: key.into(),
+                    expected: "a list of strings",
+                }),
             }
         }
         Some(v) => match scalar(v) {
@@ -224,7 +256,11 @@ fn take_list(fields: &mut Map<String, Value>, key: &'static str, path: &Path) ->
             }
             // Attune writes dependencies as a mapping; keep it whole in `extra`.
             None if key == "dependencies" => Ok(vec![]),
-            None => Err(ManifestError::WrongType { path: path.to_path_buf(), field: key.into(), expected: "a list of strings" }),
+            None => Err(ManifestError::WrongType {
+                path: path.to_path_buf(),
+                field: key.into(),
+                expected: "a list of strings",
+            }),
         },
     }
 }
@@ -299,7 +335,8 @@ mod tests {
 
     #[test]
     fn alias_bomb_is_refused_quickly() {
-        let mut bomb = String::from("a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n");
+        let mut bomb =
+            String::from("a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n");
         let names = ["a", "b", "c", "d", "e", "f", "g", "h", "i"];
         for w in names.windows(2) {
             bomb.push_str(&format!("{}: &{} [*{x},*{x},*{x},*{x},*{x},*{x},*{x},*{x},*{x}]\n", w[1], w[1], x = w[0]));
@@ -325,7 +362,11 @@ mod tests {
         std::os::unix::fs::symlink("inner/pack.yaml", t.path().join("pack.yaml")).unwrap();
         assert!(matches!(read(t.path()), Err(ManifestError::NotAFile { .. })));
         std::fs::remove_file(t.path().join("pack.yaml")).unwrap();
-        std::fs::write(t.path().join("pack.yaml"), format!("name: x\nversion: 1.0.0\ndescription: \"{}\"\n", "x".repeat(1 << 20))).unwrap();
+        std::fs::write(
+            t.path().join("pack.yaml"),
+            format!("name: x\nversion: 1.0.0\ndescription: \"{}\"\n", "x".repeat(1 << 20)),
+        )
+        .unwrap();
         assert!(matches!(read(t.path()), Err(ManifestError::TooLarge { .. })));
     }
 }

@@ -27,7 +27,11 @@ impl std::str::FromStr for PackSpec {
         };
         manifest::validate_ref(r).map_err(|e| Error::Usage(format!("{s:?}: {e}")))?;
         let version = v
-            .map(|v| semver::Version::parse(v).map_err(|e| Error::Usage(format!("{s:?}: version {v:?} is not semver ({e}); write e.g. {r}@1.0.0"))))
+            .map(|v| {
+                semver::Version::parse(v).map_err(|e| {
+                    Error::Usage(format!("{s:?}: version {v:?} is not semver ({e}); write e.g. {r}@1.0.0"))
+                })
+            })
             .transpose()?;
         Ok(PackSpec { pack_ref: r.to_string(), version })
     }
@@ -48,7 +52,11 @@ pub struct PackInfo {
 }
 
 pub async fn info(ctx: &Context, spec: &PackSpec) -> Result<PackInfo, Error> {
-    let pack = ctx.db.pack(&spec.pack_ref).await?.ok_or_else(|| Error::NotInstalled { spec: spec.pack_ref.clone(), installed: vec![] })?;
+    let pack = ctx
+        .db
+        .pack(&spec.pack_ref)
+        .await?
+        .ok_or_else(|| Error::NotInstalled { spec: spec.pack_ref.clone(), installed: vec![] })?;
     let mut installed: Vec<Installation> =
         ctx.db.installed(&ctx.host).await?.into_iter().filter(|i| i.pack_ref == spec.pack_ref).collect();
     if let Some(v) = &spec.version {
@@ -80,8 +88,12 @@ pub async fn verify(ctx: &Context, specs: &[PackSpec]) -> Result<Vec<VerifyRepor
     }
     let mut out = Vec::new();
     for row in all.into_iter().filter(|i| specs.is_empty() || specs.iter().any(|s| matches(s, i))) {
-        let expected: TreeManifest = serde_json::from_value(row.manifest_json.clone())
-            .map_err(|e| Error::Corrupt(format!("installation {} ({}@{}): stored manifest is unreadable: {e}", row.id, row.pack_ref, row.version)))?;
+        let expected: TreeManifest = serde_json::from_value(row.manifest_json.clone()).map_err(|e| {
+            Error::Corrupt(format!(
+                "installation {} ({}@{}): stored manifest is unreadable: {e}",
+                row.id, row.pack_ref, row.version
+            ))
+        })?;
         let path = PathBuf::from(&row.storage_path);
         let (status, actual, changes) = if !path.is_dir() {
             (VerifyStatus::Missing, None, vec![])
@@ -115,7 +127,8 @@ fn not_installed(spec: &PackSpec, all: &[Installation]) -> Error {
         Some(v) => format!("{}@{v}", spec.pack_ref),
         None => spec.pack_ref.clone(),
     };
-    let installed = all.iter().filter(|i| i.pack_ref == spec.pack_ref).map(|i| format!("{}@{}", i.pack_ref, i.version)).collect();
+    let installed =
+        all.iter().filter(|i| i.pack_ref == spec.pack_ref).map(|i| format!("{}@{}", i.pack_ref, i.version)).collect();
     Error::NotInstalled { spec: label, installed }
 }
 
@@ -149,7 +162,8 @@ pub async fn uninstall(ctx: &Context, spec: &PackSpec, method: Method) -> Result
             )));
         }
     };
-    let version = semver::Version::parse(&row.version).map_err(|e| Error::Corrupt(format!("installation {}: version {:?}: {e}", row.id, row.version)))?;
+    let version = semver::Version::parse(&row.version)
+        .map_err(|e| Error::Corrupt(format!("installation {}: version {:?}: {e}", row.id, row.version)))?;
     let aside = match ctx.store.take_out(&row.pack_ref, &version) {
         Ok(a) => Some(a),
         // Already gone from disk: still record the uninstall so the two agree.
@@ -168,7 +182,12 @@ pub async fn uninstall(ctx: &Context, spec: &PackSpec, method: Method) -> Result
     if let Some(a) = aside {
         ctx.store.discard(&a);
     }
-    Ok(UninstallReport { pack_ref: row.pack_ref.clone(), version: row.version.clone(), path: row.storage_path.clone(), installation_id: id })
+    Ok(UninstallReport {
+        pack_ref: row.pack_ref.clone(),
+        version: row.version.clone(),
+        path: row.storage_path.clone(),
+        installation_id: id,
+    })
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -195,10 +214,15 @@ pub async fn doctor(ctx: &Context, recovery: crate::context::Recovery, repair: b
         if !PathBuf::from(&row.storage_path).is_dir() {
             let mut repaired = false;
             if repair {
-                let spec = PackSpec { pack_ref: row.pack_ref.clone(), version: semver::Version::parse(&row.version).ok() };
+                let spec =
+                    PackSpec { pack_ref: row.pack_ref.clone(), version: semver::Version::parse(&row.version).ok() };
                 repaired = uninstall(ctx, &spec, Method::Cli).await.is_ok();
             }
-            findings.push(Finding::Missing { pack: format!("{}@{}", row.pack_ref, row.version), path: row.storage_path.clone(), repaired });
+            findings.push(Finding::Missing {
+                pack: format!("{}@{}", row.pack_ref, row.version),
+                path: row.storage_path.clone(),
+                repaired,
+            });
         }
     }
     for (name, r, v) in ctx.store.scan()? {

@@ -30,7 +30,10 @@ fn install_list_info_verify_uninstall_round_trip() {
 
     // The checksum the CLI prints for the source is the one recorded.
     let sum = env.run(&["pack", "checksum", src.to_str().unwrap(), "--format", "json"]).success().json();
-    let rows = query(&env, "SELECT checksum, checksum_algorithm, source_type, installed_by, method, status, fetcher_name FROM installations");
+    let rows = query(
+        &env,
+        "SELECT checksum, checksum_algorithm, source_type, installed_by, method, status, fetcher_name FROM installations",
+    );
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0][0], sum["digest"].as_str().unwrap());
     let me = String::from_utf8(std::process::Command::new("id").arg("-un").output().unwrap().stdout).unwrap();
@@ -39,7 +42,10 @@ fn install_list_info_verify_uninstall_round_trip() {
     let out = env.run(&["uninstall", "round_trip"]).success();
     insta::assert_snapshot!("uninstall", env.redact(&out.stdout));
     assert!(!dest.exists());
-    assert_eq!(env.run(&["list"]).success().stdout, "no packs installed (install one with `attune install <source>`)\n");
+    assert_eq!(
+        env.run(&["list"]).success().stdout,
+        "no packs installed (install one with `attune install <source>`)\n"
+    );
     // History is kept: the install row is now 'removed', and the uninstall is a row of its own.
     let rows = query(&env, "SELECT action, status FROM installations ORDER BY id");
     assert_eq!(rows, vec![vec!["install", "removed"], vec!["uninstall", "removed"]]);
@@ -99,7 +105,8 @@ fn verify_names_every_kind_of_tampering() {
     assert_eq!(rows, vec![vec!["tampered"]]);
 
     let v = env.run(&["verify", "--json"]).failure().json();
-    let kinds: Vec<&str> = v["packs"][0]["changes"].as_array().unwrap().iter().map(|c| c["change"].as_str().unwrap()).collect();
+    let kinds: Vec<&str> =
+        v["packs"][0]["changes"].as_array().unwrap().iter().map(|c| c["change"].as_str().unwrap()).collect();
     assert_eq!(kinds.len(), 5, "{v}");
 
     // A reinstall with --force repairs it.
@@ -215,7 +222,10 @@ fn vcs_metadata_is_left_out() {
     std::fs::write(src.join(".gitignore"), "*.pyc\n").unwrap();
     env.run(&["install", src.to_str().unwrap()]).success();
     let files = listing(&env.packs().join("vcs-1.0.0"));
-    assert!(files.iter().all(|f| !f.contains(".git/") && !f.ends_with(".git") && !f.contains(".hg") && !f.contains(".svn")), "{files:?}");
+    assert!(
+        files.iter().all(|f| !f.contains(".git/") && !f.ends_with(".git") && !f.contains(".hg") && !f.contains(".svn")),
+        "{files:?}"
+    );
     assert!(files.contains(&".gitignore".to_string()));
 }
 

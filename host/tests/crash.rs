@@ -21,7 +21,14 @@ fn two_processes_installing_the_same_pack() {
     let env = Env::new();
     let src = big_pack(&env, "race");
     for _ in 0..3 {
-        let spawn = || env.cmd().args(["install", src.to_str().unwrap()]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let spawn = || {
+            env.cmd()
+                .args(["install", src.to_str().unwrap()])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
         let (a, b) = (spawn(), spawn());
         let outs = [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()];
         let ok = outs.iter().filter(|o| o.status.success()).count();

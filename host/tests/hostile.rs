@@ -118,16 +118,14 @@ fn the_host_filesystem_is_not_visible() {
 fn the_read_only_input_cannot_be_escaped() {
     let env = Env::new();
     let input = env.make_pack("input", "1.0.0");
-    let out = env
-        .run(&["install", input.to_str().unwrap(), "--plugin-file", hostile_wasm().to_str().unwrap()])
-        .failure();
+    let out =
+        env.run(&["install", input.to_str().unwrap(), "--plugin-file", hostile_wasm().to_str().unwrap()]).failure();
     // The source names a folder, so the hostile fetcher gets it read-only; its attack is keyed by
     // the source, which here is a path, so it reports an unknown attack: try the escape explicitly.
     assert!(out.stderr.contains("unknown attack"), "{}", out.stderr);
 
-    let out = env
-        .run(&["install", "hostile:escape-input", "--plugin-file", hostile_wasm().to_str().unwrap()])
-        .failure();
+    let out =
+        env.run(&["install", "hostile:escape-input", "--plugin-file", hostile_wasm().to_str().unwrap()]).failure();
     assert!(out.stderr.contains("every path outside the input was refused"), "{}", out.stderr);
     assert_clean(&env);
 }

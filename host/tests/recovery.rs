@@ -8,7 +8,12 @@ use attune::db::{Method, NewInstallation};
 use attune::runtime::Limits;
 
 fn settings(env: &common::Env) -> Settings {
-    Settings { packs_dir: env.packs(), database_url: env.db_url(), cache_dir: Some(common::cache_dir()), limits: Limits::default() }
+    Settings {
+        packs_dir: env.packs(),
+        database_url: env.db_url(),
+        cache_dir: Some(common::cache_dir()),
+        limits: Limits::default(),
+    }
 }
 
 fn row(ctx: &Context, path: &std::path::Path, checksum: &str) -> NewInstallation {

@@ -160,10 +160,7 @@ impl FromStr for Checksum {
     type Err = ChecksumError;
 
     fn from_str(input: &str) -> Result<Self, Self::Err> {
-        let invalid = |reason: String| ChecksumError::InvalidChecksum {
-            input: input.to_owned(),
-            reason,
-        };
+        let invalid = |reason: String| ChecksumError::InvalidChecksum { input: input.to_owned(), reason };
         let Some((prefix, digest)) = input.split_once(':') else {
             return Err(invalid(format!(
                 "expected `<algorithm>:<hex>`, e.g. `{}:<64 hex digits>`",
@@ -177,20 +174,13 @@ impl FromStr for Checksum {
         } else {
             let mut known: Vec<&str> = vec![SHA256_PREFIX];
             known.extend(Algorithm::ALL.iter().map(|a| a.name()));
-            return Err(invalid(format!(
-                "unknown algorithm `{prefix}` (known: {})",
-                known.join(", ")
-            )));
+            return Err(invalid(format!("unknown algorithm `{prefix}` (known: {})", known.join(", "))));
         };
         if digest.len() != 64 {
-            return Err(invalid(format!(
-                "digest must be 64 hex digits, got {}",
-                digest.len()
-            )));
+            return Err(invalid(format!("digest must be 64 hex digits, got {}", digest.len())));
         }
         let mut bytes = [0u8; 32];
-        hex::decode_to_slice(digest, &mut bytes)
-            .map_err(|e| invalid(format!("digest is not hex: {e}")))?;
+        hex::decode_to_slice(digest, &mut bytes).map_err(|e| invalid(format!("digest is not hex: {e}")))?;
         Ok(Checksum { kind, bytes })
     }
 }
@@ -275,17 +265,10 @@ pub struct TreeManifest {
 
 impl TreeManifest {
     /// Builds a manifest from entries in any order, computing its digest.
-    pub fn from_entries(
-        algorithm: Algorithm,
-        mut entries: Vec<Entry>,
-    ) -> Result<Self, ChecksumError> {
+    pub fn from_entries(algorithm: Algorithm, mut entries: Vec<Entry>) -> Result<Self, ChecksumError> {
         entries.sort_unstable_by(|a, b| a.path.cmp(&b.path));
         let digest = digest_entries(algorithm, &entries)?;
-        Ok(TreeManifest {
-            algorithm,
-            digest,
-            entries,
-        })
+        Ok(TreeManifest { algorithm, digest, entries })
     }
 
     /// Recomputes the digest from `entries` alone (e.g. after loading the
@@ -301,20 +284,13 @@ impl TreeManifest {
         if actual == self.digest {
             Ok(())
         } else {
-            Err(ChecksumError::ManifestMismatch {
-                expected: self.digest,
-                actual,
-            })
+            Err(ChecksumError::ManifestMismatch { expected: self.digest, actual })
         }
     }
 
     /// Sum of the sizes of all regular files.
     pub fn total_bytes(&self) -> u64 {
-        self.entries
-            .iter()
-            .filter(|e| e.kind.is_regular())
-            .map(|e| e.size)
-            .sum()
+        self.entries.iter().filter(|e| e.kind.is_regular()).map(|e| e.size).sum()
     }
 
     /// Number of regular files (plain and executable).
@@ -413,18 +389,12 @@ pub enum ChecksumError {
     #[error("{path}: invalid manifest entry: {reason}")]
     InvalidEntry { path: String, reason: String },
     #[error("manifest digest {expected} does not match its entries ({actual})")]
-    ManifestMismatch {
-        expected: Checksum,
-        actual: Checksum,
-    },
+    ManifestMismatch { expected: Checksum, actual: Checksum },
 }
 
 impl ChecksumError {
     fn io(path: &Path, source: io::Error) -> Self {
-        ChecksumError::Io {
-            path: path.to_owned(),
-            source,
-        }
+        ChecksumError::Io { path: path.to_owned(), source }
     }
 }
 
@@ -436,16 +406,11 @@ pub fn tree(root: &Path) -> Result<TreeManifest, ChecksumError> {
 /// Like [`tree`], calling `progress` with the number of bytes hashed since its
 /// previous call (an increment, suitable for `ProgressBar::inc`). It is called
 /// from several threads.
-pub fn tree_with_progress(
-    root: &Path,
-    progress: &(dyn Fn(u64) + Sync),
-) -> Result<TreeManifest, ChecksumError> {
+pub fn tree_with_progress(root: &Path, progress: &(dyn Fn(u64) + Sync)) -> Result<TreeManifest, ChecksumError> {
     // The root (only) is followed if it is a symlink.
     let meta = std::fs::metadata(root).map_err(|e| ChecksumError::io(root, e))?;
     if !meta.is_dir() {
-        return Err(ChecksumError::NotADirectory {
-            path: root.to_owned(),
-        });
+        return Err(ChecksumError::NotADirectory { path: root.to_owned() });
     }
     let (mut entries, files) = walk(root)?;
 
@@ -459,11 +424,7 @@ pub fn tree_with_progress(
                 let h = hash_file(&full, buf, progress)?;
                 Ok(Entry {
                     path,
-                    kind: if h.executable {
-                        EntryKind::Executable
-                    } else {
-                        EntryKind::File
-                    },
+                    kind: if h.executable { EntryKind::Executable } else { EntryKind::File },
                     size: h.size,
                     sha256: Some(hex::encode(h.digest)),
                     target: None,
@@ -493,10 +454,7 @@ pub fn path(p: &Path) -> Result<Computed, ChecksumError> {
     check_regular(p, &meta)?;
     let mut buf = vec![0u8; BUF_SIZE];
     let h = hash_file(p, &mut buf, &|_| {})?;
-    Ok(Computed::File {
-        checksum: Checksum::new(ChecksumKind::Sha256, h.digest),
-        size: h.size,
-    })
+    Ok(Computed::File { checksum: Checksum::new(ChecksumKind::Sha256, h.digest), size: h.size })
 }
 
 /// Compares two manifests entry by entry; the result is sorted by path.
@@ -505,16 +463,8 @@ pub fn path(p: &Path) -> Result<Computed, ChecksumError> {
 /// changed yields both `KindChanged` and `Modified`.
 pub fn diff(expected: &TreeManifest, actual: &TreeManifest) -> Vec<Change> {
     // Maps, not a merge of the vectors: a hand-edited manifest may be unsorted.
-    let old: BTreeMap<&str, &Entry> = expected
-        .entries
-        .iter()
-        .map(|e| (e.path.as_str(), e))
-        .collect();
-    let new: BTreeMap<&str, &Entry> = actual
-        .entries
-        .iter()
-        .map(|e| (e.path.as_str(), e))
-        .collect();
+    let old: BTreeMap<&str, &Entry> = expected.entries.iter().map(|e| (e.path.as_str(), e)).collect();
+    let new: BTreeMap<&str, &Entry> = actual.entries.iter().map(|e| (e.path.as_str(), e)).collect();
     let mut paths: Vec<&str> = old.keys().chain(new.keys()).copied().collect();
     paths.sort_unstable();
     paths.dedup();
@@ -527,18 +477,11 @@ pub fn diff(expected: &TreeManifest, actual: &TreeManifest) -> Vec<Change> {
             (None, Some(n)) => changes.push(Change::Added { path, kind: n.kind }),
             (Some(o), Some(n)) => {
                 if o.kind != n.kind {
-                    changes.push(Change::KindChanged {
-                        path: path.clone(),
-                        from: o.kind,
-                        to: n.kind,
-                    });
+                    changes.push(Change::KindChanged { path: path.clone(), from: o.kind, to: n.kind });
                 }
                 if o.kind.is_regular() && n.kind.is_regular() && o.sha256 != n.sha256 {
                     changes.push(Change::Modified { path });
-                } else if o.kind == EntryKind::Symlink
-                    && n.kind == EntryKind::Symlink
-                    && o.target != n.target
-                {
+                } else if o.kind == EntryKind::Symlink && n.kind == EntryKind::Symlink && o.target != n.target {
                     changes.push(Change::Retargeted {
                         path,
                         from: o.target.clone().unwrap_or_default(),
@@ -561,52 +504,28 @@ fn walk(root: &Path) -> Result<Walked, ChecksumError> {
     let mut files = Vec::new();
     // The file type comes from readdir (d_type), so the walk itself costs no
     // stat per file; mode and size are taken from the open file while hashing.
-    for item in walkdir::WalkDir::new(root)
-        .min_depth(1)
-        .follow_links(false)
-        .follow_root_links(true)
-    {
+    for item in walkdir::WalkDir::new(root).min_depth(1).follow_links(false).follow_root_links(true) {
         let item = item.map_err(|e| {
             let path = e.path().unwrap_or(root).to_owned();
-            let source = e
-                .into_io_error()
-                .unwrap_or_else(|| io::Error::other("filesystem loop"));
+            let source = e.into_io_error().unwrap_or_else(|| io::Error::other("filesystem loop"));
             ChecksumError::Io { path, source }
         })?;
         let full = item.path();
         let rel = relative_path(root, full)?;
         let ft = item.file_type();
         if ft.is_dir() {
-            entries.push(Entry {
-                path: rel,
-                kind: EntryKind::Dir,
-                size: 0,
-                sha256: None,
-                target: None,
-            });
+            entries.push(Entry { path: rel, kind: EntryKind::Dir, size: 0, sha256: None, target: None });
         } else if ft.is_symlink() {
             let target = std::fs::read_link(full).map_err(|e| ChecksumError::io(full, e))?;
-            let target =
-                target
-                    .into_os_string()
-                    .into_string()
-                    .map_err(|_| ChecksumError::NonUtf8Path {
-                        path: full.to_owned(),
-                    })?;
-            entries.push(Entry {
-                path: rel,
-                kind: EntryKind::Symlink,
-                size: 0,
-                sha256: None,
-                target: Some(target),
-            });
+            let target = target
+                .into_os_string()
+                .into_string()
+                .map_err(|_| ChecksumError::NonUtf8Path { path: full.to_owned() })?;
+            entries.push(Entry { path: rel, kind: EntryKind::Symlink, size: 0, sha256: None, target: Some(target) });
         } else if ft.is_file() {
             files.push((rel, full.to_owned()));
         } else {
-            return Err(ChecksumError::UnsupportedFileType {
-                path: full.to_owned(),
-                kind: special_kind(&ft),
-            });
+            return Err(ChecksumError::UnsupportedFileType { path: full.to_owned(), kind: special_kind(&ft) });
         }
     }
     Ok((entries, files))
@@ -614,17 +533,11 @@ fn walk(root: &Path) -> Result<Walked, ChecksumError> {
 
 /// `full` relative to `root`, as a `/`-separated UTF-8 string.
 fn relative_path(root: &Path, full: &Path) -> Result<String, ChecksumError> {
-    let rel = full
-        .strip_prefix(root)
-        .expect("walkdir yields paths under the root");
+    let rel = full.strip_prefix(root).expect("walkdir yields paths under the root");
     let mut out = String::with_capacity(rel.as_os_str().len());
     for component in rel.components() {
-        let name = component
-            .as_os_str()
-            .to_str()
-            .ok_or_else(|| ChecksumError::NonUtf8Path {
-                path: full.to_owned(),
-            })?;
+        let name =
+            component.as_os_str().to_str().ok_or_else(|| ChecksumError::NonUtf8Path { path: full.to_owned() })?;
         if !out.is_empty() {
             out.push('/');
         }
@@ -655,10 +568,7 @@ fn check_regular(path: &Path, meta: &std::fs::Metadata) -> Result<(), ChecksumEr
     if meta.is_file() {
         Ok(())
     } else {
-        Err(ChecksumError::UnsupportedFileType {
-            path: path.to_owned(),
-            kind: special_kind(&meta.file_type()),
-        })
+        Err(ChecksumError::UnsupportedFileType { path: path.to_owned(), kind: special_kind(&meta.file_type()) })
     }
 }
 
@@ -670,11 +580,7 @@ struct Hashed {
 
 /// Streams one regular file through SHA-256. Mode and type come from the
 /// opened descriptor, so they describe the same inode as the hashed bytes.
-fn hash_file(
-    path: &Path,
-    buf: &mut [u8],
-    progress: &(dyn Fn(u64) + Sync),
-) -> Result<Hashed, ChecksumError> {
+fn hash_file(path: &Path, buf: &mut [u8], progress: &(dyn Fn(u64) + Sync)) -> Result<Hashed, ChecksumError> {
     let err = |e| ChecksumError::io(path, e);
     let mut f = File::open(path).map_err(err)?;
     let meta = f.metadata().map_err(err)?;
@@ -692,11 +598,7 @@ fn hash_file(
         size += n as u64;
         progress(n as u64);
     }
-    Ok(Hashed {
-        digest: hasher.finalize().into(),
-        size,
-        executable: is_executable(&meta),
-    })
+    Ok(Hashed { digest: hasher.finalize().into(), size, executable: is_executable(&meta) })
 }
 
 #[cfg(unix)]
@@ -719,10 +621,7 @@ fn digest_entries(algorithm: Algorithm, entries: &[Entry]) -> Result<Checksum, C
     h.update(TREE_V1_HEADER);
     let mut prev: Option<&str> = None;
     for e in entries {
-        let bad = |reason: &str| ChecksumError::InvalidEntry {
-            path: e.path.clone(),
-            reason: reason.to_owned(),
-        };
+        let bad = |reason: &str| ChecksumError::InvalidEntry { path: e.path.clone(), reason: reason.to_owned() };
         // Sorted and unique is what makes the digest independent of walk order.
         if prev.is_some_and(|p| p >= e.path.as_str()) {
             return Err(bad("entries are not sorted by path or contain duplicates"));
@@ -735,10 +634,7 @@ fn digest_entries(algorithm: Algorithm, entries: &[Entry]) -> Result<Checksum, C
         match e.kind {
             EntryKind::Dir => {}
             EntryKind::File | EntryKind::Executable => {
-                let hex_digest = e
-                    .sha256
-                    .as_deref()
-                    .ok_or_else(|| bad("file without sha256"))?;
+                let hex_digest = e.sha256.as_deref().ok_or_else(|| bad("file without sha256"))?;
                 let mut content = [0u8; 32];
                 // Lowercase only, so the stored manifest has one spelling.
                 if hex_digest.len() != 64 || hex_digest.bytes().any(|b| b.is_ascii_uppercase()) {
@@ -749,18 +645,12 @@ fn digest_entries(algorithm: Algorithm, entries: &[Entry]) -> Result<Checksum, C
                 h.update(content);
             }
             EntryKind::Symlink => {
-                let target = e
-                    .target
-                    .as_deref()
-                    .ok_or_else(|| bad("symlink without target"))?;
+                let target = e.target.as_deref().ok_or_else(|| bad("symlink without target"))?;
                 update_bytes(&mut h, target.as_bytes());
             }
         }
     }
-    Ok(Checksum::new(
-        ChecksumKind::Tree(algorithm),
-        h.finalize().into(),
-    ))
+    Ok(Checksum::new(ChecksumKind::Tree(algorithm), h.finalize().into()))
 }
 
 /// Length-prefixed (u64 big-endian), so no two entry lists share an encoding.
@@ -773,10 +663,7 @@ fn validate_path(path: &str) -> Result<(), &'static str> {
     if path.is_empty() {
         return Err("empty path");
     }
-    if path
-        .split('/')
-        .any(|c| c.is_empty() || c == "." || c == "..")
-    {
+    if path.split('/').any(|c| c.is_empty() || c == "." || c == "..") {
         return Err("path must be relative with no empty, `.` or `..` components");
     }
     Ok(())

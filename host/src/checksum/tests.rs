@@ -11,12 +11,9 @@ const DOC: &str = include_str!("../../../docs/checksum.md");
 const NESTED_JSON: &str = include_str!("../../tests/golden/checksum/nested.json");
 
 // Golden vectors, also listed in docs/checksum.md.
-const GOLDEN_EMPTY: &str =
-    "sha256-tree-v1:15e02ff236b5cde5565dfd90dfece45d74267334d95ffc96cceeb4c771108aa4";
-const GOLDEN_ONE_FILE: &str =
-    "sha256-tree-v1:9d06e6d47cf4dcad4642d4075409c5ee4bf644b147b2ae44cab4250adc990a8c";
-const GOLDEN_NESTED: &str =
-    "sha256-tree-v1:0a5f9da239580875d24f8dd310b3ddbf019a6e715e7e83e9040ce22c7cec2bcf";
+const GOLDEN_EMPTY: &str = "sha256-tree-v1:15e02ff236b5cde5565dfd90dfece45d74267334d95ffc96cceeb4c771108aa4";
+const GOLDEN_ONE_FILE: &str = "sha256-tree-v1:9d06e6d47cf4dcad4642d4075409c5ee4bf644b147b2ae44cab4250adc990a8c";
+const GOLDEN_NESTED: &str = "sha256-tree-v1:0a5f9da239580875d24f8dd310b3ddbf019a6e715e7e83e9040ce22c7cec2bcf";
 /// `printf 'hello\n' | sha256sum`
 const HELLO_SHA256: &str = "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03";
 
@@ -128,10 +125,7 @@ fn deserialized_manifest_recomputes_same_digest() {
 
     let mut tampered = back.clone();
     tampered.entries[2].sha256 = Some(HELLO_SHA256.to_owned());
-    assert!(matches!(
-        tampered.validate(),
-        Err(ChecksumError::ManifestMismatch { .. })
-    ));
+    assert!(matches!(tampered.validate(), Err(ChecksumError::ManifestMismatch { .. })));
 }
 
 #[test]
@@ -155,29 +149,15 @@ fn malformed_manifest_entries_are_rejected() {
 #[test]
 fn python_reference_agrees() {
     // The reference implementation lives in the doc, so the doc cannot drift.
-    let start = DOC
-        .find("```python\n")
-        .expect("python block in docs/checksum.md")
-        + 10;
+    let start = DOC.find("```python\n").expect("python block in docs/checksum.md") + 10;
     let len = DOC[start..].find("```").unwrap();
     let script_dir = TempDir::new().unwrap();
     let script = script_dir.path().join("tree_v1.py");
     fs::write(&script, &DOC[start..start + len]).unwrap();
 
-    let trees = [
-        tmp_tree(&[]),
-        tmp_tree(&[Node::File("hello.txt", "hello\n", 0o644)]),
-        tmp_tree(&nested_nodes()),
-    ];
-    for (dir, golden) in trees
-        .iter()
-        .zip([GOLDEN_EMPTY, GOLDEN_ONE_FILE, GOLDEN_NESTED])
-    {
-        let out = match Command::new("python3")
-            .arg(&script)
-            .arg(dir.path())
-            .output()
-        {
+    let trees = [tmp_tree(&[]), tmp_tree(&[Node::File("hello.txt", "hello\n", 0o644)]), tmp_tree(&nested_nodes())];
+    for (dir, golden) in trees.iter().zip([GOLDEN_EMPTY, GOLDEN_ONE_FILE, GOLDEN_NESTED]) {
+        let out = match Command::new("python3").arg(&script).arg(dir.path()).output() {
             Ok(out) => out,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 eprintln!("python3 not installed; skipping the reference cross-check");
@@ -185,11 +165,7 @@ fn python_reference_agrees() {
             }
             Err(e) => panic!("python3: {e}"),
         };
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), golden);
     }
 }
@@ -200,10 +176,7 @@ fn creation_order_does_not_matter() {
     let mut reversed_nodes = nested_nodes();
     reversed_nodes.reverse();
     let reversed = tmp_tree(&reversed_nodes);
-    let (a, b) = (
-        tree(forward.path()).unwrap(),
-        tree(reversed.path()).unwrap(),
-    );
+    let (a, b) = (tree(forward.path()).unwrap(), tree(reversed.path()).unwrap());
     assert_eq!(a, b);
 }
 
@@ -218,11 +191,7 @@ fn exec_bit_flip_changes_digest() {
     assert_ne!(before.digest, after.digest);
     assert_eq!(
         diff(&before, &after),
-        [Change::KindChanged {
-            path: "pack.yaml".into(),
-            from: EntryKind::File,
-            to: EntryKind::Executable
-        }]
+        [Change::KindChanged { path: "pack.yaml".into(), from: EntryKind::File, to: EntryKind::Executable }]
     );
 }
 
@@ -238,16 +207,9 @@ fn symlink_retarget_changes_digest() {
     let changes = diff(&before, &after);
     assert_eq!(
         changes,
-        [Change::Retargeted {
-            path: "latest".into(),
-            from: "actions/run.sh".into(),
-            to: "pack.yaml".into()
-        }]
+        [Change::Retargeted { path: "latest".into(), from: "actions/run.sh".into(), to: "pack.yaml".into() }]
     );
-    assert_eq!(
-        changes[0].to_string(),
-        "retargeted: latest (actions/run.sh -> pack.yaml)"
-    );
+    assert_eq!(changes[0].to_string(), "retargeted: latest (actions/run.sh -> pack.yaml)");
 }
 
 #[test]
@@ -256,13 +218,7 @@ fn empty_dir_counts() {
     let with = tmp_tree(&[Node::File("a", "x", 0o644), Node::Dir("e")]);
     let (a, b) = (tree(without.path()).unwrap(), tree(with.path()).unwrap());
     assert_ne!(a.digest, b.digest);
-    assert_eq!(
-        diff(&a, &b),
-        [Change::Added {
-            path: "e".into(),
-            kind: EntryKind::Dir
-        }]
-    );
+    assert_eq!(diff(&a, &b), [Change::Added { path: "e".into(), kind: EntryKind::Dir }]);
 }
 
 #[test]
@@ -275,9 +231,7 @@ fn single_file_equals_sha256sum() {
 
     // And against the real tool, on a file larger than one read buffer.
     let big = dir.path().join("big.bin");
-    let data: Vec<u8> = (0..(BUF_SIZE * 3 + 17) as u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-        .collect();
+    let data: Vec<u8> = (0..(BUF_SIZE * 3 + 17) as u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
     fs::write(&big, &data).unwrap();
     let out = Command::new("sha256sum").arg(&big).output().unwrap();
     let expected = String::from_utf8(out.stdout).unwrap();
@@ -298,10 +252,7 @@ fn path_dispatches_on_file_type() {
     let computed = path(dir.path()).unwrap();
     assert!(matches!(computed, Computed::Tree(_)));
     assert_eq!(computed.checksum().to_string(), GOLDEN_ONE_FILE);
-    assert!(matches!(
-        tree(&dir.path().join("hello.txt")),
-        Err(ChecksumError::NotADirectory { .. })
-    ));
+    assert!(matches!(tree(&dir.path().join("hello.txt")), Err(ChecksumError::NotADirectory { .. })));
 }
 
 #[test]
@@ -318,10 +269,7 @@ fn diff_names_each_kind_of_change() {
     symlink("lib", root.join("latest")).unwrap();
     let after = tree(root).unwrap();
 
-    let shown: Vec<String> = diff(&before, &after)
-        .iter()
-        .map(|c| c.to_string())
-        .collect();
+    let shown: Vec<String> = diff(&before, &after).iter().map(|c| c.to_string()).collect();
     assert_eq!(
         shown,
         [
@@ -342,14 +290,8 @@ fn exec_and_content_change_reports_both() {
     fs::write(dir.path().join("run"), "v2").unwrap();
     fs::set_permissions(dir.path().join("run"), fs::Permissions::from_mode(0o755)).unwrap();
     let after = tree(dir.path()).unwrap();
-    let shown: Vec<String> = diff(&before, &after)
-        .iter()
-        .map(|c| c.to_string())
-        .collect();
-    assert_eq!(
-        shown,
-        ["kind changed: run (file -> executable)", "modified: run"]
-    );
+    let shown: Vec<String> = diff(&before, &after).iter().map(|c| c.to_string()).collect();
+    assert_eq!(shown, ["kind changed: run (file -> executable)", "modified: run"]);
 }
 
 #[test]
@@ -359,10 +301,7 @@ fn fifo_is_rejected_with_its_path() {
     let status = Command::new("mkfifo").arg(&fifo).status().unwrap();
     assert!(status.success());
     let err = tree(dir.path()).unwrap_err();
-    assert!(matches!(
-        err,
-        ChecksumError::UnsupportedFileType { kind: "FIFO", .. }
-    ));
+    assert!(matches!(err, ChecksumError::UnsupportedFileType { kind: "FIFO", .. }));
     assert_eq!(
         err.to_string(),
         format!(
@@ -371,10 +310,7 @@ fn fifo_is_rejected_with_its_path() {
         )
     );
     // Checksumming the FIFO itself must fail too, not block opening it.
-    assert!(matches!(
-        path(&fifo),
-        Err(ChecksumError::UnsupportedFileType { .. })
-    ));
+    assert!(matches!(path(&fifo), Err(ChecksumError::UnsupportedFileType { .. })));
 }
 
 #[test]
@@ -382,20 +318,14 @@ fn socket_is_rejected() {
     let dir = tmp_tree(&[]);
     let _listener = std::os::unix::net::UnixListener::bind(dir.path().join("sock")).unwrap();
     let err = tree(dir.path()).unwrap_err();
-    assert!(matches!(
-        err,
-        ChecksumError::UnsupportedFileType { kind: "socket", .. }
-    ));
+    assert!(matches!(err, ChecksumError::UnsupportedFileType { kind: "socket", .. }));
 }
 
 #[test]
 fn non_utf8_name_is_rejected_with_its_path() {
     use std::os::unix::ffi::OsStrExt;
     let dir = tmp_tree(&[Node::Dir("sub")]);
-    let bad = dir
-        .path()
-        .join("sub")
-        .join(std::ffi::OsStr::from_bytes(b"bad\xff"));
+    let bad = dir.path().join("sub").join(std::ffi::OsStr::from_bytes(b"bad\xff"));
     if fs::write(&bad, "x").is_err() {
         eprintln!("filesystem refuses non-UTF-8 names; skipping");
         return;
@@ -414,18 +344,10 @@ fn symlinks_are_recorded_not_followed_except_the_root() {
     ]);
     let real = dir.path().join("real");
     let m = tree(&real).unwrap();
-    let kinds: Vec<(&str, EntryKind)> = m
-        .entries
-        .iter()
-        .map(|e| (e.path.as_str(), e.kind))
-        .collect();
+    let kinds: Vec<(&str, EntryKind)> = m.entries.iter().map(|e| (e.path.as_str(), e.kind)).collect();
     assert_eq!(
         kinds,
-        [
-            ("alias", EntryKind::Symlink),
-            ("dangling", EntryKind::Symlink),
-            ("inner.txt", EntryKind::File),
-        ]
+        [("alias", EntryKind::Symlink), ("dangling", EntryKind::Symlink), ("inner.txt", EntryKind::File),]
     );
     let root_link = dir.path().join("root-link");
     symlink(&real, &root_link).unwrap();
@@ -457,36 +379,22 @@ fn checksum_parses_and_prints() {
     let same_bytes: Checksum = format!("sha256-tree-v1:{HELLO_SHA256}").parse().unwrap();
     assert_ne!(file_sum, same_bytes);
     // Uppercase input is accepted; output is always lowercase.
-    let upper: Checksum = format!("sha256:{}", HELLO_SHA256.to_uppercase())
-        .parse()
-        .unwrap();
+    let upper: Checksum = format!("sha256:{}", HELLO_SHA256.to_uppercase()).parse().unwrap();
     assert_eq!(upper, file_sum);
-    assert_eq!(
-        serde_json::to_string(&file_sum).unwrap(),
-        format!("\"sha256:{HELLO_SHA256}\"")
-    );
+    assert_eq!(serde_json::to_string(&file_sum).unwrap(), format!("\"sha256:{HELLO_SHA256}\""));
 
     for (input, reason) in [
         (HELLO_SHA256.to_string(), "expected `<algorithm>:<hex>`"),
         (format!("md5:{HELLO_SHA256}"), "unknown algorithm `md5`"),
-        (
-            "sha256:abcd".to_string(),
-            "digest must be 64 hex digits, got 4",
-        ),
+        ("sha256:abcd".to_string(), "digest must be 64 hex digits, got 4"),
         (format!("sha256:{}", "g".repeat(64)), "digest is not hex"),
     ] {
         let err = input.parse::<Checksum>().unwrap_err();
         let msg = err.to_string();
         assert!(matches!(err, ChecksumError::InvalidChecksum { .. }));
-        assert!(
-            msg.starts_with(&format!("{input}: invalid checksum: ")),
-            "{msg}"
-        );
+        assert!(msg.starts_with(&format!("{input}: invalid checksum: ")), "{msg}");
         assert!(msg.contains(reason), "{msg}");
     }
-    assert_eq!(
-        "sha256-tree-v1".parse::<Algorithm>().unwrap(),
-        Algorithm::TreeV1
-    );
+    assert_eq!("sha256-tree-v1".parse::<Algorithm>().unwrap(), Algorithm::TreeV1);
     assert!("attune-pack-file-v1".parse::<Algorithm>().is_err());
 }

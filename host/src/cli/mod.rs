@@ -187,8 +187,14 @@ fn settings(g: &Global, file: &FileConfig, limits: Option<&LimitArgs>) -> anyhow
     }
     Ok(Settings {
         packs_dir: g.packs_dir.clone().or_else(|| file.packs_dir.clone()).unwrap_or_else(config::default_packs_dir),
-        database_url: g.database_url.clone().or_else(|| file.database_url.clone()).unwrap_or_else(attune::db::Db::default_url),
-        cache_dir: Some(g.cache_dir.clone().or_else(|| file.cache_dir.clone()).unwrap_or_else(config::default_cache_dir)),
+        database_url: g
+            .database_url
+            .clone()
+            .or_else(|| file.database_url.clone())
+            .unwrap_or_else(attune::db::Db::default_url),
+        cache_dir: Some(
+            g.cache_dir.clone().or_else(|| file.cache_dir.clone()).unwrap_or_else(config::default_cache_dir),
+        ),
         limits: l,
     })
 }
@@ -206,11 +212,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if g.json {
                 out.index_entry(path, &computed)?;
             } else {
-                out.checksum(path, &computed, match format {
-                    Format::Table => output::ChecksumFormat::Table,
-                    Format::Json => output::ChecksumFormat::Json,
-                    Format::Yaml => output::ChecksumFormat::Yaml,
-                })?;
+                out.checksum(
+                    path,
+                    &computed,
+                    match format {
+                        Format::Table => output::ChecksumFormat::Table,
+                        Format::Json => output::ChecksumFormat::Json,
+                        Format::Yaml => output::ChecksumFormat::Yaml,
+                    },
+                )?;
             }
             return Ok(ExitCode::SUCCESS);
         }
@@ -234,7 +244,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     };
     let s = settings(g, &file, limits)?;
     let (ctx, recovery) = Context::open(&s).await?;
-    if !g.json && (recovery.leftovers_removed > 0 || !recovery.completed.is_empty() || !recovery.rolled_back.is_empty()) {
+    if !g.json && (recovery.leftovers_removed > 0 || !recovery.completed.is_empty() || !recovery.rolled_back.is_empty())
+    {
         output::recovery_note(&recovery);
     }
 
@@ -245,7 +256,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .as_deref()
                 .map(|c| c.parse::<Checksum>().with_context(|| format!("--checksum {c:?}")))
                 .transpose()?;
-            let req = InstallRequest { source: a.source.clone(), force: a.force, expected_checksum: expected, limits: s.limits, method: Method::Cli, plugin_file: a.plugin_file.clone() };
+            let req = InstallRequest {
+                source: a.source.clone(),
+                force: a.force,
+                expected_checksum: expected,
+                limits: s.limits,
+                method: Method::Cli,
+                plugin_file: a.plugin_file.clone(),
+            };
             let bar = progress::Bar::start(!g.json && std::io::stderr().is_terminal(), g.verbose);
             let result = attune::install::install(&ctx, req, Some(bar.sink())).await;
             bar.finish();
@@ -261,7 +279,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         }
-        Command::Uninstall { pack } => out.uninstalled(&attune::ops::uninstall(&ctx, &pack.parse::<PackSpec>()?, Method::Cli).await?)?,
+        Command::Uninstall { pack } => {
+            out.uninstalled(&attune::ops::uninstall(&ctx, &pack.parse::<PackSpec>()?, Method::Cli).await?)?
+        }
         Command::Doctor { repair } => {
             let report = attune::ops::doctor(&ctx, recovery, repair).await?;
             let clean = out.doctor(&report, repair)?;

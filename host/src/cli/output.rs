@@ -50,8 +50,11 @@ fn table(header: &[&str], rows: &[Vec<String>]) {
     }
     let line = |cells: Vec<String>| {
         let n = cells.len();
-        let s: Vec<String> =
-            cells.into_iter().enumerate().map(|(i, c)| if i + 1 == n { c } else { format!("{c:<w$}", w = widths[i]) }).collect();
+        let s: Vec<String> = cells
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| if i + 1 == n { c } else { format!("{c:<w$}", w = widths[i]) })
+            .collect();
         println!("{}", s.join("  ").trim_end());
     };
     line(header.iter().map(|h| h.to_string()).collect());
@@ -103,7 +106,15 @@ impl Output {
         }
         let rows: Vec<Vec<String>> = rows
             .iter()
-            .map(|i| vec![i.pack_ref.clone(), i.version.clone(), i.source_type.clone(), when(&i.installed_at), short(&i.checksum)])
+            .map(|i| {
+                vec![
+                    i.pack_ref.clone(),
+                    i.version.clone(),
+                    i.source_type.clone(),
+                    when(&i.installed_at),
+                    short(&i.checksum),
+                ]
+            })
             .collect();
         table(&["REF", "VERSION", "SOURCE", "INSTALLED", "CHECKSUM"], &rows);
         Ok(())
@@ -133,11 +144,14 @@ impl Output {
                 println!("commit       {c}");
             }
             println!("checksum     {}", i.checksum);
-            println!("verified     {}", match (&i.verify_status, &i.verified_at) {
-                (Some(s), Some(t)) => format!("{s} at {}", when(t)),
-                _ if i.verified => "checksum matched the expected one at install".to_string(),
-                _ => "never".to_string(),
-            });
+            println!(
+                "verified     {}",
+                match (&i.verify_status, &i.verified_at) {
+                    (Some(s), Some(t)) => format!("{s} at {}", when(t)),
+                    _ if i.verified => "checksum matched the expected one at install".to_string(),
+                    _ => "never".to_string(),
+                }
+            );
             println!("installed    {} by {} via {} on {}", when(&i.installed_at), i.installed_by, i.method, i.host);
             println!("fetcher      {} {}", i.fetcher_name, i.fetcher_version);
         }
@@ -145,7 +159,16 @@ impl Output {
         let rows: Vec<Vec<String>> = p
             .history
             .iter()
-            .map(|i| vec![i.id.to_string(), when(&i.installed_at), i.action.to_string(), i.version.clone(), i.status.to_string(), i.host.clone()])
+            .map(|i| {
+                vec![
+                    i.id.to_string(),
+                    when(&i.installed_at),
+                    i.action.to_string(),
+                    i.version.clone(),
+                    i.status.to_string(),
+                    i.host.clone(),
+                ]
+            })
             .collect();
         table(&["ID", "WHEN", "ACTION", "VERSION", "STATUS", "HOST"], &rows);
         Ok(())
@@ -174,7 +197,9 @@ impl Output {
             }
         }
         if !ok {
-            eprintln!("error: some packs do not match their installed checksum; reinstall them with `attune install --force <source>`");
+            eprintln!(
+                "error: some packs do not match their installed checksum; reinstall them with `attune install --force <source>`"
+            );
         }
         Ok(ok)
     }

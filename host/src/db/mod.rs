@@ -31,9 +31,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use time::OffsetDateTime;
 
 pub use error::{DbError, redact_url};
-pub use model::{
-    Action, Installation, Method, NewInstallation, Pack, Status, VerifyStatus, version_cmp,
-};
+pub use model::{Action, Installation, Method, NewInstallation, Pack, Status, VerifyStatus, version_cmp};
 use model::{now, to_unix_ms};
 
 /// The schema migrations, embedded at compile time. The path is relative to the
@@ -62,15 +60,10 @@ impl Db {
     /// `sqlite:///home/me/.local/share/attune/attune.db` on Linux. Falls back to
     /// `attune.db` in the working directory where the OS names no data directory.
     pub fn default_url() -> String {
-        let path = dirs::data_dir()
-            .map(|dir| dir.join("attune").join("attune.db"))
-            .unwrap_or_else(|| "attune.db".into());
+        let path =
+            dirs::data_dir().map(|dir| dir.join("attune").join("attune.db")).unwrap_or_else(|| "attune.db".into());
         // sqlx percent-decodes the path; keep these characters literal.
-        let path = path
-            .to_string_lossy()
-            .replace('%', "%25")
-            .replace('?', "%3F")
-            .replace('#', "%23");
+        let path = path.to_string_lossy().replace('%', "%25").replace('?', "%3F").replace('#', "%23");
         format!("sqlite://{path}")
     }
 
@@ -82,39 +75,23 @@ impl Db {
     /// as long as this `Db` and its clones).
     pub async fn connect(url: &str) -> Result<Db, DbError> {
         let Some(rest) = url.strip_prefix("sqlite:") else {
-            return Err(DbError::UnsupportedUrl {
-                url: redact_url(url),
-            });
+            return Err(DbError::UnsupportedUrl { url: redact_url(url) });
         };
-        let connect_err = |source| DbError::Connect {
-            url: redact_url(url),
-            source,
-        };
+        let connect_err = |source| DbError::Connect { url: redact_url(url), source };
         let in_memory = is_memory(rest);
 
-        let mut options = SqliteConnectOptions::from_str(url)
-            .map_err(connect_err)?
-            .foreign_keys(true)
-            .busy_timeout(BUSY_TIMEOUT);
+        let mut options =
+            SqliteConnectOptions::from_str(url).map_err(connect_err)?.foreign_keys(true).busy_timeout(BUSY_TIMEOUT);
         let pool_options = if in_memory {
             // An in-memory database dies with its last connection: keep exactly one, forever.
-            SqlitePoolOptions::new()
-                .max_connections(1)
-                .min_connections(1)
-                .idle_timeout(None)
-                .max_lifetime(None)
+            SqlitePoolOptions::new().max_connections(1).min_connections(1).idle_timeout(None).max_lifetime(None)
         } else {
             let path = options.get_filename();
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                fs_err::create_dir_all(dir).map_err(|source| DbError::CreateDir {
-                    path: dir.to_owned(),
-                    source,
-                })?;
+                fs_err::create_dir_all(dir).map_err(|source| DbError::CreateDir { path: dir.to_owned(), source })?;
             }
             // WAL: readers never block the writer, so `attune list` can run during an install.
-            options = options
-                .create_if_missing(true)
-                .journal_mode(SqliteJournalMode::Wal);
+            options = options.create_if_missing(true).journal_mode(SqliteJournalMode::Wal);
             // SQLite has one writer at a time anyway; a few connections serve concurrent reads.
             SqlitePoolOptions::new().max_connections(4)
         };
@@ -150,9 +127,7 @@ impl Db {
                 Ok(()) => return Ok(()),
                 // Only execution errors can be a lost race; a changed or unknown
                 // migration is final.
-                Err(MigrateError::Execute(_) | MigrateError::ExecuteMigration(..))
-                    if attempt < ATTEMPTS =>
-                {
+                Err(MigrateError::Execute(_) | MigrateError::ExecuteMigration(..)) if attempt < ATTEMPTS => {
                     attempt += 1;
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
@@ -172,11 +147,7 @@ impl Db {
     /// already installed on this host, otherwise `install`). Returns its id.
     pub async fn begin_install(&self, new: &NewInstallation) -> Result<i64, DbError> {
         let what = "recording the start of an install";
-        let mut tx = self
-            .pool
-            .begin_with(BEGIN_WRITE)
-            .await
-            .map_err(DbError::query(what))?;
+        let mut tx = self.pool.begin_with(BEGIN_WRITE).await.map_err(DbError::query(what))?;
 
         sqlx::query(
             "INSERT INTO packs (pack_ref, name, description) VALUES ($1, $2, $3)
@@ -200,11 +171,7 @@ impl Db {
         .fetch_optional(&mut *tx)
         .await
         .map_err(DbError::query(what))?;
-        let action = if live.is_some() {
-            Action::Reinstall
-        } else {
-            Action::Install
-        };
+        let action = if live.is_some() { Action::Reinstall } else { Action::Install };
 
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO installations (
@@ -251,11 +218,7 @@ impl Db {
     /// ref+version on the same host becomes `replaced`.
     pub async fn complete_install(&self, id: i64) -> Result<(), DbError> {
         let what = "recording a completed install";
-        let mut tx = self
-            .pool
-            .begin_with(BEGIN_WRITE)
-            .await
-            .map_err(DbError::query(what))?;
+        let mut tx = self.pool.begin_with(BEGIN_WRITE).await.map_err(DbError::query(what))?;
         let (pack_ref, version, host) = pending_row(&mut tx, id, "completed", what).await?;
         let finished = to_unix_ms(now());
 
@@ -271,14 +234,12 @@ impl Db {
         .await
         .map_err(DbError::query(what))?;
 
-        sqlx::query(
-            "UPDATE installations SET status = 'installed', finished_at = $2 WHERE id = $1",
-        )
-        .bind(id)
-        .bind(finished)
-        .execute(&mut *tx)
-        .await
-        .map_err(DbError::query(what))?;
+        sqlx::query("UPDATE installations SET status = 'installed', finished_at = $2 WHERE id = $1")
+            .bind(id)
+            .bind(finished)
+            .execute(&mut *tx)
+            .await
+            .map_err(DbError::query(what))?;
 
         sqlx::query(
             "UPDATE packs SET first_installed_at = $2
@@ -297,11 +258,7 @@ impl Db {
     /// `id` becomes `failed` with `error`. An earlier live install is untouched.
     pub async fn fail_install(&self, id: i64, error: &str) -> Result<(), DbError> {
         let what = "recording a failed install";
-        let mut tx = self
-            .pool
-            .begin_with(BEGIN_WRITE)
-            .await
-            .map_err(DbError::query(what))?;
+        let mut tx = self.pool.begin_with(BEGIN_WRITE).await.map_err(DbError::query(what))?;
         pending_row(&mut tx, id, "failed", what).await?;
         sqlx::query(
             "UPDATE installations SET status = 'failed', error = $2, finished_at = $3
@@ -330,11 +287,7 @@ impl Db {
         method: Method,
     ) -> Result<i64, DbError> {
         let what = "recording an uninstall";
-        let mut tx = self
-            .pool
-            .begin_with(BEGIN_WRITE)
-            .await
-            .map_err(DbError::query(what))?;
+        let mut tx = self.pool.begin_with(BEGIN_WRITE).await.map_err(DbError::query(what))?;
 
         let live: Option<i64> = sqlx::query_scalar(
             "SELECT id FROM installations
@@ -391,13 +344,11 @@ impl Db {
     /// Installations on `host` left `pending` (by a crash or a kill), oldest
     /// first: what start-up repair must complete or fail.
     pub async fn pending(&self, host: &str) -> Result<Vec<Installation>, DbError> {
-        sqlx::query_as(
-            "SELECT * FROM installations WHERE host = $1 AND status = 'pending' ORDER BY id",
-        )
-        .bind(host)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(DbError::query("listing pending installations"))
+        sqlx::query_as("SELECT * FROM installations WHERE host = $1 AND status = 'pending' ORDER BY id")
+            .bind(host)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(DbError::query("listing pending installations"))
     }
 
     /// The live installations on `host`, by ref, then by version
@@ -411,20 +362,12 @@ impl Db {
         .fetch_all(&self.pool)
         .await
         .map_err(DbError::query("listing installed packs"))?;
-        rows.sort_by(|a, b| {
-            a.pack_ref
-                .cmp(&b.pack_ref)
-                .then_with(|| version_cmp(&a.version, &b.version))
-        });
+        rows.sort_by(|a, b| a.pack_ref.cmp(&b.pack_ref).then_with(|| version_cmp(&a.version, &b.version)));
         Ok(rows)
     }
 
     /// The versions of `pack_ref` installed on `host`, in [`version_cmp`] order.
-    pub async fn installed_versions(
-        &self,
-        pack_ref: &str,
-        host: &str,
-    ) -> Result<Vec<String>, DbError> {
+    pub async fn installed_versions(&self, pack_ref: &str, host: &str) -> Result<Vec<String>, DbError> {
         let mut versions: Vec<String> = sqlx::query_scalar(
             "SELECT version FROM installations
              WHERE pack_ref = $1 AND host = $2 AND status = 'installed'",
@@ -439,12 +382,7 @@ impl Db {
     }
 
     /// The live installation of `pack_ref`@`version` on `host`, if any.
-    pub async fn current(
-        &self,
-        pack_ref: &str,
-        version: &str,
-        host: &str,
-    ) -> Result<Option<Installation>, DbError> {
+    pub async fn current(&self, pack_ref: &str, version: &str, host: &str) -> Result<Option<Installation>, DbError> {
         sqlx::query_as(
             "SELECT * FROM installations
              WHERE pack_ref = $1 AND version = $2 AND host = $3 AND status = 'installed'",
@@ -486,26 +424,16 @@ impl Db {
     }
 
     /// Records the outcome of `attune verify` on installation `id`.
-    pub async fn set_verify_result(
-        &self,
-        id: i64,
-        status: VerifyStatus,
-        at: OffsetDateTime,
-    ) -> Result<(), DbError> {
-        let done = sqlx::query(
-            "UPDATE installations SET verify_status = $2, verified_at = $3 WHERE id = $1",
-        )
-        .bind(id)
-        .bind(status.as_str())
-        .bind(to_unix_ms(at))
-        .execute(&self.pool)
-        .await
-        .map_err(DbError::query("recording a verify result"))?;
+    pub async fn set_verify_result(&self, id: i64, status: VerifyStatus, at: OffsetDateTime) -> Result<(), DbError> {
+        let done = sqlx::query("UPDATE installations SET verify_status = $2, verified_at = $3 WHERE id = $1")
+            .bind(id)
+            .bind(status.as_str())
+            .bind(to_unix_ms(at))
+            .execute(&self.pool)
+            .await
+            .map_err(DbError::query("recording a verify result"))?;
         if done.rows_affected() == 0 {
-            return Err(DbError::NotFound {
-                what: "installation",
-                key: format!("id {id}"),
-            });
+            return Err(DbError::NotFound { what: "installation", key: format!("id {id}") });
         }
         Ok(())
     }
@@ -542,24 +470,13 @@ async fn pending_row(
             .await
             .map_err(DbError::query(what))?;
     let Some((pack_ref, version, host, status)) = row else {
-        return Err(DbError::NotFound {
-            what: "installation",
-            key: format!("id {id}"),
-        });
+        return Err(DbError::NotFound { what: "installation", key: format!("id {id}") });
     };
     match status.parse::<Status>() {
         Ok(Status::Pending) => Ok((pack_ref, version, host)),
-        Ok(status) => Err(DbError::NotPending {
-            id,
-            status,
-            attempted,
-        }),
-        Err(e) => Err(DbError::Query {
-            what,
-            source: sqlx::Error::ColumnDecode {
-                index: "status".into(),
-                source: e.into(),
-            },
-        }),
+        Ok(status) => Err(DbError::NotPending { id, status, attempted }),
+        Err(e) => {
+            Err(DbError::Query { what, source: sqlx::Error::ColumnDecode { index: "status".into(), source: e.into() } })
+        }
     }
 }

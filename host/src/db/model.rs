@@ -219,10 +219,7 @@ impl<'r> FromRow<'r, SqliteRow> for Pack {
 }
 
 fn decode_error(column: &str, source: impl Into<sqlx::error::BoxDynError>) -> sqlx::Error {
-    sqlx::Error::ColumnDecode {
-        index: column.to_owned(),
-        source: source.into(),
-    }
+    sqlx::Error::ColumnDecode { index: column.to_owned(), source: source.into() }
 }
 
 fn text<T: FromStr<Err = String>>(row: &SqliteRow, column: &str) -> Result<T, sqlx::Error> {
@@ -230,13 +227,9 @@ fn text<T: FromStr<Err = String>>(row: &SqliteRow, column: &str) -> Result<T, sq
     raw.parse().map_err(|e: String| decode_error(column, e))
 }
 
-fn opt_text<T: FromStr<Err = String>>(
-    row: &SqliteRow,
-    column: &str,
-) -> Result<Option<T>, sqlx::Error> {
+fn opt_text<T: FromStr<Err = String>>(row: &SqliteRow, column: &str) -> Result<Option<T>, sqlx::Error> {
     let raw: Option<String> = row.try_get(column)?;
-    raw.map(|raw| raw.parse().map_err(|e: String| decode_error(column, e)))
-        .transpose()
+    raw.map(|raw| raw.parse().map_err(|e: String| decode_error(column, e))).transpose()
 }
 
 fn json(row: &SqliteRow, column: &str) -> Result<serde_json::Value, sqlx::Error> {
@@ -250,8 +243,7 @@ fn timestamp(row: &SqliteRow, column: &str) -> Result<OffsetDateTime, sqlx::Erro
 
 fn opt_timestamp(row: &SqliteRow, column: &str) -> Result<Option<OffsetDateTime>, sqlx::Error> {
     let raw: Option<i64> = row.try_get(column)?;
-    raw.map(|ms| from_unix_ms(ms).map_err(|e| decode_error(column, e)))
-        .transpose()
+    raw.map(|ms| from_unix_ms(ms).map_err(|e| decode_error(column, e))).transpose()
 }
 
 /// The stored form of a timestamp: unix milliseconds, UTC. Integers rather
@@ -282,10 +274,7 @@ pub fn version_cmp(a: &str, b: &str) -> Ordering {
             (None, Some(_)) => return Ordering::Less,
             (Some(_), None) => return Ordering::Greater,
             (Some((ca, ra)), Some((cb, rb))) => {
-                let by_chunk = match (
-                    ca.as_bytes()[0].is_ascii_digit(),
-                    cb.as_bytes()[0].is_ascii_digit(),
-                ) {
+                let by_chunk = match (ca.as_bytes()[0].is_ascii_digit(), cb.as_bytes()[0].is_ascii_digit()) {
                     (true, true) => {
                         let (na, nb) = (ca.trim_start_matches('0'), cb.trim_start_matches('0'));
                         // Longer digit string (without leading zeros) is the larger number:
@@ -307,9 +296,6 @@ pub fn version_cmp(a: &str, b: &str) -> Ordering {
 fn chunk(s: &str) -> Option<(&str, &str)> {
     let first = s.bytes().next()?;
     let digits = first.is_ascii_digit();
-    let end = s
-        .bytes()
-        .position(|b| b.is_ascii_digit() != digits)
-        .unwrap_or(s.len());
+    let end = s.bytes().position(|b| b.is_ascii_digit() != digits).unwrap_or(s.len());
     Some(s.split_at(end))
 }

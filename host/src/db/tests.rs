@@ -36,10 +36,7 @@ fn new_install(pack_ref: &str, version: &str, host: &str) -> NewInstallation {
 
 /// A database file in a directory that does not exist yet, to cover its creation.
 fn url_in(dir: &Path) -> String {
-    format!(
-        "sqlite://{}",
-        dir.join("nested").join("attune.db").display()
-    )
+    format!("sqlite://{}", dir.join("nested").join("attune.db").display())
 }
 
 async fn file_db() -> (tempfile::TempDir, Db) {
@@ -49,10 +46,7 @@ async fn file_db() -> (tempfile::TempDir, Db) {
 }
 
 async fn install(db: &Db, pack_ref: &str, version: &str) -> i64 {
-    let id = db
-        .begin_install(&new_install(pack_ref, version, HOST))
-        .await
-        .unwrap();
+    let id = db.begin_install(&new_install(pack_ref, version, HOST)).await.unwrap();
     db.complete_install(id).await.unwrap();
     id
 }
@@ -69,10 +63,7 @@ async fn begin_complete_round_trip() {
     assert_eq!(pending.action, Action::Install);
     assert_eq!(pending.finished_at, None);
     assert!(db.installed(HOST).await.unwrap().is_empty());
-    assert_eq!(
-        db.pack("core").await.unwrap().unwrap().first_installed_at,
-        None
-    );
+    assert_eq!(db.pack("core").await.unwrap().unwrap().first_installed_at, None);
 
     db.complete_install(id).await.unwrap();
     let installed = db.installed(HOST).await.unwrap();
@@ -91,10 +82,7 @@ async fn begin_complete_round_trip() {
     assert_eq!(row.fetcher_hash.as_deref(), Some("feed"));
     let finished = row.finished_at.expect("finished_at set on completion");
     assert!(finished >= row.installed_at);
-    assert_eq!(
-        db.current("core", "1.0.0", HOST).await.unwrap().as_ref(),
-        Some(row)
-    );
+    assert_eq!(db.current("core", "1.0.0", HOST).await.unwrap().as_ref(), Some(row));
     assert_eq!(db.current("core", "1.0.0", "host-b").await.unwrap(), None);
 
     let pack = db.pack("core").await.unwrap().unwrap();
@@ -115,34 +103,16 @@ async fn reinstall_replaces_and_keeps_history() {
     let (_dir, db) = file_db().await;
     let first = install(&db, "core", "1.0.0").await;
 
-    let second = db
-        .begin_install(&new_install("core", "1.0.0", HOST))
-        .await
-        .unwrap();
-    assert_eq!(
-        db.installation(second).await.unwrap().unwrap().action,
-        Action::Reinstall
-    );
+    let second = db.begin_install(&new_install("core", "1.0.0", HOST)).await.unwrap();
+    assert_eq!(db.installation(second).await.unwrap().unwrap().action, Action::Reinstall);
     // Until the reinstall completes, the old files are still the live ones.
-    assert_eq!(
-        db.current("core", "1.0.0", HOST).await.unwrap().unwrap().id,
-        first
-    );
+    assert_eq!(db.current("core", "1.0.0", HOST).await.unwrap().unwrap().id, first);
 
     db.complete_install(second).await.unwrap();
-    assert_eq!(
-        db.current("core", "1.0.0", HOST).await.unwrap().unwrap().id,
-        second
-    );
+    assert_eq!(db.current("core", "1.0.0", HOST).await.unwrap().unwrap().id, second);
     let history = db.history("core").await.unwrap();
     let summary: Vec<_> = history.iter().map(|r| (r.id, r.action, r.status)).collect();
-    assert_eq!(
-        summary,
-        [
-            (second, Action::Reinstall, Status::Installed),
-            (first, Action::Install, Status::Replaced),
-        ]
-    );
+    assert_eq!(summary, [(second, Action::Reinstall, Status::Installed), (first, Action::Install, Status::Replaced),]);
     assert_eq!(db.installed(HOST).await.unwrap().len(), 1);
 }
 
@@ -150,15 +120,9 @@ async fn reinstall_replaces_and_keeps_history() {
 async fn same_version_on_another_host_is_not_a_reinstall() {
     let (_dir, db) = file_db().await;
     install(&db, "core", "1.0.0").await;
-    let other = db
-        .begin_install(&new_install("core", "1.0.0", "host-b"))
-        .await
-        .unwrap();
+    let other = db.begin_install(&new_install("core", "1.0.0", "host-b")).await.unwrap();
     db.complete_install(other).await.unwrap();
-    assert_eq!(
-        db.installation(other).await.unwrap().unwrap().action,
-        Action::Install
-    );
+    assert_eq!(db.installation(other).await.unwrap().unwrap().action, Action::Install);
     assert_eq!(db.installed(HOST).await.unwrap().len(), 1);
     assert_eq!(db.installed("host-b").await.unwrap().len(), 1);
 }
@@ -166,10 +130,7 @@ async fn same_version_on_another_host_is_not_a_reinstall() {
 #[tokio::test]
 async fn failed_install_leaves_nothing_installed() {
     let (_dir, db) = file_db().await;
-    let id = db
-        .begin_install(&new_install("core", "1.0.0", HOST))
-        .await
-        .unwrap();
+    let id = db.begin_install(&new_install("core", "1.0.0", HOST)).await.unwrap();
     db.fail_install(id, "checksum mismatch").await.unwrap();
 
     let row = db.installation(id).await.unwrap().unwrap();
@@ -179,60 +140,33 @@ async fn failed_install_leaves_nothing_installed() {
     assert!(db.installed(HOST).await.unwrap().is_empty());
     assert!(db.pending(HOST).await.unwrap().is_empty());
     assert_eq!(db.current("core", "1.0.0", HOST).await.unwrap(), None);
-    assert_eq!(
-        db.pack("core").await.unwrap().unwrap().first_installed_at,
-        None
-    );
+    assert_eq!(db.pack("core").await.unwrap().unwrap().first_installed_at, None);
 
     // A failed row can't be resurrected, nor completed twice.
     let err = db.complete_install(id).await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            DbError::NotPending {
-                status: Status::Failed,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert!(matches!(err, DbError::NotPending { status: Status::Failed, .. }), "{err:?}");
     let done = install(&db, "core", "1.0.1").await;
     assert!(matches!(
         db.fail_install(done, "late").await.unwrap_err(),
-        DbError::NotPending {
-            status: Status::Installed,
-            ..
-        }
+        DbError::NotPending { status: Status::Installed, .. }
     ));
-    assert!(matches!(
-        db.complete_install(9999).await.unwrap_err(),
-        DbError::NotFound { .. }
-    ));
+    assert!(matches!(db.complete_install(9999).await.unwrap_err(), DbError::NotFound { .. }));
 }
 
 #[tokio::test]
 async fn failed_reinstall_keeps_the_old_install_live() {
     let (_dir, db) = file_db().await;
     let first = install(&db, "core", "1.0.0").await;
-    let retry = db
-        .begin_install(&new_install("core", "1.0.0", HOST))
-        .await
-        .unwrap();
+    let retry = db.begin_install(&new_install("core", "1.0.0", HOST)).await.unwrap();
     db.fail_install(retry, "disk full").await.unwrap();
-    assert_eq!(
-        db.current("core", "1.0.0", HOST).await.unwrap().unwrap().id,
-        first
-    );
+    assert_eq!(db.current("core", "1.0.0", HOST).await.unwrap().unwrap().id, first);
 }
 
 #[tokio::test]
 async fn uninstall_keeps_history() {
     let (_dir, db) = file_db().await;
     let id = install(&db, "core", "1.0.0").await;
-    let un = db
-        .record_uninstall("core", "1.0.0", HOST, "bob", Method::Api)
-        .await
-        .unwrap();
+    let un = db.record_uninstall("core", "1.0.0", HOST, "bob", Method::Api).await.unwrap();
     assert!(un > id);
 
     assert!(db.installed(HOST).await.unwrap().is_empty());
@@ -240,14 +174,8 @@ async fn uninstall_keeps_history() {
     let history = db.history("core").await.unwrap();
     assert_eq!(history.len(), 2);
     let (removal, original) = (&history[0], &history[1]);
-    assert_eq!(
-        (removal.id, removal.action, removal.status),
-        (un, Action::Uninstall, Status::Removed)
-    );
-    assert_eq!(
-        (original.id, original.action, original.status),
-        (id, Action::Install, Status::Removed)
-    );
+    assert_eq!((removal.id, removal.action, removal.status), (un, Action::Uninstall, Status::Removed));
+    assert_eq!((original.id, original.action, original.status), (id, Action::Install, Status::Removed));
     assert_eq!(removal.installed_by, "bob");
     assert_eq!(removal.method, Method::Api);
     assert_eq!(removal.storage_path, original.storage_path);
@@ -255,10 +183,7 @@ async fn uninstall_keeps_history() {
     assert_eq!(removal.version, "1.0.0");
     assert!(removal.finished_at.is_some());
 
-    let err = db
-        .record_uninstall("core", "1.0.0", HOST, "bob", Method::Cli)
-        .await
-        .unwrap_err();
+    let err = db.record_uninstall("core", "1.0.0", HOST, "bob", Method::Cli).await.unwrap_err();
     assert!(matches!(err, DbError::NotFound { .. }), "{err:?}");
     assert!(err.to_string().contains("core@1.0.0"), "{err}");
 }
@@ -267,30 +192,13 @@ async fn uninstall_keeps_history() {
 async fn pending_lists_only_pending_on_that_host() {
     let (_dir, db) = file_db().await;
     install(&db, "done", "1.0.0").await;
-    let failed = db
-        .begin_install(&new_install("broken", "1.0.0", HOST))
-        .await
-        .unwrap();
+    let failed = db.begin_install(&new_install("broken", "1.0.0", HOST)).await.unwrap();
     db.fail_install(failed, "boom").await.unwrap();
-    let a = db
-        .begin_install(&new_install("half", "1.0.0", HOST))
-        .await
-        .unwrap();
-    db.begin_install(&new_install("elsewhere", "1.0.0", "host-b"))
-        .await
-        .unwrap();
-    let b = db
-        .begin_install(&new_install("half", "2.0.0", HOST))
-        .await
-        .unwrap();
+    let a = db.begin_install(&new_install("half", "1.0.0", HOST)).await.unwrap();
+    db.begin_install(&new_install("elsewhere", "1.0.0", "host-b")).await.unwrap();
+    let b = db.begin_install(&new_install("half", "2.0.0", HOST)).await.unwrap();
 
-    let ids: Vec<i64> = db
-        .pending(HOST)
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.id)
-        .collect();
+    let ids: Vec<i64> = db.pending(HOST).await.unwrap().iter().map(|r| r.id).collect();
     assert_eq!(ids, [a, b]);
     assert_eq!(db.pending("host-b").await.unwrap().len(), 1);
 }
@@ -298,32 +206,14 @@ async fn pending_lists_only_pending_on_that_host() {
 #[tokio::test]
 async fn installed_orders_by_ref_then_version() {
     let (_dir, db) = file_db().await;
-    for (r, v) in [
-        ("b", "1.10.0"),
-        ("a", "2.0.0"),
-        ("b", "1.9.0"),
-        ("b", "1.2.0"),
-    ] {
+    for (r, v) in [("b", "1.10.0"), ("a", "2.0.0"), ("b", "1.9.0"), ("b", "1.2.0")] {
         install(&db, r, v).await;
     }
-    let listed: Vec<_> = db
-        .installed(HOST)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|r| format!("{}@{}", r.pack_ref, r.version))
-        .collect();
+    let listed: Vec<_> =
+        db.installed(HOST).await.unwrap().into_iter().map(|r| format!("{}@{}", r.pack_ref, r.version)).collect();
     assert_eq!(listed, ["a@2.0.0", "b@1.2.0", "b@1.9.0", "b@1.10.0"]);
-    assert_eq!(
-        db.installed_versions("b", HOST).await.unwrap(),
-        ["1.2.0", "1.9.0", "1.10.0"]
-    );
-    assert!(
-        db.installed_versions("b", "host-b")
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert_eq!(db.installed_versions("b", HOST).await.unwrap(), ["1.2.0", "1.9.0", "1.10.0"]);
+    assert!(db.installed_versions("b", "host-b").await.unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -331,22 +221,12 @@ async fn verify_result_is_stored() {
     let (_dir, db) = file_db().await;
     let id = install(&db, "core", "1.0.0").await;
     let at = time::macros::datetime!(2030-01-02 03:04:05.678 UTC);
-    db.set_verify_result(id, VerifyStatus::Tampered, at)
-        .await
-        .unwrap();
+    db.set_verify_result(id, VerifyStatus::Tampered, at).await.unwrap();
     let row = db.installation(id).await.unwrap().unwrap();
     assert_eq!(row.verify_status, Some(VerifyStatus::Tampered));
     assert_eq!(row.verified_at, Some(at));
-    assert_eq!(
-        serde_json::to_value(&row).unwrap()["verified_at"],
-        "2030-01-02T03:04:05.678Z"
-    );
-    assert!(matches!(
-        db.set_verify_result(9999, VerifyStatus::Ok, at)
-            .await
-            .unwrap_err(),
-        DbError::NotFound { .. }
-    ));
+    assert_eq!(serde_json::to_value(&row).unwrap()["verified_at"], "2030-01-02T03:04:05.678Z");
+    assert!(matches!(db.set_verify_result(9999, VerifyStatus::Ok, at).await.unwrap_err(), DbError::NotFound { .. }));
 }
 
 /// Two processes' worth of connections hammering one file: every write must
@@ -365,12 +245,8 @@ async fn concurrent_connections_to_one_file() {
         tokio::spawn(async move {
             for i in 0..ROUNDS {
                 // Same ref+version on both: each complete replaces the other's.
-                let shared = db
-                    .begin_install(&new_install("shared", "1.0.0", HOST))
-                    .await?;
-                let own = db
-                    .begin_install(&new_install(who, &format!("1.0.{i}"), HOST))
-                    .await?;
+                let shared = db.begin_install(&new_install("shared", "1.0.0", HOST)).await?;
+                let own = db.begin_install(&new_install(who, &format!("1.0.{i}"), HOST)).await?;
                 db.complete_install(shared).await?;
                 db.complete_install(own).await?;
                 db.installed(HOST).await?;
@@ -384,23 +260,11 @@ async fn concurrent_connections_to_one_file() {
 
     let history = a.history("shared").await.unwrap();
     assert_eq!(history.len(), 2 * ROUNDS);
-    let live = history
-        .iter()
-        .filter(|r| r.status == Status::Installed)
-        .count();
-    let replaced = history
-        .iter()
-        .filter(|r| r.status == Status::Replaced)
-        .count();
+    let live = history.iter().filter(|r| r.status == Status::Installed).count();
+    let replaced = history.iter().filter(|r| r.status == Status::Replaced).count();
     assert_eq!((live, replaced), (1, 2 * ROUNDS - 1));
-    assert_eq!(
-        b.installed_versions("left", HOST).await.unwrap().len(),
-        ROUNDS
-    );
-    assert_eq!(
-        a.installed_versions("right", HOST).await.unwrap().len(),
-        ROUNDS
-    );
+    assert_eq!(b.installed_versions("left", HOST).await.unwrap().len(), ROUNDS);
+    assert_eq!(a.installed_versions("right", HOST).await.unwrap().len(), ROUNDS);
     assert!(a.pending(HOST).await.unwrap().is_empty());
 }
 
@@ -421,10 +285,7 @@ async fn concurrent_first_connects() {
             let db = open.await.unwrap().unwrap();
             assert!(db.installed(HOST).await.unwrap().is_empty());
             // The race must not leave the file in rollback-journal mode.
-            let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
-                .fetch_one(&db.pool)
-                .await
-                .unwrap();
+            let journal: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&db.pool).await.unwrap();
             assert_eq!(journal, "wal");
         }
     }
@@ -439,24 +300,11 @@ async fn migrations_are_idempotent() {
     db.close().await;
 
     let again = Db::connect(&url).await.unwrap();
-    assert_eq!(
-        again
-            .current("core", "1.0.0", HOST)
-            .await
-            .unwrap()
-            .unwrap()
-            .id,
-        id
-    );
-    let applied: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
-        .fetch_one(&again.pool)
-        .await
-        .unwrap();
+    assert_eq!(again.current("core", "1.0.0", HOST).await.unwrap().unwrap().id, id);
+    let applied: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations").fetch_one(&again.pool).await.unwrap();
     assert_eq!(applied, i64::try_from(MIGRATOR.iter().count()).unwrap());
-    let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
-        .fetch_one(&again.pool)
-        .await
-        .unwrap();
+    let journal: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&again.pool).await.unwrap();
     assert_eq!(journal, "wal");
 }
 
@@ -464,10 +312,7 @@ async fn migrations_are_idempotent() {
 async fn schema_enforces_one_live_install() {
     let (_dir, db) = file_db().await;
     let id = install(&db, "core", "1.0.0").await;
-    let other = db
-        .begin_install(&new_install("core", "1.0.0", HOST))
-        .await
-        .unwrap();
+    let other = db.begin_install(&new_install("core", "1.0.0", HOST)).await.unwrap();
     // Bypassing complete_install must not create a second live row.
     let err = sqlx::query("UPDATE installations SET status = 'installed' WHERE id = $1")
         .bind(other)
@@ -475,10 +320,7 @@ async fn schema_enforces_one_live_install() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("UNIQUE"), "{err}");
-    assert_eq!(
-        db.current("core", "1.0.0", HOST).await.unwrap().unwrap().id,
-        id
-    );
+    assert_eq!(db.current("core", "1.0.0", HOST).await.unwrap().unwrap().id, id);
 }
 
 #[tokio::test]
@@ -500,10 +342,7 @@ async fn unsupported_url_is_redacted() {
     assert!(matches!(err, DbError::UnsupportedUrl { .. }), "{err:?}");
     let msg = err.to_string();
     assert!(!msg.contains("secret"), "{msg}");
-    assert!(
-        format!("{err:?}").contains("postgres://u:***@h/db"),
-        "{err:?}"
-    );
+    assert!(format!("{err:?}").contains("postgres://u:***@h/db"), "{err:?}");
     assert!(msg.contains("sqlite:///"), "{msg}");
 }
 
@@ -523,23 +362,14 @@ async fn connect_error_names_the_url() {
 
 #[test]
 fn redaction() {
-    assert_eq!(
-        redact_url("postgres://u:secret@h/db"),
-        "postgres://u:***@h/db"
-    );
-    assert_eq!(
-        redact_url("postgres://u:p@ss@h:5432/db"),
-        "postgres://u:***@h:5432/db"
-    );
+    assert_eq!(redact_url("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+    assert_eq!(redact_url("postgres://u:p@ss@h:5432/db"), "postgres://u:***@h:5432/db");
     assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
     assert_eq!(
         redact_url("postgres://h/db?user=u&password=secret&sslmode=require"),
         "postgres://h/db?user=u&password=***&sslmode=require"
     );
-    assert_eq!(
-        redact_url("sqlite:///tmp/a@b/x.db"),
-        "sqlite:///tmp/a@b/x.db"
-    );
+    assert_eq!(redact_url("sqlite:///tmp/a@b/x.db"), "sqlite:///tmp/a@b/x.db");
     assert_eq!(redact_url("sqlite::memory:"), "sqlite::memory:");
 }
 
@@ -547,10 +377,7 @@ fn redaction() {
 fn default_url_is_sqlite_in_the_data_dir() {
     let url = Db::default_url();
     assert!(url.starts_with("sqlite://"), "{url}");
-    assert!(
-        Path::new(url.trim_start_matches("sqlite://")).ends_with("attune/attune.db"),
-        "{url}"
-    );
+    assert!(Path::new(url.trim_start_matches("sqlite://")).ends_with("attune/attune.db"), "{url}");
 }
 
 #[test]

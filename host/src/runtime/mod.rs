@@ -202,9 +202,12 @@ impl Runtime {
     pub fn new(cache_dir: Option<PathBuf>) -> Result<Self, RuntimeError> {
         let mut config = Config::new();
         config.wasm_component_model(true).epoch_interruption(true);
-        let engine = Engine::new(&config).map_err(|e| RuntimeError::Instantiate { plugin: "-".into(), message: format!("{e:#}") })?;
+        let engine = Engine::new(&config)
+            .map_err(|e| RuntimeError::Instantiate { plugin: "-".into(), message: format!("{e:#}") })?;
         let mut linker = Linker::new(&engine);
-        let wire = |r: wasmtime::Result<()>| r.map_err(|e| RuntimeError::Instantiate { plugin: "-".into(), message: format!("{e:#}") });
+        let wire = |r: wasmtime::Result<()>| {
+            r.map_err(|e| RuntimeError::Instantiate { plugin: "-".into(), message: format!("{e:#}") })
+        };
         wire(wasmtime_wasi::p2::add_to_linker_async(&mut linker))?;
         wire(since_v0_1_0::add_to_linker(&mut linker))?;
         let stop = Arc::new(AtomicBool::new(false));
@@ -291,9 +294,14 @@ impl Runtime {
         wasi.stderr(stderr.clone());
         let input_dir = match input {
             Some(path) => {
-                let dir_path = if path.is_dir() { path.to_path_buf() } else { path.parent().unwrap_or(Path::new("/")).to_path_buf() };
-                wasi.preopened_dir(&dir_path, INPUT_GUEST_PATH, wasmtime_wasi::FsPerms::ReadOnly)
-                    .map_err(|e| RuntimeError::Input { path: dir_path.clone(), source: std::io::Error::other(format!("{e:#}")) })?;
+                let dir_path = if path.is_dir() {
+                    path.to_path_buf()
+                } else {
+                    path.parent().unwrap_or(Path::new("/")).to_path_buf()
+                };
+                wasi.preopened_dir(&dir_path, INPUT_GUEST_PATH, wasmtime_wasi::FsPerms::ReadOnly).map_err(|e| {
+                    RuntimeError::Input { path: dir_path.clone(), source: std::io::Error::other(format!("{e:#}")) }
+                })?;
                 Some(
                     Dir::open_ambient_dir(&dir_path, cap_std::ambient_authority())
                         .map_err(|e| RuntimeError::Input { path: dir_path.clone(), source: e })?,
@@ -351,7 +359,9 @@ impl Runtime {
             let instance = since_v0_1_0::Fetcher::instantiate_async(&mut store, &plugin.component, &self.linker)
                 .await
                 .map_err(|e| classify(&label, e, &mut store, limits))?;
-            since_v0_1_0::fetch(&mut store, &instance, request).await.map_err(|e| classify(&label, e, &mut store, limits))
+            since_v0_1_0::fetch(&mut store, &instance, request)
+                .await
+                .map_err(|e| classify(&label, e, &mut store, limits))
         };
         // A little past the epoch deadline: this one catches guests parked in
         // a host wait (sleep, a stalled stream), which epochs cannot interrupt.
@@ -391,10 +401,9 @@ fn write_cache(path: &Path, component: &Component) -> std::io::Result<()> {
 
 /// The attune:fetcher version a component imports, from its import names.
 fn wit_version(engine: &Engine, component: &Component) -> Option<String> {
-    component
-        .component_type()
-        .imports(engine)
-        .find_map(|(name, _)| name.strip_prefix("attune:fetcher/").and_then(|rest| rest.split_once('@')).map(|(_, v)| v.to_string()))
+    component.component_type().imports(engine).find_map(|(name, _)| {
+        name.strip_prefix("attune:fetcher/").and_then(|rest| rest.split_once('@')).map(|(_, v)| v.to_string())
+    })
 }
 
 /// Turns a wasmtime error into the limit that caused it, if any.
@@ -522,16 +531,26 @@ impl wasmtime_wasi::cli::StdoutStream for TailPipe {
 }
 
 impl tokio::io::AsyncWrite for TailPipe {
-    fn poll_write(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>, buf: &[u8]) -> std::task::Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
         let mut v = self.0.lock().unwrap();
         let room = STDERR_KEEP.saturating_sub(v.len());
         v.extend_from_slice(&buf[..buf.len().min(room)]);
         std::task::Poll::Ready(Ok(buf.len()))
     }
-    fn poll_flush(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
         std::task::Poll::Ready(Ok(()))
     }
-    fn poll_shutdown(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
         std::task::Poll::Ready(Ok(()))
     }
 }

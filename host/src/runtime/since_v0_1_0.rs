@@ -29,10 +29,7 @@ pub fn add_to_linker(linker: &mut wasmtime::component::Linker<FetchState>) -> wa
     Fetcher::add_to_linker::<FetchState, wasmtime::component::HasSelf<FetchState>>(linker, |s| s)
 }
 
-pub async fn describe(
-    store: &mut wasmtime::Store<FetchState>,
-    instance: &Fetcher,
-) -> wasmtime::Result<PluginInfo> {
+pub async fn describe(store: &mut wasmtime::Store<FetchState>, instance: &Fetcher) -> wasmtime::Result<PluginInfo> {
     let info = instance.call_describe(store).await?;
     Ok(PluginInfo {
         name: info.name,
@@ -84,9 +81,12 @@ pub async fn fetch(
 fn staging_message(e: &types::StagingError) -> String {
     use types::StagingError as S;
     match e {
-        S::InvalidPath(m) | S::AlreadyExists(m) | S::NotADirectory(m) | S::SymlinkEscapes(m) | S::BadLink(m) | S::Io(m) => {
-            m.clone()
-        }
+        S::InvalidPath(m)
+        | S::AlreadyExists(m)
+        | S::NotADirectory(m)
+        | S::SymlinkEscapes(m)
+        | S::BadLink(m)
+        | S::Io(m) => m.clone(),
         S::TooManyBytes(n) => format!("byte limit of {n} reached"),
         S::TooManyFiles(n) => format!("file limit of {n} reached"),
         S::TooManyOpenFiles(n) => format!("more than {n} files open"),

@@ -58,7 +58,12 @@ pub trait Source: Send + Sync {
     /// The source as it may be shown and stored (credentials removed).
     fn display(&self) -> String;
     fn fetcher(&self) -> FetcherFacts;
-    fn fetch<'a>(&'a self, staging: StagingWriter, limits: &'a Limits, events: Option<EventSink>) -> BoxFuture<'a, Result<Fetched, SourceError>>;
+    fn fetch<'a>(
+        &'a self,
+        staging: StagingWriter,
+        limits: &'a Limits,
+        events: Option<EventSink>,
+    ) -> BoxFuture<'a, Result<Fetched, SourceError>>;
 }
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -88,28 +93,34 @@ pub fn parse(source: &str) -> Result<SourceSpec, SourceError> {
         }
         None => Path::new(source),
     };
-    let meta = match fs_err::metadata(path) {
+    let meta = match std::fs::metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(SourceError::NotFound { path: path.to_path_buf() });
         }
-        Err(e) => return Err(SourceError::Io { path: path.to_path_buf(), source: e.into() }),
+        Err(e) => return Err(SourceError::Io { path: path.to_path_buf(), source: e }),
     };
     if !meta.is_dir() {
-        return Err(SourceError::Unsupported { path: path.to_path_buf(), what: "a single file (archives arrive with the archive fetcher)" });
+        return Err(SourceError::Unsupported {
+            path: path.to_path_buf(),
+            what: "a single file (archives arrive with the archive fetcher)",
+        });
     }
-    let canonical = fs_err::canonicalize(path).map_err(|e| SourceError::Io { path: path.to_path_buf(), source: e })?;
+    let canonical = std::fs::canonicalize(path).map_err(|e| SourceError::Io { path: path.to_path_buf(), source: e })?;
     Ok(SourceSpec::Local(canonical))
 }
 
 /// A source to be fetched by a plugin file instead of a built-in fetcher.
 pub fn parse_for_plugin(source: &str, wasm: &Path) -> SourceSpec {
-    let input = fs_err::canonicalize(source.strip_prefix("file://").unwrap_or(source)).ok();
+    let input = std::fs::canonicalize(source.strip_prefix("file://").unwrap_or(source)).ok();
     SourceSpec::Plugin { wasm: wasm.to_path_buf(), source: source.to_string(), input }
 }
 
 /// The factory: the one place that maps a kind of source to its fetcher.
-pub async fn resolve(spec: SourceSpec, runtime: std::sync::Arc<crate::runtime::Runtime>) -> Result<Box<dyn Source>, SourceError> {
+pub async fn resolve(
+    spec: SourceSpec,
+    runtime: std::sync::Arc<crate::runtime::Runtime>,
+) -> Result<Box<dyn Source>, SourceError> {
     use crate::runtime::FetchRequest;
     use crate::runtime::grants::Offer;
     match spec {
@@ -117,10 +128,17 @@ pub async fn resolve(spec: SourceSpec, runtime: std::sync::Arc<crate::runtime::R
             let plugin = crate::plugins::LOCAL.load(&runtime).await?;
             let offer = Offer { input: Some(path.clone()), hosts: vec![] };
             let request = FetchRequest { source: path.display().to_string(), ..Default::default() };
-            Ok(Box::new(wasm::WasmSource::new(SourceKind::Local, path.display().to_string(), runtime, plugin, request, &offer)))
+            Ok(Box::new(wasm::WasmSource::new(
+                SourceKind::Local,
+                path.display().to_string(),
+                runtime,
+                plugin,
+                request,
+                &offer,
+            )))
         }
         SourceSpec::Plugin { wasm, source, input } => {
-            let bytes = fs_err::read(&wasm).map_err(|e| SourceError::PluginFile { path: wasm.clone(), source: e })?;
+            let bytes = std::fs::read(&wasm).map_err(|e| SourceError::PluginFile { path: wasm.clone(), source: e })?;
             let label = wasm.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "plugin".into());
             let plugin = runtime.load(&label, &bytes).await?;
             let offer = Offer { input, hosts: vec![] };

@@ -45,7 +45,12 @@ impl Source for WasmSource {
             sha256: self.plugin.sha256.clone(),
         }
     }
-    fn fetch<'a>(&'a self, staging: StagingWriter, limits: &'a Limits, events: Option<EventSink>) -> BoxFuture<'a, Result<Fetched, SourceError>> {
+    fn fetch<'a>(
+        &'a self,
+        staging: StagingWriter,
+        limits: &'a Limits,
+        events: Option<EventSink>,
+    ) -> BoxFuture<'a, Result<Fetched, SourceError>> {
         Box::pin(async move { Ok(self.runtime.fetch(&self.plugin, &self.request, staging, limits, events).await?) })
     }
 }

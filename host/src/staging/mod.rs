@@ -380,7 +380,10 @@ mod tests {
         assert!(matches!(w.write_file("../x", false, b""), Err(StagingError::SymlinkEscapes(..))));
         assert!(!t.path().join("x").exists());
         let (_t3, mut w3) = writer(WriteLimits::default());
-        assert!(matches!(w3.write_file("/abs", false, b""), Err(StagingError::InvalidPath(PathError::Absolute { .. }))));
+        assert!(matches!(
+            w3.write_file("/abs", false, b""),
+            Err(StagingError::InvalidPath(PathError::Absolute { .. }))
+        ));
     }
 
     #[test]

@@ -106,9 +106,11 @@ mod tests {
         assert!(check("ünïcode/файл").is_ok());
     }
 
+    type Case = (&'static str, fn(&PathError) -> bool);
+
     #[test]
     fn rejects_hostile_paths() {
-        let cases: &[(&str, fn(&PathError) -> bool)] = &[
+        let cases: &[Case] = &[
             ("", |e| matches!(e, PathError::Empty { .. })),
             ("../x", |e| matches!(e, PathError::ParentDir { .. })),
             ("a/../../x", |e| matches!(e, PathError::ParentDir { .. })),

@@ -56,8 +56,8 @@ impl StagingDir {
 
 impl Drop for StagingDir {
     fn drop(&mut self) {
-        let _ = fs_err::remove_dir_all(&self.dir);
-        let _ = fs_err::remove_file(&self.lock_path);
+        let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = std::fs::remove_file(&self.lock_path);
     }
 }
 
@@ -71,9 +71,9 @@ impl Store {
     pub fn open(root: &Path) -> Result<Store, StoreError> {
         for d in ["staging", "locks", "trash"] {
             let p = root.join(META_DIR).join(d);
-            fs_err::create_dir_all(&p).map_err(|e| StoreError::Io { path: p.clone(), source: e.into() })?;
+            std::fs::create_dir_all(&p).map_err(|e| StoreError::Io { path: p.clone(), source: e })?;
         }
-        let root = fs_err::canonicalize(root).map_err(|e| StoreError::Io { path: root.to_path_buf(), source: e.into() })?;
+        let root = std::fs::canonicalize(root).map_err(|e| StoreError::Io { path: root.to_path_buf(), source: e })?;
         Ok(Store { root })
     }
 
@@ -103,8 +103,8 @@ impl Store {
         let lock = OpenOptions::new().create_new(true).write(true).open(&lock_path).map_err(io(&lock_path))?;
         lock.lock().map_err(io(&lock_path))?;
         let dir = base.join(&id);
-        fs_err::create_dir(&dir).map_err(|e| StoreError::Io { path: dir.clone(), source: e.into() })?;
-        fs_err::create_dir(dir.join("pack")).map_err(|e| StoreError::Io { path: dir.clone(), source: e.into() })?;
+        std::fs::create_dir(&dir).map_err(|e| StoreError::Io { path: dir.clone(), source: e })?;
+        std::fs::create_dir(dir.join("pack")).map_err(|e| StoreError::Io { path: dir.clone(), source: e })?;
         Ok(StagingDir { dir, lock_path, _lock: lock })
     }
 
@@ -139,13 +139,19 @@ impl Store {
 
     /// Moves a finished staging tree to `{ref}-{version}/` (hold the pack lock).
     /// With `replace`, an existing tree is swapped out atomically and removed.
-    pub fn commit(&self, staging: &StagingDir, pack_ref: &str, version: &semver::Version, replace: bool) -> Result<PathBuf, StoreError> {
+    pub fn commit(
+        &self,
+        staging: &StagingDir,
+        pack_ref: &str,
+        version: &semver::Version,
+        replace: bool,
+    ) -> Result<PathBuf, StoreError> {
         let from = staging.pack_path();
         let to = self.pack_dir(pack_ref, version);
         // One syncfs makes every staged file durable before it becomes visible.
         let root_dir = File::open(&self.root).map_err(io(&self.root))?;
         rustix::fs::syncfs(&root_dir).map_err(|e| StoreError::Io { path: self.root.clone(), source: e.into() })?;
-        let exists = fs_err::symlink_metadata(&to).is_ok();
+        let exists = std::fs::symlink_metadata(&to).is_ok();
         if exists && !replace {
             return Err(StoreError::Exists { path: to });
         }
@@ -164,11 +170,11 @@ impl Store {
     fn commit_fallback(&self, from: &Path, to: &Path, exists: bool) -> Result<(), StoreError> {
         if exists {
             let aside = self.trash_path(to);
-            fs_err::rename(to, &aside).map_err(|e| StoreError::Io { path: to.to_path_buf(), source: e.into() })?;
-            fs_err::rename(from, to).map_err(|e| StoreError::Io { path: to.to_path_buf(), source: e.into() })?;
-            let _ = fs_err::remove_dir_all(&aside);
+            std::fs::rename(to, &aside).map_err(|e| StoreError::Io { path: to.to_path_buf(), source: e })?;
+            std::fs::rename(from, to).map_err(|e| StoreError::Io { path: to.to_path_buf(), source: e })?;
+            let _ = std::fs::remove_dir_all(&aside);
         } else {
-            fs_err::rename(from, to).map_err(|e| StoreError::Io { path: to.to_path_buf(), source: e.into() })?;
+            std::fs::rename(from, to).map_err(|e| StoreError::Io { path: to.to_path_buf(), source: e })?;
         }
         Ok(())
     }
@@ -183,22 +189,22 @@ impl Store {
     /// returns where it went; [`Store::discard`] deletes it, [`Store::restore`] undoes.
     pub fn take_out(&self, pack_ref: &str, version: &semver::Version) -> Result<PathBuf, StoreError> {
         let from = self.pack_dir(pack_ref, version);
-        if fs_err::symlink_metadata(&from).is_err() {
+        if std::fs::symlink_metadata(&from).is_err() {
             return Err(StoreError::Missing { path: from });
         }
         let aside = self.trash_path(&from);
-        fs_err::rename(&from, &aside).map_err(|e| StoreError::Io { path: from.clone(), source: e.into() })?;
+        std::fs::rename(&from, &aside).map_err(|e| StoreError::Io { path: from.clone(), source: e })?;
         sync_dir(&self.root)?;
         Ok(aside)
     }
 
     pub fn restore(&self, aside: &Path, pack_ref: &str, version: &semver::Version) -> Result<(), StoreError> {
         let to = self.pack_dir(pack_ref, version);
-        fs_err::rename(aside, &to).map_err(|e| StoreError::Io { path: to, source: e.into() })
+        std::fs::rename(aside, &to).map_err(|e| StoreError::Io { path: to, source: e })
     }
 
     pub fn discard(&self, aside: &Path) {
-        let _ = fs_err::remove_dir_all(aside);
+        let _ = std::fs::remove_dir_all(aside);
     }
 
     /// Removes what killed runs left behind: staging folders whose owner is
@@ -206,7 +212,7 @@ impl Store {
     pub fn clean_leftovers(&self) -> Result<usize, StoreError> {
         let mut removed = 0;
         let staging = self.meta("staging");
-        for entry in fs_err::read_dir(&staging).map_err(|e| StoreError::Io { path: staging.clone(), source: e.into() })? {
+        for entry in std::fs::read_dir(&staging).map_err(|e| StoreError::Io { path: staging.clone(), source: e })? {
             let Ok(entry) = entry else { continue };
             let path = entry.path();
             if path.extension().is_some_and(|e| e == "lock") {
@@ -218,31 +224,35 @@ impl Store {
                 Err(_) => false,
             };
             if !owner_alive {
-                let _ = fs_err::remove_dir_all(&path);
-                let _ = fs_err::remove_file(&lock_path);
+                let _ = std::fs::remove_dir_all(&path);
+                let _ = std::fs::remove_file(&lock_path);
                 removed += 1;
             }
         }
         // Lock files whose folder is already gone.
-        for entry in fs_err::read_dir(&staging).map_err(|e| StoreError::Io { path: staging.clone(), source: e.into() })?.flatten() {
+        for entry in
+            std::fs::read_dir(&staging).map_err(|e| StoreError::Io { path: staging.clone(), source: e })?.flatten()
+        {
             let path = entry.path();
-            if path.extension().is_some_and(|e| e == "lock") && !path.with_extension("").exists() {
-                if let Ok(f) = OpenOptions::new().write(true).open(&path)
-                    && f.try_lock().is_ok()
-                {
-                    let _ = fs_err::remove_file(&path);
-                }
+            if path.extension().is_some_and(|e| e == "lock")
+                && !path.with_extension("").exists()
+                && let Ok(f) = OpenOptions::new().write(true).open(&path)
+                && f.try_lock().is_ok()
+            {
+                let _ = std::fs::remove_file(&path);
             }
         }
         let trash = self.meta("trash");
-        for entry in fs_err::read_dir(&trash).map_err(|e| StoreError::Io { path: trash.clone(), source: e.into() })?.flatten() {
+        for entry in std::fs::read_dir(&trash).map_err(|e| StoreError::Io { path: trash.clone(), source: e })?.flatten()
+        {
             // Only folders whose owner is gone: a live uninstall may be mid-way.
             let name = entry.file_name().to_string_lossy().into_owned();
-            let pid = name.rsplit_once('.').and_then(|(_, t)| t.split_once('-')).and_then(|(p, _)| p.parse::<i32>().ok());
+            let pid =
+                name.rsplit_once('.').and_then(|(_, t)| t.split_once('-')).and_then(|(p, _)| p.parse::<i32>().ok());
             if pid.is_some_and(process_alive) {
                 continue;
             }
-            let _ = fs_err::remove_dir_all(entry.path());
+            let _ = std::fs::remove_dir_all(entry.path());
             removed += 1;
         }
         Ok(removed)
@@ -251,7 +261,9 @@ impl Store {
     /// Pack folders on disk, as `(folder name, ref, version)`.
     pub fn scan(&self) -> Result<Vec<(String, String, semver::Version)>, StoreError> {
         let mut out = Vec::new();
-        for entry in fs_err::read_dir(&self.root).map_err(|e| StoreError::Io { path: self.root.clone(), source: e.into() })?.flatten() {
+        for entry in
+            std::fs::read_dir(&self.root).map_err(|e| StoreError::Io { path: self.root.clone(), source: e })?.flatten()
+        {
             let name = entry.file_name().to_string_lossy().into_owned();
             if name == META_DIR {
                 continue;
@@ -270,7 +282,8 @@ impl Store {
 pub fn split_dir_name(name: &str) -> Option<(String, semver::Version)> {
     name.match_indices('-').find_map(|(i, _)| {
         let (r, v) = (&name[..i], &name[i + 1..]);
-        let ok_ref = !r.is_empty() && r.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        let ok_ref =
+            !r.is_empty() && r.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
         ok_ref.then(|| semver::Version::parse(v).ok()).flatten().map(|v| (r.to_string(), v))
     })
 }
@@ -305,20 +318,20 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let store = Store::open(t.path()).unwrap();
         let s1 = store.new_staging().unwrap();
-        fs_err::write(s1.pack_path().join("a"), "one").unwrap();
+        std::fs::write(s1.pack_path().join("a"), "one").unwrap();
         let dest = store.commit(&s1, "p", &v("1.0.0"), false).unwrap();
         drop(s1);
-        assert_eq!(fs_err::read_to_string(dest.join("a")).unwrap(), "one");
+        assert_eq!(std::fs::read_to_string(dest.join("a")).unwrap(), "one");
 
         let s2 = store.new_staging().unwrap();
-        fs_err::write(s2.pack_path().join("a"), "two").unwrap();
+        std::fs::write(s2.pack_path().join("a"), "two").unwrap();
         assert!(matches!(store.commit(&s2, "p", &v("1.0.0"), false), Err(StoreError::Exists { .. })));
         store.commit(&s2, "p", &v("1.0.0"), true).unwrap();
         // The old tree was swapped into staging and goes with it.
-        assert_eq!(fs_err::read_to_string(s2.pack_path().join("a")).unwrap(), "one");
+        assert_eq!(std::fs::read_to_string(s2.pack_path().join("a")).unwrap(), "one");
         drop(s2);
-        assert_eq!(fs_err::read_to_string(dest.join("a")).unwrap(), "two");
-        assert_eq!(fs_err::read_dir(store.meta("staging")).unwrap().count(), 0);
+        assert_eq!(std::fs::read_to_string(dest.join("a")).unwrap(), "two");
+        assert_eq!(std::fs::read_dir(store.meta("staging")).unwrap().count(), 0);
     }
 
     #[test]
@@ -328,8 +341,8 @@ mod tests {
         let live = store.new_staging().unwrap();
         // A dead owner: a folder whose lock nobody holds.
         let dead = store.meta("staging").join("999999-dead");
-        fs_err::create_dir_all(dead.join("pack")).unwrap();
-        fs_err::write(dead.with_extension("lock"), "").unwrap();
+        std::fs::create_dir_all(dead.join("pack")).unwrap();
+        std::fs::write(dead.with_extension("lock"), "").unwrap();
         assert_eq!(store.clean_leftovers().unwrap(), 1);
         assert!(!dead.exists());
         assert!(live.pack_path().exists());

@@ -122,7 +122,8 @@ pub fn write_pack(dir: &Path, name: &str, version: &str) {
     .unwrap();
     std::fs::write(dir.join("actions/run.sh"), "#!/bin/sh\necho hello\n").unwrap();
     std::fs::set_permissions(dir.join("actions/run.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::write(dir.join("actions/run.yaml"), "name: run\nentry_point: run.sh\nrunner_type: local-shell-script\n").unwrap();
+    std::fs::write(dir.join("actions/run.yaml"), "name: run\nentry_point: run.sh\nrunner_type: local-shell-script\n")
+        .unwrap();
     std::fs::write(dir.join("rules/on.yaml"), "name: on\n").unwrap();
     std::os::unix::fs::symlink("run.sh", dir.join("actions/alias.sh")).unwrap();
 }

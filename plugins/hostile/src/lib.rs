@@ -69,8 +69,7 @@ impl Fetcher for Hostile {
                 Staging::write_file("inside/x.txt", false, b"x")?;
             }
             "read-passwd" => {
-                let text = std::fs::read("/etc/passwd")
-                    .map_err(|e| FetchError::Other(format!("/etc/passwd: {e}")))?;
+                let text = std::fs::read("/etc/passwd").map_err(|e| FetchError::Other(format!("/etc/passwd: {e}")))?;
                 Staging::write_file("pack.yaml", false, PACK_YAML)?;
                 Staging::write_file("stolen", false, &text)?;
             }

@@ -10,8 +10,7 @@ use std::fs;
 use std::io;
 
 use attune_plugin_sdk::{
-    Capability, FetchError, FetchRequest, FetchResult, Fetcher, FetcherInfo, Staging, host, log,
-    staging_error,
+    Capability, FetchError, FetchRequest, FetchResult, Fetcher, FetcherInfo, Staging, host, log, staging_error,
 };
 
 /// Never part of a pack: a pack is its working tree, not its history.
@@ -56,9 +55,10 @@ fn copy_dir(root: &str, rel: &str, copied: &mut u64) -> Result<(), FetchError> {
         .collect::<Result<Vec<_>, _>>()?;
     entries.sort_by_key(|e| e.file_name());
     for entry in entries {
-        let name = entry.file_name().into_string().map_err(|n| {
-            FetchError::InvalidContent(format!("{dir}: file name {n:?} is not UTF-8"))
-        })?;
+        let name = entry
+            .file_name()
+            .into_string()
+            .map_err(|n| FetchError::InvalidContent(format!("{dir}: file name {n:?} is not UTF-8")))?;
         let rel_path = if rel.is_empty() { name.clone() } else { format!("{rel}/{name}") };
         let src = join(root, &rel_path);
         let kind = entry.file_type().map_err(|e| io_err(&src, e))?;
@@ -72,11 +72,13 @@ fn copy_dir(root: &str, rel: &str, copied: &mut u64) -> Result<(), FetchError> {
             // WASI refuses to read a target that is absolute or leaves the
             // mounted folder, so that failure means "leaves the pack".
             let target = fs::read_link(&src).map_err(|e| {
-                FetchError::InvalidContent(format!("{rel_path}: symlink target leaves the pack (absolute or outside the folder): {e}"))
+                FetchError::InvalidContent(format!(
+                    "{rel_path}: symlink target leaves the pack (absolute or outside the folder): {e}"
+                ))
             })?;
-            let target = target.to_str().ok_or_else(|| {
-                FetchError::InvalidContent(format!("{src}: symlink target is not UTF-8"))
-            })?;
+            let target = target
+                .to_str()
+                .ok_or_else(|| FetchError::InvalidContent(format!("{src}: symlink target is not UTF-8")))?;
             Staging::create_symlink(&rel_path, target)?;
         } else if kind.is_file() {
             let mode = host::input_mode(&src).map_err(FetchError::Other)?;

@@ -19,6 +19,7 @@
 //! ```
 
 #[doc(hidden)]
+#[allow(clippy::too_many_arguments)]
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../../wit",
@@ -32,12 +33,12 @@ pub mod bindings {
 use std::io;
 
 pub use bindings::Guest as Fetcher;
-pub use bindings::export_fetcher;
 pub use bindings::attune::fetcher::host::{self, LogLevel};
 pub use bindings::attune::fetcher::staging;
 pub use bindings::attune::fetcher::types::{
     Capability, FetchError, FetchRequest, FetchResult, FetcherInfo, StagingError,
 };
+pub use bindings::export_fetcher;
 
 /// The WIT package version this SDK was built against.
 pub const WIT_VERSION: &str = "0.1.0";
