@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::checksum::{self, Checksum};
+use crate::checksum::{self, Checksum, ChecksumKind};
 use crate::context::Context;
 use crate::db::{Method, NewInstallation};
 use crate::runtime::{Event, EventSink, Limits};
@@ -21,7 +21,9 @@ use crate::{Error, manifest, sources};
 pub struct InstallRequest {
     pub source: String,
     pub force: bool,
-    /// The tree checksum the result must have (`sha256-tree-v1:…`).
+    /// What the result must hash to: a tree checksum (`sha256-tree-v1:…`)
+    /// for any source, or `sha256:…` for an archive's own bytes, checked
+    /// before anything is extracted.
     pub expected_checksum: Option<Checksum>,
     pub limits: Limits,
     pub method: Method,
@@ -75,11 +77,23 @@ pub async fn install(
         Some(wasm) => sources::parse_for_plugin(&req.source, wasm),
         None => sources::parse(&req.source)?,
     };
+    let expected_sha256 = match &req.expected_checksum {
+        Some(c) if c.kind() == ChecksumKind::Sha256 => Some(c.to_hex()),
+        _ => None,
+    };
     let staging = ctx.store.new_staging()?;
     let pack_path = staging.pack_path();
 
     emit(InstallEvent::Phase("fetching"));
-    let source = sources::resolve(spec, ctx.runtime.clone()).await?;
+    let options = sources::SourceOptions { expected_sha256: expected_sha256.clone() };
+    let source = sources::resolve(spec, ctx.runtime.clone(), &options).await?;
+    if expected_sha256.is_some() && !source.kind().is_artifact() {
+        return Err(Error::Usage(format!(
+            "{}: --checksum sha256:… is the SHA-256 of an archive file; for a folder pass its tree checksum \
+             (sha256-tree-v1:…, from `attune pack checksum`)",
+            source.display()
+        )));
+    }
     let writer = StagingWriter::new(&pack_path, req.limits.write)
         .map_err(|e| Error::Io { path: pack_path.clone(), source: e })?;
     let counters = writer.counters();
@@ -99,12 +113,34 @@ pub async fn install(
     emit(InstallEvent::Staged { bytes: fetched.bytes, entries: fetched.entries });
 
     emit(InstallEvent::Phase("checking"));
-    let manifest = manifest::read(&pack_path)?;
+    let metadata: std::collections::BTreeMap<String, String> = fetched.result.metadata.iter().cloned().collect();
+    if let Some(want) = &expected_sha256 {
+        // The fetcher checked before extracting; this holds it to it.
+        let got = metadata.get("archive-sha256").map(String::as_str).unwrap_or("(not reported)");
+        if !got.eq_ignore_ascii_case(want) {
+            return Err(Error::ChecksumMismatch {
+                source_str: source.display(),
+                expected: format!("sha256:{want}"),
+                actual: format!("sha256:{got}"),
+            });
+        }
+    }
+    let root = match source.kind().allows_wrapper_folder() {
+        true => pack_root(&pack_path),
+        false => pack_path.clone(),
+    };
+    let manifest = match manifest::read(&root) {
+        Err(manifest::ManifestError::NotFound { .. }) if source.kind().allows_wrapper_folder() => {
+            return Err(Error::NoManifest { source_str: source.display() });
+        }
+        r => r?,
+    };
     let tree = {
-        let p = pack_path.clone();
+        let p = root.clone();
         tokio::task::spawn_blocking(move || checksum::tree(&p)).await.expect("checksum task panicked")?
     };
     if let Some(expected) = &req.expected_checksum
+        && expected.kind() != ChecksumKind::Sha256
         && *expected != tree.digest
     {
         return Err(Error::ChecksumMismatch {
@@ -160,11 +196,11 @@ pub async fn install(
         host: ctx.host.clone(),
         metadata: serde_json::json!({
             "resolved_source": fetched.result.resolved_source,
-            "fetcher": fetched.result.metadata.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
+            "fetcher": metadata,
         }),
     };
     let id = ctx.db.begin_install(&new).await?;
-    if let Err(e) = ctx.store.commit(&staging, &pack_ref, &version, req.force) {
+    if let Err(e) = ctx.store.commit(&staging, &root, &pack_ref, &version, req.force) {
         ctx.db.fail_install(id, &e.to_string()).await?;
         return Err(e.into());
     }
@@ -183,4 +219,22 @@ pub async fn install(
         fetcher: source.fetcher(),
         installation_id: id,
     })
+}
+
+/// The pack's folder in a fetched tree: the root, or its one top-level
+/// folder when only that holds `pack.yaml` (GitHub-style `name-1.2.3/`).
+fn pack_root(fetched: &std::path::Path) -> PathBuf {
+    if std::fs::symlink_metadata(fetched.join(manifest::MANIFEST_FILE)).is_ok() {
+        return fetched.to_path_buf();
+    }
+    let entries: Vec<_> = match std::fs::read_dir(fetched) {
+        Ok(rd) => rd.flatten().collect(),
+        Err(_) => return fetched.to_path_buf(),
+    };
+    match entries.as_slice() {
+        [one] if one.file_type().is_ok_and(|t| t.is_dir()) && one.path().join(manifest::MANIFEST_FILE).is_file() => {
+            one.path()
+        }
+        _ => fetched.to_path_buf(),
+    }
 }

@@ -46,6 +46,11 @@ pub enum Error {
     AlreadyInstalled { pack_ref: String, version: String, path: PathBuf },
     #[error("{spec} is not installed{}", if installed.is_empty() { String::new() } else { format!(" (installed: {})", installed.join(", ")) })]
     NotInstalled { spec: String, installed: Vec<String> },
+    #[error(
+        "{source_str}: no pack.yaml at the archive's root or inside its single top-level folder; \
+         a pack archive holds the pack folder's contents, or one folder with them"
+    )]
+    NoManifest { source_str: String },
     #[error("{0}")]
     Usage(String),
     #[error("the metadata database is inconsistent: {0}; run `attune doctor`")]

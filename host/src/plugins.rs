@@ -15,7 +15,9 @@ pub struct Builtin {
 
 pub const LOCAL: Builtin = Builtin { name: "local", wasm: include_bytes!(env!("ATTUNE_WASM_LOCAL")) };
 
-pub const BUILTINS: &[Builtin] = &[LOCAL];
+pub const ARCHIVE: Builtin = Builtin { name: "archive", wasm: include_bytes!(env!("ATTUNE_WASM_ARCHIVE")) };
+
+pub const BUILTINS: &[Builtin] = &[LOCAL, ARCHIVE];
 
 impl Builtin {
     pub async fn load(&self, runtime: &Runtime) -> Result<Plugin, RuntimeError> {

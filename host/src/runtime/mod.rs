@@ -9,6 +9,7 @@
 //! writable place. Compiled components are cached on disk, so a fetcher
 //! starts in milliseconds after its first run.
 
+pub mod blobs;
 pub mod grants;
 pub mod since_v0_1_0;
 
@@ -292,22 +293,23 @@ impl Runtime {
         let stderr = TailPipe::default();
         let mut wasi = WasiCtx::builder();
         wasi.stderr(stderr.clone());
-        let input_dir = match input {
-            Some(path) => {
-                let dir_path = if path.is_dir() {
-                    path.to_path_buf()
-                } else {
-                    path.parent().unwrap_or(Path::new("/")).to_path_buf()
-                };
-                wasi.preopened_dir(&dir_path, INPUT_GUEST_PATH, wasmtime_wasi::FsPerms::ReadOnly).map_err(|e| {
-                    RuntimeError::Input { path: dir_path.clone(), source: std::io::Error::other(format!("{e:#}")) }
+        // A folder is mounted read-only; a single file is offered as a blob
+        // only, so nothing beside it is visible.
+        let (input_dir, input_file) = match input {
+            Some(path) if path.is_dir() => {
+                wasi.preopened_dir(path, INPUT_GUEST_PATH, wasmtime_wasi::FsPerms::ReadOnly).map_err(|e| {
+                    RuntimeError::Input { path: path.to_path_buf(), source: std::io::Error::other(format!("{e:#}")) }
                 })?;
-                Some(
-                    Dir::open_ambient_dir(&dir_path, cap_std::ambient_authority())
-                        .map_err(|e| RuntimeError::Input { path: dir_path.clone(), source: e })?,
-                )
+                let dir = Dir::open_ambient_dir(path, cap_std::ambient_authority())
+                    .map_err(|e| RuntimeError::Input { path: path.to_path_buf(), source: e })?;
+                (Some(dir), None)
             }
-            None => None,
+            Some(path) => {
+                let file = std::fs::File::open(path)
+                    .map_err(|e| RuntimeError::Input { path: path.to_path_buf(), source: e })?;
+                (None, Some(Arc::new(file)))
+            }
+            None => (None, None),
         };
         let limiter = Limiter {
             inner: StoreLimitsBuilder::new()
@@ -327,6 +329,8 @@ impl Runtime {
             staging,
             limiter,
             input_dir,
+            input_file,
+            scratch_count: 0,
             stderr,
             logs: VecDeque::new(),
             events,
@@ -428,6 +432,8 @@ pub struct FetchState {
     pub(crate) staging: StagingWriter,
     limiter: Limiter,
     input_dir: Option<Dir>,
+    input_file: Option<Arc<std::fs::File>>,
+    scratch_count: u32,
     stderr: TailPipe,
     logs: VecDeque<(LogLevel, String)>,
     events: Option<EventSink>,
@@ -460,6 +466,14 @@ impl FetchState {
         if let Some(sink) = &self.events {
             sink(&Event::Progress { done, total });
         }
+    }
+
+    fn new_scratch(&mut self) -> Result<blobs::Blob, StagingError> {
+        let dir =
+            self.staging.scratch_dir().ok_or_else(|| StagingError::Io("this fetch has no scratch space".into()))?;
+        let blob = blobs::Blob::scratch(&dir, self.scratch_count)?;
+        self.scratch_count += 1;
+        Ok(blob)
     }
 
     fn input_mode(&self, guest_path: &str) -> Result<u32, String> {

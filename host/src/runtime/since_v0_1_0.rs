@@ -18,12 +18,14 @@ wasmtime::component::bindgen!({
     exports: { default: async },
     with: {
         "attune:fetcher/staging.file": crate::staging::StagedFile,
+        "attune:fetcher/blobs.blob": super::blobs::Blob,
     },
 });
 
 pub const VERSION: &str = "0.1.0";
 
-use attune::fetcher::{host, staging, types};
+use super::blobs::Blob;
+use attune::fetcher::{blobs, host, staging, types};
 
 pub fn add_to_linker(linker: &mut wasmtime::component::Linker<FetchState>) -> wasmtime::Result<()> {
     Fetcher::add_to_linker::<FetchState, wasmtime::component::HasSelf<FetchState>>(linker, |s| s)
@@ -55,7 +57,7 @@ pub async fn fetch(
 ) -> wasmtime::Result<Result<super::FetchResult, super::FetchError>> {
     let req = types::FetchRequest {
         source: request.source.clone(),
-        input: request.input.as_ref().map(|_| super::INPUT_GUEST_PATH.to_string()),
+        input: request.input.as_ref().filter(|p| p.is_dir()).map(|_| super::INPUT_GUEST_PATH.to_string()),
         input_file: request.input_file.clone(),
         reference: request.reference.clone(),
         options: request.options.clone(),
@@ -149,6 +151,44 @@ impl staging::HostFile for FetchState {
     fn drop(&mut self, file: Resource<StagedFile>) -> wasmtime::Result<()> {
         let mut f = self.table.delete(file)?;
         let _ = self.staging.close(&mut f);
+        Ok(())
+    }
+}
+
+fn io(e: impl std::fmt::Display) -> types::StagingError {
+    types::StagingError::Io(e.to_string())
+}
+
+impl blobs::Host for FetchState {
+    fn input_file(&mut self) -> Option<Resource<Blob>> {
+        let blob = Blob::input(self.input_file.clone()?).ok()?;
+        self.table.push(blob).ok()
+    }
+    fn create_scratch(&mut self) -> Result<Resource<Blob>, types::StagingError> {
+        let blob = self.new_scratch()?;
+        self.table.push(blob).map_err(io)
+    }
+}
+
+impl blobs::HostBlob for FetchState {
+    fn size(&mut self, blob: Resource<Blob>) -> u64 {
+        self.table.get(&blob).map(|b| b.size()).unwrap_or(0)
+    }
+    fn read(&mut self, blob: Resource<Blob>, offset: u64, len: u32) -> Result<Vec<u8>, String> {
+        self.table.get(&blob).map_err(|e| e.to_string())?.read(offset, len)
+    }
+    fn append(&mut self, blob: Resource<Blob>, data: Vec<u8>) -> Result<(), types::StagingError> {
+        let b = self.table.get_mut(&blob).map_err(io)?;
+        Ok(b.append(&data, &mut self.staging)?)
+    }
+    fn sha256(&mut self, blob: Resource<Blob>) -> String {
+        match self.table.get_mut(&blob) {
+            Ok(b) => b.sha256().unwrap_or_default(),
+            Err(_) => String::new(),
+        }
+    }
+    fn drop(&mut self, blob: Resource<Blob>) -> wasmtime::Result<()> {
+        self.table.delete(blob)?;
         Ok(())
     }
 }

@@ -21,14 +21,29 @@ use crate::staging::StagingWriter;
 #[serde(rename_all = "lowercase")]
 pub enum SourceKind {
     Local,
+    /// A tar, tar.gz, tar.zst, tar.xz or zip file on this machine.
+    Archive,
     /// A fetcher component named on the command line (`--plugin-file`).
     Plugin,
 }
 
 impl SourceKind {
+    /// Archives are often made from a folder, so the pack may sit inside one
+    /// top-level folder (`name-1.2.3/`) instead of at the root.
+    pub fn allows_wrapper_folder(&self) -> bool {
+        matches!(self, SourceKind::Archive)
+    }
+
+    /// Whether the source is a single artifact with its own SHA-256
+    /// (`--checksum sha256:…`).
+    pub fn is_artifact(&self) -> bool {
+        matches!(self, SourceKind::Archive)
+    }
+
     pub fn as_str(&self) -> &'static str {
         match self {
             SourceKind::Local => "local",
+            SourceKind::Archive => "archive",
             SourceKind::Plugin => "plugin",
         }
     }
@@ -39,6 +54,8 @@ impl SourceKind {
 pub enum SourceSpec {
     /// A folder on this machine (canonical path).
     Local(PathBuf),
+    /// An archive file on this machine (canonical path).
+    Archive(PathBuf),
     /// Any source, fetched by the component in `wasm`; a source that names
     /// an existing local path is offered to it read-only.
     Plugin { wasm: PathBuf, source: String, input: Option<PathBuf> },
@@ -72,9 +89,9 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub enum SourceError {
     #[error("{path}: no such file or folder")]
     NotFound { path: PathBuf },
-    #[error("{path}: {what} is not supported yet; attune can install from a pack folder")]
+    #[error("{path}: {what} cannot be a pack source; use a pack folder or an archive")]
     Unsupported { path: PathBuf, what: &'static str },
-    #[error("{source_str:?}: unsupported source; use a path to a pack folder (e.g. ./my_pack)")]
+    #[error("{source_str:?}: unsupported source; use a pack folder (./my_pack) or an archive (./my_pack.tar.gz)")]
     UnknownScheme { source_str: String },
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
@@ -100,14 +117,14 @@ pub fn parse(source: &str) -> Result<SourceSpec, SourceError> {
         }
         Err(e) => return Err(SourceError::Io { path: path.to_path_buf(), source: e }),
     };
-    if !meta.is_dir() {
-        return Err(SourceError::Unsupported {
-            path: path.to_path_buf(),
-            what: "a single file (archives arrive with the archive fetcher)",
-        });
-    }
     let canonical = std::fs::canonicalize(path).map_err(|e| SourceError::Io { path: path.to_path_buf(), source: e })?;
-    Ok(SourceSpec::Local(canonical))
+    if meta.is_dir() {
+        Ok(SourceSpec::Local(canonical))
+    } else if meta.is_file() {
+        Ok(SourceSpec::Archive(canonical))
+    } else {
+        Err(SourceError::Unsupported { path: path.to_path_buf(), what: "a device, FIFO or socket" })
+    }
 }
 
 /// A source to be fetched by a plugin file instead of a built-in fetcher.
@@ -116,10 +133,25 @@ pub fn parse_for_plugin(source: &str, wasm: &Path) -> SourceSpec {
     SourceSpec::Plugin { wasm: wasm.to_path_buf(), source: source.to_string(), input }
 }
 
+/// What the user said about a source beyond the source string.
+#[derive(Debug, Clone, Default)]
+pub struct SourceOptions {
+    /// The SHA-256 the fetched artifact (an archive) must have, checked
+    /// before anything is extracted.
+    pub expected_sha256: Option<String>,
+}
+
+impl SourceOptions {
+    fn request_options(&self) -> Vec<(String, String)> {
+        self.expected_sha256.iter().map(|h| ("expected-sha256".to_string(), h.clone())).collect()
+    }
+}
+
 /// The factory: the one place that maps a kind of source to its fetcher.
 pub async fn resolve(
     spec: SourceSpec,
     runtime: std::sync::Arc<crate::runtime::Runtime>,
+    options: &SourceOptions,
 ) -> Result<Box<dyn Source>, SourceError> {
     use crate::runtime::FetchRequest;
     use crate::runtime::grants::Offer;
@@ -137,12 +169,31 @@ pub async fn resolve(
                 &offer,
             )))
         }
+        SourceSpec::Archive(path) => {
+            let plugin = crate::plugins::ARCHIVE.load(&runtime).await?;
+            let offer = Offer { input: Some(path.clone()), hosts: vec![] };
+            let request = FetchRequest {
+                source: path.display().to_string(),
+                input_file: path.file_name().map(|n| n.to_string_lossy().into_owned()),
+                options: options.request_options(),
+                ..Default::default()
+            };
+            Ok(Box::new(wasm::WasmSource::new(
+                SourceKind::Archive,
+                path.display().to_string(),
+                runtime,
+                plugin,
+                request,
+                &offer,
+            )))
+        }
         SourceSpec::Plugin { wasm, source, input } => {
             let bytes = std::fs::read(&wasm).map_err(|e| SourceError::PluginFile { path: wasm.clone(), source: e })?;
             let label = wasm.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "plugin".into());
             let plugin = runtime.load(&label, &bytes).await?;
             let offer = Offer { input, hosts: vec![] };
-            let request = FetchRequest { source: source.clone(), ..Default::default() };
+            let request =
+                FetchRequest { source: source.clone(), options: options.request_options(), ..Default::default() };
             Ok(Box::new(wasm::WasmSource::new(SourceKind::Plugin, source, runtime, plugin, request, &offer)))
         }
     }

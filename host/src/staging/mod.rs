@@ -93,6 +93,7 @@ pub struct Summary {
 /// A validated writer rooted at one staging folder.
 pub struct StagingWriter {
     root: PathBuf,
+    scratch: Option<PathBuf>,
     dir: Dir,
     limits: WriteLimits,
     entries: HashMap<String, Kind>,
@@ -115,6 +116,7 @@ impl StagingWriter {
         let dir = Dir::open_ambient_dir(root, cap_std::ambient_authority())?;
         Ok(StagingWriter {
             root: root.to_path_buf(),
+            scratch: None,
             dir,
             limits,
             entries: HashMap::new(),
@@ -127,6 +129,16 @@ impl StagingWriter {
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Where scratch blobs go: a folder outside `root`, discarded with it.
+    pub fn with_scratch(mut self, dir: PathBuf) -> Self {
+        self.scratch = Some(dir);
+        self
+    }
+
+    pub fn scratch_dir(&self) -> Option<PathBuf> {
+        self.scratch.clone()
     }
 
     pub fn counters(&self) -> Arc<Counters> {
@@ -207,6 +219,15 @@ impl StagingWriter {
         }
         self.counters.bytes.store(total, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Counts bytes written elsewhere for this fetch (scratch space).
+    pub fn count_bytes(&mut self, n: u64) -> Result<(), StagingError> {
+        let r = match &self.violation {
+            Some(v) => Err(v.clone()),
+            None => self.add_bytes(n),
+        };
+        self.note(r)
     }
 
     /// `create-dir`: idempotent for a folder written before (archives often

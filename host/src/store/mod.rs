@@ -52,6 +52,11 @@ impl StagingDir {
     pub fn pack_path(&self) -> PathBuf {
         self.dir.join("pack")
     }
+
+    /// Scratch space for the fetch, never part of the pack.
+    pub fn scratch_path(&self) -> PathBuf {
+        self.dir.join("scratch")
+    }
 }
 
 impl Drop for StagingDir {
@@ -137,16 +142,19 @@ impl Store {
         }
     }
 
-    /// Moves a finished staging tree to `{ref}-{version}/` (hold the pack lock).
-    /// With `replace`, an existing tree is swapped out atomically and removed.
+    /// Moves a finished tree inside `staging` (its pack folder, or a folder
+    /// below it) to `{ref}-{version}/`; hold the pack lock. With `replace`, an
+    /// existing tree is swapped out atomically and removed with the staging.
     pub fn commit(
         &self,
         staging: &StagingDir,
+        from: &Path,
         pack_ref: &str,
         version: &semver::Version,
         replace: bool,
     ) -> Result<PathBuf, StoreError> {
-        let from = staging.pack_path();
+        debug_assert!(from.starts_with(&staging.dir));
+        let from = from.to_path_buf();
         let to = self.pack_dir(pack_ref, version);
         // One syncfs makes every staged file durable before it becomes visible.
         let root_dir = File::open(&self.root).map_err(io(&self.root))?;
@@ -319,14 +327,14 @@ mod tests {
         let store = Store::open(t.path()).unwrap();
         let s1 = store.new_staging().unwrap();
         std::fs::write(s1.pack_path().join("a"), "one").unwrap();
-        let dest = store.commit(&s1, "p", &v("1.0.0"), false).unwrap();
+        let dest = store.commit(&s1, &s1.pack_path(), "p", &v("1.0.0"), false).unwrap();
         drop(s1);
         assert_eq!(std::fs::read_to_string(dest.join("a")).unwrap(), "one");
 
         let s2 = store.new_staging().unwrap();
         std::fs::write(s2.pack_path().join("a"), "two").unwrap();
-        assert!(matches!(store.commit(&s2, "p", &v("1.0.0"), false), Err(StoreError::Exists { .. })));
-        store.commit(&s2, "p", &v("1.0.0"), true).unwrap();
+        assert!(matches!(store.commit(&s2, &s2.pack_path(), "p", &v("1.0.0"), false), Err(StoreError::Exists { .. })));
+        store.commit(&s2, &s2.pack_path(), "p", &v("1.0.0"), true).unwrap();
         // The old tree was swapped into staging and goes with it.
         assert_eq!(std::fs::read_to_string(s2.pack_path().join("a")).unwrap(), "one");
         drop(s2);
@@ -364,7 +372,7 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let store = Store::open(t.path()).unwrap();
         let s = store.new_staging().unwrap();
-        store.commit(&s, "p", &v("1.0.0"), false).unwrap();
+        store.commit(&s, &s.pack_path(), "p", &v("1.0.0"), false).unwrap();
         let aside = store.take_out("p", &v("1.0.0")).unwrap();
         assert!(!store.pack_dir("p", &v("1.0.0")).exists());
         store.restore(&aside, "p", &v("1.0.0")).unwrap();

@@ -32,7 +32,11 @@ pub mod bindings {
 
 use std::io;
 
+#[cfg(feature = "archive")]
+pub mod archive;
+
 pub use bindings::Guest as Fetcher;
+pub use bindings::attune::fetcher::blobs;
 pub use bindings::attune::fetcher::host::{self, LogLevel};
 pub use bindings::attune::fetcher::staging;
 pub use bindings::attune::fetcher::types::{

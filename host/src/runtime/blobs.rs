@@ -1,0 +1,163 @@
+//! The host side of `blobs`: the read-only input file and scratch space.
+//!
+//! An archive fetcher sees exactly one file, not the folder around it, and a
+//! downloader can keep bytes it must read back (a zip's index is at its end)
+//! without any writable filesystem. Scratch bytes count against the same
+//! byte limit as the pack; hashing runs here, natively.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+
+use crate::staging::{StagingError, StagingWriter};
+
+/// The most one `read` returns, so a guest cannot make the host allocate
+/// without bound.
+pub const MAX_READ: u32 = 16 << 20;
+/// Scratch blobs one fetch may create.
+pub const MAX_SCRATCH: u32 = 16;
+
+pub enum Blob {
+    Input { file: Arc<File>, size: u64, sha256: Option<String> },
+    Scratch { file: File, size: u64, hasher: Sha256 },
+}
+
+impl Blob {
+    pub fn input(file: Arc<File>) -> std::io::Result<Blob> {
+        let size = file.metadata()?.len();
+        Ok(Blob::Input { file, size, sha256: None })
+    }
+
+    /// A new scratch file in `dir`, the `n`th of this fetch.
+    pub fn scratch(dir: &Path, n: u32) -> Result<Blob, StagingError> {
+        if n >= MAX_SCRATCH {
+            return Err(StagingError::Io(format!("more than {MAX_SCRATCH} scratch blobs")));
+        }
+        let io = |e: std::io::Error| StagingError::Io(format!("{}: {e}", dir.display()));
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let path: PathBuf = dir.join(format!("scratch-{n}"));
+        let file = std::fs::OpenOptions::new().read(true).write(true).create_new(true).open(&path).map_err(io)?;
+        Ok(Blob::Scratch { file, size: 0, hasher: Sha256::new() })
+    }
+
+    pub fn size(&self) -> u64 {
+        match self {
+            Blob::Input { size, .. } | Blob::Scratch { size, .. } => *size,
+        }
+    }
+
+    pub fn read(&self, offset: u64, len: u32) -> Result<Vec<u8>, String> {
+        let file = match self {
+            Blob::Input { file, .. } => file.as_ref(),
+            Blob::Scratch { file, .. } => file,
+        };
+        let want = u64::from(len.min(MAX_READ)).min(self.size().saturating_sub(offset));
+        let mut buf = vec![0u8; want as usize];
+        let mut got = 0;
+        while got < buf.len() {
+            match file.read_at(&mut buf[got..], offset + got as u64) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(format!("reading the blob at {offset}: {e}")),
+            }
+        }
+        buf.truncate(got);
+        Ok(buf)
+    }
+
+    pub fn append(&mut self, data: &[u8], staging: &mut StagingWriter) -> Result<(), StagingError> {
+        match self {
+            Blob::Input { .. } => Err(StagingError::Io("the input file is read-only".into())),
+            Blob::Scratch { file, size, hasher } => {
+                staging.count_bytes(data.len() as u64)?;
+                file.write_all(data).map_err(|e| StagingError::Io(format!("scratch: {e}")))?;
+                hasher.update(data);
+                *size += data.len() as u64;
+                Ok(())
+            }
+        }
+    }
+
+    pub fn sha256(&mut self) -> Result<String, String> {
+        match self {
+            Blob::Scratch { hasher, .. } => Ok(hex::encode(hasher.clone().finalize())),
+            Blob::Input { sha256: Some(s), .. } => Ok(s.clone()),
+            Blob::Input { file, sha256, .. } => {
+                let s = sha256_of(file.as_ref()).map_err(|e| format!("hashing the input: {e}"))?;
+                *sha256 = Some(s.clone());
+                Ok(s)
+            }
+        }
+    }
+}
+
+/// SHA-256 of a whole file from its start, streaming.
+pub fn sha256_of(file: &File) -> std::io::Result<String> {
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut offset = 0u64;
+    loop {
+        let n = file.read_at(&mut buf, offset)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        offset += n as u64;
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+/// SHA-256 of the file at `path`.
+pub fn sha256_file(path: &Path) -> std::io::Result<String> {
+    let mut f = File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::staging::WriteLimits;
+
+    #[test]
+    fn scratch_counts_against_the_byte_limit_and_reads_back() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir(t.path().join("pack")).unwrap();
+        let mut w =
+            StagingWriter::new(&t.path().join("pack"), WriteLimits { max_bytes: 10, ..Default::default() }).unwrap();
+        let mut b = Blob::scratch(&t.path().join("scratch"), 0).unwrap();
+        b.append(b"hello", &mut w).unwrap();
+        b.append(b"world", &mut w).unwrap();
+        assert_eq!(b.read(3, 4).unwrap(), b"lowo");
+        assert_eq!(b.read(8, 100).unwrap(), b"ld");
+        assert!(b.read(50, 1).unwrap().is_empty());
+        assert_eq!(b.sha256().unwrap(), hex::encode(Sha256::digest(b"helloworld")));
+        assert_eq!(b.append(b"!", &mut w), Err(StagingError::TooManyBytes(10)));
+        assert!(w.finish().is_err(), "the violation is sticky");
+    }
+
+    #[test]
+    fn input_is_read_only() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::write(t.path().join("a"), b"abc").unwrap();
+        std::fs::create_dir(t.path().join("pack")).unwrap();
+        let mut w = StagingWriter::new(&t.path().join("pack"), WriteLimits::default()).unwrap();
+        let mut b = Blob::input(Arc::new(File::open(t.path().join("a")).unwrap())).unwrap();
+        assert_eq!(b.size(), 3);
+        assert!(b.append(b"x", &mut w).is_err());
+        assert_eq!(b.sha256().unwrap(), sha256_file(&t.path().join("a")).unwrap());
+    }
+}
