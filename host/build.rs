@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Embedded in the binary.
-const BUILTIN: &[&str] = &["attune-fetcher-local", "attune-fetcher-archive"];
+const BUILTIN: &[&str] = &["attune-fetcher-local", "attune-fetcher-archive", "attune-fetcher-http"];
 /// Built for the tests only; their paths reach the tests through env vars.
 const TEST_ONLY: &[&str] = &["attune-fetcher-hostile"];
 

@@ -59,7 +59,7 @@ pipeline() { find "$tree" -type f | LC_ALL=C sort | xargs -d '\n' sha256sum; }
 
 echo "warming the page cache ..."
 find "$tree" -type f -print0 | xargs -0 cat > /dev/null
-"$attune" pack checksum "$tree"
+"$attune" pack checksum "$tree" > /dev/null
 
 t_attune=$(best_of "$attune" pack checksum "$tree")
 t_pipe=$(best_of pipeline)

@@ -7,6 +7,7 @@
 //! packs_dir = "/srv/attune/packs"
 //! database_url = "sqlite:///srv/attune/attune.db"
 //! cache_dir = "/var/cache/attune"
+//! allow_hosts = ["mirror.example.com"]
 //! [limits]
 //! memory = "256MiB"
 //! time = "300s"
@@ -42,6 +43,9 @@ pub struct FileConfig {
     pub packs_dir: Option<PathBuf>,
     pub database_url: Option<String>,
     pub cache_dir: Option<PathBuf>,
+    /// Hosts every download may reach besides the source's own.
+    #[serde(default)]
+    pub allow_hosts: Vec<String>,
     #[serde(default)]
     pub limits: FileLimits,
 }

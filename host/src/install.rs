@@ -29,6 +29,9 @@ pub struct InstallRequest {
     pub method: Method,
     /// Fetch with this component instead of the built-in fetcher.
     pub plugin_file: Option<PathBuf>,
+    /// More hosts the fetch may reach.
+    pub allow_hosts: Vec<String>,
+    pub allow_insecure_http: bool,
 }
 
 /// What the pipeline is doing, for progress displays.
@@ -85,7 +88,11 @@ pub async fn install(
     let pack_path = staging.pack_path();
 
     emit(InstallEvent::Phase("fetching"));
-    let options = sources::SourceOptions { expected_sha256: expected_sha256.clone() };
+    let options = sources::SourceOptions {
+        expected_sha256: expected_sha256.clone(),
+        allow_hosts: req.allow_hosts.clone(),
+        allow_insecure_http: req.allow_insecure_http,
+    };
     let source = sources::resolve(spec, ctx.runtime.clone(), &options).await?;
     if expected_sha256.is_some() && !source.kind().is_artifact() {
         return Err(Error::Usage(format!(
@@ -95,7 +102,8 @@ pub async fn install(
         )));
     }
     let writer = StagingWriter::new(&pack_path, req.limits.write)
-        .map_err(|e| Error::Io { path: pack_path.clone(), source: e })?;
+        .map_err(|e| Error::Io { path: pack_path.clone(), source: e })?
+        .with_scratch(staging.scratch_path());
     let counters = writer.counters();
     let events: Option<EventSink> =
         progress.clone().map(|p| Arc::new(move |e: &Event| p(InstallEvent::Fetcher(e.clone()))) as EventSink);

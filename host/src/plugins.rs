@@ -17,7 +17,9 @@ pub const LOCAL: Builtin = Builtin { name: "local", wasm: include_bytes!(env!("A
 
 pub const ARCHIVE: Builtin = Builtin { name: "archive", wasm: include_bytes!(env!("ATTUNE_WASM_ARCHIVE")) };
 
-pub const BUILTINS: &[Builtin] = &[LOCAL, ARCHIVE];
+pub const HTTP: Builtin = Builtin { name: "http", wasm: include_bytes!(env!("ATTUNE_WASM_HTTP")) };
+
+pub const BUILTINS: &[Builtin] = &[LOCAL, ARCHIVE, HTTP];
 
 impl Builtin {
     pub async fn load(&self, runtime: &Runtime) -> Result<Plugin, RuntimeError> {

@@ -1,6 +1,33 @@
 //! Command-line parsing and dispatch: flags become settings, results become
 //! tables (or JSON with `--json`), errors become `error: …` and a non-zero exit.
 
+/// `println!` that ends the process quietly when stdout is closed (`attune
+/// list | head -1`), instead of panicking on the broken pipe.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout(), $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+            panic!("writing to stdout: {e}");
+        }
+    }};
+}
+
+/// `print!` with the same broken-pipe handling as [`outln!`].
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = write!(std::io::stdout(), $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+            panic!("writing to stdout: {e}");
+        }
+    }};
+}
+
 mod output;
 mod progress;
 
@@ -50,7 +77,7 @@ struct Global {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Install a pack from a folder.
+    /// Install a pack from a folder, an archive or a URL.
     Install(InstallArgs),
     /// List installed packs.
     List,
@@ -84,18 +111,26 @@ enum Command {
 
 #[derive(Debug, Args)]
 struct InstallArgs {
-    /// A pack folder (./my_pack or file:///abs/path).
+    /// A pack folder (./my_pack), an archive (./pack.tar.gz, .tgz, .tar, .tar.zst, .tar.xz, .zip)
+    /// or an http(s) URL of one.
     source: String,
     /// Replace an installed copy of the same version.
     #[arg(long)]
     force: bool,
-    /// Refuse unless the pack's tree checksum is this (sha256-tree-v1:…).
+    /// Refuse unless the pack's tree checksum is this (sha256-tree-v1:…), or,
+    /// for an archive or URL, the archive's SHA-256 (sha256:…, checked before extracting).
     #[arg(long, value_name = "CHECKSUM")]
     checksum: Option<String>,
     /// Fetch with this fetcher component instead of a built-in one (for
     /// plugin authors trying a build).
     #[arg(long, value_name = "FILE.wasm")]
     plugin_file: Option<PathBuf>,
+    /// Let the download reach this host too (redirects, mirrors); repeatable.
+    #[arg(long, value_name = "HOST")]
+    allow_host: Vec<String>,
+    /// Allow plain http:// to hosts that are not loopback.
+    #[arg(long)]
+    allow_insecure_http: bool,
     #[command(flatten)]
     limits: LimitArgs,
 }
@@ -162,7 +197,7 @@ pub fn main() -> ExitCode {
 
 fn report(json: bool, e: &anyhow::Error) -> ExitCode {
     if json {
-        println!("{}", serde_json::json!({ "error": { "message": format!("{e:#}") } }));
+        outln!("{}", serde_json::json!({ "error": { "message": format!("{e:#}") } }));
     } else {
         eprintln!("error: {e:#}");
     }
@@ -263,6 +298,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 limits: s.limits,
                 method: Method::Cli,
                 plugin_file: a.plugin_file.clone(),
+                allow_hosts: a.allow_host.iter().chain(&file.allow_hosts).cloned().collect(),
+                allow_insecure_http: a.allow_insecure_http,
             };
             let bar = progress::Bar::start(!g.json && std::io::stderr().is_terminal(), g.verbose);
             let result = attune::install::install(&ctx, req, Some(bar.sink())).await;

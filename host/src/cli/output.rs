@@ -22,7 +22,7 @@ pub enum ChecksumFormat {
 }
 
 fn print_json<T: Serialize + ?Sized>(v: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
+    outln!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
 
@@ -55,7 +55,7 @@ fn table(header: &[&str], rows: &[Vec<String>]) {
             .enumerate()
             .map(|(i, c)| if i + 1 == n { c } else { format!("{c:<w$}", w = widths[i]) })
             .collect();
-        println!("{}", s.join("  ").trim_end());
+        outln!("{}", s.join("  ").trim_end());
     };
     line(header.iter().map(|h| h.to_string()).collect());
     for r in rows {
@@ -87,12 +87,12 @@ impl Output {
         if self.json {
             return print_json(r);
         }
-        println!("{} {} {}", if r.replaced { "reinstalled" } else { "installed" }, r.pack_ref, r.version);
-        println!("  path      {}", r.path.display());
-        println!("  checksum  {}", r.checksum);
-        println!("  files     {} ({})", r.files, HumanBytes(r.bytes));
-        println!("  source    {} {}", r.source_type, r.source);
-        println!("  fetcher   {} {}", r.fetcher.name, r.fetcher.version);
+        outln!("{} {} {}", if r.replaced { "reinstalled" } else { "installed" }, r.pack_ref, r.version);
+        outln!("  path      {}", r.path.display());
+        outln!("  checksum  {}", r.checksum);
+        outln!("  files     {} ({})", r.files, HumanBytes(r.bytes));
+        outln!("  source    {} {}", r.source_type, r.source);
+        outln!("  fetcher   {} {}", r.fetcher.name, r.fetcher.version);
         Ok(())
     }
 
@@ -101,7 +101,7 @@ impl Output {
             return print_json(&rows.iter().map(slim).collect::<Vec<_>>());
         }
         if rows.is_empty() {
-            println!("no packs installed (install one with `attune install <source>`)");
+            outln!("no packs installed (install one with `attune install <source>`)");
             return Ok(());
         }
         let rows: Vec<Vec<String>> = rows
@@ -128,23 +128,23 @@ impl Output {
                 "history": p.history.iter().map(slim).collect::<Vec<_>>(),
             }));
         }
-        println!("{} ({})", p.pack_ref, p.name);
+        outln!("{} ({})", p.pack_ref, p.name);
         if let Some(d) = &p.description {
-            println!("  {d}");
+            outln!("  {d}");
         }
         if p.installed.is_empty() {
-            println!("\nnot installed on this host");
+            outln!("\nnot installed on this host");
         }
         for i in &p.installed {
-            println!();
-            println!("version      {}", i.version);
-            println!("path         {}", i.storage_path);
-            println!("source       {} {}", i.source_type, i.source);
+            outln!();
+            outln!("version      {}", i.version);
+            outln!("path         {}", i.storage_path);
+            outln!("source       {} {}", i.source_type, i.source);
             if let Some(c) = &i.resolved_commit {
-                println!("commit       {c}");
+                outln!("commit       {c}");
             }
-            println!("checksum     {}", i.checksum);
-            println!(
+            outln!("checksum     {}", i.checksum);
+            outln!(
                 "verified     {}",
                 match (&i.verify_status, &i.verified_at) {
                     (Some(s), Some(t)) => format!("{s} at {}", when(t)),
@@ -152,10 +152,10 @@ impl Output {
                     _ => "never".to_string(),
                 }
             );
-            println!("installed    {} by {} via {} on {}", when(&i.installed_at), i.installed_by, i.method, i.host);
-            println!("fetcher      {} {}", i.fetcher_name, i.fetcher_version);
+            outln!("installed    {} by {} via {} on {}", when(&i.installed_at), i.installed_by, i.method, i.host);
+            outln!("fetcher      {} {}", i.fetcher_name, i.fetcher_version);
         }
-        println!("\nhistory");
+        outln!("\nhistory");
         let rows: Vec<Vec<String>> = p
             .history
             .iter()
@@ -182,16 +182,16 @@ impl Output {
             return Ok(ok);
         }
         if reports.is_empty() {
-            println!("no packs installed; nothing to verify");
+            outln!("no packs installed; nothing to verify");
         }
         for r in reports {
             match r.status {
-                VerifyStatus::Ok => println!("ok        {} {}", r.pack_ref, r.version),
-                VerifyStatus::Missing => println!("MISSING   {} {}: {} is gone", r.pack_ref, r.version, r.path),
+                VerifyStatus::Ok => outln!("ok        {} {}", r.pack_ref, r.version),
+                VerifyStatus::Missing => outln!("MISSING   {} {}: {} is gone", r.pack_ref, r.version, r.path),
                 VerifyStatus::Tampered => {
-                    println!("TAMPERED  {} {}: {}", r.pack_ref, r.version, r.path);
+                    outln!("TAMPERED  {} {}: {}", r.pack_ref, r.version, r.path);
                     for c in &r.changes {
-                        println!("  {c}");
+                        outln!("  {c}");
                     }
                 }
             }
@@ -208,7 +208,7 @@ impl Output {
         if self.json {
             return print_json(r);
         }
-        println!("uninstalled {} {} (removed {})", r.pack_ref, r.version, r.path);
+        outln!("uninstalled {} {} (removed {})", r.pack_ref, r.version, r.path);
         Ok(())
     }
 
@@ -222,16 +222,16 @@ impl Output {
             return Ok(clean);
         }
         if r.findings.is_empty() {
-            println!("ok: disk and database agree");
+            outln!("ok: disk and database agree");
         }
         for f in &r.findings {
             match f {
-                Finding::Missing { pack, path, repaired } => println!(
+                Finding::Missing { pack, path, repaired } => outln!(
                     "{pack}: recorded as installed but {path} is missing{}",
                     if *repaired { "; recorded as uninstalled" } else { "" }
                 ),
                 Finding::Orphan { path, repaired } => {
-                    println!("{path}: not recorded as installed{}", if *repaired { "; removed" } else { "" })
+                    outln!("{path}: not recorded as installed{}", if *repaired { "; removed" } else { "" })
                 }
             }
         }
@@ -249,7 +249,7 @@ impl Output {
         match format {
             ChecksumFormat::Json => print_json(&value),
             ChecksumFormat::Yaml => {
-                print!("{}", serde_yaml_ng::to_string(&value)?);
+                out!("{}", serde_yaml_ng::to_string(&value)?);
                 Ok(())
             }
             ChecksumFormat::Table => {
@@ -267,9 +267,9 @@ impl Output {
                         })
                         .collect();
                     table(&["KIND", "SIZE", "SHA256/TARGET", "PATH"], &rows);
-                    println!();
+                    outln!();
                 }
-                println!("{}  {}", c.checksum(), path.display());
+                outln!("{}  {}", c.checksum(), path.display());
                 Ok(())
             }
         }

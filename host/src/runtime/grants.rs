@@ -13,15 +13,20 @@ use super::Capability;
 pub struct Offer {
     /// A local path the source names (the folder or file to read).
     pub input: Option<PathBuf>,
-    /// Hosts the source names or the operator allowed.
+    /// Hosts the source names or the operator allowed (`--allow-host`).
     pub hosts: Vec<String>,
+    /// Plain http:// beyond loopback (`--allow-insecure-http`).
+    pub allow_insecure_http: bool,
 }
 
 /// What one fetch is allowed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Grants {
     pub input: Option<PathBuf>,
+    /// Hosts this fetch may reach; each one was named by the source or the
+    /// operator, so each may also be a private address.
     pub outbound_hosts: Vec<String>,
+    pub allow_insecure_http: bool,
 }
 
 /// Grants the intersection of what `requested` asks and `offer` gives.
@@ -33,10 +38,12 @@ pub fn grant(requested: &[Capability], offer: &Offer) -> Grants {
             Capability::ReadInput => g.input = offer.input.clone(),
             Capability::OutboundHost(pattern) => {
                 for host in &offer.hosts {
-                    if host_matches(pattern, host) && !g.outbound_hosts.contains(host) {
-                        g.outbound_hosts.push(host.clone());
+                    let host = host.to_ascii_lowercase();
+                    if host_matches(pattern, &host) && !g.outbound_hosts.contains(&host) {
+                        g.outbound_hosts.push(host);
                     }
                 }
+                g.allow_insecure_http = offer.allow_insecure_http;
             }
         }
     }
@@ -63,13 +70,16 @@ mod tests {
 
     #[test]
     fn nothing_is_granted_that_was_not_both_asked_and_offered() {
-        let offer = Offer { input: Some("/src".into()), hosts: vec!["example.com".into()] };
+        let offer = Offer { input: Some("/src".into()), hosts: vec!["example.com".into()], allow_insecure_http: true };
         assert_eq!(grant(&[], &offer), Grants::default());
         let g = grant(&[Capability::ReadInput], &offer);
         assert_eq!(g.input, Some(PathBuf::from("/src")));
         assert!(g.outbound_hosts.is_empty());
         let g = grant(&[Capability::OutboundHost("other.org".into())], &offer);
-        assert!(g.outbound_hosts.is_empty() && g.input.is_none());
+        assert!(g.outbound_hosts.is_empty() && g.input.is_none() && !g.allow_insecure_http);
+        let g = grant(&[Capability::OutboundHost("{source-host}".into())], &offer);
+        assert_eq!(g.outbound_hosts, vec!["example.com"]);
+        assert!(g.allow_insecure_http);
     }
 
     #[test]

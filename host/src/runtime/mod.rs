@@ -11,6 +11,7 @@
 
 pub mod blobs;
 pub mod grants;
+pub mod http;
 pub mod since_v0_1_0;
 
 use std::collections::VecDeque;
@@ -159,6 +160,8 @@ pub enum RuntimeError {
     Staging { plugin: String, error: StagingError },
     #[error("fetcher `{plugin}` failed: {error}")]
     Fetch { plugin: String, error: FetchError },
+    #[error("fetcher `{plugin}`: {denial}")]
+    Denied { plugin: String, denial: String },
     #[error("{path}: cannot open the fetch input: {source}")]
     Input { path: PathBuf, source: std::io::Error },
     #[error("{path}: {source}")]
@@ -210,6 +213,7 @@ impl Runtime {
             r.map_err(|e| RuntimeError::Instantiate { plugin: "-".into(), message: format!("{e:#}") })
         };
         wire(wasmtime_wasi::p2::add_to_linker_async(&mut linker))?;
+        wire(wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker))?;
         wire(since_v0_1_0::add_to_linker(&mut linker))?;
         let stop = Arc::new(AtomicBool::new(false));
         let (e, s) = (engine.weak(), stop.clone());
@@ -242,7 +246,7 @@ impl Runtime {
         let scratch = tempfile::tempdir().map_err(|e| RuntimeError::Io { path: std::env::temp_dir(), source: e })?;
         let staging = StagingWriter::new(scratch.path(), WriteLimits { max_bytes: 0, max_files: 0, max_open_files: 0 })
             .map_err(|e| RuntimeError::Io { path: scratch.path().to_path_buf(), source: e })?;
-        let mut store = self.store(label, staging, None, &limits, None)?;
+        let mut store = self.store(label, staging, None, http::OutboundPolicy::deny_all(), &limits, None)?;
         let run = async {
             let instance = since_v0_1_0::Fetcher::instantiate_async(&mut store, &component, &self.linker)
                 .await
@@ -287,6 +291,7 @@ impl Runtime {
         label: &str,
         staging: StagingWriter,
         input: Option<&Path>,
+        policy: http::OutboundPolicy,
         limits: &Limits,
         events: Option<EventSink>,
     ) -> Result<Store<FetchState>, RuntimeError> {
@@ -331,6 +336,8 @@ impl Runtime {
             input_dir,
             input_file,
             scratch_count: 0,
+            http_ctx: wasmtime_wasi_http::WasiHttpCtx::new(),
+            policy,
             stderr,
             logs: VecDeque::new(),
             events,
@@ -353,12 +360,20 @@ impl Runtime {
         &self,
         plugin: &Plugin,
         request: &FetchRequest,
+        grants: &Grants,
         staging: StagingWriter,
         limits: &Limits,
         events: Option<EventSink>,
     ) -> Result<Fetched, RuntimeError> {
         let label = plugin.info.name.clone();
-        let mut store = self.store(&label, staging, request.input.as_deref(), limits, events)?;
+        let policy = http::OutboundPolicy {
+            allowed: grants.outbound_hosts.clone(),
+            named: grants.outbound_hosts.clone(),
+            allow_insecure_http: grants.allow_insecure_http,
+            timeouts: http::Timeouts::within(limits.time),
+            denials: Arc::default(),
+        };
+        let mut store = self.store(&label, staging, grants.input.as_deref(), policy, limits, events)?;
         let run = async {
             let instance = since_v0_1_0::Fetcher::instantiate_async(&mut store, &plugin.component, &self.linker)
                 .await
@@ -378,6 +393,12 @@ impl Runtime {
         if let Some(v) = state.staging.violation() {
             return Err(RuntimeError::Staging { plugin: label, error: v.clone() });
         }
+        // A failure after a refused request is about that refusal.
+        let outcome = match (outcome, state.policy.first_denial()) {
+            (Ok(Ok(r)), _) => Ok(Ok(r)),
+            (_, Some(d)) => return Err(RuntimeError::Denied { plugin: label, denial: d.to_string() }),
+            (other, None) => other,
+        };
         let result = outcome?.map_err(|error| RuntimeError::Fetch { plugin: label.clone(), error })?;
         let summary = state.staging.finish().map_err(|error| RuntimeError::Staging { plugin: label, error })?;
         Ok(Fetched { result, bytes: summary.bytes, entries: summary.entries, logs: state.logs.into_iter().collect() })
@@ -434,6 +455,8 @@ pub struct FetchState {
     input_dir: Option<Dir>,
     input_file: Option<Arc<std::fs::File>>,
     scratch_count: u32,
+    http_ctx: wasmtime_wasi_http::WasiHttpCtx,
+    policy: http::OutboundPolicy,
     stderr: TailPipe,
     logs: VecDeque<(LogLevel, String)>,
     events: Option<EventSink>,
@@ -442,6 +465,12 @@ pub struct FetchState {
 impl WasiView for FetchState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl wasmtime_wasi_http::WasiHttpView for FetchState {
+    fn http(&mut self) -> wasmtime_wasi_http::WasiHttpCtxView<'_> {
+        wasmtime_wasi_http::WasiHttpCtxView { ctx: &mut self.http_ctx, table: &mut self.table, hooks: &mut self.policy }
     }
 }
 

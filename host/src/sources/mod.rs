@@ -23,6 +23,8 @@ pub enum SourceKind {
     Local,
     /// A tar, tar.gz, tar.zst, tar.xz or zip file on this machine.
     Archive,
+    /// An archive downloaded over http(s).
+    Http,
     /// A fetcher component named on the command line (`--plugin-file`).
     Plugin,
 }
@@ -31,19 +33,20 @@ impl SourceKind {
     /// Archives are often made from a folder, so the pack may sit inside one
     /// top-level folder (`name-1.2.3/`) instead of at the root.
     pub fn allows_wrapper_folder(&self) -> bool {
-        matches!(self, SourceKind::Archive)
+        matches!(self, SourceKind::Archive | SourceKind::Http)
     }
 
     /// Whether the source is a single artifact with its own SHA-256
     /// (`--checksum sha256:…`).
     pub fn is_artifact(&self) -> bool {
-        matches!(self, SourceKind::Archive)
+        matches!(self, SourceKind::Archive | SourceKind::Http)
     }
 
     pub fn as_str(&self) -> &'static str {
         match self {
             SourceKind::Local => "local",
             SourceKind::Archive => "archive",
+            SourceKind::Http => "http",
             SourceKind::Plugin => "plugin",
         }
     }
@@ -56,6 +59,9 @@ pub enum SourceSpec {
     Local(PathBuf),
     /// An archive file on this machine (canonical path).
     Archive(PathBuf),
+    /// An archive at an http(s) URL (`url` may carry credentials; `host` is
+    /// lower case).
+    Http { url: String, host: String },
     /// Any source, fetched by the component in `wasm`; a source that names
     /// an existing local path is offered to it read-only.
     Plugin { wasm: PathBuf, source: String, input: Option<PathBuf> },
@@ -91,10 +97,20 @@ pub enum SourceError {
     NotFound { path: PathBuf },
     #[error("{path}: {what} cannot be a pack source; use a pack folder or an archive")]
     Unsupported { path: PathBuf, what: &'static str },
-    #[error("{source_str:?}: unsupported source; use a pack folder (./my_pack) or an archive (./my_pack.tar.gz)")]
+    #[error(
+        "{source_str:?}: unsupported source; use a pack folder (./my_pack), an archive (./my_pack.tar.gz) \
+         or an http(s) URL of an archive"
+    )]
     UnknownScheme { source_str: String },
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+    #[error("{url}: not a usable URL: {reason}")]
+    BadUrl { url: String, reason: String },
+    #[error(
+        "{url}: plain http:// is only allowed for loopback hosts (localhost, 127.0.0.1, ::1); \
+         use https://, or pass --allow-insecure-http if you accept an unauthenticated download"
+    )]
+    InsecureHttp { url: String },
     #[error("{path}: cannot read the plugin: {source}")]
     PluginFile { path: PathBuf, source: std::io::Error },
     #[error(transparent)]
@@ -103,6 +119,18 @@ pub enum SourceError {
 
 /// Parses a source string as the user wrote it.
 pub fn parse(source: &str) -> Result<SourceSpec, SourceError> {
+    let lower = source.to_ascii_lowercase();
+    if lower.starts_with("https://") || lower.starts_with("http://") {
+        let url = url::Url::parse(source)
+            .map_err(|e| SourceError::BadUrl { url: redact_url(source), reason: e.to_string() })?;
+        let host = url
+            .host_str()
+            .ok_or_else(|| SourceError::BadUrl { url: redact_url(source), reason: "no host".into() })?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase();
+        return Ok(SourceSpec::Http { url: source.to_string(), host });
+    }
     let path = match source.strip_prefix("file://") {
         Some(p) => Path::new(p),
         None if source.contains("://") => {
@@ -127,6 +155,23 @@ pub fn parse(source: &str) -> Result<SourceSpec, SourceError> {
     }
 }
 
+/// A URL without its credentials, for anything shown or stored.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.to_string()
+        }
+        Err(_) => match url.split_once('@') {
+            Some((before, after)) if before.contains("://") => {
+                format!("{}://{after}", before.split("://").next().unwrap_or(""))
+            }
+            _ => url.to_string(),
+        },
+    }
+}
+
 /// A source to be fetched by a plugin file instead of a built-in fetcher.
 pub fn parse_for_plugin(source: &str, wasm: &Path) -> SourceSpec {
     let input = std::fs::canonicalize(source.strip_prefix("file://").unwrap_or(source)).ok();
@@ -139,6 +184,10 @@ pub struct SourceOptions {
     /// The SHA-256 the fetched artifact (an archive) must have, checked
     /// before anything is extracted.
     pub expected_sha256: Option<String>,
+    /// More hosts a download may reach (redirect targets, mirrors).
+    pub allow_hosts: Vec<String>,
+    /// Plain http:// to hosts that are not loopback.
+    pub allow_insecure_http: bool,
 }
 
 impl SourceOptions {
@@ -158,7 +207,7 @@ pub async fn resolve(
     match spec {
         SourceSpec::Local(path) => {
             let plugin = crate::plugins::LOCAL.load(&runtime).await?;
-            let offer = Offer { input: Some(path.clone()), hosts: vec![] };
+            let offer = Offer { input: Some(path.clone()), ..Default::default() };
             let request = FetchRequest { source: path.display().to_string(), ..Default::default() };
             Ok(Box::new(wasm::WasmSource::new(
                 SourceKind::Local,
@@ -171,7 +220,7 @@ pub async fn resolve(
         }
         SourceSpec::Archive(path) => {
             let plugin = crate::plugins::ARCHIVE.load(&runtime).await?;
-            let offer = Offer { input: Some(path.clone()), hosts: vec![] };
+            let offer = Offer { input: Some(path.clone()), ..Default::default() };
             let request = FetchRequest {
                 source: path.display().to_string(),
                 input_file: path.file_name().map(|n| n.to_string_lossy().into_owned()),
@@ -187,14 +236,36 @@ pub async fn resolve(
                 &offer,
             )))
         }
+        SourceSpec::Http { url, host } => {
+            let display = redact_url(&url);
+            if url.to_ascii_lowercase().starts_with("http://")
+                && !options.allow_insecure_http
+                && !crate::runtime::http::is_loopback_host(&host)
+            {
+                return Err(SourceError::InsecureHttp { url: display });
+            }
+            let plugin = crate::plugins::HTTP.load(&runtime).await?;
+            let mut hosts = vec![host];
+            hosts.extend(options.allow_hosts.iter().map(|h| h.to_ascii_lowercase()));
+            let offer = Offer { hosts, allow_insecure_http: options.allow_insecure_http, ..Default::default() };
+            let request = FetchRequest { source: url, options: options.request_options(), ..Default::default() };
+            Ok(Box::new(wasm::WasmSource::new(SourceKind::Http, display, runtime, plugin, request, &offer)))
+        }
         SourceSpec::Plugin { wasm, source, input } => {
             let bytes = std::fs::read(&wasm).map_err(|e| SourceError::PluginFile { path: wasm.clone(), source: e })?;
             let label = wasm.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "plugin".into());
             let plugin = runtime.load(&label, &bytes).await?;
-            let offer = Offer { input, hosts: vec![] };
+            let offer = Offer { input, ..Default::default() };
             let request =
                 FetchRequest { source: source.clone(), options: options.request_options(), ..Default::default() };
-            Ok(Box::new(wasm::WasmSource::new(SourceKind::Plugin, source, runtime, plugin, request, &offer)))
+            Ok(Box::new(wasm::WasmSource::new(
+                SourceKind::Plugin,
+                redact_url(&source),
+                runtime,
+                plugin,
+                request,
+                &offer,
+            )))
         }
     }
 }

@@ -13,6 +13,7 @@ pub struct WasmSource {
     runtime: Arc<Runtime>,
     plugin: Plugin,
     request: FetchRequest,
+    grants: grants::Grants,
 }
 
 impl WasmSource {
@@ -26,8 +27,8 @@ impl WasmSource {
         offer: &Offer,
     ) -> Self {
         let granted = grants::grant(&plugin.info.capabilities, offer);
-        request.input = granted.input;
-        WasmSource { kind, display, runtime, plugin, request }
+        request.input = granted.input.clone();
+        WasmSource { kind, display, runtime, plugin, request, grants: granted }
     }
 }
 
@@ -51,6 +52,8 @@ impl Source for WasmSource {
         limits: &'a Limits,
         events: Option<EventSink>,
     ) -> BoxFuture<'a, Result<Fetched, SourceError>> {
-        Box::pin(async move { Ok(self.runtime.fetch(&self.plugin, &self.request, staging, limits, events).await?) })
+        Box::pin(async move {
+            Ok(self.runtime.fetch(&self.plugin, &self.request, &self.grants, staging, limits, events).await?)
+        })
     }
 }

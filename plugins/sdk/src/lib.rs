@@ -34,6 +34,8 @@ use std::io;
 
 #[cfg(feature = "archive")]
 pub mod archive;
+#[cfg(feature = "http")]
+pub mod http;
 
 pub use bindings::Guest as Fetcher;
 pub use bindings::attune::fetcher::blobs;
