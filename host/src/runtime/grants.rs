@@ -43,10 +43,11 @@ pub fn grant(requested: &[Capability], offer: &Offer) -> Grants {
                         g.outbound_hosts.push(host);
                     }
                 }
-                g.allow_insecure_http = offer.allow_insecure_http;
             }
         }
     }
+    // Only meaningful, and only granted, alongside a host.
+    g.allow_insecure_http = offer.allow_insecure_http && !g.outbound_hosts.is_empty();
     g
 }
 
