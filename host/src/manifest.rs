@@ -3,30 +3,48 @@
 //! The manifest names the pack (`ref`) and its version, which decide where it
 //! is stored, so it is read with the rules real StackStorm and Attune packs
 //! need (a leading `---`, unknown keys kept, `ref` defaulting to `name`) and
-//! the limits hostile input needs (size checked before reading, alias
-//! expansion bounded, strict semver, a safe `ref`).
+//! the limits hostile input needs: the size is checked before reading, flow
+//! nesting and alias expansion are bounded before anything is built, the
+//! version is strict semver and the `ref` is safe to use as a folder name.
 
+use std::cell::Cell;
+use std::fmt;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
+use serde::de::{self, DeserializeSeed, Deserializer as _, EnumAccess, MapAccess, SeqAccess, VariantAccess, Visitor};
 use serde_json::{Map, Value};
 use thiserror::Error;
 
 pub const MANIFEST_FILE: &str = "pack.yaml";
 pub const MAX_MANIFEST_BYTES: u64 = 1024 * 1024;
 const MAX_REF_LEN: usize = 64;
+/// libyaml re-checks every open flow level on each token, so deep `[`/`{`
+/// nesting is quadratic (1 MiB of `{a: ` takes over a minute). Counting the
+/// raw characters (closing ones ignored, quotes not trusted) cannot be
+/// fooled, and real manifests have a handful.
+const MAX_FLOW_OPENINGS: usize = 256;
+/// Nodes an alias-free manifest of `len` bytes can hold is about `len`; aliases
+/// may not take a document beyond that (plus slack for tiny files).
+const fn node_budget(len: usize) -> usize {
+    2 * len + 10_000
+}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct PackManifest {
     #[serde(rename = "ref")]
     pub r#ref: String,
+    /// Display name; Attune packs may omit it and give `label` or just `ref`.
     pub name: String,
     pub version: semver::Version,
     pub description: Option<String>,
     pub author: Option<String>,
     pub email: Option<String>,
     pub keywords: Vec<String>,
-    /// Pack dependencies as written (StackStorm lists refs or URLs).
+    /// Pack dependencies as written: StackStorm lists `<ref or URL>[=<version>]`;
+    /// Attune writes a mapping whose `packs` list (`ref@range`) lands here and
+    /// whose raw form stays in `extra["dependencies"]`.
     pub dependencies: Vec<String>,
     pub python_versions: Vec<String>,
     /// Every other top-level key, unchanged.
@@ -35,34 +53,48 @@ pub struct PackManifest {
 
 #[derive(Debug, Error)]
 pub enum ManifestError {
-    #[error("{}: pack.yaml not found{}", .dir.display(), hint_text(.hint))]
+    #[error("pack.yaml not found at {}{}", .dir.display(), not_found_hint(.hint))]
     NotFound { dir: PathBuf, hint: Option<PathBuf> },
-    #[error("{}: must be a regular file (symlinks and folders are refused)", .path.display())]
+    #[error("{}: must be a regular file at the pack root (symlinks, folders and devices are refused)", .path.display())]
     NotAFile { path: PathBuf },
-    #[error("{}: {size} bytes is larger than the {max}-byte limit for a manifest", .path.display())]
+    #[error("{}: {size} bytes is over the {max}-byte limit for a pack manifest", .path.display())]
     TooLarge { path: PathBuf, size: u64, max: u64 },
     #[error("{}: invalid YAML{}: {message}", .path.display(), location(*.line, *.column))]
     Yaml { path: PathBuf, line: Option<usize>, column: Option<usize>, message: String },
-    #[error("{}: the top level must be a mapping of keys (name, version, …)", .path.display())]
+    #[error("{}: the top level must be a mapping of keys (name: …, version: …)", .path.display())]
     NotAMapping { path: PathBuf },
-    #[error("{}: required field `{field}` is missing", .path.display())]
+    #[error("{}: required field `{field}` is missing{}", .path.display(), missing_hint(.field))]
     MissingField { path: PathBuf, field: &'static str },
     #[error("{}: field `{field}` must be {expected}", .path.display())]
     WrongType { path: PathBuf, field: String, expected: &'static str },
     #[error("{}ref {value:?} is invalid: {reason}", path_prefix(.path))]
     InvalidRef { path: Option<PathBuf>, value: String, reason: String },
-    #[error("{}: version {value} is not strict semver ({reason}); write it as MAJOR.MINOR.PATCH, e.g. version: 1.0.0", .path.display())]
+    #[error("{}: version {value} is not strict semver ({reason}); {}", .path.display(), version_hint(.value))]
     InvalidVersion { path: PathBuf, value: String, reason: String },
-    #[error("{}: too many YAML aliases or too deep nesting (refused to expand a possible alias bomb)", .path.display())]
+    #[error(
+        "{}: YAML aliases expand too far (possible \"billion laughs\" alias bomb); a manifest needs no anchors (&) or aliases (*): write the values out",
+        .path.display()
+    )]
     AliasBomb { path: PathBuf },
     #[error("{}: {source}", .path.display())]
     Io { path: PathBuf, source: std::io::Error },
 }
 
-fn hint_text(hint: &Option<PathBuf>) -> String {
+fn not_found_hint(hint: &Option<PathBuf>) -> String {
     match hint {
-        Some(p) => format!("; found {} — is the pack inside that subfolder?", p.display()),
-        None => " (a pack is a folder with pack.yaml at its root)".to_string(),
+        Some(p) if p.file_name().is_some_and(|n| n != MANIFEST_FILE) => {
+            format!("; found {} — only pack.yaml is read: rename it", p.display())
+        }
+        Some(p) => format!("; found {} — is the pack inside a subfolder?", p.display()),
+        None => " (a pack is a folder with pack.yaml at its root; pack.yml is not read)".to_string(),
+    }
+}
+
+fn missing_hint(field: &str) -> &'static str {
+    match field {
+        "name" => " (Attune-style manifests may give `ref` instead)",
+        "version" => " (add e.g. version: 1.0.0)",
+        _ => "",
     }
 }
 
@@ -78,15 +110,36 @@ fn path_prefix(path: &Option<PathBuf>) -> String {
     path.as_ref().map(|p| format!("{}: ", p.display())).unwrap_or_default()
 }
 
+/// Suggests the semver spelling of what was written (`1.0` → `1.0.0`, `v2.1.3` → `2.1.3`).
+fn version_hint(written: &str) -> String {
+    let bare = written.trim_matches(|c| c == '"' || c == '\'').trim_start_matches(['v', 'V']);
+    let parts: Vec<&str> = bare.split('.').collect();
+    let numeric = !bare.is_empty() && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    let fixed = match parts.len() {
+        1 if numeric => format!("{bare}.0.0"),
+        2 if numeric => format!("{bare}.0"),
+        _ => bare.to_string(),
+    };
+    match semver::Version::parse(&fixed) {
+        Ok(v) => format!("write version: {v}"),
+        Err(_) => "write it as MAJOR.MINOR.PATCH, e.g. version: 1.0.0".to_string(),
+    }
+}
+
 /// Reads `pack_dir/pack.yaml`.
 pub fn read(pack_dir: &Path) -> Result<PackManifest, ManifestError> {
     let path = pack_dir.join(MANIFEST_FILE);
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| ManifestError::Io { path, source }
+    };
+    // lstat first: a symlink must not be followed and a FIFO must not be opened.
     let meta = match std::fs::symlink_metadata(&path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(ManifestError::NotFound { dir: pack_dir.to_path_buf(), hint: find_nested(pack_dir) });
+            return Err(ManifestError::NotFound { dir: pack_dir.to_path_buf(), hint: find_elsewhere(pack_dir) });
         }
-        Err(e) => return Err(ManifestError::Io { path, source: e }),
+        Err(e) => return Err(io(&path)(e)),
     };
     if !meta.file_type().is_file() {
         return Err(ManifestError::NotAFile { path });
@@ -94,28 +147,49 @@ pub fn read(pack_dir: &Path) -> Result<PackManifest, ManifestError> {
     if meta.len() > MAX_MANIFEST_BYTES {
         return Err(ManifestError::TooLarge { path, size: meta.len(), max: MAX_MANIFEST_BYTES });
     }
-    let bytes = std::fs::read(&path).map_err(|e| ManifestError::Io { path: path.clone(), source: e })?;
-    // The file may have grown since the stat.
+    let file = std::fs::File::open(&path).map_err(io(&path))?;
+    let opened = file.metadata().map_err(io(&path))?;
+    // The name may have been swapped for a symlink between lstat and open.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if !opened.is_file() || (opened.dev(), opened.ino()) != (meta.dev(), meta.ino()) {
+            return Err(ManifestError::NotAFile { path });
+        }
+    }
+    #[cfg(not(unix))]
+    if !opened.is_file() {
+        return Err(ManifestError::NotAFile { path });
+    }
+    // Read at most one byte past the limit, in case the file grew.
+    let mut bytes = Vec::with_capacity(opened.len().min(MAX_MANIFEST_BYTES) as usize);
+    file.take(MAX_MANIFEST_BYTES + 1).read_to_end(&mut bytes).map_err(io(&path))?;
     if bytes.len() as u64 > MAX_MANIFEST_BYTES {
         return Err(ManifestError::TooLarge { path, size: bytes.len() as u64, max: MAX_MANIFEST_BYTES });
     }
-    let text = String::from_utf8(bytes).map_err(|_| ManifestError::Yaml {
+    let text = String::from_utf8(bytes).map_err(|e| ManifestError::Yaml {
         path: path.clone(),
         line: None,
         column: None,
-        message: "not UTF-8".into(),
+        message: format!("not UTF-8 text (bad byte at offset {})", e.utf8_error().valid_up_to()),
     })?;
     parse(&text, &path)
 }
 
-/// A `pack.yaml` one folder down, for the "is the pack in a subfolder?" hint.
-fn find_nested(dir: &Path) -> Option<PathBuf> {
+/// For the not-found hint: a root `pack.yml`, or the `pack.yaml` of the only
+/// subfolder that has one (a pack wrapped in a folder).
+fn find_elsewhere(dir: &Path) -> Option<PathBuf> {
+    let yml = dir.join("pack.yml");
+    if std::fs::symlink_metadata(&yml).is_ok() {
+        return Some(yml);
+    }
     let mut found = std::fs::read_dir(dir)
         .ok()?
+        .take(1000) // a hint is not worth walking a huge folder
         .flatten()
         .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
         .map(|e| e.path().join(MANIFEST_FILE))
-        .filter(|p| p.is_file());
+        .filter(|p| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file()));
     let first = found.next()?;
     found.next().is_none().then_some(first)
 }
@@ -126,6 +200,8 @@ pub fn parse(text: &str, origin: &Path) -> Result<PackManifest, ManifestError> {
     if text.len() as u64 > MAX_MANIFEST_BYTES {
         return Err(ManifestError::TooLarge { path, size: text.len() as u64, max: MAX_MANIFEST_BYTES });
     }
+    check_flow_openings(text, &path)?;
+    check_expansion(text, &path)?;
     let yaml: serde_yaml_ng::Value = serde_yaml_ng::from_str(text).map_err(|e| yaml_error(&path, e))?;
     let serde_yaml_ng::Value::Mapping(map) = yaml else {
         return Err(ManifestError::NotAMapping { path });
@@ -134,50 +210,47 @@ pub fn parse(text: &str, origin: &Path) -> Result<PackManifest, ManifestError> {
     for (k, v) in map {
         let key = match k {
             serde_yaml_ng::Value::String(s) => s,
+            // `1: x` or `true: x` at the top level: harmless, keep as text.
+            serde_yaml_ng::Value::Number(n) => n.to_string(),
+            serde_yaml_ng::Value::Bool(b) => b.to_string(),
             other => {
-                return Err(ManifestError::WrongType { path, field: format!("{other:?}"), expected: "a string key" });
+                return Err(ManifestError::WrongType {
+                    path,
+                    field: format!("{other:?}"),
+                    expected: "a plain text key",
+                });
             }
         };
         let value = serde_json::to_value(&v).map_err(|_| ManifestError::WrongType {
             path: path.clone(),
             field: key.clone(),
-            expected: "plain YAML data",
+            expected: "plain YAML data (mapping keys must be text or numbers)",
         })?;
         fields.insert(key, value);
     }
 
-    let name = take_string(&mut fields, "name", &path)?
-        .ok_or(ManifestError::MissingField { path: path.clone(), field: "name" })?;
-    let (r#ref, from_name) = match take_string(&mut fields, "ref", &path)? {
-        Some(r) => (r, false),
-        None => (name.clone(), true),
+    let explicit_ref = take_string(&mut fields, "ref", &path)?;
+    let label = fields.get("label").and_then(Value::as_str).map(str::to_owned);
+    let name = match (take_string(&mut fields, "name", &path)?, label, &explicit_ref) {
+        (Some(n), _, _) => n,
+        // Attune manifests name the pack with `ref` and `label` only.
+        (None, Some(l), Some(_)) => l,
+        (None, None, Some(r)) => r.clone(),
+        (None, _, None) => return Err(ManifestError::MissingField { path, field: "name" }),
     };
+    let from_name = explicit_ref.is_none();
+    let r#ref = explicit_ref.unwrap_or_else(|| name.clone());
     if let Err(reason) = ref_rules(&r#ref) {
         let reason = if from_name {
-            format!("{reason} (the ref comes from `name` because `ref` is not set; set `ref:` explicitly)")
+            format!(
+                "{reason} — it was taken from `name` because `ref` is not set (set `ref:` explicitly when `name` is not a valid ref)"
+            )
         } else {
             reason
         };
         return Err(ManifestError::InvalidRef { path: Some(path), value: r#ref, reason });
     }
-    let version = match fields.remove("version") {
-        None | Some(Value::Null) => return Err(ManifestError::MissingField { path, field: "version" }),
-        Some(Value::String(s)) => semver::Version::parse(s.trim()).map_err(|e| ManifestError::InvalidVersion {
-            path: path.clone(),
-            value: format!("{s:?}"),
-            reason: e.to_string(),
-        })?,
-        Some(Value::Number(n)) => {
-            return Err(ManifestError::InvalidVersion {
-                path,
-                value: n.to_string(),
-                reason: "YAML read it as a number".into(),
-            });
-        }
-        Some(_) => {
-            return Err(ManifestError::WrongType { path, field: "version".into(), expected: "a string like 1.0.0" });
-        }
-    };
+    let version = take_version(&mut fields, text, &path)?;
     Ok(PackManifest {
         r#ref,
         name,
@@ -186,24 +259,173 @@ pub fn parse(text: &str, origin: &Path) -> Result<PackManifest, ManifestError> {
         author: take_string(&mut fields, "author", &path)?,
         email: take_string(&mut fields, "email", &path)?,
         keywords: take_list(&mut fields, "keywords", &path)?,
-        dependencies: take_list(&mut fields, "dependencies", &path)?,
+        dependencies: take_dependencies(&mut fields),
         python_versions: take_list(&mut fields, "python_versions", &path)?,
         extra: fields,
     })
 }
 
+fn check_flow_openings(text: &str, path: &Path) -> Result<(), ManifestError> {
+    let Some((at, _)) = text.match_indices(['[', '{']).nth(MAX_FLOW_OPENINGS) else {
+        return Ok(());
+    };
+    let line = text[..at].matches('\n').count() + 1;
+    let column = at - text[..at].rfind('\n').map_or(0, |n| n + 1) + 1;
+    Err(ManifestError::Yaml {
+        path: path.to_path_buf(),
+        line: Some(line),
+        column: Some(column),
+        message: format!(
+            "more than {MAX_FLOW_OPENINGS} '[' and '{{' characters (deeply nested flow collections are refused); write lists and mappings in block style"
+        ),
+    })
+}
+
+/// Walks the document as the deserializer will, counting every node an alias
+/// replays, and stops at the budget instead of building an exponential value.
+fn check_expansion(text: &str, path: &Path) -> Result<(), ManifestError> {
+    let left = Cell::new(node_budget(text.len()));
+    let over = Cell::new(false);
+    match (Counter { left: &left, over: &over }).deserialize(serde_yaml_ng::Deserializer::from_str(text)) {
+        Ok(()) => Ok(()),
+        Err(_) if over.get() => Err(ManifestError::AliasBomb { path: path.to_path_buf() }),
+        Err(e) => Err(yaml_error(path, e)),
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Counter<'a> {
+    left: &'a Cell<usize>,
+    over: &'a Cell<bool>,
+}
+
+impl Counter<'_> {
+    fn tick<E: de::Error>(self) -> Result<(), E> {
+        match self.left.get().checked_sub(1) {
+            Some(n) => {
+                self.left.set(n);
+                Ok(())
+            }
+            None => {
+                self.over.set(true);
+                Err(E::custom("node budget exceeded"))
+            }
+        }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Counter<'_> {
+    type Value = ();
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Counter<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any YAML value")
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        self.tick()
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        self.tick()
+    }
+    fn visit_i128<E: de::Error>(self, _: i128) -> Result<(), E> {
+        self.tick()
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        self.tick()
+    }
+    fn visit_u128<E: de::Error>(self, _: u128) -> Result<(), E> {
+        self.tick()
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        self.tick()
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+        self.tick()
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        self.tick()
+    }
+    fn visit_none<E: de::Error>(self) -> Result<(), E> {
+        self.tick()
+    }
+    fn visit_some<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        self.deserialize(d)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        self.tick()?;
+        while seq.next_element_seed(self)?.is_some() {}
+        Ok(())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        self.tick()?;
+        while map.next_key_seed(self)?.is_some() {
+            map.next_value_seed(self)?;
+        }
+        Ok(())
+    }
+    // serde_yaml_ng reports `!tag value` as an enum.
+    fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<(), A::Error> {
+        let ((), variant) = data.variant_seed(self)?;
+        variant.newtype_variant_seed(self)
+    }
+}
+
 fn yaml_error(path: &Path, e: serde_yaml_ng::Error) -> ManifestError {
-    let message = e.to_string();
-    if message.contains("repetition limit") || message.contains("recursion limit") {
+    let mut message = e.to_string();
+    if message.starts_with("repetition limit exceeded") {
         return ManifestError::AliasBomb { path: path.to_path_buf() };
     }
     let loc = e.location();
+    if let Some(l) = &loc {
+        // The location is shown once, by ManifestError.
+        let suffix = format!(" at line {} column {}", l.line(), l.column());
+        if let Some(stripped) = message.strip_suffix(&suffix) {
+            message = stripped.to_string();
+        }
+    }
+    if message.starts_with("recursion limit exceeded") {
+        message = "nested too deeply (recursion limit exceeded)".into();
+    }
     ManifestError::Yaml {
         path: path.to_path_buf(),
         line: loc.as_ref().map(|l| l.line()),
         column: loc.as_ref().map(|l| l.column()),
         message,
     }
+}
+
+fn take_version(fields: &mut Map<String, Value>, text: &str, path: &Path) -> Result<semver::Version, ManifestError> {
+    let invalid =
+        |value: String, reason: String| ManifestError::InvalidVersion { path: path.to_path_buf(), value, reason };
+    match fields.remove("version") {
+        None | Some(Value::Null) => Err(ManifestError::MissingField { path: path.to_path_buf(), field: "version" }),
+        Some(Value::String(s)) => semver::Version::parse(&s).map_err(|e| invalid(format!("{s:?}"), e.to_string())),
+        // `version: 1.0` is a YAML float; show it as written, not as 1 or 1.0 re-rendered.
+        Some(Value::Number(n)) => {
+            let written = raw_top_level_value(text, "version").unwrap_or_else(|| n.to_string());
+            Err(invalid(written, "YAML reads it as a number; a version must be text like 1.0.0".into()))
+        }
+        Some(_) => Err(ManifestError::WrongType {
+            path: path.to_path_buf(),
+            field: "version".into(),
+            expected: "text like 1.0.0",
+        }),
+    }
+}
+
+/// The plain text after `key:` on an unindented line, for messages only.
+fn raw_top_level_value(text: &str, key: &str) -> Option<String> {
+    text.lines().find_map(|line| {
+        let rest = line.strip_prefix(key)?.trim_start();
+        let value = rest.strip_prefix(':')?;
+        let value = value.split(" #").next()?.trim();
+        (!value.is_empty()).then(|| value.to_string())
+    })
 }
 
 fn take_string(
@@ -214,63 +436,57 @@ fn take_string(
     match fields.remove(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
-        // `author: 42` is odd but harmless; a number where a name goes is kept as text.
+        // `author: 42` is odd but harmless; an identifier must be written as text.
         Some(Value::Number(n)) if key != "name" && key != "ref" => Ok(Some(n.to_string())),
-        Some(_) => Err(ManifestError::WrongType { path: path.to_path_buf(), field: key.into(), expected: "a string" }),
+        Some(_) => Err(ManifestError::WrongType { path: path.to_path_buf(), field: key.into(), expected: "text" }),
     }
 }
 
-/// A list of scalars (`python_versions: [2, 3]` gives "2", "3"); a single
-/// scalar is a one-item list. Anything else is kept in `extra`.
-fn take_list(fields: &mut Map<String, Value>, key: &'static str, path: &Path) -> Result<Vec<String>, ManifestError> {
-    let scalar = |v: &Value| match v {
+fn scalar_text(v: &Value) -> Option<String> {
+    match v {
         Value::String(s) => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),
         Value::Bool(b) => Some(b.to_string()),
         _ => None,
-    };
-    match fields.get(key) {
-        None | Some(Value::Null) => {
-            fields.remove(key);
-            Ok(vec![])
-        }
-        Some(Value::Array(items)) => {
-            let out: Option<Vec<String>> = items.iter().map(scalar).collect();
-            match out {
-                Some(v) => {
-                    fields.remove(key);
-                    Ok(v)
-                }
-                None if key == "dependencies" => Ok(vec![]),
-                None => Err(ManifestError::WrongType {
-                    path: path.to_path_buf(),
-                    field: key.into(),
-                    expected: "a list of strings",
-                }),
-            }
-        }
-        Some(v) => match scalar(v) {
-            Some(s) => {
-                fields.remove(key);
-                Ok(vec![s])
-            }
-            // Attune writes dependencies as a mapping; keep it whole in `extra`.
-            None if key == "dependencies" => Ok(vec![]),
-            None => Err(ManifestError::WrongType {
-                path: path.to_path_buf(),
-                field: key.into(),
-                expected: "a list of strings",
-            }),
-        },
     }
 }
 
+/// A list of scalars (`python_versions: [2, 3]` gives "2", "3"); a single
+/// scalar is a one-item list.
+fn take_list(fields: &mut Map<String, Value>, key: &'static str, path: &Path) -> Result<Vec<String>, ManifestError> {
+    let wrong = || ManifestError::WrongType { path: path.to_path_buf(), field: key.into(), expected: "a list of text" };
+    match fields.remove(key) {
+        None | Some(Value::Null) => Ok(vec![]),
+        Some(Value::Array(items)) => items.iter().map(scalar_text).collect::<Option<_>>().ok_or_else(wrong),
+        Some(v) => scalar_text(&v).map(|s| vec![s]).ok_or_else(wrong),
+    }
+}
+
+/// StackStorm: a list of strings, taken out of `extra`. Any other shape (Attune's
+/// `{packs: [...], python_version: ...}`) stays raw in `extra`; its `packs`
+/// strings are listed.
+fn take_dependencies(fields: &mut Map<String, Value>) -> Vec<String> {
+    let Some(raw) = fields.get("dependencies") else { return vec![] };
+    if let Some(list) = raw.as_array().and_then(|items| items.iter().map(scalar_text).collect::<Option<Vec<_>>>()) {
+        fields.remove("dependencies");
+        return list;
+    }
+    raw.get("packs")
+        .and_then(Value::as_array)
+        .map(|items| items.iter().filter_map(scalar_text).collect())
+        .unwrap_or_default()
+}
+
 fn ref_rules(s: &str) -> Result<(), String> {
-    if s.is_empty() || s.len() > MAX_REF_LEN {
-        return Err(format!("use 1-{MAX_REF_LEN} characters from a-z, 0-9, '_' and '-'"));
+    const RULE: &str = "use 1-64 characters from a-z, 0-9, '_' and '-'";
+    if s.is_empty() {
+        return Err(format!("{RULE} (it is empty)"));
     }
     if let Some(c) = s.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_' || *c == '-')) {
-        return Err(format!("{c:?} is not allowed; use 1-{MAX_REF_LEN} characters from a-z, 0-9, '_' and '-'"));
+        return Err(format!("{RULE} ({c:?} is not allowed)"));
+    }
+    if s.len() > MAX_REF_LEN {
+        return Err(format!("{RULE} (it has {})", s.len()));
     }
     Ok(())
 }
@@ -278,95 +494,4 @@ fn ref_rules(s: &str) -> Result<(), String> {
 /// Checks a pack ref typed by a user (`attune info <ref>`).
 pub fn validate_ref(s: &str) -> Result<(), ManifestError> {
     ref_rules(s).map_err(|reason| ManifestError::InvalidRef { path: None, value: s.to_string(), reason })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn p(text: &str) -> Result<PackManifest, ManifestError> {
-        parse(text, Path::new("pack.yaml"))
-    }
-
-    #[test]
-    fn stackstorm_style_manifest() {
-        // Shape of StackStorm-Exchange packs: leading ---, no ref, extra keys.
-        let m = p("---\nname: aws\ndescription: st2 content pack containing Amazon Web Services integrations.\nkeywords:\n  - aws\n  - amazon web services\nversion: 2.0.1\nauthor: StackStorm, Inc.\nemail: info@stackstorm.com\npython_versions:\n  - \"3\"\ncontributors:\n  - a\nstackstorm_version: \">=3.0.0\"\n").unwrap();
-        assert_eq!(m.r#ref, "aws");
-        assert_eq!(m.version, semver::Version::new(2, 0, 1));
-        assert_eq!(m.keywords, vec!["aws", "amazon web services"]);
-        assert_eq!(m.python_versions, vec!["3"]);
-        assert_eq!(m.extra["stackstorm_version"], ">=3.0.0");
-        assert!(m.extra.contains_key("contributors"));
-    }
-
-    #[test]
-    fn attune_style_manifest() {
-        let m = p("ref: core_utils\nlabel: Core Utilities\nname: Core Utilities\nversion: \"1.4.2\"\ndependencies:\n  packs: [\"core@^1.0.0\"]\n  python_version: \">=3.9\"\nruntime_deps:\n  python: \">=3.9\"\n").unwrap();
-        assert_eq!(m.r#ref, "core_utils");
-        assert_eq!(m.name, "Core Utilities");
-        assert!(m.dependencies.is_empty());
-        assert!(m.extra["dependencies"]["packs"].is_array());
-    }
-
-    #[test]
-    fn refs() {
-        for bad in ["My Pack", "UPPER", "", "naïve", &"a".repeat(65), "dots.no"] {
-            let e = p(&format!("ref: {bad:?}\nname: x\nversion: 1.0.0\n")).unwrap_err();
-            assert!(matches!(e, ManifestError::InvalidRef { .. }), "{bad:?}: {e}");
-        }
-        assert!(p(&format!("ref: {}\nname: x\nversion: 1.0.0\n", "a".repeat(64))).is_ok());
-        let e = p("name: My Pack\nversion: 1.0.0\n").unwrap_err().to_string();
-        assert!(e.contains("comes from `name`"), "{e}");
-        assert!(validate_ref("ok_ref-1").is_ok() && validate_ref("Nope").is_err());
-    }
-
-    #[test]
-    fn versions() {
-        assert!(p("name: x\nversion: 1.0.0-rc.1\n").is_ok());
-        let e = p("name: x\nversion: 1.0\n").unwrap_err().to_string();
-        assert!(e.contains("version 1 is not strict semver") || e.contains("version 1.0 is not"), "{e}");
-        assert!(e.contains("number") && e.contains("1.0.0"), "{e}");
-        assert!(matches!(p("name: x\nversion: v1.0.0\n"), Err(ManifestError::InvalidVersion { .. })));
-        assert!(matches!(p("name: x\n"), Err(ManifestError::MissingField { field: "version", .. })));
-        assert!(matches!(p("version: 1.0.0\n"), Err(ManifestError::MissingField { field: "name", .. })));
-        assert!(matches!(p("- a\n- b\n"), Err(ManifestError::NotAMapping { .. })));
-    }
-
-    #[test]
-    fn alias_bomb_is_refused_quickly() {
-        let mut bomb =
-            String::from("a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n");
-        let names = ["a", "b", "c", "d", "e", "f", "g", "h", "i"];
-        for w in names.windows(2) {
-            bomb.push_str(&format!("{}: &{} [*{x},*{x},*{x},*{x},*{x},*{x},*{x},*{x},*{x}]\n", w[1], w[1], x = w[0]));
-        }
-        bomb.push_str("name: x\nversion: 1.0.0\n");
-        let t = std::time::Instant::now();
-        let e = p(&bomb).unwrap_err();
-        assert!(t.elapsed() < std::time::Duration::from_secs(1), "{:?}", t.elapsed());
-        assert!(matches!(e, ManifestError::AliasBomb { .. }), "{e}");
-        let deep = format!("{}1{}", "[".repeat(10_000), "]".repeat(10_000));
-        assert!(p(&deep).is_err());
-    }
-
-    #[test]
-    fn files_on_disk() {
-        let t = tempfile::tempdir().unwrap();
-        let e = read(t.path()).unwrap_err();
-        assert!(matches!(e, ManifestError::NotFound { hint: None, .. }));
-        std::fs::create_dir(t.path().join("inner")).unwrap();
-        std::fs::write(t.path().join("inner/pack.yaml"), "name: x\nversion: 1.0.0\n").unwrap();
-        let e = read(t.path()).unwrap_err().to_string();
-        assert!(e.contains("is the pack inside that subfolder"), "{e}");
-        std::os::unix::fs::symlink("inner/pack.yaml", t.path().join("pack.yaml")).unwrap();
-        assert!(matches!(read(t.path()), Err(ManifestError::NotAFile { .. })));
-        std::fs::remove_file(t.path().join("pack.yaml")).unwrap();
-        std::fs::write(
-            t.path().join("pack.yaml"),
-            format!("name: x\nversion: 1.0.0\ndescription: \"{}\"\n", "x".repeat(1 << 20)),
-        )
-        .unwrap();
-        assert!(matches!(read(t.path()), Err(ManifestError::TooLarge { .. })));
-    }
 }

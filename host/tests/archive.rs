@@ -70,15 +70,16 @@ impl Corpus {
     }
 }
 
-/// The corpus, made once per test process. It lives in a fixed folder under
-/// cargo's scratch dir, replaced on every run, so its ~150 MiB never pile up.
+/// The corpus, made once per test process in a folder of its own under
+/// cargo's scratch dir (several `cargo test` runs may share that dir); the
+/// folders of processes that have ended are removed first, so their ~150 MiB
+/// never pile up.
 fn corpus() -> &'static Corpus {
     static CORPUS: OnceLock<Corpus> = OnceLock::new();
     CORPUS.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("archive-corpus");
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir).unwrap();
-        }
+        let scratch = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        remove_stale_corpora(scratch);
+        let dir = scratch.join(format!("{CORPUS_PREFIX}{}", std::process::id()));
         let script = repo().join("scripts/make-archive-corpus.py");
         let out = Command::new("python3")
             .arg(&script)
@@ -94,6 +95,21 @@ fn corpus() -> &'static Corpus {
         }
         Corpus { dir, cases }
     })
+}
+
+const CORPUS_PREFIX: &str = "archive-corpus-";
+
+fn remove_stale_corpora(scratch: &Path) {
+    let Ok(entries) = std::fs::read_dir(scratch) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let pid =
+            name.strip_prefix(CORPUS_PREFIX).and_then(|p| p.parse().ok()).and_then(rustix::process::Pid::from_raw);
+        // Only "no such process" means it ended (EPERM is a live process of another user).
+        if pid.is_some_and(|pid| rustix::process::test_kill_process(pid) == Err(rustix::io::Errno::SRCH)) {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 /// Where an archive that escapes would write, relative to the packs dir

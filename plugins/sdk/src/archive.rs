@@ -167,12 +167,34 @@ fn utf8<'a>(name: &str, bytes: &'a [u8]) -> Result<&'a str, FetchError> {
     })
 }
 
+/// Notes whether the stream ended, to tell a tar that was cut short from one
+/// that ends with its end-of-archive marker.
+struct EofWatch<R> {
+    inner: R,
+    eof: bool,
+}
+
+impl<R: Read> Read for EofWatch<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            self.eof = true;
+        }
+        Ok(n)
+    }
+}
+
+/// Data a tar may carry after its end-of-archive marker (padding to the
+/// record size, usually a few KiB of zeros) that is still read, so that the
+/// compressor's own checksum (gzip CRC, xz and zstd checks) gets verified.
+const MAX_TRAILING: u64 = 1 << 20;
+
 pub fn extract_tar<R: Read>(reader: R, name: &str) -> Result<Extracted, FetchError> {
     use tar::EntryType;
-    let mut archive = tar::Archive::new(reader);
+    let mut archive = tar::Archive::new(EofWatch { inner: reader, eof: false });
     let mut out = Extracted::default();
     let entries = archive.entries().map_err(|e| corrupt(name, "not a readable tar archive", e))?;
-    let mut saw_end = false;
+    let mut saw_entry = false;
     for entry in entries {
         let mut entry = entry.map_err(|e| corrupt(name, "corrupt or truncated tar data", e))?;
         let header = entry.header();
@@ -216,20 +238,84 @@ pub fn extract_tar<R: Read>(reader: R, name: &str) -> Result<Extracted, FetchErr
             }
         }
         out.entries += 1;
-        saw_end = true;
+        saw_entry = true;
     }
-    if !saw_end {
+    if !saw_entry {
         return Err(FetchError::InvalidContent(format!("{name}: the archive has no entries")));
+    }
+    let mut rest = archive.into_inner();
+    if rest.eof {
+        return Err(FetchError::InvalidContent(format!(
+            "{name}: truncated: the tar data ends without its end-of-archive marker"
+        )));
+    }
+    let drained = io::copy(&mut (&mut rest).take(MAX_TRAILING), &mut io::sink())
+        .map_err(|e| corrupt(name, "corrupt or truncated data after the last entry (checksum or stream error)", e))?;
+    if drained == MAX_TRAILING && !rest.eof {
+        return Err(FetchError::InvalidContent(format!(
+            "{name}: more than {MAX_TRAILING} bytes of data after the end of the archive"
+        )));
     }
     Ok(out)
 }
 
-pub fn extract_zip<R: Read + Seek>(reader: R, name: &str) -> Result<Extracted, FetchError> {
+/// The names in the zip's central directory, read directly, when the
+/// classic end record describes it (not zip64).
+fn central_directory_names<R: Read + Seek>(reader: &mut R) -> io::Result<Option<Vec<String>>> {
+    let size = reader.seek(SeekFrom::End(0))?;
+    let tail_len = size.min(22 + 65535);
+    reader.seek(SeekFrom::Start(size - tail_len))?;
+    let mut tail = vec![0u8; tail_len as usize];
+    reader.read_exact(&mut tail)?;
+    reader.seek(SeekFrom::Start(0))?;
+    let Some(at) = (0..tail.len().saturating_sub(21)).rev().find(|&i| tail[i..i + 4] == [0x50, 0x4b, 0x05, 0x06])
+    else {
+        return Ok(None);
+    };
+    let le16 = |b: &[u8], i: usize| u16::from_le_bytes([b[i], b[i + 1]]) as usize;
+    let le32 = |b: &[u8], i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]) as u64;
+    let (total, cd_size, cd_offset) = (le16(&tail, at + 10), le32(&tail, at + 12), le32(&tail, at + 16));
+    if total == 0xffff
+        || cd_size == 0xffff_ffff
+        || cd_offset == 0xffff_ffff
+        || cd_offset + cd_size > size
+        || cd_size > 64 << 20
+    {
+        return Ok(None);
+    }
+    let mut cd = vec![0u8; cd_size as usize];
+    reader.seek(SeekFrom::Start(cd_offset))?;
+    reader.read_exact(&mut cd)?;
+    reader.seek(SeekFrom::Start(0))?;
+    let mut names = Vec::with_capacity(total);
+    let mut i = 0;
+    while i + 46 <= cd.len() && cd[i..i + 4] == [0x50, 0x4b, 0x01, 0x02] {
+        let (n, x, c) = (le16(&cd, i + 28), le16(&cd, i + 30), le16(&cd, i + 32));
+        let end = (i + 46 + n).min(cd.len());
+        names.push(String::from_utf8_lossy(&cd[i + 46..end]).into_owned());
+        i += 46 + n + x + c;
+    }
+    Ok(Some(names))
+}
+
+pub fn extract_zip<R: Read + Seek>(mut reader: R, name: &str) -> Result<Extracted, FetchError> {
     const S_IFMT: u32 = 0o170000;
     const S_IFLNK: u32 = 0o120000;
     const S_IFREG: u32 = 0o100000;
     const S_IFDIR: u32 = 0o040000;
+    let listed = central_directory_names(&mut reader).map_err(|e| corrupt(name, "not a readable zip archive", e))?;
     let mut archive = zip::ZipArchive::new(reader).map_err(|e| corrupt(name, "not a readable zip archive", e))?;
+    // The zip reader keys entries by name, so a repeated name would vanish
+    // silently: look for repeats in the central directory itself.
+    if let Some(names) = listed {
+        let mut seen = std::collections::HashSet::new();
+        if let Some(dup) = names.iter().find(|n| !seen.insert(tidy(n).to_string())) {
+            return Err(FetchError::InvalidContent(format!(
+                "{name}: entry {:?} appears twice; each path may be written once",
+                tidy(dup)
+            )));
+        }
+    }
     let mut out = Extracted::default();
     if archive.is_empty() {
         return Err(FetchError::InvalidContent(format!("{name}: the archive has no entries")));
