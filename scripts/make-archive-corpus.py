@@ -247,6 +247,16 @@ def ok_cases(c):
              TREE + [deep.rsplit("/", 1)[0], deep])
     c.ok("ok-ustar.tar", tar_bytes(root, tarfile.USTAR_FORMAT), "ustar-format")
 
+    # tar.xz only where this Python was built with lzma.
+    try:
+        out = io.BytesIO()
+        with tarfile.open(fileobj=out, mode="w:xz", format=tarfile.PAX_FORMAT) as t:
+            for entry in root:
+                t.addfile(*tar_info(*entry))
+        c.ok("ok-root.tar.xz", out.getvalue(), "pack-at-root")
+    except tarfile.CompressionError:
+        print("note: no lzma module in this Python; ok-root.tar.xz is left out", file=sys.stderr)
+
 
 def path_cases(c):
     c.hostile("dotdot", [(FILE, "../evil", 0o644, b"evil\n")], "../evil")
@@ -271,6 +281,16 @@ def link_cases(c):
     c.hostile("write-through-symlink-out",
               [(SYMLINK, "tmp-link", 0o777, "/tmp"), (FILE, "tmp-link/" + os.path.basename(TMP_EVIL), 0o644, b"x")],
               "tmp-link", outside=[TMP_EVIL])
+    # On a case-insensitive filesystem `lnk/x` would be written through `LNK`.
+    c.hostile("write-through-symlink-by-case",
+              [(SYMLINK, "LNK", 0o777, "actions"), (FILE, "lnk/x", 0o644, b"x")], "lnk")
+    # Each target stays inside when read as text, but `x/y/root` is the pack
+    # root, so `x/y/root/..` is the folder above it: `x/out` escapes through
+    # another symlink, whichever of the two comes first.
+    chain = [(DIR, "x", 0o755, None), (DIR, "x/y", 0o755, None),
+             (SYMLINK, "x/y/root", 0o777, "../.."), (SYMLINK, "x/out", 0o777, "y/root/..")]
+    c.hostile("symlink-escapes-through-symlink", chain, "x/out")
+    c.hostile("symlink-escapes-through-later-symlink", chain[:2] + chain[3:] + chain[2:3], "x/out")
 
     tar_only = ("tar", "tgz")
     c.hostile("hardlink-outside", [(HARDLINK, "actions/hard-passwd", 0o644, "../../etc/passwd")],
@@ -289,6 +309,32 @@ def link_cases(c):
               "actions/hard-missing", formats=tar_only)
 
 
+def header_cases(c):
+    """Tar extension headers that say something else than the plain header."""
+    # A PAX `path` record replaces the ustar name, which looks harmless.
+    smuggled, _ = tar_info(FILE, "benign.txt", 0o644, b"")
+    smuggled.pax_headers = {"path": "../pax-evil"}
+    # A PAX `linkpath` record replaces the symlink target `run.sh`.
+    link, _ = tar_info(SYMLINK, "actions/benign-link", 0o777, "run.sh")
+    link.pax_headers = {"linkpath": "/etc/passwd"}
+    # A GNU long name (an `L` entry before the header) that climbs out.
+    long_evil = "../" + "evil" * 30
+    for ext in ("tar", "tgz"):
+        wrap = gzip_bytes if ext == "tgz" else bytes
+        c.reject(f"reject-pax-path-dotdot.{ext}", wrap(pack_and(header(smuggled))), "pax-path-override", "../pax-evil")
+        c.reject(f"reject-pax-linkpath-absolute.{ext}", wrap(pack_and(header(link))), "pax-linkpath-override",
+                 "actions/benign-link", any_of=["/etc/passwd"])
+        c.reject(f"reject-gnu-longname-dotdot.{ext}",
+                 wrap(tar_bytes(pack() + [(FILE, long_evil, 0o644, b"x")], tarfile.GNU_FORMAT)),
+                 "gnu-longname-dotdot", long_evil)
+
+
+def pack_and(raw):
+    """A tar of the pack followed by `raw` header bytes, as written."""
+    body = tar_stream(pack()) + raw
+    return body + end_of_archive(len(body))
+
+
 def special_cases(c):
     c.hostile("char-device", [(CHAR, "actions/tty", 0o666, None)], "actions/tty", formats=("tar", "tgz"))
     c.hostile("block-device", [(BLOCK, "actions/sda", 0o660, None)], "actions/sda", formats=("tar", "tgz"))
@@ -297,7 +343,13 @@ def special_cases(c):
 
 
 def tree_cases(c):
-    c.hostile("same-path-twice", [(FILE, "actions/run.yaml", 0o644, b"name: again\n")], "actions/run.yaml")
+    twice = [(FILE, "actions/run.yaml", 0o644, b"name: again\n")]
+    c.hostile("same-path-twice", twice, "actions/run.yaml", formats=("tar", "tgz"))
+    # A zip's central directory can list a name twice; zip readers keep one
+    # of the two (which one differs between tools), so the error may only be
+    # able to name the archive.
+    c.reject("reject-same-path-twice.zip", zip_bytes(pack() + twice), "same-path-twice", "reject-same-path-twice.zip",
+             any_of=["actions/run.yaml", "duplicate", "twice", "same name"])
     c.hostile("case-collision",
               [(FILE, "README.md", 0o644, b"upper\n"), (FILE, "readme.md", 0o644, b"lower\n")], "readme.md")
     c.hostile("file-then-folder", [(DIR, "pack.yaml", 0o755, None)], "pack.yaml", any_of=["twice"])
@@ -435,6 +487,7 @@ def main():
     ok_cases(c)
     path_cases(c)
     link_cases(c)
+    header_cases(c)
     special_cases(c)
     tree_cases(c)
     broken_cases(c)

@@ -13,7 +13,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-use serde::de::{self, DeserializeSeed, Deserializer as _, EnumAccess, MapAccess, SeqAccess, VariantAccess, Visitor};
+use serde::de::{self, DeserializeSeed, EnumAccess, MapAccess, SeqAccess, VariantAccess, Visitor};
 use serde_json::{Map, Value};
 use thiserror::Error;
 
@@ -200,6 +200,8 @@ pub fn parse(text: &str, origin: &Path) -> Result<PackManifest, ManifestError> {
     if text.len() as u64 > MAX_MANIFEST_BYTES {
         return Err(ManifestError::TooLarge { path, size: text.len() as u64, max: MAX_MANIFEST_BYTES });
     }
+    // libyaml does not skip a byte-order mark that Windows editors leave.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     check_flow_openings(text, &path)?;
     check_expansion(text, &path)?;
     let yaml: serde_yaml_ng::Value = serde_yaml_ng::from_str(text).map_err(|e| yaml_error(&path, e))?;
@@ -384,9 +386,7 @@ fn yaml_error(path: &Path, e: serde_yaml_ng::Error) -> ManifestError {
     if let Some(l) = &loc {
         // The location is shown once, by ManifestError.
         let suffix = format!(" at line {} column {}", l.line(), l.column());
-        if let Some(stripped) = message.strip_suffix(&suffix) {
-            message = stripped.to_string();
-        }
+        message = message.replacen(&suffix, "", 1);
     }
     if message.starts_with("recursion limit exceeded") {
         message = "nested too deeply (recursion limit exceeded)".into();
@@ -494,4 +494,255 @@ fn ref_rules(s: &str) -> Result<(), String> {
 /// Checks a pack ref typed by a user (`attune info <ref>`).
 pub fn validate_ref(s: &str) -> Result<(), ManifestError> {
     ref_rules(s).map_err(|reason| ManifestError::InvalidRef { path: None, value: s.to_string(), reason })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    fn p(text: &str) -> Result<PackManifest, ManifestError> {
+        parse(text, Path::new("/packs/x/pack.yaml"))
+    }
+
+    fn err(text: &str) -> String {
+        p(text).unwrap_err().to_string()
+    }
+
+    // StackStorm-Exchange/stackstorm-aws, pack.yaml @ 0dfdf621 (note `name : aws`).
+    const AWS: &str = "---\nref: aws\nname : aws\ndescription : st2 content pack containing Amazon Web Services integrations.\nkeywords:\n  - aws\n  - amazon web services\n  - amazon\n  - ec2\n  - sqs\n  - sns\n  - route53\n  - cloud\n  - iam\n  - vpc\n  - s3\n  - CloudFormation\n  - RDS\n  - SQS\n  - lambda\n  - kinesis\nversion : 1.3.4\nauthor : StackStorm, Inc.\nemail : info@stackstorm.com\npython_versions:\n  - \"2\"\n  - \"3\"\n";
+    // StackStorm-Exchange/stackstorm-st2, pack.yaml @ 0fc8c16f.
+    const ST2: &str = "---\nref: st2\nname: st2\ndescription: StackStorm utility actions and aliases\nversion: 1.3.1\npython_versions:\n  - \"2\"\n  - \"3\"\nauthor: StackStorm, Inc.\nemail: info@stackstorm.com\ncontributors:\n  - Igor Cherkaev <igor.cherkaev@copart.com>\n";
+    // StackStorm-Exchange/stackstorm-jira, pack.yaml @ 031c6bf0.
+    const JIRA: &str = "---\nref: jira\nname: jira\ndescription: Jira integrations\nkeywords:\n  - issues\n  - ticket management\n  - project management\nversion: 3.2.3\npython_versions:\n  - \"3\"\nauthor: StackStorm, Inc.\nemail: info@stackstorm.com\n";
+    // StackStorm-Exchange/stackstorm-github, pack.yaml @ 02b22295 (an old one: no `ref`).
+    const GITHUB: &str = "---\nname : github\ndescription : st2 content pack containing github integrations\nkeywords:\n  - github\n  - git\n  - scm\nversion : 0.5.0\nauthor : st2-dev\nemail : info@stackstorm.com\n";
+    // attune-system/attune, packs/core/pack.yaml @ 252ce12e, abridged (nested
+    // blocks shortened): `ref` and `label`, no `name`, quoted version.
+    const ATTUNE_CORE: &str = "# Attune Core Pack\n# Built-in core functionality including timers, utilities, and basic actions\n\nref: core\nlabel: \"Core Pack\"\ndescription: \"Built-in core functionality including timer triggers, HTTP utilities, and basic shell actions\"\nversion: \"1.0.3\"\nauthor: \"Attune Team\"\nemail: \"core@attune.io\"\n\n# Pack is a system pack (shipped with Attune)\nsystem: true\n\nconf_schema:\n  max_action_timeout:\n    type: integer\n    default: 300\n    minimum: 1\n    maximum: 3600\n\nconfig:\n  max_action_timeout: 300\n\nmeta:\n  category: \"system\"\n  keywords:\n    - \"core\"\n    - \"utilities\"\n  python_dependencies:\n    - \"requests>=2.28.0\"\n\ntags:\n  - core\n  - system\n\nruntime_deps:\n  - shell\n  - python\n  - native\n\nenabled: true\n\ntesting:\n  enabled: true\n  min_pass_rate: 1.0\n  on_failure: \"block\"\n";
+
+    #[test]
+    fn real_stackstorm_manifests() {
+        let aws = p(AWS).unwrap();
+        assert_eq!((aws.r#ref.as_str(), aws.name.as_str()), ("aws", "aws"));
+        assert_eq!(aws.version, semver::Version::new(1, 3, 4));
+        assert_eq!(aws.keywords.len(), 16);
+        assert_eq!(aws.python_versions, ["2", "3"]);
+        assert_eq!(aws.author.as_deref(), Some("StackStorm, Inc."));
+        assert!(aws.extra.is_empty(), "{:?}", aws.extra);
+
+        let st2 = p(ST2).unwrap();
+        assert_eq!(st2.r#ref, "st2");
+        assert_eq!(st2.extra["contributors"][0], "Igor Cherkaev <igor.cherkaev@copart.com>");
+
+        let jira = p(JIRA).unwrap();
+        assert_eq!((jira.r#ref.as_str(), jira.version.to_string().as_str()), ("jira", "3.2.3"));
+        assert_eq!(jira.keywords, ["issues", "ticket management", "project management"]);
+
+        let github = p(GITHUB).unwrap();
+        assert_eq!(github.r#ref, "github", "ref defaults to name");
+        assert_eq!(github.description.as_deref(), Some("st2 content pack containing github integrations"));
+    }
+
+    #[test]
+    fn real_attune_manifest() {
+        let m = p(ATTUNE_CORE).unwrap();
+        assert_eq!(m.r#ref, "core");
+        assert_eq!(m.name, "Core Pack", "name falls back to label");
+        assert_eq!(m.version, semver::Version::new(1, 0, 3));
+        assert!(m.keywords.is_empty(), "Attune keeps keywords under meta");
+        assert_eq!(m.extra["system"], true);
+        assert_eq!(m.extra["label"], "Core Pack");
+        assert_eq!(m.extra["runtime_deps"][2], "native");
+        assert_eq!(m.extra["testing"]["min_pass_rate"], 1.0);
+    }
+
+    #[test]
+    fn dependencies_as_written() {
+        let st = p("name: a\nversion: 1.0.0\ndependencies:\n  - aws\n  - https://github.com/x/y.git=v1.2.0\n").unwrap();
+        assert_eq!(st.dependencies, ["aws", "https://github.com/x/y.git=v1.2.0"]);
+        assert!(!st.extra.contains_key("dependencies"));
+        // Attune's mapping form (crates/common/src/pack_registry/mod.rs, PackDependencies).
+        let at = p("ref: a\nversion: 1.0.0\ndependencies:\n  attune_version: \">=0.3\"\n  packs: [\"core@^1.0.0\"]\n")
+            .unwrap();
+        assert_eq!(at.dependencies, ["core@^1.0.0"]);
+        assert_eq!(at.extra["dependencies"]["attune_version"], ">=0.3");
+    }
+
+    #[test]
+    fn leading_document_marker_and_extra_keys() {
+        let m = p("---\nname: x\nversion: 1.0.0\nstackstorm_version: \">=3.0.0\"\nsystem: {apt: [curl]}\n1: one\n")
+            .unwrap();
+        assert_eq!(m.extra["stackstorm_version"], ">=3.0.0");
+        assert_eq!(m.extra["system"]["apt"][0], "curl");
+        assert_eq!(m.extra["1"], "one");
+        assert_eq!(m.extra.len(), 3);
+        assert!(p("---\nname: x\nversion: 1.0.0\n...\n").is_ok(), "end marker");
+        p("\u{feff}---\nname: x\nversion: 1.0.0\n").unwrap();
+        let json = serde_json::to_value(&m).unwrap();
+        assert_eq!((json["ref"].as_str(), json["version"].as_str()), (Some("x"), Some("1.0.0")));
+    }
+
+    #[test]
+    fn refs() {
+        for bad in ["My Pack", "UPPER", "", "naïve", &"a".repeat(65), "dots.no", "a/b", ".."] {
+            let e = p(&format!("ref: {bad:?}\nname: x\nversion: 1.0.0\n")).unwrap_err();
+            assert!(matches!(&e, ManifestError::InvalidRef { path: Some(_), .. }), "{bad:?}: {e}");
+            assert!(validate_ref(bad).is_err(), "{bad:?}");
+        }
+        assert!(p(&format!("ref: {}\nname: x\nversion: 1.0.0\n", "a".repeat(64))).is_ok());
+        for good in ["ok_ref-1", "a", "0", "st2"] {
+            assert!(validate_ref(good).is_ok(), "{good}");
+        }
+        let e = err("name: My Pack\nversion: 1.0.0\n");
+        assert!(e.starts_with("/packs/x/pack.yaml: ref \"My Pack\" is invalid: use 1-64 characters"), "{e}");
+        assert!(e.contains("taken from `name`") && e.contains("set `ref:` explicitly"), "{e}");
+        // An explicit ref with a display name is the way out.
+        assert_eq!(p("ref: my_pack\nname: My Pack\nversion: 1.0.0\n").unwrap().name, "My Pack");
+        let e = validate_ref("Nope").unwrap_err().to_string();
+        assert_eq!(e, "ref \"Nope\" is invalid: use 1-64 characters from a-z, 0-9, '_' and '-' ('N' is not allowed)");
+        assert!(matches!(p("name: [a]\nversion: 1.0.0\n"), Err(ManifestError::WrongType { .. })));
+        assert!(matches!(p("name: 12\nversion: 1.0.0\n"), Err(ManifestError::WrongType { .. })));
+    }
+
+    #[test]
+    fn versions() {
+        assert_eq!(p("name: x\nversion: 1.0.0\n").unwrap().version, semver::Version::new(1, 0, 0));
+        assert_eq!(p("name: x\nversion: 1.0.0-rc.1\n").unwrap().version.pre.as_str(), "rc.1");
+        let e = err("name: x\nversion: 1.0  # old style\n");
+        assert!(matches!(p("name: x\nversion: 1.0\n"), Err(ManifestError::InvalidVersion { .. })));
+        assert!(e.contains("version 1.0 is not strict semver") && e.contains("number"), "{e}");
+        assert!(e.ends_with("write version: 1.0.0"), "{e}");
+        assert!(err("name: x\nversion: 1.10\n").ends_with("write version: 1.10.0"), "written text, not the float");
+        assert!(err("name: x\nversion: 2\n").ends_with("write version: 2.0.0"));
+        let e = err("name: x\nversion: v1.0.0\n");
+        assert!(e.contains("version \"v1.0.0\" is not strict semver") && e.ends_with("write version: 1.0.0"), "{e}");
+        assert!(err("name: x\nversion: \"1.0\"\n").ends_with("write version: 1.0.0"));
+        assert!(err("name: x\nversion: banana\n").ends_with("e.g. version: 1.0.0"));
+        assert!(matches!(p("name: x\nversion: [1]\n"), Err(ManifestError::WrongType { .. })));
+    }
+
+    #[test]
+    fn missing_and_malformed() {
+        assert!(matches!(p("name: x\n"), Err(ManifestError::MissingField { field: "version", .. })));
+        assert!(matches!(p("name: x\nversion:\n"), Err(ManifestError::MissingField { field: "version", .. })));
+        assert!(matches!(p("version: 1.0.0\n"), Err(ManifestError::MissingField { field: "name", .. })));
+        assert!(matches!(p("label: X\nversion: 1.0.0\n"), Err(ManifestError::MissingField { field: "name", .. })));
+        assert!(matches!(p("- a\n- b\n"), Err(ManifestError::NotAMapping { .. })));
+        assert!(matches!(p(""), Err(ManifestError::NotAMapping { .. })));
+        assert!(matches!(p("name: x\nkeywords: {a: b}\nversion: 1.0.0\n"), Err(ManifestError::WrongType { .. })));
+        let e = p("name: x\nversion: 1.0.0\ndescription: [unclosed\n").unwrap_err();
+        let ManifestError::Yaml { line: Some(_), message, .. } = &e else { panic!("{e}") };
+        assert!(!message.contains("line 4 column 1"), "location shown once: {e}");
+        assert!(matches!(p("name: x\nname: y\nversion: 1.0.0\n"), Err(ManifestError::Yaml { .. })), "duplicate key");
+        assert!(matches!(p("name: x\nversion: 1.0.0\n---\nname: y\n"), Err(ManifestError::Yaml { .. })));
+        // Tags are data like any other.
+        assert!(p("name: x\nversion: 1.0.0\nodd: !custom {a: 1}\n").is_ok());
+    }
+
+    fn assert_fast(what: &str, text: &str, ok: impl Fn(&ManifestError) -> bool) {
+        let t = Instant::now();
+        let e = p(text).unwrap_err();
+        let took = t.elapsed();
+        assert!(took < Duration::from_secs(1), "{what}: took {took:?}");
+        assert!(ok(&e), "{what}: {e}");
+    }
+
+    #[test]
+    fn billion_laughs_refused_fast() {
+        let mut bomb = String::from(
+            "name: x\nversion: 1.0.0\na: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
+        );
+        let names = ["a", "b", "c", "d", "e", "f", "g", "h", "i"];
+        for w in names.windows(2) {
+            bomb.push_str(&format!("{}: &{} [*{x},*{x},*{x},*{x},*{x},*{x},*{x},*{x},*{x}]\n", w[1], w[1], x = w[0]));
+        }
+        assert_fast("billion laughs", &bomb, |e| matches!(e, ManifestError::AliasBomb { .. }));
+        // Under serde_yaml_ng's own repetition limit (jumps <= 100 x events) but
+        // quadratic: 23 KB expand to 10 million nodes.
+        let quadratic =
+            format!("name: x\nversion: 1.0.0\na: &a [{}]\nb: [{}]\n", ["x"; 10_000].join(","), "*a,".repeat(1000));
+        assert_fast("quadratic aliases", &quadratic, |e| matches!(e, ManifestError::AliasBomb { .. }));
+        // A few aliases are fine.
+        assert!(p("name: x\nversion: 1.0.0\na: &a [1, 2]\nb: *a\n").unwrap().extra["b"][1] == 2);
+    }
+
+    #[test]
+    fn deep_nesting_refused_fast() {
+        let n = 200_000; // libyaml alone needs minutes for this many nested `{a: `
+        assert_fast("deep flow map", &format!("{}1{}", "{a: ".repeat(n), "}".repeat(n)), |e| {
+            matches!(e, ManifestError::Yaml { line: Some(1), .. })
+        });
+        let n = 200;
+        assert_fast("deep flow seq", &format!("{}1{}", "[".repeat(n), "]".repeat(n)), |e| {
+            e.to_string().contains("nested too deeply")
+        });
+        let mut block = String::new();
+        for i in 0..1000 {
+            block.push_str(&format!("{}k:\n", " ".repeat(i)));
+        }
+        assert_fast("deep block map", &block, |e| e.to_string().contains("nested too deeply"));
+    }
+
+    #[test]
+    fn too_large_text() {
+        let text = format!("name: x\nversion: 1.0.0\ndescription: \"{}\"\n", "x".repeat(1 << 20));
+        assert!(matches!(p(&text), Err(ManifestError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn files_on_disk() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path();
+        std::fs::write(dir.join("pack.yaml"), "---\nname: x\nversion: 1.0.0\n").unwrap();
+        assert_eq!(read(dir).unwrap().r#ref, "x");
+
+        // Larger than the limit and not YAML at all: refused on size alone.
+        let big = std::fs::File::create(dir.join("pack.yaml")).unwrap();
+        big.set_len(MAX_MANIFEST_BYTES + 1).unwrap();
+        let e = read(dir).unwrap_err();
+        assert!(matches!(e, ManifestError::TooLarge { size, .. } if size == MAX_MANIFEST_BYTES + 1), "{e}");
+        std::fs::remove_file(dir.join("pack.yaml")).unwrap();
+
+        std::fs::create_dir(dir.join("pack.yaml")).unwrap();
+        assert!(matches!(read(dir), Err(ManifestError::NotAFile { .. })));
+        std::fs::remove_dir(dir.join("pack.yaml")).unwrap();
+
+        let e = read(dir).unwrap_err();
+        assert!(matches!(e, ManifestError::NotFound { hint: None, .. }), "{e}");
+        assert!(e.to_string().starts_with(&format!("pack.yaml not found at {}", dir.display())), "{e}");
+        assert!(e.to_string().contains("pack.yml is not read"), "{e}");
+
+        std::fs::create_dir(dir.join("inner")).unwrap();
+        std::fs::write(dir.join("inner/pack.yaml"), "name: x\nversion: 1.0.0\n").unwrap();
+        let e = read(dir).unwrap_err().to_string();
+        let want = format!(
+            "pack.yaml not found at {d}; found {d}/inner/pack.yaml — is the pack inside a subfolder?",
+            d = dir.display()
+        );
+        assert_eq!(e, want);
+
+        std::os::unix::fs::symlink("inner/pack.yaml", dir.join("pack.yaml")).unwrap();
+        let e = read(dir).unwrap_err();
+        assert!(matches!(e, ManifestError::NotAFile { .. }), "{e}");
+        std::fs::remove_file(dir.join("pack.yaml")).unwrap();
+
+        std::fs::write(dir.join("pack.yml"), "name: x\nversion: 1.0.0\n").unwrap();
+        let e = read(dir).unwrap_err().to_string();
+        assert!(e.contains("pack.yml — only pack.yaml is read"), "{e}");
+        std::fs::remove_file(dir.join("pack.yml")).unwrap();
+
+        // Two candidates: no guess.
+        std::fs::create_dir(dir.join("other")).unwrap();
+        std::fs::write(dir.join("other/pack.yaml"), "name: y\nversion: 1.0.0\n").unwrap();
+        assert!(matches!(read(dir), Err(ManifestError::NotFound { hint: None, .. })));
+    }
+
+    #[test]
+    fn example_pack_reads() {
+        let m = p(include_str!("../../examples/packs/hello_world/pack.yaml")).unwrap();
+        assert_eq!((m.r#ref.as_str(), m.version.to_string().as_str()), ("hello_world", "1.0.0"));
+        assert!(m.description.is_some() && m.author.is_some() && !m.keywords.is_empty());
+    }
 }
