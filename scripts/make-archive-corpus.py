@@ -5,8 +5,9 @@ usage: scripts/make-archive-corpus.py OUT_DIR
 
 Every archive holds the same small, valid pack (pack.yaml, an executable
 actions/run.sh, actions/run.yaml, a symlink actions/alias.sh -> run.sh and an
-empty folder empty/); each reject case adds ONE hostile entry (or is broken
-as a whole). OUT_DIR/cases.json lists them for host/tests/archive.rs:
+empty folder empty/); each reject case adds one attack (usually a single
+hostile entry) or is broken as a whole. OUT_DIR/cases.json lists them for
+host/tests/archive.rs:
 
     {"file": "reject-dotdot.tgz", "expect": "ok" | "reject", "rule": "dotdot",
      "mention": "../evil",            # stderr must contain this (or its

@@ -511,16 +511,16 @@ mod tests {
     }
 
     // StackStorm-Exchange/stackstorm-aws, pack.yaml @ 0dfdf621 (note `name : aws`).
-    const AWS: &str = "---\nref: aws\nname : aws\ndescription : st2 content pack containing Amazon Web Services integrations.\nkeywords:\n  - aws\n  - amazon web services\n  - amazon\n  - ec2\n  - sqs\n  - sns\n  - route53\n  - cloud\n  - iam\n  - vpc\n  - s3\n  - CloudFormation\n  - RDS\n  - SQS\n  - lambda\n  - kinesis\nversion : 1.3.4\nauthor : StackStorm, Inc.\nemail : info@stackstorm.com\npython_versions:\n  - \"2\"\n  - \"3\"\n";
+    const AWS: &str = include_str!("../tests/fixtures/manifests/stackstorm-aws.pack.yaml");
     // StackStorm-Exchange/stackstorm-st2, pack.yaml @ 0fc8c16f.
-    const ST2: &str = "---\nref: st2\nname: st2\ndescription: StackStorm utility actions and aliases\nversion: 1.3.1\npython_versions:\n  - \"2\"\n  - \"3\"\nauthor: StackStorm, Inc.\nemail: info@stackstorm.com\ncontributors:\n  - Igor Cherkaev <igor.cherkaev@copart.com>\n";
+    const ST2: &str = include_str!("../tests/fixtures/manifests/stackstorm-st2.pack.yaml");
     // StackStorm-Exchange/stackstorm-jira, pack.yaml @ 031c6bf0.
-    const JIRA: &str = "---\nref: jira\nname: jira\ndescription: Jira integrations\nkeywords:\n  - issues\n  - ticket management\n  - project management\nversion: 3.2.3\npython_versions:\n  - \"3\"\nauthor: StackStorm, Inc.\nemail: info@stackstorm.com\n";
+    const JIRA: &str = include_str!("../tests/fixtures/manifests/stackstorm-jira.pack.yaml");
     // StackStorm-Exchange/stackstorm-github, pack.yaml @ 02b22295 (an old one: no `ref`).
-    const GITHUB: &str = "---\nname : github\ndescription : st2 content pack containing github integrations\nkeywords:\n  - github\n  - git\n  - scm\nversion : 0.5.0\nauthor : st2-dev\nemail : info@stackstorm.com\n";
+    const GITHUB: &str = include_str!("../tests/fixtures/manifests/stackstorm-github.pack.yaml");
     // attune-system/attune, packs/core/pack.yaml @ 252ce12e, abridged (nested
     // blocks shortened): `ref` and `label`, no `name`, quoted version.
-    const ATTUNE_CORE: &str = "# Attune Core Pack\n# Built-in core functionality including timers, utilities, and basic actions\n\nref: core\nlabel: \"Core Pack\"\ndescription: \"Built-in core functionality including timer triggers, HTTP utilities, and basic shell actions\"\nversion: \"1.0.3\"\nauthor: \"Attune Team\"\nemail: \"core@attune.io\"\n\n# Pack is a system pack (shipped with Attune)\nsystem: true\n\nconf_schema:\n  max_action_timeout:\n    type: integer\n    default: 300\n    minimum: 1\n    maximum: 3600\n\nconfig:\n  max_action_timeout: 300\n\nmeta:\n  category: \"system\"\n  keywords:\n    - \"core\"\n    - \"utilities\"\n  python_dependencies:\n    - \"requests>=2.28.0\"\n\ntags:\n  - core\n  - system\n\nruntime_deps:\n  - shell\n  - python\n  - native\n\nenabled: true\n\ntesting:\n  enabled: true\n  min_pass_rate: 1.0\n  on_failure: \"block\"\n";
+    const ATTUNE_CORE: &str = include_str!("../tests/fixtures/manifests/attune-core.pack.yaml");
 
     #[test]
     fn real_stackstorm_manifests() {

@@ -42,7 +42,7 @@ impl Default for WriteLimits {
 pub enum StagingError {
     #[error("invalid path {0}")]
     InvalidPath(#[from] PathError),
-    #[error("{0:?}: written twice (or equal to an earlier path but for case: {1:?})")]
+    #[error("{}", already_exists(.0, .1))]
     AlreadyExists(String, String),
     #[error("{0:?}: a parent ({1:?}) is a file or symlink, not a directory")]
     NotADirectory(String, String),
@@ -61,6 +61,19 @@ pub enum StagingError {
     #[error("{0}")]
     Io(String),
 }
+
+fn already_exists(path: &str, first: &str) -> String {
+    if path == first {
+        format!("{path:?}: written twice; each path may be written once")
+    } else {
+        format!(
+            "{path:?}: equal to the earlier path {first:?} but for case; two such paths collide on many filesystems"
+        )
+    }
+}
+
+/// How many symlinks one resolution may pass through (as Linux's ELOOP).
+const MAX_LINK_HOPS: usize = 40;
 
 impl StagingError {
     /// Whether this error fails the whole fetch even if the fetcher ignores it.
@@ -97,6 +110,8 @@ pub struct StagingWriter {
     dir: Dir,
     limits: WriteLimits,
     entries: HashMap<String, Kind>,
+    /// Symlink path → its target, to resolve chains of links at the end.
+    links: HashMap<String, String>,
     /// Case-folded path → the spelling that was written first.
     folded: HashMap<String, String>,
     open_files: u32,
@@ -120,6 +135,7 @@ impl StagingWriter {
             dir,
             limits,
             entries: HashMap::new(),
+            links: HashMap::new(),
             folded: HashMap::new(),
             open_files: 0,
             counters: Arc::new(Counters::default()),
@@ -150,10 +166,19 @@ impl StagingWriter {
         self.violation.as_ref()
     }
 
-    /// Ends the run: the first violation, or what was written.
+    /// Ends the run: the first violation, or what was written. Symlinks are
+    /// checked once more here, through each other: each alone may stay
+    /// inside while a chain of them leads out, in whatever order they came.
     pub fn finish(self) -> Result<Summary, StagingError> {
         if let Some(v) = self.violation {
             return Err(v);
+        }
+        let mut links: Vec<(&String, &String)> = self.links.iter().collect();
+        links.sort();
+        for (path, target) in links {
+            if self.resolve_through_links(path, target).is_none() {
+                return Err(StagingError::SymlinkEscapes(path.clone(), target.clone()));
+            }
         }
         Ok(Summary { bytes: self.counters.bytes.load(Ordering::Relaxed), entries: self.entries.len() as u64 })
     }
@@ -304,9 +329,41 @@ impl StagingWriter {
                 return Err(StagingError::SymlinkEscapes(path.to_string(), target.to_string()));
             }
             self.register(path, Kind::Symlink)?;
+            self.links.insert(path.to_string(), target.to_string());
             self.dir.symlink(target, path).map_err(|e| self.io(path, e))
         })();
         self.note(r)
+    }
+
+    /// Where the link at `path` leads, following staged symlinks on the way;
+    /// `None` if it leaves the pack or loops.
+    fn resolve_through_links(&self, path: &str, target: &str) -> Option<Vec<String>> {
+        let mut at: Vec<String> = path.split('/').map(str::to_string).collect();
+        at.pop();
+        let mut todo: std::collections::VecDeque<String> = target.split('/').map(str::to_string).collect();
+        let mut hops = 0;
+        while let Some(part) = todo.pop_front() {
+            match part.as_str() {
+                "" | "." => {}
+                ".." => {
+                    at.pop()?;
+                }
+                name => {
+                    at.push(name.to_string());
+                    if let Some(next) = self.links.get(&at.join("/")) {
+                        hops += 1;
+                        if hops > MAX_LINK_HOPS || next.starts_with('/') {
+                            return None;
+                        }
+                        at.pop();
+                        for p in next.split('/').rev() {
+                            todo.push_front(p.to_string());
+                        }
+                    }
+                }
+            }
+        }
+        Some(at)
     }
 
     /// `link-file`: a copy of an earlier regular file (hard links would let a
@@ -405,6 +462,32 @@ mod tests {
             w3.write_file("/abs", false, b""),
             Err(StagingError::InvalidPath(PathError::Absolute { .. }))
         ));
+    }
+
+    #[test]
+    fn regression_symlink_chain_escapes_in_either_order() {
+        // Each target alone stays inside; together `x/out` is the packs folder.
+        for order in [["x/y/root", "x/out"], ["x/out", "x/y/root"]] {
+            let (_t, mut w) = writer(WriteLimits::default());
+            w.create_dir("x/y").unwrap();
+            for link in order {
+                let target = if link == "x/y/root" { "../.." } else { "y/root/.." };
+                w.create_symlink(link, target).unwrap();
+            }
+            assert!(matches!(w.finish(), Err(StagingError::SymlinkEscapes(p, _)) if p == "x/out"), "{order:?}");
+        }
+        // Chains that stay inside, and dangling links, are fine.
+        let (_t, mut w) = writer(WriteLimits::default());
+        w.create_dir("a/b").unwrap();
+        w.create_symlink("a/b/up", "..").unwrap();
+        w.create_symlink("a/top", "b/up/..").unwrap();
+        w.create_symlink("dangling", "nowhere/x").unwrap();
+        w.finish().unwrap();
+        // A loop is refused, not followed forever.
+        let (_t, mut w) = writer(WriteLimits::default());
+        w.create_symlink("l1", "l2").unwrap();
+        w.create_symlink("l2", "l1/x").unwrap();
+        assert!(matches!(w.finish(), Err(StagingError::SymlinkEscapes(..))));
     }
 
     #[test]

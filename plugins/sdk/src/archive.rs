@@ -65,6 +65,9 @@ pub fn detect(head: &[u8], name: &str) -> Result<Format, FetchError> {
         Format::Zip
     } else if head.len() >= 262 && &head[257..262] == b"ustar" {
         Format::Tar
+    } else if head.len() >= 512 && head[..512].iter().all(|b| *b == 0) {
+        // An end-of-archive block first: a tar with nothing in it (said so later).
+        Format::Tar
     } else if starts(b"BZh") {
         return Err(FetchError::InvalidContent(format!(
             "{name}: bzip2 archives are not supported; use tar.gz, tar.zst, tar.xz or zip"
