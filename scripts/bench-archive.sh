@@ -60,6 +60,7 @@ tar_x_sync() { tar_x && sync; }
 curl_tar() { local d; d=$(fresh); curl -sf -o "$d/pack.tgz" "$url" && tar xzf "$d/pack.tgz" -C "$d"; }
 curl_tar_sync() { curl_tar && sync; }
 reset() { rm -rf "$runs_dir"; mkdir -p "$runs_dir"; sync; }
+bench_setup() { reset; }
 
 cat "$tgz" > /dev/null
 reset; attune_install "$tgz" > /dev/null   # compiles and caches the fetchers once

@@ -49,6 +49,7 @@ attune_install() {
 copy() { cp -a "$tree" "$(mktemp -d -p "$runs_dir")/copy"; }
 copy_sync() { copy && sync; }
 reset() { rm -rf "$runs_dir"; mkdir -p "$runs_dir"; sync; }
+bench_setup() { reset; }
 
 echo "warming the page cache and the plugin cache ..."
 find "$tree" -type f -print0 | xargs -0 cat > /dev/null

@@ -119,6 +119,9 @@ pub async fn install(
         }
     };
     emit(InstallEvent::Staged { bytes: fetched.bytes, entries: fetched.entries });
+    // Scratch (a downloaded archive) is done with; unlinked now, its dirty
+    // pages are dropped instead of written back by the commit's sync.
+    let _ = std::fs::remove_dir_all(staging.scratch_path());
 
     emit(InstallEvent::Phase("checking"));
     let metadata: std::collections::BTreeMap<String, String> = fetched.result.metadata.iter().cloned().collect();

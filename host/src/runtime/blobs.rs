@@ -6,7 +6,7 @@
 //! byte limit as the pack; hashing runs here, natively.
 
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -112,21 +112,6 @@ pub fn sha256_of(file: &File) -> std::io::Result<String> {
     Ok(hex::encode(h.finalize()))
 }
 
-/// SHA-256 of the file at `path`.
-pub fn sha256_file(path: &Path) -> std::io::Result<String> {
-    let mut f = File::open(path)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(hex::encode(h.finalize()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,6 +143,6 @@ mod tests {
         let mut b = Blob::input(Arc::new(File::open(t.path().join("a")).unwrap())).unwrap();
         assert_eq!(b.size(), 3);
         assert!(b.append(b"x", &mut w).is_err());
-        assert_eq!(b.sha256().unwrap(), sha256_file(&t.path().join("a")).unwrap());
+        assert_eq!(b.sha256().unwrap(), sha256_of(&File::open(t.path().join("a")).unwrap()).unwrap());
     }
 }

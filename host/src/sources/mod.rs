@@ -204,68 +204,48 @@ pub async fn resolve(
 ) -> Result<Box<dyn Source>, SourceError> {
     use crate::runtime::FetchRequest;
     use crate::runtime::grants::Offer;
-    match spec {
+    // Each kind picks its fetcher, what it is offered, and how it is shown;
+    // all of them then run the same way.
+    let (kind, display, plugin, request, offer) = match spec {
         SourceSpec::Local(path) => {
-            let plugin = crate::plugins::LOCAL.load(&runtime).await?;
-            let offer = Offer { input: Some(path.clone()), ..Default::default() };
-            let request = FetchRequest { source: path.display().to_string(), ..Default::default() };
-            Ok(Box::new(wasm::WasmSource::new(
-                SourceKind::Local,
-                path.display().to_string(),
-                runtime,
-                plugin,
-                request,
-                &offer,
-            )))
+            let shown = path.display().to_string();
+            let request = FetchRequest { source: shown.clone(), ..Default::default() };
+            let offer = Offer { input: Some(path), ..Default::default() };
+            (SourceKind::Local, shown, crate::plugins::LOCAL.load(&runtime).await?, request, offer)
         }
         SourceSpec::Archive(path) => {
-            let plugin = crate::plugins::ARCHIVE.load(&runtime).await?;
-            let offer = Offer { input: Some(path.clone()), ..Default::default() };
+            let shown = path.display().to_string();
             let request = FetchRequest {
-                source: path.display().to_string(),
+                source: shown.clone(),
                 input_file: path.file_name().map(|n| n.to_string_lossy().into_owned()),
                 options: options.request_options(),
                 ..Default::default()
             };
-            Ok(Box::new(wasm::WasmSource::new(
-                SourceKind::Archive,
-                path.display().to_string(),
-                runtime,
-                plugin,
-                request,
-                &offer,
-            )))
+            let offer = Offer { input: Some(path), ..Default::default() };
+            (SourceKind::Archive, shown, crate::plugins::ARCHIVE.load(&runtime).await?, request, offer)
         }
         SourceSpec::Http { url, host } => {
-            let display = redact_url(&url);
+            let shown = redact_url(&url);
             if url.to_ascii_lowercase().starts_with("http://")
                 && !options.allow_insecure_http
                 && !crate::runtime::http::is_loopback_host(&host)
             {
-                return Err(SourceError::InsecureHttp { url: display });
+                return Err(SourceError::InsecureHttp { url: shown });
             }
-            let plugin = crate::plugins::HTTP.load(&runtime).await?;
             let mut hosts = vec![host];
             hosts.extend(options.allow_hosts.iter().map(|h| h.to_ascii_lowercase()));
             let offer = Offer { hosts, allow_insecure_http: options.allow_insecure_http, ..Default::default() };
             let request = FetchRequest { source: url, options: options.request_options(), ..Default::default() };
-            Ok(Box::new(wasm::WasmSource::new(SourceKind::Http, display, runtime, plugin, request, &offer)))
+            (SourceKind::Http, shown, crate::plugins::HTTP.load(&runtime).await?, request, offer)
         }
         SourceSpec::Plugin { wasm, source, input } => {
             let bytes = std::fs::read(&wasm).map_err(|e| SourceError::PluginFile { path: wasm.clone(), source: e })?;
             let label = wasm.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "plugin".into());
             let plugin = runtime.load(&label, &bytes).await?;
-            let offer = Offer { input, ..Default::default() };
             let request =
                 FetchRequest { source: source.clone(), options: options.request_options(), ..Default::default() };
-            Ok(Box::new(wasm::WasmSource::new(
-                SourceKind::Plugin,
-                redact_url(&source),
-                runtime,
-                plugin,
-                request,
-                &offer,
-            )))
+            (SourceKind::Plugin, redact_url(&source), plugin, request, Offer { input, ..Default::default() })
         }
-    }
+    };
+    Ok(Box::new(wasm::WasmSource::new(kind, display, runtime, plugin, request, &offer)))
 }

@@ -32,11 +32,13 @@ pub enum Route {
     },
 }
 
+/// Every request seen: (path, authorization header).
+pub type Seen = Arc<Mutex<Vec<(String, Option<String>)>>>;
+
 pub struct Server {
     pub addr: SocketAddr,
     routes: Arc<Mutex<HashMap<String, Route>>>,
-    /// Every request seen: (path, authorization header).
-    pub seen: Arc<Mutex<Vec<(String, Option<String>)>>>,
+    pub seen: Seen,
     stop: Arc<AtomicBool>,
 }
 
@@ -46,7 +48,7 @@ impl Server {
         let listener = TcpListener::bind((ip, 0)).unwrap();
         let addr = listener.local_addr().unwrap();
         let routes: Arc<Mutex<HashMap<String, Route>>> = Arc::default();
-        let seen: Arc<Mutex<Vec<(String, Option<String>)>>> = Arc::default();
+        let seen: Seen = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
         let (r, s, st) = (routes.clone(), seen.clone(), stop.clone());
         std::thread::spawn(move || {
