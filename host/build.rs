@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Embedded in the binary.
-const BUILTIN: &[&str] = &["attune-fetcher-local", "attune-fetcher-archive", "attune-fetcher-http"];
+const BUILTIN: &[&str] =
+    &["attune-fetcher-local", "attune-fetcher-archive", "attune-fetcher-http", "attune-fetcher-git"];
 /// Built for the tests only; their paths reach the tests through env vars.
 const TEST_ONLY: &[&str] = &["attune-fetcher-hostile"];
 
@@ -32,24 +33,28 @@ fn main() {
     for p in BUILTIN.iter().chain(TEST_ONLY) {
         cmd.args(["-p", p]);
     }
-    // Host-only settings must not leak into the wasm build.
+    // Host-only settings must not leak into the wasm build, nor clippy's
+    // wrapper (lint the plugins with their own clippy run instead).
     for (key, _) in env::vars() {
-        if key.starts_with("CARGO_CFG_")
+        let leaks = key.starts_with("CARGO_CFG_")
             || key.starts_with("CARGO_FEATURE_")
             || key.starts_with("CARGO_ENCODED_")
+            || key.starts_with("CLIPPY")
             || matches!(
                 key.as_str(),
                 "RUSTFLAGS"
                     | "TARGET"
                     | "HOST"
+                    | "RUSTC"
                     | "RUSTC_WRAPPER"
+                    | "RUSTC_WORKSPACE_WRAPPER"
                     | "CARGO_BUILD_TARGET"
                     | "CARGO_TARGET_DIR"
                     | "CARGO_MAKEFLAGS"
                     | "MAKEFLAGS"
                     | "MFLAGS"
-            )
-        {
+            );
+        if leaks {
             cmd.env_remove(key);
         }
     }

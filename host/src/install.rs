@@ -31,6 +31,8 @@ pub struct InstallRequest {
     pub plugin_file: Option<PathBuf>,
     /// More hosts the fetch may reach.
     pub allow_hosts: Vec<String>,
+    /// A branch, tag or commit, for sources that have them (git).
+    pub reference: Option<String>,
     pub allow_insecure_http: bool,
 }
 
@@ -92,6 +94,7 @@ pub async fn install(
         expected_sha256: expected_sha256.clone(),
         allow_hosts: req.allow_hosts.clone(),
         allow_insecure_http: req.allow_insecure_http,
+        reference: req.reference.clone(),
     };
     let source = sources::resolve(spec, ctx.runtime.clone(), &options).await?;
     if expected_sha256.is_some() && !source.kind().is_artifact() {
@@ -192,7 +195,7 @@ pub async fn install(
         version: version.to_string(),
         source_type: source.kind().as_str().to_string(),
         source: source.display(),
-        requested_ref: None,
+        requested_ref: req.reference.clone(),
         resolved_commit: fetched.result.resolved_commit.clone(),
         checksum: tree.digest.to_string(),
         checksum_algorithm: tree.algorithm.name().to_string(),

@@ -19,7 +19,9 @@ pub const ARCHIVE: Builtin = Builtin { name: "archive", wasm: include_bytes!(env
 
 pub const HTTP: Builtin = Builtin { name: "http", wasm: include_bytes!(env!("ATTUNE_WASM_HTTP")) };
 
-pub const BUILTINS: &[Builtin] = &[LOCAL, ARCHIVE, HTTP];
+pub const GIT: Builtin = Builtin { name: "git", wasm: include_bytes!(env!("ATTUNE_WASM_GIT")) };
+
+pub const BUILTINS: &[Builtin] = &[LOCAL, ARCHIVE, HTTP, GIT];
 
 impl Builtin {
     pub async fn load(&self, runtime: &Runtime) -> Result<Plugin, RuntimeError> {

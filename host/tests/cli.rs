@@ -280,3 +280,28 @@ fn limits_from_flags_and_config_file() {
     assert!(out.stderr.contains("--limit-time"), "{}", out.stderr);
     env.run(&["install", src.to_str().unwrap()]).success();
 }
+
+#[test]
+fn compiled_fetchers_are_cached_and_a_corrupt_cache_is_a_miss() {
+    let env = Env::new();
+    let cache = env.tmp.path().join("cache");
+    let run = |args: &[&str]| {
+        let o = env.cmd().env("ATTUNE_CACHE_DIR", &cache).args(args).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    run(&["plugin", "list"]);
+    let files = listing(&cache.join("components-v1"));
+    assert!(files.iter().filter(|f| f.ends_with(".cwasm")).count() >= 3, "{files:?}");
+
+    // Garbage in every cached file: each is recompiled, not trusted, not fatal.
+    for f in &files {
+        std::fs::write(cache.join("components-v1").join(f), b"not a compiled component").unwrap();
+    }
+    run(&["plugin", "list"]);
+    let src = env.make_pack("cached", "1.0.0");
+    run(&["install", src.to_str().unwrap()]);
+    for f in listing(&cache.join("components-v1")) {
+        let len = std::fs::metadata(cache.join("components-v1").join(&f)).unwrap().len();
+        assert!(len > 1000, "{f} was not rewritten ({len} bytes)");
+    }
+}

@@ -111,8 +111,8 @@ enum Command {
 
 #[derive(Debug, Args)]
 struct InstallArgs {
-    /// A pack folder (./my_pack), an archive (./pack.tar.gz, .tgz, .tar, .tar.zst, .tar.xz, .zip)
-    /// or an http(s) URL of one.
+    /// A pack folder (./my_pack), an archive (./pack.tar.gz, .tgz, .tar, .tar.zst, .tar.xz, .zip),
+    /// an http(s) URL of one, or a git repository (git+https://host/org/repo.git).
     source: String,
     /// Replace an installed copy of the same version.
     #[arg(long)]
@@ -131,6 +131,9 @@ struct InstallArgs {
     /// Allow plain http:// to hosts that are not loopback.
     #[arg(long)]
     allow_insecure_http: bool,
+    /// Branch, tag or commit (full or abbreviated) of a git source; default: the remote HEAD.
+    #[arg(long = "ref", value_name = "REF")]
+    reference: Option<String>,
     #[command(flatten)]
     limits: LimitArgs,
 }
@@ -300,6 +303,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 plugin_file: a.plugin_file.clone(),
                 allow_hosts: a.allow_host.iter().chain(&file.allow_hosts).cloned().collect(),
                 allow_insecure_http: a.allow_insecure_http,
+                reference: a.reference.clone(),
             };
             let bar = progress::Bar::start(!g.json && std::io::stderr().is_terminal(), g.verbose);
             let result = attune::install::install(&ctx, req, Some(bar.sink())).await;

@@ -25,6 +25,8 @@ pub enum SourceKind {
     Archive,
     /// An archive downloaded over http(s).
     Http,
+    /// One commit of a git repository, over smart HTTP.
+    Git,
     /// A fetcher component named on the command line (`--plugin-file`).
     Plugin,
 }
@@ -47,6 +49,7 @@ impl SourceKind {
             SourceKind::Local => "local",
             SourceKind::Archive => "archive",
             SourceKind::Http => "http",
+            SourceKind::Git => "git",
             SourceKind::Plugin => "plugin",
         }
     }
@@ -62,6 +65,8 @@ pub enum SourceSpec {
     /// An archive at an http(s) URL (`url` may carry credentials; `host` is
     /// lower case).
     Http { url: String, host: String },
+    /// A git repository over smart HTTP (`url` without the `git+` prefix).
+    Git { url: String, host: String },
     /// Any source, fetched by the component in `wasm`; a source that names
     /// an existing local path is offered to it read-only.
     Plugin { wasm: PathBuf, source: String, input: Option<PathBuf> },
@@ -98,8 +103,8 @@ pub enum SourceError {
     #[error("{path}: {what} cannot be a pack source; use a pack folder or an archive")]
     Unsupported { path: PathBuf, what: &'static str },
     #[error(
-        "{source_str:?}: unsupported source; use a pack folder (./my_pack), an archive (./my_pack.tar.gz) \
-         or an http(s) URL of an archive"
+        "{source_str:?}: unsupported source; use a pack folder (./my_pack), an archive (./my_pack.tar.gz), \
+         an http(s) URL of an archive, or a git repository (git+https://host/org/repo.git)"
     )]
     UnknownScheme { source_str: String },
     #[error("{path}: {source}")]
@@ -120,8 +125,10 @@ pub enum SourceError {
 /// Parses a source string as the user wrote it.
 pub fn parse(source: &str) -> Result<SourceSpec, SourceError> {
     let lower = source.to_ascii_lowercase();
-    if lower.starts_with("https://") || lower.starts_with("http://") {
-        let url = url::Url::parse(source)
+    let git = lower.starts_with("git+https://") || lower.starts_with("git+http://");
+    if git || lower.starts_with("https://") || lower.starts_with("http://") {
+        let plain = if git { &source[4..] } else { source };
+        let url = url::Url::parse(plain)
             .map_err(|e| SourceError::BadUrl { url: redact_url(source), reason: e.to_string() })?;
         let host = url
             .host_str()
@@ -129,6 +136,10 @@ pub fn parse(source: &str) -> Result<SourceSpec, SourceError> {
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_ascii_lowercase();
+        // `https://host/org/repo.git` is a repository, like `git+https://…`.
+        if git || url.path().trim_end_matches('/').ends_with(".git") {
+            return Ok(SourceSpec::Git { url: plain.to_string(), host });
+        }
         return Ok(SourceSpec::Http { url: source.to_string(), host });
     }
     let path = match source.strip_prefix("file://") {
@@ -153,6 +164,28 @@ pub fn parse(source: &str) -> Result<SourceSpec, SourceError> {
     } else {
         Err(SourceError::Unsupported { path: path.to_path_buf(), what: "a device, FIFO or socket" })
     }
+}
+
+/// How a network source is shown, and the hosts it is offered: its own
+/// and the ones the user allowed. Plain http is refused here, before any
+/// fetcher runs, unless it is loopback or allowed.
+fn network_offer(
+    url: &str,
+    host: String,
+    options: &SourceOptions,
+) -> Result<(String, crate::runtime::grants::Offer), SourceError> {
+    let shown = redact_url(url);
+    if url.to_ascii_lowercase().starts_with("http://")
+        && !options.allow_insecure_http
+        && !crate::runtime::http::is_loopback_host(&host)
+    {
+        return Err(SourceError::InsecureHttp { url: shown });
+    }
+    let mut hosts = vec![host];
+    hosts.extend(options.allow_hosts.iter().map(|h| h.to_ascii_lowercase()));
+    let offer =
+        crate::runtime::grants::Offer { hosts, allow_insecure_http: options.allow_insecure_http, ..Default::default() };
+    Ok((shown, offer))
 }
 
 /// A URL without its credentials, for anything shown or stored.
@@ -188,6 +221,8 @@ pub struct SourceOptions {
     pub allow_hosts: Vec<String>,
     /// Plain http:// to hosts that are not loopback.
     pub allow_insecure_http: bool,
+    /// A branch, tag or commit (`--ref`), for sources that have them.
+    pub reference: Option<String>,
 }
 
 impl SourceOptions {
@@ -225,18 +260,14 @@ pub async fn resolve(
             (SourceKind::Archive, shown, crate::plugins::ARCHIVE.load(&runtime).await?, request, offer)
         }
         SourceSpec::Http { url, host } => {
-            let shown = redact_url(&url);
-            if url.to_ascii_lowercase().starts_with("http://")
-                && !options.allow_insecure_http
-                && !crate::runtime::http::is_loopback_host(&host)
-            {
-                return Err(SourceError::InsecureHttp { url: shown });
-            }
-            let mut hosts = vec![host];
-            hosts.extend(options.allow_hosts.iter().map(|h| h.to_ascii_lowercase()));
-            let offer = Offer { hosts, allow_insecure_http: options.allow_insecure_http, ..Default::default() };
+            let (shown, offer) = network_offer(&url, host, options)?;
             let request = FetchRequest { source: url, options: options.request_options(), ..Default::default() };
             (SourceKind::Http, shown, crate::plugins::HTTP.load(&runtime).await?, request, offer)
+        }
+        SourceSpec::Git { url, host } => {
+            let (shown, offer) = network_offer(&url, host, options)?;
+            let request = FetchRequest { source: url, reference: options.reference.clone(), ..Default::default() };
+            (SourceKind::Git, shown, crate::plugins::GIT.load(&runtime).await?, request, offer)
         }
         SourceSpec::Plugin { wasm, source, input } => {
             let bytes = std::fs::read(&wasm).map_err(|e| SourceError::PluginFile { path: wasm.clone(), source: e })?;

@@ -77,13 +77,20 @@ pub fn redact(url: &str) -> String {
 /// GETs `url`, following up to [`MAX_REDIRECTS`] redirects, and returns the
 /// first non-redirect answer if it is a success (2xx).
 pub fn get(url: &str) -> Result<Response, FetchError> {
+    request(url, &[], None)
+}
+
+/// Like [`get`], with extra headers, or a POST when `body` is given (POSTs
+/// are not redirected to another host).
+pub fn request(url: &str, extra: &[(String, String)], body: Option<&[u8]>) -> Result<Response, FetchError> {
     let mut current = url::Url::parse(url).map_err(|e| FetchError::InvalidSource(format!("{}: {e}", redact(url))))?;
     let origin_host = current.host_str().map(str::to_string);
     let auth = basic_auth(&current);
     for _ in 0..=MAX_REDIRECTS {
         let shown = redact(current.as_str());
         let same_host = current.host_str().map(str::to_string) == origin_host;
-        let response = send(&current, if same_host { auth.as_deref() } else { None }).map_err(|e| error(&shown, &e))?;
+        let response = send(&current, if same_host { auth.as_deref() } else { None }, extra, body)
+            .map_err(|e| error(&shown, &e))?;
         let status = response.status();
         let headers: Vec<(String, String)> = response
             .headers()
@@ -91,7 +98,7 @@ pub fn get(url: &str) -> Result<Response, FetchError> {
             .into_iter()
             .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
             .collect();
-        if matches!(status, 301 | 302 | 303 | 307 | 308) {
+        if matches!(status, 301 | 302 | 303 | 307 | 308) && body.is_none() {
             let location =
                 headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("location")).map(|(_, v)| v.clone()).ok_or_else(
                     || FetchError::Network(format!("GET {shown}: redirect {status} without a Location header")),
@@ -112,15 +119,29 @@ pub fn get(url: &str) -> Result<Response, FetchError> {
     Err(FetchError::Network(format!("GET {}: more than {MAX_REDIRECTS} redirects", redact(url))))
 }
 
-fn send(url: &url::Url, auth: Option<&str>) -> Result<IncomingResponse, ErrorCode> {
+fn send(
+    url: &url::Url,
+    auth: Option<&str>,
+    extra: &[(String, String)],
+    body: Option<&[u8]>,
+) -> Result<IncomingResponse, ErrorCode> {
     let headers = Fields::new();
     let _ = headers.append("user-agent", format!("attune/{}", env!("CARGO_PKG_VERSION")).as_bytes());
-    let _ = headers.append("accept", b"*/*");
+    if !extra.iter().any(|(k, _)| k.eq_ignore_ascii_case("accept")) {
+        let _ = headers.append("accept", b"*/*");
+    }
+    for (k, v) in extra {
+        let _ = headers.append(&k.to_ascii_lowercase(), v.as_bytes());
+    }
     if let Some(a) = auth {
         let _ = headers.append("authorization", a.as_bytes());
     }
+    // A known length, not chunked: CGI servers (git http-backend) need it.
+    if let Some(b) = body {
+        let _ = headers.append("content-length", b.len().to_string().as_bytes());
+    }
     let request = OutgoingRequest::new(headers);
-    let _ = request.set_method(&Method::Get);
+    let _ = request.set_method(if body.is_some() { &Method::Post } else { &Method::Get });
     let scheme = match url.scheme() {
         "https" => Scheme::Https,
         "http" => Scheme::Http,
@@ -138,7 +159,23 @@ fn send(url: &url::Url, auth: Option<&str>) -> Result<IncomingResponse, ErrorCod
         None => url.path().to_string(),
     };
     let _ = request.set_path_with_query(Some(&path));
+    // The body is written after `handle`: writing it first can stall.
+    let outgoing = match body {
+        Some(_) => Some(request.body().map_err(|_| ErrorCode::InternalError(Some("no request body".into())))?),
+        None => None,
+    };
     let future = outgoing_handler::handle(request, None)?;
+    if let (Some(out), Some(data)) = (outgoing, body) {
+        {
+            let stream = out.write().map_err(|_| ErrorCode::InternalError(Some("no body stream".into())))?;
+            for chunk in data.chunks(4096) {
+                stream
+                    .blocking_write_and_flush(chunk)
+                    .map_err(|_| ErrorCode::InternalError(Some("writing the request body failed".into())))?;
+            }
+        }
+        wasip2::http::types::OutgoingBody::finish(out, None)?;
+    }
     future.subscribe().block();
     match future.get() {
         Some(Ok(r)) => r,

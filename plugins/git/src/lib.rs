@@ -1,0 +1,370 @@
+//! The `git` fetcher: installs a pack from a git repository over smart HTTP.
+//!
+//! It speaks the protocol with gix (v2, falling back to what the server
+//! offers), fetches only the wanted commit at depth 1 where the server
+//! allows, resolves the pack in memory with gix-pack (allocations capped,
+//! trailer verified, every object re-hashed), and writes the commit's tree
+//! through staging: executable bits and symlinks kept, submodules reported.
+//! Every request goes through wasi:http, so the host's allowlist applies.
+
+mod transport;
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::io::Read;
+
+use attune_plugin_sdk::{Capability, FetchError, FetchRequest, FetchResult, Fetcher, FetcherInfo, Staging, http, log};
+use gix_hash::{Kind as HashKind, ObjectId};
+use gix_object::Kind;
+use gix_pack::data::decode::entry::ResolvedBase;
+use gix_protocol::handshake::Ref;
+
+struct Git;
+
+/// The most a pack may decode into one object; hostile packs claim more.
+const MAX_OBJECT_BYTES: usize = 512 << 20;
+/// Refs shown when the requested one does not exist.
+const SHOW_REFS: usize = 8;
+
+impl Fetcher for Git {
+    fn describe() -> FetcherInfo {
+        FetcherInfo {
+            name: "git".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            summary: "Fetches one commit of a git repository over smart HTTP".into(),
+            schemes: vec!["git+https".into(), "git+http".into()],
+            capabilities: vec![Capability::OutboundHost("{source-host}".into())],
+        }
+    }
+
+    fn fetch(request: FetchRequest) -> Result<FetchResult, FetchError> {
+        let url = request.source.strip_prefix("git+").unwrap_or(&request.source).to_string();
+        let shown = http::redact(&url);
+        let parsed = gix_url::parse(url.as_str())
+            .map_err(|e| FetchError::InvalidSource(format!("{shown}: not a git URL: {e}")))?;
+        let mut transport = gix_transport::client::blocking_io::http::Transport::new_http(
+            transport::WasiHttp,
+            parsed,
+            gix_transport::Protocol::V2,
+            false,
+        );
+        let mut progress = gix_utils::progress::Discard;
+        let fail = |what: &str, e: &dyn std::fmt::Display| FetchError::Network(format!("{shown}: {what}: {e}"));
+
+        let mut hs = gix_protocol::handshake(
+            &mut transport,
+            gix_transport::Service::UploadPack,
+            |_| Ok(None),
+            vec![],
+            &mut progress,
+        )
+        .map_err(|e| fail("the git handshake failed", &chain(&e)))?;
+        let refs = match hs.refs.take() {
+            Some(r) => r,
+            None => gix_protocol::LsRefsCommand::new(None, &hs.capabilities, ("agent", Some(agent())))
+                .invoke_blocking(&mut transport, &mut progress, false)
+                .map_err(|e| fail("listing refs failed", &chain(&e)))?,
+        };
+        let (want, resolved_name) = pick(&refs, request.reference.as_deref(), &shown)?;
+        log::info(&format!("{shown}: {resolved_name} is {want}"));
+
+        let version = hs.server_protocol_version;
+        let features = gix_protocol::Command::Fetch.default_features(version, &hs.capabilities);
+        let mut args = gix_protocol::fetch::Arguments::new(version, features, false);
+        args.want(want);
+        if args.can_use_shallow() {
+            args.deepen(1);
+        }
+        let mut pack = Vec::new();
+        {
+            let mut reader =
+                args.send(&mut transport, true).map_err(|e| fail("the fetch request failed", &chain(&e)))?;
+            gix_protocol::fetch::Response::from_line_reader(version, &mut reader, true, false)
+                .map_err(|e| fail("the server's fetch answer is malformed", &chain(&e)))?;
+            // The pack arrives multiplexed with progress: a handler turns on the demultiplexing.
+            reader.set_progress_handler(Some(Box::new(|is_error: bool, text: &[u8]| {
+                let text = String::from_utf8_lossy(text);
+                if is_error {
+                    log::warn(&format!("server: {}", text.trim()));
+                } else {
+                    log::debug(&format!("server: {}", text.trim()));
+                }
+                std::ops::ControlFlow::Continue(())
+            })));
+            reader.read_to_end(&mut pack).map_err(|e| fail("receiving the pack failed", &e))?;
+        }
+        log::progress(pack.len() as u64, Some(pack.len() as u64));
+
+        let objects = Objects::from_pack(pack, &shown)?;
+        let commit = objects.peel_to_commit(want)?;
+        let tree = gix_object::CommitRefIter::from_bytes(&commit, HashKind::Sha1)
+            .tree_id()
+            .map_err(|e| bad(&shown, format!("commit {want} is corrupt: {e}")))?;
+        let mut submodules = Vec::new();
+        objects.write_tree(tree, "", &mut submodules)?;
+        if !submodules.is_empty() {
+            log::warn(&format!(
+                "{shown}: submodules are not fetched; these paths are left empty: {}",
+                submodules.join(", ")
+            ));
+        }
+
+        let mut metadata = vec![
+            ("ref".to_string(), resolved_name),
+            ("protocol".to_string(), format!("{version:?}")),
+            ("pack-bytes".to_string(), objects.pack_len.to_string()),
+        ];
+        if !submodules.is_empty() {
+            metadata.push(("submodules".to_string(), submodules.join(",")));
+        }
+        Ok(FetchResult { resolved_source: shown, resolved_commit: Some(want.to_string()), metadata })
+    }
+}
+
+fn agent() -> String {
+    format!("attune/{}", env!("CARGO_PKG_VERSION"))
+}
+
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let m = c.to_string();
+        if !s.contains(&m) {
+            s.push_str(": ");
+            s.push_str(&m);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+fn bad(shown: &str, msg: String) -> FetchError {
+    FetchError::InvalidContent(format!("{shown}: {msg}"))
+}
+
+fn ref_parts(r: &Ref) -> (String, ObjectId) {
+    match r {
+        Ref::Peeled { full_ref_name, object, .. } => (full_ref_name.to_string(), *object),
+        Ref::Direct { full_ref_name, object } => (full_ref_name.to_string(), *object),
+        Ref::Symbolic { full_ref_name, object, .. } => (full_ref_name.to_string(), *object),
+        Ref::Unborn { full_ref_name, .. } => (full_ref_name.to_string(), ObjectId::null(HashKind::Sha1)),
+    }
+}
+
+/// The commit to fetch: the remote HEAD, a branch, a tag (annotated tags
+/// peeled), or a full or abbreviated commit id.
+fn pick(refs: &[Ref], wanted: Option<&str>, shown: &str) -> Result<(ObjectId, String), FetchError> {
+    let all: Vec<(String, ObjectId)> = refs.iter().map(ref_parts).filter(|(_, o)| !o.is_null()).collect();
+    let Some(name) = wanted else {
+        return all
+            .iter()
+            .find(|(n, _)| n == "HEAD")
+            .map(|(n, o)| (*o, n.clone()))
+            .ok_or_else(|| FetchError::NotFound(format!("{shown}: the repository has no HEAD (is it empty?)")));
+    };
+    for candidate in [name.to_string(), format!("refs/heads/{name}"), format!("refs/tags/{name}")] {
+        if let Some((n, o)) = all.iter().find(|(n, _)| *n == candidate) {
+            return Ok((*o, n.clone()));
+        }
+    }
+    if name.len() == 40
+        && let Ok(id) = ObjectId::from_hex(name.as_bytes())
+    {
+        return Ok((id, name.to_string()));
+    }
+    if (4..40).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let lower = name.to_ascii_lowercase();
+        let mut hits: Vec<&(String, ObjectId)> =
+            all.iter().filter(|(_, o)| o.to_string().starts_with(&lower)).collect();
+        hits.dedup_by_key(|(_, o)| *o);
+        match hits.as_slice() {
+            [(n, o)] => return Ok((*o, format!("{name} ({n})"))),
+            [] => {
+                return Err(FetchError::NotFound(format!(
+                    "{shown}: no branch or tag points at a commit starting with {name}; \
+                     an abbreviated id must name a branch or tag tip, otherwise pass all 40 characters"
+                )));
+            }
+            _ => return Err(FetchError::NotFound(format!("{shown}: {name} is ambiguous; give more characters"))),
+        }
+    }
+    let mut names: Vec<String> = all
+        .iter()
+        .map(|(n, _)| n.trim_start_matches("refs/heads/").trim_start_matches("refs/tags/").to_string())
+        .filter(|n| n != "HEAD")
+        .collect();
+    names.sort();
+    names.dedup();
+    let more = names.len().saturating_sub(SHOW_REFS);
+    names.truncate(SHOW_REFS);
+    Err(FetchError::NotFound(format!(
+        "{shown}: no branch, tag or commit named {name:?}; the repository has: {}{}",
+        names.join(", "),
+        if more > 0 { format!(" (and {more} more)") } else { String::new() }
+    )))
+}
+
+/// A received pack, indexed by object id.
+struct Objects {
+    file: gix_pack::data::File<Vec<u8>>,
+    index: HashMap<ObjectId, u64>,
+    cache: RefCell<gix_pack::cache::lru::MemoryCappedHashmap>,
+    shown: String,
+    pack_len: usize,
+}
+
+impl Objects {
+    fn from_pack(pack: Vec<u8>, shown: &str) -> Result<Objects, FetchError> {
+        let corrupt = |e: &dyn std::fmt::Display| bad(shown, format!("the server sent a corrupt pack: {e}"));
+        let pack_len = pack.len();
+        // The trailer is the SHA-1 of everything before it.
+        if pack_len < 32 {
+            return Err(corrupt(&format!("{pack_len} bytes is too short for a pack")));
+        }
+        let (body, trailer) = pack.split_at(pack_len - 20);
+        let mut hasher = gix_hash::hasher(HashKind::Sha1);
+        hasher.update(body);
+        let actual = hasher.try_finalize().map_err(|e| corrupt(&e))?;
+        if actual.as_bytes() != trailer {
+            return Err(corrupt(&"its trailing checksum does not match its content"));
+        }
+        let file = gix_pack::data::File::from_data(pack, "fetched.pack".into(), HashKind::Sha1)
+            .map_err(|e| corrupt(&chain(&e)))?
+            .with_alloc_limit_bytes(Some(MAX_OBJECT_BYTES));
+        // Walk the entries: each one's compressed length says where the next starts.
+        let mut offsets = Vec::with_capacity(file.num_objects() as usize);
+        let mut offset = 12u64;
+        let mut inflate = gix_zlib::Inflate::default();
+        let mut scratch = Vec::new();
+        for _ in 0..file.num_objects() {
+            let entry = file.entry(offset).map_err(|e| corrupt(&chain(&e)))?;
+            let size = usize::try_from(entry.decompressed_size).unwrap_or(usize::MAX);
+            if size > MAX_OBJECT_BYTES {
+                return Err(corrupt(&format!("an object claims {size} bytes, over the {MAX_OBJECT_BYTES}-byte limit")));
+            }
+            scratch.resize(size, 0);
+            let consumed =
+                file.decompress_entry(&entry, &mut inflate, &mut scratch).map_err(|e| corrupt(&chain(&e)))?;
+            offsets.push(offset);
+            offset = entry.data_offset + consumed as u64;
+        }
+        drop(scratch);
+        let mut objects = Objects {
+            file,
+            index: HashMap::with_capacity(offsets.len()),
+            cache: RefCell::new(gix_pack::cache::lru::MemoryCappedHashmap::new(64 << 20)),
+            shown: shown.to_string(),
+            pack_len,
+        };
+        // Ids come from hashing what we decoded, never from the server's word.
+        // A ref-delta may name a base that comes later in the pack: retry those.
+        let mut pending = offsets;
+        let mut buf = Vec::new();
+        while !pending.is_empty() {
+            let before = pending.len();
+            let mut later = Vec::new();
+            for offset in pending {
+                match objects.decode_at(offset, &mut buf) {
+                    Ok(kind) => {
+                        let id = gix_object::compute_hash(HashKind::Sha1, kind, &buf).map_err(|e| corrupt(&e))?;
+                        objects.index.insert(id, offset);
+                    }
+                    Err(_) => later.push(offset),
+                }
+            }
+            if later.len() == before {
+                let mut buf = Vec::new();
+                let e = objects.decode_at(later[0], &mut buf).err().map(|e| e.to_string()).unwrap_or_default();
+                return Err(corrupt(&format!("{} objects cannot be decoded ({e})", later.len())));
+            }
+            pending = later;
+        }
+        Ok(objects)
+    }
+
+    fn decode_at(&self, offset: u64, out: &mut Vec<u8>) -> Result<Kind, String> {
+        let entry = self.file.entry(offset).map_err(|e| chain(&e))?;
+        let resolve = |id: &gix_hash::oid, _: &mut Vec<u8>| -> gix_error::Result<Option<ResolvedBase>> {
+            match self.index.get(id) {
+                Some(off) => Ok(Some(ResolvedBase::InPack(self.file.entry(*off)?))),
+                None => Ok(None),
+            }
+        };
+        let mut inflate = gix_zlib::Inflate::default();
+        let outcome = self
+            .file
+            .decode_entry(entry, out, &mut inflate, &resolve, &mut *self.cache.borrow_mut())
+            .map_err(|e| chain(&e))?;
+        Ok(outcome.kind)
+    }
+
+    fn get(&self, id: ObjectId, out: &mut Vec<u8>) -> Result<Kind, FetchError> {
+        let offset = self
+            .index
+            .get(&id)
+            .ok_or_else(|| bad(&self.shown, format!("object {id} is missing from the pack the server sent")))?;
+        self.decode_at(*offset, out).map_err(|e| bad(&self.shown, format!("object {id}: {e}")))
+    }
+
+    /// The commit `id` names, through annotated tags.
+    fn peel_to_commit(&self, mut id: ObjectId) -> Result<Vec<u8>, FetchError> {
+        let mut buf = Vec::new();
+        for _ in 0..16 {
+            match self.get(id, &mut buf)? {
+                Kind::Commit => return Ok(buf),
+                Kind::Tag => {
+                    id = gix_object::TagRefIter::from_bytes(&buf, HashKind::Sha1)
+                        .target_id()
+                        .map_err(|e| bad(&self.shown, format!("tag {id} is corrupt: {e}")))?;
+                }
+                other => return Err(bad(&self.shown, format!("{id} is a {other}, not a commit"))),
+            }
+        }
+        Err(bad(&self.shown, "too many nested tags".into()))
+    }
+
+    fn write_tree(&self, id: ObjectId, prefix: &str, submodules: &mut Vec<String>) -> Result<(), FetchError> {
+        use gix_object::tree::EntryKind;
+        let mut data = Vec::new();
+        if self.get(id, &mut data)? != Kind::Tree {
+            return Err(bad(&self.shown, format!("{id} is not a tree")));
+        }
+        let tree = gix_object::TreeRef::from_bytes(&data, HashKind::Sha1)
+            .map_err(|e| bad(&self.shown, format!("tree {id} is corrupt: {e}")))?;
+        let mut blob = Vec::new();
+        for entry in tree.entries {
+            let name = std::str::from_utf8(entry.filename)
+                .map_err(|_| bad(&self.shown, format!("{prefix}{:?}: file name is not UTF-8", entry.filename)))?;
+            let path = format!("{prefix}{name}");
+            let oid = entry.oid.to_owned();
+            match entry.mode.kind() {
+                EntryKind::Tree => {
+                    Staging::create_dir(&path)?;
+                    self.write_tree(oid, &format!("{path}/"), submodules)?;
+                }
+                EntryKind::Blob | EntryKind::BlobExecutable => {
+                    self.get(oid, &mut blob)?;
+                    let exec = entry.mode.kind() == EntryKind::BlobExecutable;
+                    let mut f = Staging::create_file(&path, exec)?;
+                    std::io::Write::write_all(&mut f, &blob)
+                        .map_err(|e| FetchError::Staging(attune_plugin_sdk::staging_error(&e)))?;
+                    f.finish()?;
+                }
+                EntryKind::Link => {
+                    self.get(oid, &mut blob)?;
+                    let target = std::str::from_utf8(&blob)
+                        .map_err(|_| bad(&self.shown, format!("{path}: symlink target is not UTF-8")))?;
+                    Staging::create_symlink(&path, target)?;
+                }
+                EntryKind::Commit => {
+                    Staging::create_dir(&path)?;
+                    submodules.push(path);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+attune_plugin_sdk::export_fetcher!(Git);
