@@ -186,3 +186,44 @@ fn submodules_are_reported() {
     let info = env.run(&["info", "gitpack", "--json"]).success().json();
     assert_eq!(info["installed"][0]["metadata_json"]["fetcher"]["submodules"], "vendor/sub");
 }
+
+#[track_caller]
+fn nothing_installed(env: &Env) {
+    assert!(listing(&env.packs()).iter().all(|p| p.starts_with(".attune")), "{:?}", listing(&env.packs()));
+    assert_eq!(listing(&env.packs().join(".attune/staging")), Vec::<String>::new());
+    assert!(query(env, "SELECT id FROM installations WHERE status != 'failed'").is_empty());
+}
+
+#[test]
+fn a_corrupt_pack_is_refused() {
+    let env = Env::new();
+    let repo = repo(&env);
+    let out = env.run(&["install", &format!("git+{}", repo.server.url("corrupt/repo.git"))]).failure();
+    assert!(out.stderr.contains("fetcher `git`"), "{}", out.stderr);
+    assert!(out.stderr.contains("corrupt") || out.stderr.contains("pack"), "{}", out.stderr);
+    nothing_installed(&env);
+}
+
+#[test]
+fn endless_pkt_lines_stop_at_a_limit() {
+    let env = Env::new();
+    let repo = repo(&env);
+    let t = std::time::Instant::now();
+    let url = format!("git+{}", repo.server.url("endless/repo.git"));
+    let out = env.run(&["install", "--limit-time", "5s", "--limit-memory", "64MiB", &url]).failure();
+    assert!(t.elapsed() < std::time::Duration::from_secs(30), "{:?}", t.elapsed());
+    assert!(out.stderr.contains("limit"), "{}", out.stderr);
+    nothing_installed(&env);
+}
+
+#[test]
+fn a_pack_of_the_wrong_commit_is_refused() {
+    let env = Env::new();
+    let repo = repo(&env);
+    // Asked for `first`, the server sends `dev`'s objects: ids are computed, not trusted.
+    *repo.server.swap.lock().unwrap() = Some((repo.first.clone(), repo.dev.clone()));
+    let url = format!("git+{}", repo.server.url("swap/repo.git"));
+    let out = env.run(&["install", "--ref", &repo.first, &url]).failure();
+    assert!(out.stderr.contains(&format!("object {} is missing from the pack", repo.first)), "{}", out.stderr);
+    nothing_installed(&env);
+}

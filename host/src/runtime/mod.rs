@@ -396,6 +396,15 @@ impl Runtime {
         if let Some(v) = state.staging.violation() {
             return Err(RuntimeError::Staging { plugin: label, error: v.clone() });
         }
+        // A failure after the memory limit refused growth is about the limit,
+        // even when the guest caught the allocation failure itself.
+        if state.limiter.memory_hit && !matches!(outcome, Ok(Ok(_))) {
+            return Err(RuntimeError::MemoryLimit {
+                plugin: label,
+                limit: limits.memory_bytes,
+                stderr: state.stderr.text(),
+            });
+        }
         // A failure after a refused request is about that refusal.
         let outcome = match (outcome, state.policy.first_denial()) {
             (Ok(Ok(r)), _) => Ok(Ok(r)),

@@ -24,8 +24,8 @@ wasmtime::component::bindgen!({
 
 pub const VERSION: &str = "0.1.0";
 
-use super::blobs::Blob;
 use self::attune::fetcher::{blobs, host, staging, types};
+use super::blobs::Blob;
 
 pub fn add_to_linker(linker: &mut wasmtime::component::Linker<FetchState>) -> wasmtime::Result<()> {
     Fetcher::add_to_linker::<FetchState, wasmtime::component::HasSelf<FetchState>>(linker, |s| s)

@@ -1,6 +1,9 @@
 //! A real git smart-HTTP server on loopback: `git http-backend` (from the
 //! `git` package) behind a minimal CGI bridge, serving bare repositories
-//! under one root. Also serves garbage on `/garbage/*` for the hostile tests.
+//! under one root. For the hostile tests, a path prefix makes it misbehave:
+//! `/garbage/…` answers junk, `/corrupt/…` flips a byte in each pack,
+//! `/endless/…` answers a fetch with pkt-lines that never end, and
+//! `/swap/…` sends the pack of another commit than the one asked for.
 
 #![allow(dead_code)]
 
@@ -15,6 +18,8 @@ pub struct GitServer {
     pub addr: SocketAddr,
     pub root: PathBuf,
     pub requests: Arc<AtomicUsize>,
+    /// For `/swap/…`: (wanted commit, commit whose pack is sent instead).
+    pub swap: Arc<std::sync::Mutex<Option<(String, String)>>>,
     stop: Arc<AtomicBool>,
 }
 
@@ -24,7 +29,8 @@ impl GitServer {
         let addr = listener.local_addr().unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let requests = Arc::new(AtomicUsize::new(0));
-        let (st, rq, r) = (stop.clone(), requests.clone(), root.to_path_buf());
+        let swap: Arc<std::sync::Mutex<Option<(String, String)>>> = Arc::default();
+        let (st, rq, r, sw) = (stop.clone(), requests.clone(), root.to_path_buf(), swap.clone());
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 if st.load(Ordering::Relaxed) {
@@ -32,11 +38,11 @@ impl GitServer {
                 }
                 let Ok(conn) = conn else { continue };
                 rq.fetch_add(1, Ordering::Relaxed);
-                let r = r.clone();
-                std::thread::spawn(move || serve(conn, &r));
+                let (r, sw) = (r.clone(), sw.clone());
+                std::thread::spawn(move || serve(conn, &r, &sw));
             }
         });
-        GitServer { addr, root: root.to_path_buf(), requests, stop }
+        GitServer { addr, root: root.to_path_buf(), requests, swap, stop }
     }
 
     pub fn url(&self, repo: &str) -> String {
@@ -51,7 +57,7 @@ impl Drop for GitServer {
     }
 }
 
-fn serve(mut conn: TcpStream, root: &Path) {
+fn serve(mut conn: TcpStream, root: &Path, swap: &std::sync::Mutex<Option<(String, String)>>) {
     let mut reader = BufReader::new(conn.try_clone().unwrap());
     let mut line = String::new();
     if reader.read_line(&mut line).is_err() {
@@ -60,8 +66,16 @@ fn serve(mut conn: TcpStream, root: &Path) {
     let mut parts = line.split_whitespace();
     let method = parts.next().unwrap_or("GET").to_string();
     let target = parts.next().unwrap_or("/").to_string();
-    let (path, query) =
+    let (mut path, query) =
         target.split_once('?').map(|(p, q)| (p.to_string(), q.to_string())).unwrap_or((target.clone(), String::new()));
+    let mut mode = "";
+    for prefix in ["corrupt", "endless", "swap"] {
+        if let Some(rest) = path.strip_prefix(&format!("/{prefix}/")) {
+            mode = prefix;
+            path = format!("/{rest}");
+        }
+    }
+    let fetching = method == "POST";
     let (mut len, mut ctype, mut proto) = (0usize, String::new(), String::new());
     loop {
         let mut h = String::new();
@@ -112,6 +126,26 @@ fn serve(mut conn: TcpStream, root: &Path) {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    let is_fetch = String::from_utf8_lossy(&body).contains("command=fetch");
+    if mode == "endless" && is_fetch {
+        let _ = conn.write_all(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/x-git-upload-pack-result\r\nConnection: close\r\n\r\n",
+        );
+        // A valid packfile section whose side-band data never ends.
+        let _ = conn.write_all(b"000dpackfile\n");
+        let line = format!("{:04x}\x01{}", 4 + 1 + 1000, "x".repeat(1000));
+        let block = line.repeat(1000);
+        while conn.write_all(block.as_bytes()).is_ok() {}
+        let _ = child.kill();
+        return;
+    }
+    if mode == "swap"
+        && fetching
+        && let Some((want, instead)) = swap.lock().unwrap().clone()
+    {
+        let text = String::from_utf8_lossy(&body).replace(&want, &instead);
+        body = text.into_bytes();
+    }
     let mut stdin = child.stdin.take().unwrap();
     std::thread::spawn(move || {
         let _ = stdin.write_all(&body);
@@ -130,7 +164,17 @@ fn serve(mut conn: TcpStream, root: &Path) {
         return;
     };
     let head = String::from_utf8_lossy(&out[..at]).to_string();
-    let rest = &out[at + sep..];
+    let mut rest = out[at + sep..].to_vec();
+    // Inside the pack itself, a little after its signature (the first
+    // object's data), not in the progress text that follows it.
+    if mode == "corrupt"
+        && fetching
+        && let Some(at) = rest.windows(4).position(|w| w == b"PACK")
+        && at + 40 < rest.len()
+    {
+        rest[at + 30] ^= 0x55;
+    }
+    let rest = &rest[..];
     let mut status = "200 OK".to_string();
     let mut headers = String::new();
     for h in head.lines() {
