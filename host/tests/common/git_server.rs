@@ -137,6 +137,7 @@ fn serve(mut conn: TcpStream, root: &Path, swap: &std::sync::Mutex<Option<(Strin
         let block = line.repeat(1000);
         while conn.write_all(block.as_bytes()).is_ok() {}
         let _ = child.kill();
+        let _ = child.wait();
         return;
     }
     if mode == "swap"
