@@ -227,3 +227,19 @@ fn a_pack_of_the_wrong_commit_is_refused() {
     assert!(out.stderr.contains(&format!("object {} is missing from the pack", repo.first)), "{}", out.stderr);
     nothing_installed(&env);
 }
+
+#[test]
+fn an_old_protocol_server_works_too() {
+    let env = Env::new();
+    let repo = repo(&env);
+    let url = format!("git+{}", repo.server.url("v0/repo.git"));
+    env.run(&["install", "--ref", "v1.0.0-annotated", &url]).success();
+    assert_eq!(installed_commit(&env), ("1.0.0".into(), repo.first.clone()));
+    let info = env.run(&["info", "gitpack", "--json"]).success().json();
+    let protocol = info["installed"][0]["metadata_json"]["fetcher"]["protocol"].as_str().unwrap().to_string();
+    assert!(protocol == "V0" || protocol == "V1", "{protocol}");
+    assert_eq!(
+        tree_checksum(&env, &env.packs().join("gitpack-1.0.0")),
+        tree_checksum(&env, &archive_of(&env, &repo, &repo.first))
+    );
+}

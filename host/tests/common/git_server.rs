@@ -3,7 +3,8 @@
 //! under one root. For the hostile tests, a path prefix makes it misbehave:
 //! `/garbage/…` answers junk, `/corrupt/…` flips a byte in each pack,
 //! `/endless/…` answers a fetch with pkt-lines that never end, and
-//! `/swap/…` sends the pack of another commit than the one asked for.
+//! `/swap/…` sends the pack of another commit than the one asked for, and
+//! `/v0/…` ignores the client's request for protocol v2.
 
 #![allow(dead_code)]
 
@@ -69,7 +70,7 @@ fn serve(mut conn: TcpStream, root: &Path, swap: &std::sync::Mutex<Option<(Strin
     let (mut path, query) =
         target.split_once('?').map(|(p, q)| (p.to_string(), q.to_string())).unwrap_or((target.clone(), String::new()));
     let mut mode = "";
-    for prefix in ["corrupt", "endless", "swap"] {
+    for prefix in ["corrupt", "endless", "swap", "v0"] {
         if let Some(rest) = path.strip_prefix(&format!("/{prefix}/")) {
             mode = prefix;
             path = format!("/{rest}");
@@ -119,7 +120,8 @@ fn serve(mut conn: TcpStream, root: &Path, swap: &std::sync::Mutex<Option<(Strin
         .env("QUERY_STRING", &query)
         .env("CONTENT_TYPE", &ctype)
         .env("CONTENT_LENGTH", len.to_string())
-        .env("GIT_PROTOCOL", &proto)
+        // `/v0/…` plays an old server that ignores the client's protocol wish.
+        .env("GIT_PROTOCOL", if mode == "v0" { "" } else { proto.as_str() })
         .env("REMOTE_ADDR", "127.0.0.1")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
