@@ -13,7 +13,9 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io::Read;
 
-use attune_plugin_sdk::{Capability, FetchError, FetchRequest, FetchResult, Fetcher, FetcherInfo, Staging, http, log};
+use attune_plugin_sdk::{
+    Capability, FetchError, FetchRequest, FetchResult, Fetcher, FetcherInfo, Staging, blobs, http, log,
+};
 use gix_hash::{Kind as HashKind, ObjectId};
 use gix_object::Kind;
 use gix_pack::data::decode::entry::ResolvedBase;
@@ -91,9 +93,34 @@ impl Fetcher for Git {
                 }
                 std::ops::ControlFlow::Continue(())
             })));
-            reader.read_to_end(&mut pack).map_err(|e| fail("receiving the pack failed", &e))?;
+            // Spooled to host scratch first: growing a Vec while receiving
+            // would briefly need twice the pack's size in memory.
+            let spool = blobs::create_scratch()?;
+            let mut chunk = vec![0u8; 1 << 20];
+            loop {
+                let n = reader.read(&mut chunk).map_err(|e| fail("receiving the pack failed", &e))?;
+                if n == 0 {
+                    break;
+                }
+                spool.append(&chunk[..n])?;
+                log::progress(spool.size(), None);
+            }
+            drop(chunk);
+            let size = usize::try_from(spool.size()).unwrap_or(usize::MAX);
+            pack.try_reserve_exact(size).map_err(|_| {
+                bad(
+                    &shown,
+                    format!("the pack is {size} bytes, more than fits the memory limit; raise it with --limit-memory"),
+                )
+            })?;
+            while pack.len() < size {
+                let part = spool.read(pack.len() as u64, 16 << 20).map_err(|e| fail("reading the spooled pack", &e))?;
+                if part.is_empty() {
+                    break;
+                }
+                pack.extend_from_slice(&part);
+            }
         }
-        log::progress(pack.len() as u64, Some(pack.len() as u64));
 
         let objects = Objects::from_pack(pack, &shown)?;
         let commit = objects.peel_to_commit(want)?;
@@ -253,7 +280,7 @@ impl Objects {
         let mut objects = Objects {
             file,
             index: HashMap::with_capacity(offsets.len()),
-            cache: RefCell::new(gix_pack::cache::lru::MemoryCappedHashmap::new(64 << 20)),
+            cache: RefCell::new(gix_pack::cache::lru::MemoryCappedHashmap::new(32 << 20)),
             shown: shown.to_string(),
             pack_len,
         };
