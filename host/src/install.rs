@@ -29,6 +29,8 @@ pub struct InstallRequest {
     pub method: Method,
     /// Fetch with this component instead of the built-in fetcher.
     pub plugin_file: Option<PathBuf>,
+    /// Fetch with this added plugin (default: the one whose scheme matches).
+    pub plugin: Option<String>,
     /// More hosts the fetch may reach.
     pub allow_hosts: Vec<String>,
     /// A branch, tag or commit, for sources that have them (git).
@@ -80,7 +82,16 @@ pub async fn install(
     };
     let spec = match &req.plugin_file {
         Some(wasm) => sources::parse_for_plugin(&req.source, wasm),
-        None => sources::parse(&req.source)?,
+        None => match crate::plugins::admin::for_source(ctx, &req.source, req.plugin.as_deref()).await? {
+            Some(row) => {
+                let wasm = ctx.db.plugin_wasm(&row.sha256).await?.ok_or_else(|| {
+                    Error::Corrupt(format!("plugin {:?}: its wasm (sha256 {}) is missing", row.name, row.sha256))
+                })?;
+                let grants = ctx.db.grants(&row.name, false).await?.into_iter().map(|g| g.capability).collect();
+                sources::SourceSpec::Added { name: row.name, wasm, source: req.source.clone(), grants }
+            }
+            None => sources::parse(&req.source)?,
+        },
     };
     let expected_sha256 = match &req.expected_checksum {
         Some(c) if c.kind() == ChecksumKind::Sha256 => Some(c.to_hex()),

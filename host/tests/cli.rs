@@ -67,7 +67,8 @@ fn json_output_for_every_command() {
     let v = env.run(&["verify", "--json"]).success().json();
     assert_eq!(v["ok"], true);
     let v = env.run(&["plugin", "list", "--json"]).success().json();
-    assert_eq!(v[0]["plugin"]["name"], "local");
+    assert_eq!(v[0]["name"], "local");
+    assert_eq!(v[0]["kind"], "built-in");
     let v = env.run(&["doctor", "--json"]).success().json();
     assert_eq!(v["findings"].as_array().unwrap().len(), 0);
     let v = env.run(&["uninstall", "jsonpack", "--json"]).success().json();

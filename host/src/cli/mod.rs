@@ -125,6 +125,9 @@ struct InstallArgs {
     /// plugin authors trying a build).
     #[arg(long, value_name = "FILE.wasm")]
     plugin_file: Option<PathBuf>,
+    /// Fetch with this added plugin (default: the one whose scheme the source uses).
+    #[arg(long, value_name = "NAME")]
+    plugin: Option<String>,
     /// Let the download reach this host too (redirects, mirrors); repeatable.
     #[arg(long, value_name = "HOST")]
     allow_host: Vec<String>,
@@ -176,6 +179,81 @@ enum Format {
 enum PluginCommand {
     /// List the source fetchers, their versions and capabilities.
     List,
+    /// Add a third-party fetcher component; shows what it asks for and grants
+    /// only what you allow.
+    Add {
+        /// The component (.wasm).
+        file: PathBuf,
+        /// Grant this outbound host (one the plugin asks for); repeatable.
+        #[arg(long, value_name = "HOST")]
+        allow_host: Vec<String>,
+        /// Grant everything the plugin asks for, without asking.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Show an added plugin: hash, schemes, requests and grants.
+    Info { name: String },
+    /// Remove an added plugin (its grants are revoked, and kept as history).
+    Remove { name: String },
+    /// Grant an added plugin hosts it asks for (or read access to local sources).
+    Grant {
+        name: String,
+        #[arg(long, value_name = "HOST")]
+        allow_host: Vec<String>,
+        /// Let it read a local file or folder the source names.
+        #[arg(long)]
+        read_input: bool,
+    },
+    /// Take grants away from an added plugin.
+    Revoke {
+        name: String,
+        #[arg(long, value_name = "HOST")]
+        allow_host: Vec<String>,
+        #[arg(long)]
+        read_input: bool,
+    },
+}
+
+async fn plugin_command(ctx: &Context, out: &output::Output, cmd: PluginCommand) -> anyhow::Result<()> {
+    use attune::plugins::admin;
+    match cmd {
+        PluginCommand::List => {
+            let mut rows = Vec::new();
+            for b in attune::plugins::BUILTINS {
+                let p = b.load(&ctx.runtime).await?;
+                rows.push(output::PluginLine::builtin(p.info, p.sha256));
+            }
+            for p in ctx.db.plugins().await? {
+                let grants = ctx.db.grants(&p.name, false).await?.into_iter().map(|g| g.capability).collect();
+                rows.push(output::PluginLine::added(p, grants));
+            }
+            out.plugins(&rows)
+        }
+        PluginCommand::Add { file, allow_host, yes } => {
+            let mut grant_all = yes;
+            if !yes && allow_host.is_empty() && std::io::stdin().is_terminal() && !out.json {
+                // Show what it asks for before granting anything.
+                let wasm = std::fs::read(&file).with_context(|| file.display().to_string())?;
+                let p = ctx.runtime.load("plugin", &wasm).await?;
+                let asks: Vec<String> = p.info.capabilities.iter().map(|c| c.to_string()).collect();
+                if !asks.is_empty() {
+                    eprint!("plugin {:?} asks for: {}\ngrant all of it? [y/N] ", p.info.name, asks.join(", "));
+                    let mut answer = String::new();
+                    std::io::stdin().read_line(&mut answer)?;
+                    grant_all = matches!(answer.trim(), "y" | "Y" | "yes");
+                }
+            }
+            out.plugin_added(&admin::add(ctx, &file, &allow_host, grant_all).await?)
+        }
+        PluginCommand::Info { name } => out.plugin_info(&admin::info(ctx, &name).await?),
+        PluginCommand::Remove { name } => out.plugin_removed(&admin::remove(ctx, &name).await?),
+        PluginCommand::Grant { name, allow_host, read_input } => {
+            out.grants(&name, &admin::set_grants(ctx, &name, &allow_host, read_input, true).await?)
+        }
+        PluginCommand::Revoke { name, allow_host, read_input } => {
+            out.grants(&name, &admin::set_grants(ctx, &name, &allow_host, read_input, false).await?)
+        }
+    }
 }
 
 pub fn main() -> ExitCode {
@@ -242,38 +320,24 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let file = FileConfig::load(g.config.as_deref())?;
     let out = output::Output { json: g.json };
 
-    // Commands that need no installed state.
-    match &cli.command {
-        Command::Pack(PackCommand::Checksum { path, format }) => {
-            let p = path.clone();
-            let computed = tokio::task::spawn_blocking(move || attune::checksum::path(&p)).await??;
-            if g.json {
-                out.index_entry(path, &computed)?;
-            } else {
-                out.checksum(
-                    path,
-                    &computed,
-                    match format {
-                        Format::Table => output::ChecksumFormat::Table,
-                        Format::Json => output::ChecksumFormat::Json,
-                        Format::Yaml => output::ChecksumFormat::Yaml,
-                    },
-                )?;
-            }
-            return Ok(ExitCode::SUCCESS);
+    // A command that needs no installed state.
+    if let Command::Pack(PackCommand::Checksum { path, format }) = &cli.command {
+        let p = path.clone();
+        let computed = tokio::task::spawn_blocking(move || attune::checksum::path(&p)).await??;
+        if g.json {
+            out.index_entry(path, &computed)?;
+        } else {
+            out.checksum(
+                path,
+                &computed,
+                match format {
+                    Format::Table => output::ChecksumFormat::Table,
+                    Format::Json => output::ChecksumFormat::Json,
+                    Format::Yaml => output::ChecksumFormat::Yaml,
+                },
+            )?;
         }
-        Command::Plugin(PluginCommand::List) => {
-            let s = settings(g, &file, None)?;
-            let runtime = attune::runtime::Runtime::new(s.cache_dir)?;
-            let mut infos = Vec::new();
-            for b in attune::plugins::BUILTINS {
-                let p = b.load(&runtime).await?;
-                infos.push((p.info, p.sha256, true));
-            }
-            out.plugins(&infos)?;
-            return Ok(ExitCode::SUCCESS);
-        }
-        _ => {}
+        return Ok(ExitCode::SUCCESS);
     }
 
     let limits = match &cli.command {
@@ -301,6 +365,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 limits: s.limits,
                 method: Method::Cli,
                 plugin_file: a.plugin_file.clone(),
+                plugin: a.plugin.clone(),
                 allow_hosts: a.allow_host.iter().chain(&file.allow_hosts).cloned().collect(),
                 allow_insecure_http: a.allow_insecure_http,
                 reference: a.reference.clone(),
@@ -330,7 +395,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         }
-        Command::Pack(_) | Command::Plugin(_) => unreachable!("handled above"),
+        Command::Plugin(cmd) => plugin_command(&ctx, &out, cmd).await?,
+        Command::Pack(_) => unreachable!("handled above"),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -4,9 +4,11 @@ use std::path::Path;
 
 use attune::checksum::{Computed, EntryKind};
 use attune::context::Recovery;
+use attune::db::{Grant, PluginRow};
 use attune::db::{Installation, VerifyStatus};
 use attune::install::InstallReport;
 use attune::ops::{DoctorReport, Finding, PackInfo, UninstallReport, VerifyReport};
+use attune::plugins::admin::Added;
 use attune::runtime::PluginInfo;
 use indicatif::HumanBytes;
 use serde::Serialize;
@@ -291,30 +293,136 @@ impl Output {
         }))
     }
 
-    pub fn plugins(&self, plugins: &[(PluginInfo, String, bool)]) -> anyhow::Result<()> {
+    pub fn plugins(&self, rows: &[PluginLine]) -> anyhow::Result<()> {
         if self.json {
-            let v: Vec<_> = plugins
-                .iter()
-                .map(|(i, sha, builtin)| serde_json::json!({ "plugin": i, "sha256": sha, "builtin": builtin }))
-                .collect();
-            return print_json(&v);
+            return print_json(rows);
         }
-        let rows: Vec<Vec<String>> = plugins
+        let table_rows: Vec<Vec<String>> = rows
             .iter()
-            .map(|(i, sha, builtin)| {
-                let caps: Vec<String> = i.capabilities.iter().map(|c| c.to_string()).collect();
+            .map(|r| {
                 vec![
-                    i.name.clone(),
-                    i.version.clone(),
-                    i.wit_version.clone(),
-                    i.schemes.join(","),
-                    if caps.is_empty() { "-".into() } else { caps.join(",") },
-                    if *builtin { "built-in".into() } else { "added".into() },
-                    format!("{}…", &sha[..12]),
+                    r.name.clone(),
+                    r.version.clone(),
+                    r.wit_version.clone(),
+                    r.schemes.join(","),
+                    if r.capabilities.is_empty() { "-".into() } else { r.capabilities.join(",") },
+                    r.kind.to_string(),
+                    format!("{}…", &r.sha256[..12.min(r.sha256.len())]),
                 ]
             })
             .collect();
-        table(&["NAME", "VERSION", "WIT", "SCHEMES", "CAPABILITIES", "KIND", "SHA256"], &rows);
+        table(&["NAME", "VERSION", "WIT", "SCHEMES", "CAPABILITIES", "KIND", "SHA256"], &table_rows);
         Ok(())
+    }
+
+    pub fn plugin_added(&self, a: &Added) -> anyhow::Result<()> {
+        if self.json {
+            return print_json(a);
+        }
+        outln!("added plugin {} {} (sha256 {})", a.plugin.name, a.plugin.version, a.plugin.sha256);
+        outln!("  schemes    {}", a.plugin.schemes.join(", "));
+        outln!("  asks for   {}", if a.requested.is_empty() { "nothing".to_string() } else { a.requested.join(", ") });
+        outln!("  granted    {}", if a.granted.is_empty() { "nothing".to_string() } else { a.granted.join(", ") });
+        let missing: Vec<&String> = a.requested.iter().filter(|r| !a.granted.contains(r)).collect();
+        if !missing.is_empty() {
+            eprintln!(
+                "note: not granted: {}; grant with `attune plugin grant {} --allow-host HOST` (or --read-input)",
+                missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
+                a.plugin.name
+            );
+        }
+        Ok(())
+    }
+
+    pub fn plugin_info(&self, (p, grants): &(PluginRow, Vec<Grant>)) -> anyhow::Result<()> {
+        if self.json {
+            return print_json(&serde_json::json!({ "plugin": p, "grants": grants }));
+        }
+        outln!("{} {} — {}", p.name, p.version, p.summary);
+        outln!("  sha256     {}", p.sha256);
+        outln!("  wit        attune:fetcher@{}", p.wit_version);
+        outln!("  schemes    {}", p.schemes.join(", "));
+        outln!(
+            "  asks for   {}",
+            if p.capabilities.is_empty() { "nothing".to_string() } else { p.capabilities.join(", ") }
+        );
+        outln!("  added      {} by {} from {}", when(&p.added_at), p.added_by, p.added_from);
+        outln!("\ngrants");
+        let rows: Vec<Vec<String>> = grants
+            .iter()
+            .map(|g| {
+                vec![
+                    g.capability.clone(),
+                    format!("{} by {}", when(&g.granted_at), g.granted_by),
+                    match (&g.revoked_at, &g.revoked_by) {
+                        (Some(t), Some(b)) => format!("revoked {} by {b}", when(t)),
+                        _ => "live".to_string(),
+                    },
+                ]
+            })
+            .collect();
+        table(&["CAPABILITY", "GRANTED", "STATE"], &rows);
+        Ok(())
+    }
+
+    pub fn plugin_removed(&self, p: &PluginRow) -> anyhow::Result<()> {
+        if self.json {
+            return print_json(p);
+        }
+        outln!("removed plugin {} {}", p.name, p.version);
+        Ok(())
+    }
+
+    pub fn grants(&self, name: &str, live: &[Grant]) -> anyhow::Result<()> {
+        if self.json {
+            return print_json(live);
+        }
+        let caps: Vec<&str> = live.iter().map(|g| g.capability.as_str()).collect();
+        outln!("{name} may now use: {}", if caps.is_empty() { "nothing".to_string() } else { caps.join(", ") });
+        Ok(())
+    }
+}
+
+/// One row of `plugin list`.
+#[derive(Debug, Serialize)]
+pub struct PluginLine {
+    pub name: String,
+    pub version: String,
+    pub wit_version: String,
+    pub schemes: Vec<String>,
+    pub capabilities: Vec<String>,
+    /// `built-in` or `added`.
+    pub kind: &'static str,
+    pub sha256: String,
+    /// For added plugins: what the operator granted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub granted: Option<Vec<String>>,
+}
+
+impl PluginLine {
+    pub fn builtin(info: PluginInfo, sha256: String) -> PluginLine {
+        PluginLine {
+            capabilities: info.capabilities.iter().map(|c| c.to_string()).collect(),
+            name: info.name,
+            version: info.version,
+            wit_version: info.wit_version,
+            schemes: info.schemes,
+            kind: "built-in",
+            sha256,
+            granted: None,
+        }
+    }
+
+    pub fn added(p: PluginRow, granted: Vec<String>) -> PluginLine {
+        PluginLine {
+            name: p.name,
+            version: p.version,
+            wit_version: p.wit_version,
+            schemes: p.schemes,
+            capabilities: p.capabilities,
+            kind: "added",
+            sha256: p.sha256,
+            granted: Some(granted),
+        }
     }
 }

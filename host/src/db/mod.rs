@@ -20,6 +20,7 @@
 
 mod error;
 mod model;
+mod plugins;
 #[cfg(test)]
 mod tests;
 
@@ -33,6 +34,7 @@ use time::OffsetDateTime;
 pub use error::{DbError, redact_url};
 pub use model::{Action, Installation, Method, NewInstallation, Pack, Status, VerifyStatus, version_cmp};
 use model::{now, to_unix_ms};
+pub use plugins::{Grant, PluginRow};
 
 /// The schema migrations, embedded at compile time. The path is relative to the
 /// crate's Cargo.toml (sqlx refuses absolute ones).

@@ -39,7 +39,8 @@ pub fn grant(requested: &[Capability], offer: &Offer) -> Grants {
             Capability::OutboundHost(pattern) => {
                 for host in &offer.hosts {
                     let host = host.to_ascii_lowercase();
-                    if host_matches(pattern, &host) && !g.outbound_hosts.contains(&host) {
+                    let asked = pattern.eq_ignore_ascii_case(&host) || host_matches(pattern, &host);
+                    if asked && !g.outbound_hosts.contains(&host) {
                         g.outbound_hosts.push(host);
                     }
                 }

@@ -72,7 +72,8 @@ impl Timeouts {
 /// What one fetch may reach.
 #[derive(Clone)]
 pub struct OutboundPolicy {
-    /// Hosts that may be reached (lower case; names or IP literals).
+    /// Hosts that may be reached (lower case; names, IP literals, or
+    /// `*.domain` patterns an operator granted).
     pub allowed: Vec<String>,
     /// Hosts the user named literally: these may be private addresses.
     pub named: Vec<String>,
@@ -156,7 +157,11 @@ impl WasiHttpHooks for OutboundPolicy {
                 Some(s) if *s == Scheme::HTTP => false,
                 _ => return Err(Error::HttpProtocolError),
             };
-            if !policy.allowed.contains(&host) {
+            if !policy
+                .allowed
+                .iter()
+                .any(|p| p == &host || (p.starts_with("*.") && crate::runtime::grants::host_matches(p, &host)))
+            {
                 policy.deny(Denial::NotAllowed { host });
                 return Err(Error::HttpRequestDenied);
             }

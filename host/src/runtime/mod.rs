@@ -371,7 +371,8 @@ impl Runtime {
         let label = plugin.info.name.clone();
         let policy = http::OutboundPolicy {
             allowed: grants.outbound_hosts.clone(),
-            named: grants.outbound_hosts.clone(),
+            // Only literal names may be private addresses, never a pattern's matches.
+            named: grants.outbound_hosts.iter().filter(|h| !h.contains('*')).cloned().collect(),
             allow_insecure_http: grants.allow_insecure_http,
             timeouts: http::Timeouts::within(limits.time),
             denials: Arc::default(),

@@ -70,6 +70,9 @@ pub enum SourceSpec {
     /// Any source, fetched by the component in `wasm`; a source that names
     /// an existing local path is offered to it read-only.
     Plugin { wasm: PathBuf, source: String, input: Option<PathBuf> },
+    /// A source handled by an added plugin, with what the operator granted it
+    /// (`outbound-host:…`, `read-input`).
+    Added { name: String, wasm: Vec<u8>, source: String, grants: Vec<String> },
 }
 
 /// Facts about the fetcher that ran, recorded with the installation.
@@ -268,6 +271,38 @@ pub async fn resolve(
             let (shown, offer) = network_offer(&url, host, options)?;
             let request = FetchRequest { source: url, reference: options.reference.clone(), ..Default::default() };
             (SourceKind::Git, shown, crate::plugins::GIT.load(&runtime).await?, request, offer)
+        }
+        SourceSpec::Added { name, wasm, source, grants } => {
+            let plugin = runtime.load(&name, &wasm).await?;
+            let mut offer = crate::runtime::grants::Offer {
+                allow_insecure_http: options.allow_insecure_http,
+                hosts: options.allow_hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
+                ..Default::default()
+            };
+            for g in &grants {
+                match g.strip_prefix("outbound-host:") {
+                    // "The host the source names": resolved here, per source.
+                    Some("{source-host}") => {
+                        if let Some(h) =
+                            url::Url::parse(&source).ok().and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+                        {
+                            offer.hosts.push(h);
+                        }
+                    }
+                    Some(h) => offer.hosts.push(h.to_string()),
+                    None if g == "read-input" => {
+                        offer.input = std::fs::canonicalize(source.strip_prefix("file://").unwrap_or(&source)).ok();
+                    }
+                    None => {}
+                }
+            }
+            let request = FetchRequest {
+                source: source.clone(),
+                options: options.request_options(),
+                reference: options.reference.clone(),
+                ..Default::default()
+            };
+            (SourceKind::Plugin, redact_url(&source), plugin, request, offer)
         }
         SourceSpec::Plugin { wasm, source, input } => {
             let bytes = std::fs::read(&wasm).map_err(|e| SourceError::PluginFile { path: wasm.clone(), source: e })?;

@@ -20,7 +20,12 @@ impl Fetcher for Hostile {
             version: env!("CARGO_PKG_VERSION").into(),
             summary: "Test only: attacks the sandbox".into(),
             schemes: vec!["hostile".into()],
-            capabilities: vec![Capability::ReadInput],
+            // Loopback only: the tests grant or withhold these.
+            capabilities: vec![
+                Capability::ReadInput,
+                Capability::OutboundHost("127.0.0.1".into()),
+                Capability::OutboundHost("127.0.0.2".into()),
+            ],
         }
     }
 
@@ -108,6 +113,14 @@ impl Fetcher for Hostile {
             "ignore-errors" => {
                 let _ = Staging::write_file("../escape.txt", false, b"out");
                 Staging::write_file("pack.yaml", false, PACK_YAML)?;
+            }
+            a if a.starts_with("fetch-url:") => {
+                let url = &a["fetch-url:".len()..];
+                let mut body = Vec::new();
+                std::io::Read::read_to_end(&mut attune_plugin_sdk::http::get(url)?, &mut body)
+                    .map_err(|e| FetchError::Network(format!("{url}: {e}")))?;
+                Staging::write_file("pack.yaml", false, PACK_YAML)?;
+                Staging::write_file("fetched", false, &body)?;
             }
             "panic" => panic!("hostile fetcher panicked on purpose"),
             "stderr-flood" => {
