@@ -13,7 +13,7 @@ use std::process::Command;
 const BUILTIN: &[&str] =
     &["attune-fetcher-local", "attune-fetcher-archive", "attune-fetcher-http", "attune-fetcher-git"];
 /// Built for the tests only; their paths reach the tests through env vars.
-const TEST_ONLY: &[&str] = &["attune-fetcher-hostile", "attune-fetcher-twin"];
+const TEST_ONLY: &[&str] = &["attune-fetcher-hostile", "attune-fetcher-twin", "attune-fetcher-oci"];
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());

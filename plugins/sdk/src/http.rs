@@ -83,13 +83,25 @@ pub fn get(url: &str) -> Result<Response, FetchError> {
 /// Like [`get`], with extra headers, or a POST when `body` is given (POSTs
 /// are not redirected to another host).
 pub fn request(url: &str, extra: &[(String, String)], body: Option<&[u8]>) -> Result<Response, FetchError> {
+    let r = send(url, extra, body)?;
+    if !(200..300).contains(&r.status) {
+        let msg =
+            format!("{} {}: the server answered HTTP {}", if body.is_some() { "POST" } else { "GET" }, r.url, r.status);
+        return Err(if matches!(r.status, 404 | 410) { FetchError::NotFound(msg) } else { FetchError::Network(msg) });
+    }
+    Ok(r)
+}
+
+/// Like [`request`], but any final status is returned, not turned into an
+/// error: for protocols that answer 401 with what to do next.
+pub fn send(url: &str, extra: &[(String, String)], body: Option<&[u8]>) -> Result<Response, FetchError> {
     let mut current = url::Url::parse(url).map_err(|e| FetchError::InvalidSource(format!("{}: {e}", redact(url))))?;
     let origin_host = current.host_str().map(str::to_string);
     let auth = basic_auth(&current);
     for _ in 0..=MAX_REDIRECTS {
         let shown = redact(current.as_str());
         let same_host = current.host_str().map(str::to_string) == origin_host;
-        let response = send(&current, if same_host { auth.as_deref() } else { None }, extra, body)
+        let response = send_one(&current, if same_host { auth.as_deref() } else { None }, extra, body)
             .map_err(|e| error(&shown, &e))?;
         let status = response.status();
         let headers: Vec<(String, String)> = response
@@ -108,10 +120,6 @@ pub fn request(url: &str, extra: &[(String, String)], body: Option<&[u8]>) -> Re
                 .map_err(|e| FetchError::Network(format!("GET {shown}: redirect to a bad URL {location:?}: {e}")))?;
             continue;
         }
-        if !(200..300).contains(&status) {
-            let msg = format!("GET {shown}: the server answered HTTP {status}");
-            return Err(if matches!(status, 404 | 410) { FetchError::NotFound(msg) } else { FetchError::Network(msg) });
-        }
         let body = response.consume().map_err(|_| FetchError::Network(format!("GET {shown}: no response body")))?;
         let stream = body.stream().map_err(|_| FetchError::Network(format!("GET {shown}: no response body")))?;
         return Ok(Response { status, url: shown, headers, stream, _body: body, _response: response });
@@ -119,7 +127,7 @@ pub fn request(url: &str, extra: &[(String, String)], body: Option<&[u8]>) -> Re
     Err(FetchError::Network(format!("GET {}: more than {MAX_REDIRECTS} redirects", redact(url))))
 }
 
-fn send(
+fn send_one(
     url: &url::Url,
     auth: Option<&str>,
     extra: &[(String, String)],
