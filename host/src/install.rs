@@ -106,6 +106,7 @@ pub async fn install(
         allow_hosts: req.allow_hosts.clone(),
         allow_insecure_http: req.allow_insecure_http,
         reference: req.reference.clone(),
+        save_as: None,
     };
     let source = sources::resolve(spec, ctx.runtime.clone(), &options).await?;
     if expected_sha256.is_some() && !source.kind().is_artifact() {
@@ -262,4 +263,29 @@ fn pack_root(fetched: &std::path::Path) -> PathBuf {
         }
         _ => fetched.to_path_buf(),
     }
+}
+
+/// Downloads one file over http(s) through the sandboxed http fetcher (same
+/// allowlist, limits and checks as any install) and returns its bytes.
+pub async fn download(
+    ctx: &Context,
+    url: &str,
+    options: sources::SourceOptions,
+    limits: &Limits,
+) -> Result<Vec<u8>, Error> {
+    let spec = sources::parse(url)?;
+    if !matches!(spec, sources::SourceSpec::Http { .. }) {
+        return Err(Error::Usage(format!("{}: not an http(s) URL of a file", sources::redact_url(url))));
+    }
+    const FILE: &str = "download";
+    let options = sources::SourceOptions { save_as: Some(FILE.to_string()), ..options };
+    let staging = ctx.store.new_staging()?;
+    let pack_path = staging.pack_path();
+    let source = sources::resolve(spec, ctx.runtime.clone(), &options).await?;
+    let writer = StagingWriter::new(&pack_path, limits.write)
+        .map_err(|e| Error::Io { path: pack_path.clone(), source: e })?
+        .with_scratch(staging.scratch_path());
+    source.fetch(writer, limits, None).await?;
+    let file = pack_path.join(FILE);
+    std::fs::read(&file).map_err(|e| Error::Io { path: file, source: e })
 }

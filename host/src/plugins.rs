@@ -64,8 +64,21 @@ pub mod admin {
     /// the plugin asks for) or, with `grant_all`, everything it asks for.
     pub async fn add(ctx: &Context, file: &Path, allow_hosts: &[String], grant_all: bool) -> Result<Added, Error> {
         let wasm = std::fs::read(file).map_err(|e| Error::Io { path: file.to_path_buf(), source: e })?;
+        add_bytes(ctx, &wasm, &file.display().to_string(), allow_hosts, grant_all).await
+    }
+
+    /// [`add`] for a component already in memory (downloaded); `origin`
+    /// names where it came from.
+    pub async fn add_bytes(
+        ctx: &Context,
+        wasm: &[u8],
+        origin: &str,
+        allow_hosts: &[String],
+        grant_all: bool,
+    ) -> Result<Added, Error> {
+        let file = Path::new(origin);
         let label = file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "plugin".into());
-        let loaded = ctx.runtime.load(&label, &wasm).await?;
+        let loaded = ctx.runtime.load(&label, wasm).await?;
         let info = &loaded.info;
         crate::manifest::validate_ref(&info.name).map_err(|_| {
             usage(format!("{}: plugin name {:?} must be 1-64 of a-z, 0-9, '_', '-'", file.display(), info.name))
@@ -133,11 +146,11 @@ pub mod admin {
             sha256: loaded.sha256.clone(),
             schemes: info.schemes.clone(),
             capabilities: requested.clone(),
-            added_from: file.display().to_string(),
+            added_from: origin.to_string(),
             added_at: time::OffsetDateTime::now_utc(),
             added_by: ctx.user.clone(),
         };
-        ctx.db.add_plugin(&row, &wasm).await?;
+        ctx.db.add_plugin(&row, wasm).await?;
         for cap in &granted {
             ctx.db.grant(&row.name, cap, &ctx.user).await?;
         }

@@ -126,3 +126,32 @@ fn a_scheme_routes_to_its_plugin_and_limits_still_hold() {
     let out = env.run(&["install", "--plugin", "hostile", "hostile:panic"]).failure();
     assert!(out.stderr.contains("crashed"), "{}", out.stderr);
 }
+
+#[test]
+fn a_plugin_can_be_added_from_a_url() {
+    let env = Env::new();
+    let bytes = std::fs::read(hostile_wasm()).unwrap();
+    let server = Server::start("127.0.0.1");
+    server.route("/hostile.wasm", Route::File(bytes.clone()));
+    let url = server.url("/hostile.wasm");
+
+    let wrong = format!("sha256:{}", "ab".repeat(32));
+    let out = env.run(&["plugin", "add", &url, "--checksum", &wrong]).failure();
+    assert!(out.stderr.contains("checksum mismatch"), "{}", out.stderr);
+    let out = env.run(&["plugin", "add", &server.url("/missing.wasm")]).failure();
+    assert!(out.stderr.contains("HTTP 404"), "{}", out.stderr);
+
+    use sha2::Digest;
+    let sha = hex::encode(sha2::Sha256::digest(&bytes));
+    let out = env.run(&["plugin", "add", &url, "--checksum", &format!("sha256:{sha}"), "--yes"]).success();
+    assert!(out.stdout.contains(&format!("(sha256 {sha})")), "{}", out.stdout);
+    let info = env.run(&["plugin", "info", "hostile", "--json"]).success().json();
+    assert_eq!(info["plugin"]["added_from"], url);
+    // Nothing of the download is left behind.
+    assert!(
+        common::listing(&env.packs()).iter().all(|p| p.starts_with(".attune")),
+        "{:?}",
+        common::listing(&env.packs())
+    );
+    assert_eq!(common::listing(&env.packs().join(".attune/staging")), Vec::<String>::new());
+}

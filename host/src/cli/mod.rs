@@ -182,8 +182,12 @@ enum PluginCommand {
     /// Add a third-party fetcher component; shows what it asks for and grants
     /// only what you allow.
     Add {
-        /// The component (.wasm).
-        file: PathBuf,
+        /// The component: a .wasm file, or an http(s) URL of one (downloaded
+        /// through the sandboxed http fetcher).
+        file: String,
+        /// Refuse a download unless its SHA-256 is this (sha256:<hex>).
+        #[arg(long, value_name = "CHECKSUM")]
+        checksum: Option<String>,
         /// Grant this outbound host (one the plugin asks for); repeatable.
         #[arg(long, value_name = "HOST")]
         allow_host: Vec<String>,
@@ -229,11 +233,26 @@ async fn plugin_command(ctx: &Context, out: &output::Output, cmd: PluginCommand)
             }
             out.plugins(&rows)
         }
-        PluginCommand::Add { file, allow_host, yes } => {
+        PluginCommand::Add { file, checksum, allow_host, yes } => {
+            let lower = file.to_ascii_lowercase();
+            let wasm = if lower.starts_with("https://") || lower.starts_with("http://") {
+                let expected = checksum
+                    .as_deref()
+                    .map(|c| c.parse::<attune::checksum::Checksum>().with_context(|| format!("--checksum {c:?}")))
+                    .transpose()?
+                    .map(|c| c.to_hex());
+                let options = attune::sources::SourceOptions { expected_sha256: expected, ..Default::default() };
+                attune::install::download(ctx, &file, options, &ctx.limits).await?
+            } else {
+                if checksum.is_some() {
+                    anyhow::bail!("--checksum applies to a plugin downloaded from a URL");
+                }
+                std::fs::read(&file).with_context(|| file.clone())?
+            };
+            let origin = attune::sources::redact_url(&file);
             let mut grant_all = yes;
             if !yes && allow_host.is_empty() && std::io::stdin().is_terminal() && !out.json {
                 // Show what it asks for before granting anything.
-                let wasm = std::fs::read(&file).with_context(|| file.display().to_string())?;
                 let p = ctx.runtime.load("plugin", &wasm).await?;
                 let asks: Vec<String> = p.info.capabilities.iter().map(|c| c.to_string()).collect();
                 if !asks.is_empty() {
@@ -243,7 +262,7 @@ async fn plugin_command(ctx: &Context, out: &output::Output, cmd: PluginCommand)
                     grant_all = matches!(answer.trim(), "y" | "Y" | "yes");
                 }
             }
-            out.plugin_added(&admin::add(ctx, &file, &allow_host, grant_all).await?)
+            out.plugin_added(&admin::add_bytes(ctx, &wasm, &origin, &allow_host, grant_all).await?)
         }
         PluginCommand::Info { name } => out.plugin_info(&admin::info(ctx, &name).await?),
         PluginCommand::Remove { name } => out.plugin_removed(&admin::remove(ctx, &name).await?),

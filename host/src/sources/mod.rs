@@ -226,11 +226,14 @@ pub struct SourceOptions {
     pub allow_insecure_http: bool,
     /// A branch, tag or commit (`--ref`), for sources that have them.
     pub reference: Option<String>,
+    /// Keep a download as this one file instead of unpacking it.
+    pub save_as: Option<String>,
 }
 
 impl SourceOptions {
     fn request_options(&self) -> Vec<(String, String)> {
-        self.expected_sha256.iter().map(|h| ("expected-sha256".to_string(), h.clone())).collect()
+        let sha = self.expected_sha256.iter().map(|h| ("expected-sha256".to_string(), h.clone()));
+        sha.chain(self.save_as.iter().map(|f| ("save-as".to_string(), f.clone()))).collect()
     }
 }
 

@@ -61,6 +61,27 @@ impl Fetcher for Http {
                 response.url
             )));
         }
+        // `save-as`: the download is the result (a plugin's .wasm), not an archive.
+        if let Some((_, file)) = request.options.iter().find(|(k, _)| k == "save-as") {
+            let mut out = attune_plugin_sdk::Staging::create_file(file, false)?;
+            let mut offset = 0u64;
+            while offset < blob.size() {
+                let part = blob.read(offset, 4 << 20).map_err(FetchError::Other)?;
+                if part.is_empty() {
+                    break;
+                }
+                std::io::Write::write_all(&mut out, &part)
+                    .map_err(|e| FetchError::Staging(attune_plugin_sdk::staging_error(&e)))?;
+                offset += part.len() as u64;
+            }
+            out.finish()?;
+            let metadata = vec![
+                ("final-url".to_string(), response.url.clone()),
+                ("size".to_string(), done.to_string()),
+                ("sha256".to_string(), sha256),
+            ];
+            return Ok(FetchResult { resolved_source: response.url.clone(), resolved_commit: None, metadata });
+        }
         let name = response.url.rsplit('/').next().filter(|s| !s.is_empty()).unwrap_or("download").to_string();
         let name = name.split('?').next().unwrap_or("download").to_string();
         let (format, extracted) = archive::extract_blob(&blob, &name)?;
