@@ -10,6 +10,9 @@ use std::process::{Child, Command, Stdio};
 use common::{Env, listing, query};
 use sha2::Digest;
 
+/// Credentials the `curl` pushes use, when the registry wants them.
+static AUTH: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
 struct Registry {
     child: Child,
     addr: String,
@@ -23,35 +26,60 @@ impl Drop for Registry {
     }
 }
 
+fn registry(env: &Env) -> Option<Registry> {
+    registry_with(env, None)
+}
+
+/// A registry on a free loopback port, with basic auth for (user, password)
+/// when given; `None` when docker-registry is not installed.
 // The child is reaped by `Registry`'s `Drop`, which the lint cannot see.
 #[allow(clippy::zombie_processes)]
-fn registry(env: &Env) -> Option<Registry> {
+fn registry_with(env: &Env, user: Option<(&str, &str)>) -> Option<Registry> {
     let bin = ["/usr/bin/docker-registry", "/usr/sbin/docker-registry"].into_iter().find(|p| Path::new(p).exists())?;
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let storage = env.tmp.path().join("registry");
     let config = env.tmp.path().join("registry.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
-            storage.display()
-        ),
-    )
-    .unwrap();
-    let child =
-        Command::new(bin).arg("serve").arg(&config).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-    let addr = format!("127.0.0.1:{port}");
+    let mut yaml = format!(
+        "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+        storage.display()
+    );
+    if let Some((u, p)) = user {
+        let out = Command::new("htpasswd").args(["-Bbn", u, p]).output().expect("htpasswd (apache2-utils)");
+        let file = env.tmp.path().join("htpasswd");
+        std::fs::write(&file, out.stdout).unwrap();
+        yaml.push_str(&format!("auth:\n  htpasswd:\n    realm: test\n    path: {}\n", file.display()));
+    }
+    std::fs::write(&config, yaml).unwrap();
+    let log = env.tmp.path().join("registry.log");
+    let child = Command::new(bin)
+        .arg("serve")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    // Owned by the guard from here on, so it is reaped on every path.
+    let reg = Registry { child, addr: format!("127.0.0.1:{port}"), storage };
+    let url = format!("http://{}/v2/", reg.addr);
+    let mut probe = vec!["-sf".to_string(), url];
+    if let Some((u, p)) = user {
+        probe.extend(["-u".to_string(), format!("{u}:{p}")]);
+    }
     for _ in 0..100 {
-        if curl(&["-sf", &format!("http://{addr}/v2/")]).is_some() {
-            return Some(Registry { child, addr, storage });
+        if curl(&probe.iter().map(String::as_str).collect::<Vec<_>>()).is_some() {
+            return Some(reg);
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    panic!("the registry did not start");
+    panic!("the registry did not start:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
 }
 
 fn curl(args: &[&str]) -> Option<String> {
-    let out = Command::new("curl").args(args).output().unwrap();
+    let mut cmd = Command::new("curl");
+    if let Some(auth) = &*AUTH.lock().unwrap() {
+        cmd.args(["-u", auth]);
+    }
+    let out = cmd.args(args).output().unwrap();
     out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
@@ -181,4 +209,31 @@ fn oci_plugin_end_to_end() {
     assert!(out.stderr.contains("nothing was extracted"), "{}", out.stderr);
     assert_eq!(query(&env, "SELECT COUNT(*) FROM installations WHERE status = 'installed'"), before);
     assert!(listing(&env.packs().join(".attune/staging")).is_empty());
+}
+
+#[test]
+fn oci_basic_auth_uses_the_credentials_in_the_source() {
+    if Command::new("htpasswd").arg("-h").output().is_err() {
+        assert!(std::env::var_os("CI").is_none(), "htpasswd (apache2-utils) is not installed");
+        return;
+    }
+    let env = Env::new();
+    let Some(reg) = registry_with(&env, Some(("alice", "s3cret"))) else {
+        assert!(std::env::var_os("CI").is_none(), "docker-registry is not installed");
+        return;
+    };
+    *AUTH.lock().unwrap() = Some("alice:s3cret".into());
+    let src = env.make_pack("private", "1.0.0");
+    push_pack(&env, &reg, "team/private", "1.0.0", &src);
+    *AUTH.lock().unwrap() = None;
+    env.run(&["plugin", "add", oci_wasm().to_str().unwrap(), "--allow-host", "127.0.0.1"]).success();
+
+    let out = env.run(&["install", &format!("oci://{}/team/private:1.0.0", reg.addr)]).failure();
+    assert!(out.stderr.contains("wants credentials"), "{}", out.stderr);
+    let out = env.run(&["install", &format!("oci://alice:wrong@{}/team/private:1.0.0", reg.addr)]).failure();
+    assert!(out.stderr.contains("refused access"), "{}", out.stderr);
+    let out = env.run(&["install", &format!("oci://alice:s3cret@{}/team/private:1.0.0", reg.addr)]).success();
+    assert!(!out.stdout.contains("s3cret") && !out.stderr.contains("s3cret"));
+    let rows = query(&env, "SELECT source FROM installations");
+    assert!(rows.iter().flatten().all(|s| !s.contains("s3cret")), "{rows:?}");
 }
