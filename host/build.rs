@@ -13,7 +13,8 @@ use std::process::Command;
 const BUILTIN: &[&str] =
     &["attune-fetcher-local", "attune-fetcher-archive", "attune-fetcher-http", "attune-fetcher-git"];
 /// Built for the tests only; their paths reach the tests through env vars.
-const TEST_ONLY: &[&str] = &["attune-fetcher-hostile", "attune-fetcher-twin", "attune-fetcher-oci"];
+const TEST_ONLY: &[&str] =
+    &["attune-fetcher-hostile", "attune-fetcher-twin", "attune-fetcher-future-wit", "attune-fetcher-oci"];
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
@@ -71,7 +72,7 @@ fn main() {
         let src = built.join(&file);
         let dst = out_dir.join(&file);
         std::fs::copy(&src, &dst).unwrap_or_else(|e| panic!("{}: {e}", src.display()));
-        let var = format!("ATTUNE_WASM_{}", p.trim_start_matches("attune-fetcher-").to_uppercase());
+        let var = format!("ATTUNE_WASM_{}", p.trim_start_matches("attune-fetcher-").to_uppercase().replace('-', "_"));
         println!("cargo:rustc-env={var}={}", dst.display());
     }
 }
