@@ -216,7 +216,12 @@ fn basic_auth(url: &url::Url) -> Option<String> {
     }
     let user = percent_decode(url.username());
     let pass = url.password().map(percent_decode).unwrap_or_default();
-    Some(format!("Basic {}", base64(format!("{user}:{pass}").as_bytes())))
+    Some(basic_authorization(&user, &pass))
+}
+
+/// An `Authorization` header value for HTTP basic auth.
+pub fn basic_authorization(user: &str, password: &str) -> String {
+    format!("Basic {}", base64(format!("{user}:{password}").as_bytes()))
 }
 
 fn percent_decode(s: &str) -> String {

@@ -92,7 +92,7 @@ impl Auth {
 
     fn answer(&self, r: &Reference, challenge: &str, url: &str) -> Result<String, FetchError> {
         let (kind, params) = challenge.split_once(' ').unwrap_or((challenge, ""));
-        let basic = r.credentials.as_ref().map(|(u, p)| format!("Basic {}", base64(format!("{u}:{p}").as_bytes())));
+        let basic = r.credentials.as_ref().map(|(u, p)| http::basic_authorization(u, p));
         if kind.eq_ignore_ascii_case("basic") {
             return basic.ok_or_else(|| {
                 FetchError::Denied(format!(
@@ -145,19 +145,6 @@ fn ok(r: http::Response) -> Result<http::Response, FetchError> {
         404 => Err(FetchError::NotFound(format!("GET {}: no such manifest or blob (HTTP 404)", r.url))),
         s => Err(FetchError::Network(format!("GET {}: the registry answered HTTP {s}", r.url))),
     }
-}
-
-fn base64(data: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for c in data.chunks(3) {
-        let n =
-            (u32::from(c[0]) << 16) | (u32::from(*c.get(1).unwrap_or(&0)) << 8) | u32::from(*c.get(2).unwrap_or(&0));
-        for i in 0..4 {
-            out.push(if i <= c.len() { T[(n >> (18 - 6 * i) & 63) as usize] as char } else { '=' });
-        }
-    }
-    out
 }
 
 fn hex_digest(d: &str) -> Result<&str, FetchError> {
