@@ -116,13 +116,14 @@ pub async fn install(
             source.display()
         )));
     }
-    let writer = StagingWriter::new(&pack_path, req.limits.write)
+    let limits = source.limits(&req.limits);
+    let writer = StagingWriter::new(&pack_path, limits.write)
         .map_err(|e| Error::Io { path: pack_path.clone(), source: e })?
         .with_scratch(staging.scratch_path());
     let counters = writer.counters();
     let events: Option<EventSink> =
         progress.clone().map(|p| Arc::new(move |e: &Event| p(InstallEvent::Fetcher(e.clone()))) as EventSink);
-    let fetch = source.fetch(writer, &req.limits, events);
+    let fetch = source.fetch(writer, &limits, events);
     tokio::pin!(fetch);
     let fetched = loop {
         tokio::select! {

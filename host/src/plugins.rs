@@ -122,7 +122,7 @@ pub mod admin {
                 Capability::OutboundHost(p) => {
                     crate::runtime::grants::host_matches(p, host) || p.eq_ignore_ascii_case(host)
                 }
-                Capability::ReadInput => false,
+                Capability::ReadInput | Capability::LargerLimits(_) => false,
             });
             if !asked {
                 return Err(usage(format!(
@@ -177,15 +177,20 @@ pub mod admin {
         name: &str,
         hosts: &[String],
         read_input: bool,
+        larger_limits: bool,
         allow: bool,
     ) -> Result<Vec<Grant>, Error> {
         let row = existing(ctx, name).await?;
-        if hosts.is_empty() && !read_input {
-            return Err(usage("name at least one host with --allow-host, or --read-input".into()));
+        if hosts.is_empty() && !read_input && !larger_limits {
+            return Err(usage("name at least one host with --allow-host, or --read-input, or --larger-limits".into()));
         }
         let mut caps: Vec<String> = hosts.iter().map(|h| host_capability(h)).collect();
         if read_input {
             caps.push("read-input".into());
+        }
+        if larger_limits {
+            // Exactly as asked: a limits grant is the plugin's own request.
+            caps.extend(row.capabilities.iter().filter(|c| c.starts_with("larger-limits:")).cloned());
         }
         for cap in &caps {
             let asked = row.capabilities.iter().any(|c| {

@@ -69,7 +69,9 @@ fn grants_are_asked_recorded_and_revocable() {
     let env = Env::new();
     let out = env.run(&["plugin", "add", w.to_str().unwrap(), "--yes"]).success();
     assert!(
-        out.stdout.contains("granted    outbound-host:127.0.0.1, outbound-host:127.0.0.2, read-input"),
+        out.stdout.contains(
+            "granted    larger-limits:memory=100663296, outbound-host:127.0.0.1, outbound-host:127.0.0.2, read-input"
+        ),
         "{}",
         out.stdout
     );
@@ -154,4 +156,18 @@ fn a_plugin_can_be_added_from_a_url() {
         common::listing(&env.packs())
     );
     assert_eq!(common::listing(&env.packs().join(".attune/staging")), Vec::<String>::new());
+}
+
+#[test]
+fn larger_limits_apply_only_once_granted() {
+    let env = Env::new();
+    env.run(&["plugin", "add", hostile_wasm().to_str().unwrap()]).success();
+    let out = env.run(&["install", "--plugin", "hostile", "--limit-memory", "32MiB", "hostile:alloc"]).failure();
+    assert!(out.stderr.contains("memory limit of 32 MiB"), "{}", out.stderr);
+    env.run(&["plugin", "grant", "hostile", "--larger-limits"]).success();
+    let out = env.run(&["install", "--plugin", "hostile", "--limit-memory", "32MiB", "hostile:alloc"]).failure();
+    assert!(out.stderr.contains("memory limit of 96 MiB"), "the granted 96 MiB applies: {}", out.stderr);
+    // A limit the operator sets higher still wins.
+    let out = env.run(&["install", "--plugin", "hostile", "--limit-memory", "128MiB", "hostile:alloc"]).failure();
+    assert!(out.stderr.contains("memory limit of 128 MiB"), "{}", out.stderr);
 }

@@ -207,6 +207,9 @@ enum PluginCommand {
         /// Let it read a local file or folder the source names.
         #[arg(long)]
         read_input: bool,
+        /// Grant the larger limits it asks for.
+        #[arg(long)]
+        larger_limits: bool,
     },
     /// Take grants away from an added plugin.
     Revoke {
@@ -215,6 +218,8 @@ enum PluginCommand {
         allow_host: Vec<String>,
         #[arg(long)]
         read_input: bool,
+        #[arg(long)]
+        larger_limits: bool,
     },
 }
 
@@ -266,11 +271,11 @@ async fn plugin_command(ctx: &Context, out: &output::Output, cmd: PluginCommand)
         }
         PluginCommand::Info { name } => out.plugin_info(&admin::info(ctx, &name).await?),
         PluginCommand::Remove { name } => out.plugin_removed(&admin::remove(ctx, &name).await?),
-        PluginCommand::Grant { name, allow_host, read_input } => {
-            out.grants(&name, &admin::set_grants(ctx, &name, &allow_host, read_input, true).await?)
+        PluginCommand::Grant { name, allow_host, read_input, larger_limits } => {
+            out.grants(&name, &admin::set_grants(ctx, &name, &allow_host, read_input, larger_limits, true).await?)
         }
-        PluginCommand::Revoke { name, allow_host, read_input } => {
-            out.grants(&name, &admin::set_grants(ctx, &name, &allow_host, read_input, false).await?)
+        PluginCommand::Revoke { name, allow_host, read_input, larger_limits } => {
+            out.grants(&name, &admin::set_grants(ctx, &name, &allow_host, read_input, larger_limits, false).await?)
         }
     }
 }

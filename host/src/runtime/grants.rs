@@ -17,6 +17,8 @@ pub struct Offer {
     pub hosts: Vec<String>,
     /// Plain http:// beyond loopback (`--allow-insecure-http`).
     pub allow_insecure_http: bool,
+    /// Capabilities an operator granted by name (`larger-limits:…`).
+    pub granted: Vec<String>,
 }
 
 /// What one fetch is allowed.
@@ -27,6 +29,8 @@ pub struct Grants {
     /// operator, so each may also be a private address.
     pub outbound_hosts: Vec<String>,
     pub allow_insecure_http: bool,
+    /// Raised limits, when asked and granted exactly as asked.
+    pub limits: Option<super::LimitRequest>,
 }
 
 /// Grants the intersection of what `requested` asks and `offer` gives.
@@ -36,6 +40,11 @@ pub fn grant(requested: &[Capability], offer: &Offer) -> Grants {
         match cap {
             // Not offered means not granted; the fetcher reports what it lacks.
             Capability::ReadInput => g.input = offer.input.clone(),
+            Capability::LargerLimits(r) => {
+                if offer.granted.contains(&cap.to_string()) {
+                    g.limits = Some(*r);
+                }
+            }
             Capability::OutboundHost(pattern) => {
                 for host in &offer.hosts {
                     let host = host.to_ascii_lowercase();
@@ -72,7 +81,12 @@ mod tests {
 
     #[test]
     fn nothing_is_granted_that_was_not_both_asked_and_offered() {
-        let offer = Offer { input: Some("/src".into()), hosts: vec!["example.com".into()], allow_insecure_http: true };
+        let offer = Offer {
+            input: Some("/src".into()),
+            hosts: vec!["example.com".into()],
+            allow_insecure_http: true,
+            ..Default::default()
+        };
         assert_eq!(grant(&[], &offer), Grants::default());
         let g = grant(&[Capability::ReadInput], &offer);
         assert_eq!(g.input, Some(PathBuf::from("/src")));
@@ -82,6 +96,19 @@ mod tests {
         let g = grant(&[Capability::OutboundHost("{source-host}".into())], &offer);
         assert_eq!(g.outbound_hosts, vec!["example.com"]);
         assert!(g.allow_insecure_http);
+    }
+
+    #[test]
+    fn larger_limits_only_exactly_as_asked() {
+        let ask = super::super::LimitRequest { memory_bytes: Some(1 << 30), ..Default::default() };
+        let cap = Capability::LargerLimits(ask);
+        assert_eq!(grant(std::slice::from_ref(&cap), &Offer::default()).limits, None);
+        let other =
+            Capability::LargerLimits(super::super::LimitRequest { memory_bytes: Some(2 << 30), ..Default::default() });
+        let offer = Offer { granted: vec![other.to_string()], ..Default::default() };
+        assert_eq!(grant(std::slice::from_ref(&cap), &offer).limits, None);
+        let offer = Offer { granted: vec![cap.to_string()], ..Default::default() };
+        assert_eq!(grant(&[cap], &offer).limits, Some(ask));
     }
 
     #[test]

@@ -47,6 +47,36 @@ const LOG_KEEP: usize = 200;
 pub enum Capability {
     ReadInput,
     OutboundHost(String),
+    LargerLimits(LimitRequest),
+}
+
+/// Limits a fetcher asks to have raised (`None` keeps the default).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct LimitRequest {
+    pub memory_bytes: Option<u64>,
+    pub time_seconds: Option<u64>,
+    pub max_bytes: Option<u64>,
+    pub max_files: Option<u64>,
+}
+
+impl LimitRequest {
+    /// `limits` raised to this request; a limit already higher stays.
+    pub fn raise(&self, limits: &Limits) -> Limits {
+        let mut l = *limits;
+        if let Some(m) = self.memory_bytes {
+            l.memory_bytes = l.memory_bytes.max(m);
+        }
+        if let Some(t) = self.time_seconds {
+            l.time = l.time.max(Duration::from_secs(t));
+        }
+        if let Some(b) = self.max_bytes {
+            l.write.max_bytes = l.write.max_bytes.max(b);
+        }
+        if let Some(f) = self.max_files {
+            l.write.max_files = l.write.max_files.max(f);
+        }
+        l
+    }
 }
 
 impl fmt::Display for Capability {
@@ -54,6 +84,18 @@ impl fmt::Display for Capability {
         match self {
             Capability::ReadInput => f.write_str("read-input"),
             Capability::OutboundHost(h) => write!(f, "outbound-host:{h}"),
+            Capability::LargerLimits(r) => {
+                let parts: Vec<String> = [
+                    r.memory_bytes.map(|v| format!("memory={v}")),
+                    r.time_seconds.map(|v| format!("time={v}s")),
+                    r.max_bytes.map(|v| format!("bytes={v}")),
+                    r.max_files.map(|v| format!("files={v}")),
+                ]
+                .into_iter()
+                .flatten()
+                .collect();
+                write!(f, "larger-limits:{}", parts.join(","))
+            }
         }
     }
 }

@@ -44,6 +44,12 @@ pub async fn describe(store: &mut wasmtime::Store<FetchState>, instance: &Fetche
             .map(|c| match c {
                 types::Capability::ReadInput => Capability::ReadInput,
                 types::Capability::OutboundHost(h) => Capability::OutboundHost(h),
+                types::Capability::LargerLimits(r) => Capability::LargerLimits(super::LimitRequest {
+                    memory_bytes: r.memory_bytes,
+                    time_seconds: r.time_seconds,
+                    max_bytes: r.max_bytes,
+                    max_files: r.max_files,
+                }),
             })
             .collect(),
         wit_version: VERSION.to_string(),

@@ -89,6 +89,11 @@ pub trait Source: Send + Sync {
     /// The source as it may be shown and stored (credentials removed).
     fn display(&self) -> String;
     fn fetcher(&self) -> FetcherFacts;
+    /// The limits this source's fetches run under, given the configured ones
+    /// (a fetcher granted larger limits raises them).
+    fn limits(&self, configured: &Limits) -> Limits {
+        *configured
+    }
     fn fetch<'a>(
         &'a self,
         staging: StagingWriter,
@@ -293,6 +298,7 @@ pub async fn resolve(
                         }
                     }
                     Some(h) => offer.hosts.push(h.to_string()),
+                    None if g.starts_with("larger-limits:") => offer.granted.push(g.clone()),
                     None if g == "read-input" => {
                         offer.input = std::fs::canonicalize(source.strip_prefix("file://").unwrap_or(&source)).ok();
                     }

@@ -46,6 +46,9 @@ impl Source for WasmSource {
             sha256: self.plugin.sha256.clone(),
         }
     }
+    fn limits(&self, configured: &Limits) -> Limits {
+        self.grants.limits.map(|r| r.raise(configured)).unwrap_or(*configured)
+    }
     fn fetch<'a>(
         &'a self,
         staging: StagingWriter,

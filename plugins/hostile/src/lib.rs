@@ -25,6 +25,12 @@ impl Fetcher for Hostile {
                 Capability::ReadInput,
                 Capability::OutboundHost("127.0.0.1".into()),
                 Capability::OutboundHost("127.0.0.2".into()),
+                Capability::LargerLimits(attune_plugin_sdk::LimitRequest {
+                    memory_bytes: Some(96 << 20),
+                    time_seconds: None,
+                    max_bytes: None,
+                    max_files: None,
+                }),
             ],
         }
     }

@@ -42,7 +42,7 @@ pub use bindings::attune::fetcher::blobs;
 pub use bindings::attune::fetcher::host::{self, LogLevel};
 pub use bindings::attune::fetcher::staging;
 pub use bindings::attune::fetcher::types::{
-    Capability, FetchError, FetchRequest, FetchResult, FetcherInfo, StagingError,
+    Capability, FetchError, FetchRequest, FetchResult, FetcherInfo, LimitRequest, StagingError,
 };
 pub use bindings::export_fetcher;
 
