@@ -117,9 +117,7 @@ pub async fn install(
         )));
     }
     let limits = source.limits(&req.limits);
-    let writer = StagingWriter::new(&pack_path, limits.write)
-        .map_err(|e| Error::Io { path: pack_path.clone(), source: e })?
-        .with_scratch(staging.scratch_path());
+    let writer = writer_for(&staging, &limits)?;
     let counters = writer.counters();
     let events: Option<EventSink> =
         progress.clone().map(|p| Arc::new(move |e: &Event| p(InstallEvent::Fetcher(e.clone()))) as EventSink);
@@ -283,10 +281,16 @@ pub async fn download(
     let staging = ctx.store.new_staging()?;
     let pack_path = staging.pack_path();
     let source = sources::resolve(spec, ctx.runtime.clone(), &options).await?;
-    let writer = StagingWriter::new(&pack_path, limits.write)
-        .map_err(|e| Error::Io { path: pack_path.clone(), source: e })?
-        .with_scratch(staging.scratch_path());
-    source.fetch(writer, limits, None).await?;
+    source.fetch(writer_for(&staging, limits)?, limits, None).await?;
     let file = pack_path.join(FILE);
     std::fs::read(&file).map_err(|e| Error::Io { path: file, source: e })
+}
+
+/// The validated writer a fetch gets: the staging pack folder, with its
+/// scratch space beside it.
+fn writer_for(staging: &crate::store::StagingDir, limits: &Limits) -> Result<StagingWriter, Error> {
+    let pack_path = staging.pack_path();
+    Ok(StagingWriter::new(&pack_path, limits.write)
+        .map_err(|e| Error::Io { path: pack_path, source: e })?
+        .with_scratch(staging.scratch_path()))
 }
