@@ -199,28 +199,41 @@ enum PluginCommand {
     Info { name: String },
     /// Remove an added plugin (its grants are revoked, and kept as history).
     Remove { name: String },
-    /// Grant an added plugin hosts it asks for (or read access to local sources).
+    /// Grant an added plugin hosts it asks for (or read access, or larger limits).
     Grant {
         name: String,
-        #[arg(long, value_name = "HOST")]
-        allow_host: Vec<String>,
-        /// Let it read a local file or folder the source names.
-        #[arg(long)]
-        read_input: bool,
-        /// Grant the larger limits it asks for.
-        #[arg(long)]
-        larger_limits: bool,
+        #[command(flatten)]
+        what: GrantArgs,
     },
     /// Take grants away from an added plugin.
     Revoke {
         name: String,
-        #[arg(long, value_name = "HOST")]
-        allow_host: Vec<String>,
-        #[arg(long)]
-        read_input: bool,
-        #[arg(long)]
-        larger_limits: bool,
+        #[command(flatten)]
+        what: GrantArgs,
     },
+}
+
+/// What `plugin grant` gives and `plugin revoke` takes away.
+#[derive(Debug, Args)]
+struct GrantArgs {
+    /// An outbound host the plugin asks for; repeatable.
+    #[arg(long, value_name = "HOST")]
+    allow_host: Vec<String>,
+    /// Reading a local file or folder the source names.
+    #[arg(long)]
+    read_input: bool,
+    /// The larger limits the plugin asks for.
+    #[arg(long)]
+    larger_limits: bool,
+}
+
+async fn set_grants(
+    ctx: &Context,
+    name: &str,
+    what: &GrantArgs,
+    allow: bool,
+) -> Result<Vec<attune::db::Grant>, attune::Error> {
+    attune::plugins::admin::set_grants(ctx, name, &what.allow_host, what.read_input, what.larger_limits, allow).await
 }
 
 async fn plugin_command(ctx: &Context, out: &output::Output, cmd: PluginCommand) -> anyhow::Result<()> {
@@ -271,12 +284,8 @@ async fn plugin_command(ctx: &Context, out: &output::Output, cmd: PluginCommand)
         }
         PluginCommand::Info { name } => out.plugin_info(&admin::info(ctx, &name).await?),
         PluginCommand::Remove { name } => out.plugin_removed(&admin::remove(ctx, &name).await?),
-        PluginCommand::Grant { name, allow_host, read_input, larger_limits } => {
-            out.grants(&name, &admin::set_grants(ctx, &name, &allow_host, read_input, larger_limits, true).await?)
-        }
-        PluginCommand::Revoke { name, allow_host, read_input, larger_limits } => {
-            out.grants(&name, &admin::set_grants(ctx, &name, &allow_host, read_input, larger_limits, false).await?)
-        }
+        PluginCommand::Grant { name, what } => out.grants(&name, &set_grants(ctx, &name, &what, true).await?),
+        PluginCommand::Revoke { name, what } => out.grants(&name, &set_grants(ctx, &name, &what, false).await?),
     }
 }
 
