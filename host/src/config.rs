@@ -7,6 +7,7 @@
 //! packs_dir = "/srv/attune/packs"
 //! database_url = "sqlite:///srv/attune/attune.db"
 //! cache_dir = "/var/cache/attune"
+//! host_name = "web-1"
 //! allow_hosts = ["mirror.example.com"]
 //! [limits]
 //! memory = "256MiB"
@@ -43,6 +44,8 @@ pub struct FileConfig {
     pub packs_dir: Option<PathBuf>,
     pub database_url: Option<String>,
     pub cache_dir: Option<PathBuf>,
+    /// The name installs are recorded under (default: the hostname).
+    pub host_name: Option<String>,
     /// Hosts every download may reach besides the source's own.
     #[serde(default)]
     pub allow_hosts: Vec<String>,

@@ -20,6 +20,8 @@ pub struct Settings {
     /// Compiled-component cache; `None` compiles every time.
     pub cache_dir: Option<PathBuf>,
     pub limits: Limits,
+    /// The name this host is recorded under (default: its hostname).
+    pub host_name: Option<String>,
 }
 
 pub struct Context {
@@ -31,6 +33,22 @@ pub struct Context {
     pub host: String,
     /// Who runs this process, for the audit trail.
     pub user: String,
+}
+
+/// Held while a pack is changed; see [`Context::lock_pack`].
+#[derive(Debug)]
+pub struct PackGuard {
+    db: crate::db::PackLock,
+    // Dropped after `db`: released in the reverse order of taking.
+    _file: crate::store::PackLock,
+}
+
+impl PackGuard {
+    /// Releases both locks (dropping also does, less gently for the database's).
+    pub async fn release(self) {
+        let PackGuard { db, _file } = self;
+        db.release().await;
+    }
 }
 
 /// What the start-up check did.
@@ -48,9 +66,29 @@ impl Context {
         let store = Store::open(&settings.packs_dir)?;
         let db = Db::connect(&settings.database_url).await?;
         let runtime = Arc::new(Runtime::new(settings.cache_dir.clone())?);
-        let ctx = Context { store, db, runtime, limits: settings.limits, host: hostname(), user: username() };
+        let ctx = Context {
+            store,
+            db,
+            runtime,
+            limits: settings.limits,
+            host: settings.host_name.clone().unwrap_or_else(hostname),
+            user: username(),
+        };
         let recovery = ctx.recover().await?;
         Ok((ctx, recovery))
+    }
+
+    /// Takes both locks on changing `pack_ref` here, always in this order:
+    /// the packs folder's file lock, then (on PostgreSQL, where other
+    /// processes may use other folders) the database's lock for this host.
+    /// `on_wait` is called when either has to wait for another process.
+    pub async fn lock_pack(&self, pack_ref: &str, on_wait: Arc<dyn Fn() + Send + Sync>) -> Result<PackGuard, Error> {
+        let file = {
+            let (store, r, w) = (self.store.clone(), pack_ref.to_string(), on_wait.clone());
+            tokio::task::spawn_blocking(move || store.lock_pack(&r, || w())).await.expect("lock task panicked")?
+        };
+        let db = self.db.lock_pack(&self.host, pack_ref, || on_wait()).await?;
+        Ok(PackGuard { db, _file: file })
     }
 
     /// Finishes or rolls back installs a killed process left pending.
@@ -58,8 +96,11 @@ impl Context {
         let mut r = Recovery { leftovers_removed: self.store.clean_leftovers()?, ..Default::default() };
         for row in self.db.pending(&self.host).await? {
             debug_assert_eq!(row.status, Status::Pending);
-            // A held lock means the install is alive in another process.
+            // A held lock means the install is alive in another process: the
+            // file lock for this folder's processes, the database's for other
+            // folders of this host (PostgreSQL).
             let Some(_lock) = self.store.try_lock_pack(&row.pack_ref)? else { continue };
+            let Some(_db_lock) = self.db.try_lock_pack(&self.host, &row.pack_ref).await? else { continue };
             let label = format!("{}@{}", row.pack_ref, row.version);
             let path = PathBuf::from(&row.storage_path);
             let on_disk = match path.is_dir() {

@@ -177,19 +177,17 @@ pub async fn install(
 
     let pack_ref = manifest.r#ref.clone();
     let version = manifest.version.clone();
-    let _lock = {
-        let store = ctx.store.clone();
-        let r = pack_ref.clone();
-        let p = progress.clone();
-        tokio::task::spawn_blocking(move || {
-            store.lock_pack(&r, || {
+    let lock = {
+        let (p, r) = (progress.clone(), pack_ref.clone());
+        ctx.lock_pack(
+            &pack_ref,
+            Arc::new(move || {
                 if let Some(p) = &p {
                     p(InstallEvent::Waiting(format!("another attune process is changing {r}; waiting for it")))
                 }
-            })
-        })
-        .await
-        .expect("lock task panicked")?
+            }),
+        )
+        .await?
     };
     let dest = ctx.store.pack_dir(&pack_ref, &version);
     let recorded = ctx.db.current(&pack_ref, &version.to_string(), &ctx.host).await?;
@@ -230,6 +228,7 @@ pub async fn install(
         return Err(e.into());
     }
     ctx.db.complete_install(id).await?;
+    lock.release().await;
     drop(staging);
     Ok(InstallReport {
         pack_ref,

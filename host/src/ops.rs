@@ -37,8 +37,12 @@ impl std::str::FromStr for PackSpec {
     }
 }
 
-pub async fn list(ctx: &Context) -> Result<Vec<Installation>, Error> {
-    Ok(ctx.db.installed(&ctx.host).await?)
+/// The packs installed on this host, or on every host sharing the database.
+pub async fn list(ctx: &Context, all_hosts: bool) -> Result<Vec<Installation>, Error> {
+    Ok(match all_hosts {
+        true => ctx.db.installed_on_all_hosts().await?,
+        false => ctx.db.installed(&ctx.host).await?,
+    })
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -144,9 +148,7 @@ pub struct UninstallReport {
 /// Removes one installed version: out of the packs folder in one rename,
 /// then the record, then the files.
 pub async fn uninstall(ctx: &Context, spec: &PackSpec, method: Method) -> Result<UninstallReport, Error> {
-    let store = ctx.store.clone();
-    let r = spec.pack_ref.clone();
-    let _lock = tokio::task::spawn_blocking(move || store.lock_pack(&r, || {})).await.expect("lock task panicked")?;
+    let _lock = ctx.lock_pack(&spec.pack_ref, std::sync::Arc::new(|| {})).await?;
     let all = ctx.db.installed(&ctx.host).await?;
     let candidates: Vec<&Installation> = all.iter().filter(|i| matches(spec, i)).collect();
     let row = match candidates.as_slice() {

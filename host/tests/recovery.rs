@@ -13,6 +13,7 @@ fn settings(env: &common::Env) -> Settings {
         database_url: env.db_url(),
         cache_dir: Some(common::cache_dir()),
         limits: Limits::default(),
+        host_name: None,
     }
 }
 

@@ -67,6 +67,10 @@ struct Global {
     /// Config file (default: {config_dir}/attune/config.toml).
     #[arg(long, global = true, env = "ATTUNE_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
+    /// The name installs are recorded under (default: the hostname). Hosts
+    /// sharing one database must each have their own.
+    #[arg(long, global = true, env = "ATTUNE_HOST_NAME", value_name = "NAME")]
+    host_name: Option<String>,
     /// Machine-readable output on stdout.
     #[arg(long, global = true)]
     json: bool,
@@ -79,8 +83,12 @@ struct Global {
 enum Command {
     /// Install a pack from a folder, an archive or a URL.
     Install(InstallArgs),
-    /// List installed packs.
-    List,
+    /// List the packs installed on this host.
+    List {
+        /// Every host sharing the database, not just this one.
+        #[arg(long)]
+        all_hosts: bool,
+    },
     /// Show an installed pack and its history.
     Info {
         /// ref or ref@version
@@ -345,6 +353,7 @@ fn settings(g: &Global, file: &FileConfig, limits: Option<&LimitArgs>) -> anyhow
             g.cache_dir.clone().or_else(|| file.cache_dir.clone()).unwrap_or_else(config::default_cache_dir),
         ),
         limits: l,
+        host_name: g.host_name.clone().or_else(|| file.host_name.clone()),
     })
 }
 
@@ -408,7 +417,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             bar.finish();
             out.installed(&result?)?;
         }
-        Command::List => out.list(&attune::ops::list(&ctx).await?)?,
+        Command::List { all_hosts } => out.list(&attune::ops::list(&ctx, all_hosts).await?, all_hosts)?,
         Command::Info { pack } => out.info(&attune::ops::info(&ctx, &pack.parse::<PackSpec>()?).await?)?,
         Command::Verify { packs } => {
             let specs = packs.iter().map(|p| p.parse::<PackSpec>()).collect::<Result<Vec<_>, _>>()?;

@@ -98,7 +98,7 @@ impl Output {
         Ok(())
     }
 
-    pub fn list(&self, rows: &[Installation]) -> anyhow::Result<()> {
+    pub fn list(&self, rows: &[Installation], all_hosts: bool) -> anyhow::Result<()> {
         if self.json {
             return print_json(&rows.iter().map(slim).collect::<Vec<_>>());
         }
@@ -109,16 +109,24 @@ impl Output {
         let rows: Vec<Vec<String>> = rows
             .iter()
             .map(|i| {
-                vec![
+                let mut row = vec![
                     i.pack_ref.clone(),
                     i.version.clone(),
                     i.source_type.clone(),
                     when(&i.installed_at),
                     short(&i.checksum),
-                ]
+                ];
+                if all_hosts {
+                    row.push(i.host.clone());
+                }
+                row
             })
             .collect();
-        table(&["REF", "VERSION", "SOURCE", "INSTALLED", "CHECKSUM"], &rows);
+        let headers: &[&str] = match all_hosts {
+            true => &["REF", "VERSION", "SOURCE", "INSTALLED", "CHECKSUM", "HOST"],
+            false => &["REF", "VERSION", "SOURCE", "INSTALLED", "CHECKSUM"],
+        };
+        table(headers, &rows);
         Ok(())
     }
 

@@ -11,8 +11,9 @@ use super::Status;
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     #[error(
-        "unsupported database URL `{url}`: attune supports only SQLite, as \
-         `sqlite:///absolute/path/attune.db`, `sqlite://relative/path.db` or `sqlite::memory:`"
+        "unsupported database URL `{url}`: attune supports SQLite, as \
+         `sqlite:///absolute/path/attune.db`, `sqlite://relative/path.db` or `sqlite::memory:`, \
+         and PostgreSQL, as `postgres://user:password@host:5432/database`"
     )]
     UnsupportedUrl {
         /// Redacted: never holds a password.
@@ -31,8 +32,9 @@ pub enum DbError {
     },
 
     #[error(
-        "cannot open the attune database at `{url}`; check that the file is readable and \
-         writable and is an SQLite database, or point attune at another database URL"
+        "cannot open the attune database at `{url}`; for SQLite check that the file is readable \
+         and writable and is an SQLite database, for PostgreSQL that the server is up and the \
+         database, user and password are right; or point attune at another database URL"
     )]
     Connect {
         /// Redacted: never holds a password.

@@ -12,13 +12,16 @@
 //!   and the schema itself forbids two live installs of one ref+version on a
 //!   host.
 //!
-//! Today the backend is SQLite (one file shared by several attune processes,
-//! hence WAL and a long busy timeout). A PostgreSQL backend is meant to sit
-//! behind this same API later, so the SQL here is kept portable: `$N`
-//! placeholders, `ON CONFLICT`, `RETURNING`, timestamps as BIGINT unix
-//! milliseconds, JSON as TEXT.
+//! Two backends sit behind this one API: SQLite (the embedded default, one
+//! file shared by several attune processes, hence WAL and a long busy
+//! timeout) and PostgreSQL (one database shared by many hosts). The SQL text
+//! is written once and runs on either ([`on_pool!`]): `$N` placeholders,
+//! `ON CONFLICT`, `RETURNING`, timestamps as BIGINT unix milliseconds, JSON as
+//! TEXT. Only the schema differs, in `migrations/sqlite` and
+//! `migrations/postgres`.
 
 mod error;
+mod lock;
 mod model;
 mod plugins;
 #[cfg(test)]
@@ -27,34 +30,111 @@ mod tests;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-use sqlx::migrate::MigrateError;
+use sqlx::migrate::{MigrateError, Migrator};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::{Database, Transaction};
 use time::OffsetDateTime;
 
 pub use error::{DbError, redact_url};
+pub use lock::PackLock;
 pub use model::{Action, Installation, Method, NewInstallation, Pack, Status, VerifyStatus, version_cmp};
 use model::{now, to_unix_ms};
 pub use plugins::{Grant, PluginRow};
 
-/// The schema migrations, embedded at compile time. The path is relative to the
-/// crate's Cargo.toml (sqlx refuses absolute ones).
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+/// The schema migrations, embedded at compile time, one folder per dialect.
+/// The paths are relative to the crate's Cargo.toml (sqlx refuses absolute ones).
+static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("../migrations/sqlite");
+static POSTGRES_MIGRATOR: Migrator = sqlx::migrate!("../migrations/postgres");
 
 /// How long a statement waits for another process's write lock before failing
 /// with "database is locked". Installs are short, but several attune processes
 /// may queue behind one another.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Write transactions take SQLite's write lock up front. A plain (deferred)
-/// `BEGIN` that reads and then writes fails at once with SQLITE_BUSY when another
-/// connection committed in between, without waiting for the busy timeout.
-/// (PostgreSQL: plain `BEGIN`; its row locks already wait.)
-const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
+/// Which database a [`Db`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, Clone)]
+enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs `$body` with `$pool` bound to whichever pool `$db` holds. The body is
+/// the same source text for both, type-checked once per backend, so a query
+/// that does not suit one of them fails to compile rather than at run time.
+macro_rules! on_pool {
+    ($db:expr, $pool:ident => $body:block) => {
+        match &$db.pool {
+            crate::db::Pool::Sqlite($pool) => $body,
+            crate::db::Pool::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use on_pool;
+
+/// Reads the ref, version and host of installation `id`, inside `$tx`,
+/// insisting it is still pending: completing or failing anything else is a
+/// pipeline bug. A macro because the transaction's type differs per backend.
+macro_rules! pending_row {
+    ($tx:expr, $id:expr, $attempted:expr, $what:expr) => {{
+        let (id, attempted, what): (i64, &'static str, &'static str) = ($id, $attempted, $what);
+        let row: Option<(String, String, String, String)> =
+            sqlx::query_as("SELECT pack_ref, version, host, status FROM installations WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&mut *$tx)
+                .await
+                .map_err(DbError::query(what))?;
+        let Some((pack_ref, version, host, status)) = row else {
+            return Err(DbError::NotFound { what: "installation", key: format!("id {id}") });
+        };
+        match status.parse::<Status>() {
+            Ok(Status::Pending) => (pack_ref, version, host),
+            Ok(status) => return Err(DbError::NotPending { id, status, attempted }),
+            Err(e) => {
+                return Err(DbError::Query {
+                    what,
+                    source: sqlx::Error::ColumnDecode { index: "status".into(), source: e.into() },
+                });
+            }
+        }
+    }};
+}
+
+/// Opening a write transaction, the right way for each backend.
+trait BeginWrite {
+    type Db: Database;
+    async fn begin_write(&self) -> Result<Transaction<'static, Self::Db>, sqlx::Error>;
+}
+
+impl BeginWrite for SqlitePool {
+    type Db = sqlx::Sqlite;
+    /// Takes SQLite's write lock up front. A plain (deferred) `BEGIN` that
+    /// reads and then writes fails at once with SQLITE_BUSY when another
+    /// connection committed in between, without waiting for the busy timeout.
+    async fn begin_write(&self) -> Result<Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
+        self.begin_with("BEGIN IMMEDIATE").await
+    }
+}
+
+impl BeginWrite for PgPool {
+    type Db = sqlx::Postgres;
+    /// A plain `BEGIN`: PostgreSQL's row locks already wait.
+    async fn begin_write(&self) -> Result<Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+        self.begin().await
+    }
+}
 
 /// A handle on the installation database. Cheap to clone (a connection pool).
 #[derive(Debug, Clone)]
 pub struct Db {
-    pool: SqlitePool,
+    pool: Pool,
 }
 
 impl Db {
@@ -69,63 +149,47 @@ impl Db {
         format!("sqlite://{path}")
     }
 
-    /// Opens (creating if needed, parent directory included) the database at
-    /// `url` and brings its schema up to date.
+    /// Opens the database at `url` and brings its schema up to date.
     ///
     /// Accepts `sqlite:///abs/path.db`, `sqlite://rel/path.db` (relative to the
-    /// working directory) and `sqlite::memory:` (a private database that lives
-    /// as long as this `Db` and its clones).
+    /// working directory; created, parent directory included, if missing),
+    /// `sqlite::memory:` (a private database that lives as long as this `Db`
+    /// and its clones), and `postgres://user:password@host:port/database`
+    /// (or `postgresql://`; the database must exist).
     pub async fn connect(url: &str) -> Result<Db, DbError> {
-        let Some(rest) = url.strip_prefix("sqlite:") else {
+        let db = if let Some(rest) = url.strip_prefix("sqlite:") {
+            Db { pool: Pool::Sqlite(connect_sqlite(url, rest).await?) }
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Db { pool: Pool::Postgres(connect_postgres(url).await?) }
+        } else {
             return Err(DbError::UnsupportedUrl { url: redact_url(url) });
         };
-        let connect_err = |source| DbError::Connect { url: redact_url(url), source };
-        let in_memory = is_memory(rest);
-
-        let mut options =
-            SqliteConnectOptions::from_str(url).map_err(connect_err)?.foreign_keys(true).busy_timeout(BUSY_TIMEOUT);
-        let pool_options = if in_memory {
-            // An in-memory database dies with its last connection: keep exactly one, forever.
-            SqlitePoolOptions::new().max_connections(1).min_connections(1).idle_timeout(None).max_lifetime(None)
-        } else {
-            let path = options.get_filename();
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                fs_err::create_dir_all(dir).map_err(|source| DbError::CreateDir { path: dir.to_owned(), source })?;
-            }
-            // WAL: readers never block the writer, so `attune list` can run during an install.
-            options = options.create_if_missing(true).journal_mode(SqliteJournalMode::Wal);
-            // SQLite has one writer at a time anyway; a few connections serve concurrent reads.
-            SqlitePoolOptions::new().max_connections(4)
-        };
-
-        let pool_options = pool_options.acquire_timeout(BUSY_TIMEOUT);
-        let started = Instant::now();
-        let pool = loop {
-            match pool_options.clone().connect_with(options.clone()).await {
-                Ok(pool) => break pool,
-                // Switching a new file to WAL needs an exclusive lock that SQLite does not
-                // wait for: processes opening a fresh file together must retry themselves.
-                Err(e) if is_busy(&e) && started.elapsed() < BUSY_TIMEOUT => {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-                Err(e) => return Err(connect_err(e)),
-            }
-        };
-        let db = Db { pool };
         db.migrate().await?;
         Ok(db)
     }
 
-    /// Applies pending migrations. SQLite's migrator takes no lock, so processes
-    /// opening a fresh file together race to apply the same migration; each
-    /// migration and its bookkeeping row commit as one transaction, so the
-    /// losers fail cleanly ("table exists", a duplicate version, busy) and a
-    /// second pass finds the work done. A broken migration fails every pass.
+    pub fn backend(&self) -> Backend {
+        match self.pool {
+            Pool::Sqlite(_) => Backend::Sqlite,
+            Pool::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// Applies pending migrations. PostgreSQL's migrator serializes concurrent
+    /// runs with an advisory lock; SQLite's takes no lock, so processes opening
+    /// a fresh file together race to apply the same migration. Each migration
+    /// and its bookkeeping row commit as one transaction, so the losers fail
+    /// cleanly ("table exists", a duplicate version, busy) and a second pass
+    /// finds the work done. A broken migration fails every pass.
     async fn migrate(&self) -> Result<(), DbError> {
         const ATTEMPTS: u32 = 5;
         let mut attempt = 1;
         loop {
-            match MIGRATOR.run(&self.pool).await {
+            let result = match &self.pool {
+                Pool::Sqlite(pool) => SQLITE_MIGRATOR.run(pool).await,
+                Pool::Postgres(pool) => POSTGRES_MIGRATOR.run(pool).await,
+            };
+            match result {
                 Ok(()) => return Ok(()),
                 // Only execution errors can be a lost race; a changed or unknown
                 // migration is final.
@@ -141,138 +205,146 @@ impl Db {
     /// Closes every connection, waiting for them to finish. Optional: dropping
     /// the last clone also closes the pool, but without waiting.
     pub async fn close(&self) {
-        self.pool.close().await;
+        on_pool!(self, pool => {
+            pool.close().await;
+        })
     }
 
     /// Journal step 1, before anything touches disk: records the pack and a
     /// `pending` installation (action `reinstall` when this ref+version is
     /// already installed on this host, otherwise `install`). Returns its id.
     pub async fn begin_install(&self, new: &NewInstallation) -> Result<i64, DbError> {
-        let what = "recording the start of an install";
-        let mut tx = self.pool.begin_with(BEGIN_WRITE).await.map_err(DbError::query(what))?;
+        on_pool!(self, pool => {
+            let what = "recording the start of an install";
+            let mut tx = pool.begin_write().await.map_err(DbError::query(what))?;
 
-        sqlx::query(
-            "INSERT INTO packs (pack_ref, name, description) VALUES ($1, $2, $3)
-             ON CONFLICT (pack_ref) DO UPDATE
-             SET name = excluded.name, description = excluded.description",
-        )
-        .bind(&new.pack_ref)
-        .bind(&new.pack_name)
-        .bind(&new.pack_description)
-        .execute(&mut *tx)
-        .await
-        .map_err(DbError::query(what))?;
+            sqlx::query(
+                "INSERT INTO packs (pack_ref, name, description) VALUES ($1, $2, $3)
+                 ON CONFLICT (pack_ref) DO UPDATE
+                 SET name = excluded.name, description = excluded.description",
+            )
+            .bind(&new.pack_ref)
+            .bind(&new.pack_name)
+            .bind(&new.pack_description)
+            .execute(&mut *tx)
+            .await
+            .map_err(DbError::query(what))?;
 
-        let live: Option<i64> = sqlx::query_scalar(
-            "SELECT id FROM installations
-             WHERE pack_ref = $1 AND version = $2 AND host = $3 AND status = 'installed'",
-        )
-        .bind(&new.pack_ref)
-        .bind(&new.version)
-        .bind(&new.host)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(DbError::query(what))?;
-        let action = if live.is_some() { Action::Reinstall } else { Action::Install };
+            let live: Option<i64> = sqlx::query_scalar(
+                "SELECT id FROM installations
+                 WHERE pack_ref = $1 AND version = $2 AND host = $3 AND status = 'installed'",
+            )
+            .bind(&new.pack_ref)
+            .bind(&new.version)
+            .bind(&new.host)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(DbError::query(what))?;
+            let action = if live.is_some() { Action::Reinstall } else { Action::Install };
 
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO installations (
-                 pack_ref, version, action, status, source_type, source,
-                 requested_ref, resolved_commit, checksum, checksum_algorithm,
-                 manifest_json, verified, installed_at, installed_by, method,
-                 storage_path, fetcher_name, fetcher_version, fetcher_hash, host,
-                 metadata_json
-             ) VALUES (
-                 $1, $2, $3, 'pending', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
-                 $14, $15, $16, $17, $18, $19, $20
-             ) RETURNING id",
-        )
-        .bind(&new.pack_ref)
-        .bind(&new.version)
-        .bind(action.as_str())
-        .bind(&new.source_type)
-        .bind(&new.source)
-        .bind(&new.requested_ref)
-        .bind(&new.resolved_commit)
-        .bind(&new.checksum)
-        .bind(&new.checksum_algorithm)
-        .bind(new.manifest.to_string())
-        .bind(new.verified)
-        .bind(to_unix_ms(now()))
-        .bind(&new.installed_by)
-        .bind(new.method.as_str())
-        .bind(&new.storage_path)
-        .bind(&new.fetcher_name)
-        .bind(&new.fetcher_version)
-        .bind(&new.fetcher_hash)
-        .bind(&new.host)
-        .bind(new.metadata.to_string())
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(DbError::query(what))?;
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO installations (
+                     pack_ref, version, action, status, source_type, source,
+                     requested_ref, resolved_commit, checksum, checksum_algorithm,
+                     manifest_json, verified, installed_at, installed_by, method,
+                     storage_path, fetcher_name, fetcher_version, fetcher_hash, host,
+                     metadata_json
+                 ) VALUES (
+                     $1, $2, $3, 'pending', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
+                     $14, $15, $16, $17, $18, $19, $20
+                 ) RETURNING id",
+            )
+            .bind(&new.pack_ref)
+            .bind(&new.version)
+            .bind(action.as_str())
+            .bind(&new.source_type)
+            .bind(&new.source)
+            .bind(&new.requested_ref)
+            .bind(&new.resolved_commit)
+            .bind(&new.checksum)
+            .bind(&new.checksum_algorithm)
+            .bind(new.manifest.to_string())
+            .bind(new.verified)
+            .bind(to_unix_ms(now()))
+            .bind(&new.installed_by)
+            .bind(new.method.as_str())
+            .bind(&new.storage_path)
+            .bind(&new.fetcher_name)
+            .bind(&new.fetcher_version)
+            .bind(&new.fetcher_hash)
+            .bind(&new.host)
+            .bind(new.metadata.to_string())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(DbError::query(what))?;
 
-        tx.commit().await.map_err(DbError::query(what))?;
-        Ok(id)
+            tx.commit().await.map_err(DbError::query(what))?;
+            Ok(id)
+        })
     }
 
     /// Journal step 2, once the files are in place: the pending installation
     /// `id` becomes the live one, and any earlier live install of the same
     /// ref+version on the same host becomes `replaced`.
     pub async fn complete_install(&self, id: i64) -> Result<(), DbError> {
-        let what = "recording a completed install";
-        let mut tx = self.pool.begin_with(BEGIN_WRITE).await.map_err(DbError::query(what))?;
-        let (pack_ref, version, host) = pending_row(&mut tx, id, "completed", what).await?;
-        let finished = to_unix_ms(now());
+        on_pool!(self, pool => {
+            let what = "recording a completed install";
+            let mut tx = pool.begin_write().await.map_err(DbError::query(what))?;
+            let (pack_ref, version, host) = pending_row!(tx, id, "completed", what);
+            let finished = to_unix_ms(now());
 
-        // Demote first: the unique index allows one 'installed' row at a time.
-        sqlx::query(
-            "UPDATE installations SET status = 'replaced'
-             WHERE pack_ref = $1 AND version = $2 AND host = $3 AND status = 'installed'",
-        )
-        .bind(&pack_ref)
-        .bind(&version)
-        .bind(&host)
-        .execute(&mut *tx)
-        .await
-        .map_err(DbError::query(what))?;
+            // Demote first: the unique index allows one 'installed' row at a time.
+            sqlx::query(
+                "UPDATE installations SET status = 'replaced'
+                 WHERE pack_ref = $1 AND version = $2 AND host = $3 AND status = 'installed'",
+            )
+            .bind(&pack_ref)
+            .bind(&version)
+            .bind(&host)
+            .execute(&mut *tx)
+            .await
+            .map_err(DbError::query(what))?;
 
-        sqlx::query("UPDATE installations SET status = 'installed', finished_at = $2 WHERE id = $1")
-            .bind(id)
+            sqlx::query("UPDATE installations SET status = 'installed', finished_at = $2 WHERE id = $1")
+                .bind(id)
+                .bind(finished)
+                .execute(&mut *tx)
+                .await
+                .map_err(DbError::query(what))?;
+
+            sqlx::query(
+                "UPDATE packs SET first_installed_at = $2
+                 WHERE pack_ref = $1 AND first_installed_at IS NULL",
+            )
+            .bind(&pack_ref)
             .bind(finished)
             .execute(&mut *tx)
             .await
             .map_err(DbError::query(what))?;
 
-        sqlx::query(
-            "UPDATE packs SET first_installed_at = $2
-             WHERE pack_ref = $1 AND first_installed_at IS NULL",
-        )
-        .bind(&pack_ref)
-        .bind(finished)
-        .execute(&mut *tx)
-        .await
-        .map_err(DbError::query(what))?;
-
-        tx.commit().await.map_err(DbError::query(what))
+            tx.commit().await.map_err(DbError::query(what))
+        })
     }
 
     /// Journal step 2, when the install did not happen: the pending installation
     /// `id` becomes `failed` with `error`. An earlier live install is untouched.
     pub async fn fail_install(&self, id: i64, error: &str) -> Result<(), DbError> {
-        let what = "recording a failed install";
-        let mut tx = self.pool.begin_with(BEGIN_WRITE).await.map_err(DbError::query(what))?;
-        pending_row(&mut tx, id, "failed", what).await?;
-        sqlx::query(
-            "UPDATE installations SET status = 'failed', error = $2, finished_at = $3
-             WHERE id = $1",
-        )
-        .bind(id)
-        .bind(error)
-        .bind(to_unix_ms(now()))
-        .execute(&mut *tx)
-        .await
-        .map_err(DbError::query(what))?;
-        tx.commit().await.map_err(DbError::query(what))
+        on_pool!(self, pool => {
+            let what = "recording a failed install";
+            let mut tx = pool.begin_write().await.map_err(DbError::query(what))?;
+            pending_row!(tx, id, "failed", what);
+            sqlx::query(
+                "UPDATE installations SET status = 'failed', error = $2, finished_at = $3
+                 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(error)
+            .bind(to_unix_ms(now()))
+            .execute(&mut *tx)
+            .await
+            .map_err(DbError::query(what))?;
+            tx.commit().await.map_err(DbError::query(what))
+        })
     }
 
     /// Records an uninstall: the live installation of `pack_ref`@`version` on
@@ -288,156 +360,193 @@ impl Db {
         by: &str,
         method: Method,
     ) -> Result<i64, DbError> {
-        let what = "recording an uninstall";
-        let mut tx = self.pool.begin_with(BEGIN_WRITE).await.map_err(DbError::query(what))?;
+        on_pool!(self, pool => {
+            let what = "recording an uninstall";
+            let mut tx = pool.begin_write().await.map_err(DbError::query(what))?;
 
-        let live: Option<i64> = sqlx::query_scalar(
-            "SELECT id FROM installations
-             WHERE pack_ref = $1 AND version = $2 AND host = $3 AND status = 'installed'",
-        )
-        .bind(pack_ref)
-        .bind(version)
-        .bind(host)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(DbError::query(what))?;
-        let Some(live) = live else {
-            return Err(DbError::NotFound {
-                what: "installed pack",
-                key: format!("{pack_ref}@{version} on host {host}"),
-            });
-        };
+            let live: Option<i64> = sqlx::query_scalar(
+                "SELECT id FROM installations
+                 WHERE pack_ref = $1 AND version = $2 AND host = $3 AND status = 'installed'",
+            )
+            .bind(pack_ref)
+            .bind(version)
+            .bind(host)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(DbError::query(what))?;
+            let Some(live) = live else {
+                return Err(DbError::NotFound {
+                    what: "installed pack",
+                    key: format!("{pack_ref}@{version} on host {host}"),
+                });
+            };
 
-        sqlx::query("UPDATE installations SET status = 'removed' WHERE id = $1")
+            sqlx::query("UPDATE installations SET status = 'removed' WHERE id = $1")
+                .bind(live)
+                .execute(&mut *tx)
+                .await
+                .map_err(DbError::query(what))?;
+
+            let at = to_unix_ms(now());
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO installations (
+                     pack_ref, version, action, status, source_type, source,
+                     requested_ref, resolved_commit, checksum, checksum_algorithm,
+                     manifest_json, verified, installed_at, installed_by, method,
+                     storage_path, fetcher_name, fetcher_version, fetcher_hash, host,
+                     metadata_json, finished_at
+                 )
+                 SELECT pack_ref, version, 'uninstall', 'removed', source_type, source,
+                        requested_ref, resolved_commit, checksum, checksum_algorithm,
+                        manifest_json, verified, $2, $3, $4,
+                        storage_path, fetcher_name, fetcher_version, fetcher_hash, host,
+                        metadata_json, $2
+                 FROM installations WHERE id = $1
+                 RETURNING id",
+            )
             .bind(live)
-            .execute(&mut *tx)
+            .bind(at)
+            .bind(by)
+            .bind(method.as_str())
+            .fetch_one(&mut *tx)
             .await
             .map_err(DbError::query(what))?;
 
-        let at = to_unix_ms(now());
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO installations (
-                 pack_ref, version, action, status, source_type, source,
-                 requested_ref, resolved_commit, checksum, checksum_algorithm,
-                 manifest_json, verified, installed_at, installed_by, method,
-                 storage_path, fetcher_name, fetcher_version, fetcher_hash, host,
-                 metadata_json, finished_at
-             )
-             SELECT pack_ref, version, 'uninstall', 'removed', source_type, source,
-                    requested_ref, resolved_commit, checksum, checksum_algorithm,
-                    manifest_json, verified, $2, $3, $4,
-                    storage_path, fetcher_name, fetcher_version, fetcher_hash, host,
-                    metadata_json, $2
-             FROM installations WHERE id = $1
-             RETURNING id",
-        )
-        .bind(live)
-        .bind(at)
-        .bind(by)
-        .bind(method.as_str())
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(DbError::query(what))?;
-
-        tx.commit().await.map_err(DbError::query(what))?;
-        Ok(id)
+            tx.commit().await.map_err(DbError::query(what))?;
+            Ok(id)
+        })
     }
 
     /// Installations on `host` left `pending` (by a crash or a kill), oldest
     /// first: what start-up repair must complete or fail.
     pub async fn pending(&self, host: &str) -> Result<Vec<Installation>, DbError> {
-        sqlx::query_as("SELECT * FROM installations WHERE host = $1 AND status = 'pending' ORDER BY id")
-            .bind(host)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(DbError::query("listing pending installations"))
+        on_pool!(self, pool => {
+            sqlx::query_as("SELECT * FROM installations WHERE host = $1 AND status = 'pending' ORDER BY id")
+                .bind(host)
+                .fetch_all(pool)
+                .await
+                .map_err(DbError::query("listing pending installations"))
+        })
     }
 
     /// The live installations on `host`, by ref, then by version
     /// ([`version_cmp`]: `1.9.0` before `1.10.0`).
     pub async fn installed(&self, host: &str) -> Result<Vec<Installation>, DbError> {
-        let mut rows: Vec<Installation> = sqlx::query_as(
-            "SELECT * FROM installations WHERE host = $1 AND status = 'installed'
-             ORDER BY pack_ref, version",
-        )
-        .bind(host)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(DbError::query("listing installed packs"))?;
-        rows.sort_by(|a, b| a.pack_ref.cmp(&b.pack_ref).then_with(|| version_cmp(&a.version, &b.version)));
-        Ok(rows)
+        on_pool!(self, pool => {
+            let mut rows: Vec<Installation> = sqlx::query_as(
+                "SELECT * FROM installations WHERE host = $1 AND status = 'installed'
+                 ORDER BY pack_ref, version",
+            )
+            .bind(host)
+            .fetch_all(pool)
+            .await
+            .map_err(DbError::query("listing installed packs"))?;
+            rows.sort_by(|a, b| a.pack_ref.cmp(&b.pack_ref).then_with(|| version_cmp(&a.version, &b.version)));
+            Ok(rows)
+        })
+    }
+
+    /// The live installations on every host sharing this database, by ref,
+    /// then version, then host.
+    pub async fn installed_on_all_hosts(&self) -> Result<Vec<Installation>, DbError> {
+        on_pool!(self, pool => {
+            let mut rows: Vec<Installation> =
+                sqlx::query_as("SELECT * FROM installations WHERE status = 'installed' ORDER BY pack_ref, version, host")
+                    .fetch_all(pool)
+                    .await
+                    .map_err(DbError::query("listing installed packs on all hosts"))?;
+            rows.sort_by(|a, b| {
+                a.pack_ref
+                    .cmp(&b.pack_ref)
+                    .then_with(|| version_cmp(&a.version, &b.version))
+                    .then_with(|| a.host.cmp(&b.host))
+            });
+            Ok(rows)
+        })
     }
 
     /// The versions of `pack_ref` installed on `host`, in [`version_cmp`] order.
     pub async fn installed_versions(&self, pack_ref: &str, host: &str) -> Result<Vec<String>, DbError> {
-        let mut versions: Vec<String> = sqlx::query_scalar(
-            "SELECT version FROM installations
-             WHERE pack_ref = $1 AND host = $2 AND status = 'installed'",
-        )
-        .bind(pack_ref)
-        .bind(host)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(DbError::query("listing installed versions"))?;
-        versions.sort_by(|a, b| version_cmp(a, b));
-        Ok(versions)
+        on_pool!(self, pool => {
+            let mut versions: Vec<String> = sqlx::query_scalar(
+                "SELECT version FROM installations
+                 WHERE pack_ref = $1 AND host = $2 AND status = 'installed'",
+            )
+            .bind(pack_ref)
+            .bind(host)
+            .fetch_all(pool)
+            .await
+            .map_err(DbError::query("listing installed versions"))?;
+            versions.sort_by(|a, b| version_cmp(a, b));
+            Ok(versions)
+        })
     }
 
     /// The live installation of `pack_ref`@`version` on `host`, if any.
     pub async fn current(&self, pack_ref: &str, version: &str, host: &str) -> Result<Option<Installation>, DbError> {
-        sqlx::query_as(
-            "SELECT * FROM installations
-             WHERE pack_ref = $1 AND version = $2 AND host = $3 AND status = 'installed'",
-        )
-        .bind(pack_ref)
-        .bind(version)
-        .bind(host)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(DbError::query("looking up an installed pack"))
+        on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT * FROM installations
+                 WHERE pack_ref = $1 AND version = $2 AND host = $3 AND status = 'installed'",
+            )
+            .bind(pack_ref)
+            .bind(version)
+            .bind(host)
+            .fetch_optional(pool)
+            .await
+            .map_err(DbError::query("looking up an installed pack"))
+        })
     }
 
     /// Every action ever recorded for `pack_ref`, on every host, newest first.
     pub async fn history(&self, pack_ref: &str) -> Result<Vec<Installation>, DbError> {
-        // By id, not time: ids follow commit order even when hosts' clocks disagree.
-        sqlx::query_as("SELECT * FROM installations WHERE pack_ref = $1 ORDER BY id DESC")
-            .bind(pack_ref)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(DbError::query("reading an installation history"))
+        on_pool!(self, pool => {
+            // By id, not time: ids follow commit order even when hosts' clocks disagree.
+            sqlx::query_as("SELECT * FROM installations WHERE pack_ref = $1 ORDER BY id DESC")
+                .bind(pack_ref)
+                .fetch_all(pool)
+                .await
+                .map_err(DbError::query("reading an installation history"))
+        })
     }
 
     /// One installation row by id.
     pub async fn installation(&self, id: i64) -> Result<Option<Installation>, DbError> {
-        sqlx::query_as("SELECT * FROM installations WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(DbError::query("reading an installation"))
+        on_pool!(self, pool => {
+            sqlx::query_as("SELECT * FROM installations WHERE id = $1")
+                .bind(id)
+                .fetch_optional(pool)
+                .await
+                .map_err(DbError::query("reading an installation"))
+        })
     }
 
     /// The `packs` row of `pack_ref`, if it was ever (attempted to be) installed.
     pub async fn pack(&self, pack_ref: &str) -> Result<Option<Pack>, DbError> {
-        sqlx::query_as("SELECT * FROM packs WHERE pack_ref = $1")
-            .bind(pack_ref)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(DbError::query("reading a pack"))
+        on_pool!(self, pool => {
+            sqlx::query_as("SELECT * FROM packs WHERE pack_ref = $1")
+                .bind(pack_ref)
+                .fetch_optional(pool)
+                .await
+                .map_err(DbError::query("reading a pack"))
+        })
     }
 
     /// Records the outcome of `attune verify` on installation `id`.
     pub async fn set_verify_result(&self, id: i64, status: VerifyStatus, at: OffsetDateTime) -> Result<(), DbError> {
-        let done = sqlx::query("UPDATE installations SET verify_status = $2, verified_at = $3 WHERE id = $1")
-            .bind(id)
-            .bind(status.as_str())
-            .bind(to_unix_ms(at))
-            .execute(&self.pool)
-            .await
-            .map_err(DbError::query("recording a verify result"))?;
-        if done.rows_affected() == 0 {
-            return Err(DbError::NotFound { what: "installation", key: format!("id {id}") });
-        }
-        Ok(())
+        on_pool!(self, pool => {
+            let done = sqlx::query("UPDATE installations SET verify_status = $2, verified_at = $3 WHERE id = $1")
+                .bind(id)
+                .bind(status.as_str())
+                .bind(to_unix_ms(at))
+                .execute(pool)
+                .await
+                .map_err(DbError::query("recording a verify result"))?;
+            if done.rows_affected() == 0 {
+                return Err(DbError::NotFound { what: "installation", key: format!("id {id}") });
+            }
+            Ok(())
+        })
     }
 }
 
@@ -457,28 +566,49 @@ fn is_memory(rest: &str) -> bool {
     db == ":memory:" || params.split('&').any(|p| p == "mode=memory")
 }
 
-/// Reads the ref, version and host of installation `id`, inside `tx`, insisting
-/// it is still pending: completing or failing anything else is a pipeline bug.
-async fn pending_row(
-    tx: &mut sqlx::SqliteConnection,
-    id: i64,
-    attempted: &'static str,
-    what: &'static str,
-) -> Result<(String, String, String), DbError> {
-    let row: Option<(String, String, String, String)> =
-        sqlx::query_as("SELECT pack_ref, version, host, status FROM installations WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(DbError::query(what))?;
-    let Some((pack_ref, version, host, status)) = row else {
-        return Err(DbError::NotFound { what: "installation", key: format!("id {id}") });
+async fn connect_sqlite(url: &str, rest: &str) -> Result<SqlitePool, DbError> {
+    let connect_err = |source| DbError::Connect { url: redact_url(url), source };
+    let in_memory = is_memory(rest);
+
+    let mut options =
+        SqliteConnectOptions::from_str(url).map_err(connect_err)?.foreign_keys(true).busy_timeout(BUSY_TIMEOUT);
+    let pool_options = if in_memory {
+        // An in-memory database dies with its last connection: keep exactly one, forever.
+        SqlitePoolOptions::new().max_connections(1).min_connections(1).idle_timeout(None).max_lifetime(None)
+    } else {
+        let path = options.get_filename();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            fs_err::create_dir_all(dir).map_err(|source| DbError::CreateDir { path: dir.to_owned(), source })?;
+        }
+        // WAL: readers never block the writer, so `attune list` can run during an install.
+        options = options.create_if_missing(true).journal_mode(SqliteJournalMode::Wal);
+        // SQLite has one writer at a time anyway; a few connections serve concurrent reads.
+        SqlitePoolOptions::new().max_connections(4)
     };
-    match status.parse::<Status>() {
-        Ok(Status::Pending) => Ok((pack_ref, version, host)),
-        Ok(status) => Err(DbError::NotPending { id, status, attempted }),
-        Err(e) => {
-            Err(DbError::Query { what, source: sqlx::Error::ColumnDecode { index: "status".into(), source: e.into() } })
+
+    let pool_options = pool_options.acquire_timeout(BUSY_TIMEOUT);
+    let started = Instant::now();
+    loop {
+        match pool_options.clone().connect_with(options.clone()).await {
+            Ok(pool) => return Ok(pool),
+            // Switching a new file to WAL needs an exclusive lock that SQLite does not
+            // wait for: processes opening a fresh file together must retry themselves.
+            Err(e) if is_busy(&e) && started.elapsed() < BUSY_TIMEOUT => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => return Err(connect_err(e)),
         }
     }
+}
+
+async fn connect_postgres(url: &str) -> Result<PgPool, DbError> {
+    let connect_err = |source| DbError::Connect { url: redact_url(url), source };
+    let options = PgConnectOptions::from_str(url).map_err(connect_err)?.application_name("attune");
+    // Connect eagerly so a wrong URL or a down server is reported here, not mid-install.
+    PgPoolOptions::new()
+        .max_connections(8)
+        .acquire_timeout(BUSY_TIMEOUT)
+        .connect_with(options)
+        .await
+        .map_err(connect_err)
 }

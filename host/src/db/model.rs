@@ -5,8 +5,9 @@ use std::fmt;
 use std::str::FromStr;
 
 use serde::Serialize;
+use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
-use sqlx::{FromRow, Row};
+use sqlx::{Decode, FromRow, Postgres, Row, Sqlite, Type};
 use time::OffsetDateTime;
 
 /// Declares a closed set of strings stored in a TEXT column with a CHECK
@@ -174,75 +175,109 @@ pub struct Pack {
 
 // Hand-written rather than derived: sqlx is built without its `time` feature
 // and timestamps are stored as unix milliseconds, so columns need converting.
-impl<'r> FromRow<'r, SqliteRow> for Installation {
-    fn from_row(row: &'r SqliteRow) -> Result<Self, sqlx::Error> {
-        Ok(Self {
-            id: row.try_get("id")?,
-            pack_ref: row.try_get("pack_ref")?,
-            version: row.try_get("version")?,
+fn installation(row: &impl Columns) -> Result<Installation, sqlx::Error> {
+    {
+        Ok(Installation {
+            id: row.col("id")?,
+            pack_ref: row.col("pack_ref")?,
+            version: row.col("version")?,
             action: text(row, "action")?,
             status: text(row, "status")?,
-            source_type: row.try_get("source_type")?,
-            source: row.try_get("source")?,
-            requested_ref: row.try_get("requested_ref")?,
-            resolved_commit: row.try_get("resolved_commit")?,
-            checksum: row.try_get("checksum")?,
-            checksum_algorithm: row.try_get("checksum_algorithm")?,
+            source_type: row.col("source_type")?,
+            source: row.col("source")?,
+            requested_ref: row.col("requested_ref")?,
+            resolved_commit: row.col("resolved_commit")?,
+            checksum: row.col("checksum")?,
+            checksum_algorithm: row.col("checksum_algorithm")?,
             manifest_json: json(row, "manifest_json")?,
-            verified: row.try_get("verified")?,
+            verified: row.col("verified")?,
             verified_at: opt_timestamp(row, "verified_at")?,
             verify_status: opt_text(row, "verify_status")?,
             installed_at: timestamp(row, "installed_at")?,
-            installed_by: row.try_get("installed_by")?,
+            installed_by: row.col("installed_by")?,
             method: text(row, "method")?,
-            storage_path: row.try_get("storage_path")?,
-            fetcher_name: row.try_get("fetcher_name")?,
-            fetcher_version: row.try_get("fetcher_version")?,
-            fetcher_hash: row.try_get("fetcher_hash")?,
-            host: row.try_get("host")?,
+            storage_path: row.col("storage_path")?,
+            fetcher_name: row.col("fetcher_name")?,
+            fetcher_version: row.col("fetcher_version")?,
+            fetcher_hash: row.col("fetcher_hash")?,
+            host: row.col("host")?,
             metadata_json: json(row, "metadata_json")?,
-            error: row.try_get("error")?,
+            error: row.col("error")?,
             finished_at: opt_timestamp(row, "finished_at")?,
         })
     }
 }
 
-impl<'r> FromRow<'r, SqliteRow> for Pack {
-    fn from_row(row: &'r SqliteRow) -> Result<Self, sqlx::Error> {
-        Ok(Self {
-            pack_ref: row.try_get("pack_ref")?,
-            name: row.try_get("name")?,
-            description: row.try_get("description")?,
+fn pack(row: &impl Columns) -> Result<Pack, sqlx::Error> {
+    {
+        Ok(Pack {
+            pack_ref: row.col("pack_ref")?,
+            name: row.col("name")?,
+            description: row.col("description")?,
             first_installed_at: opt_timestamp(row, "first_installed_at")?,
         })
     }
 }
 
+/// Reading a column by name from either backend's rows, so each model type
+/// converts rows in one place.
+pub(crate) trait Columns {
+    fn col<T>(&self, column: &str) -> Result<T, sqlx::Error>
+    where
+        T: for<'r> Decode<'r, Sqlite> + Type<Sqlite> + for<'r> Decode<'r, Postgres> + Type<Postgres>;
+}
+
+macro_rules! backend_rows {
+    ($($row:ty),+) => {$(
+        impl Columns for $row {
+            fn col<T>(&self, column: &str) -> Result<T, sqlx::Error>
+            where
+                T: for<'r> Decode<'r, Sqlite> + Type<Sqlite> + for<'r> Decode<'r, Postgres> + Type<Postgres>,
+            {
+                self.try_get(column)
+            }
+        }
+
+        impl<'r> FromRow<'r, $row> for Installation {
+            fn from_row(row: &'r $row) -> Result<Self, sqlx::Error> {
+                installation(row)
+            }
+        }
+
+        impl<'r> FromRow<'r, $row> for Pack {
+            fn from_row(row: &'r $row) -> Result<Self, sqlx::Error> {
+                pack(row)
+            }
+        }
+    )+};
+}
+backend_rows!(SqliteRow, PgRow);
+
 fn decode_error(column: &str, source: impl Into<sqlx::error::BoxDynError>) -> sqlx::Error {
     sqlx::Error::ColumnDecode { index: column.to_owned(), source: source.into() }
 }
 
-fn text<T: FromStr<Err = String>>(row: &SqliteRow, column: &str) -> Result<T, sqlx::Error> {
-    let raw: String = row.try_get(column)?;
+fn text<T: FromStr<Err = String>>(row: &impl Columns, column: &str) -> Result<T, sqlx::Error> {
+    let raw: String = row.col(column)?;
     raw.parse().map_err(|e: String| decode_error(column, e))
 }
 
-fn opt_text<T: FromStr<Err = String>>(row: &SqliteRow, column: &str) -> Result<Option<T>, sqlx::Error> {
-    let raw: Option<String> = row.try_get(column)?;
+fn opt_text<T: FromStr<Err = String>>(row: &impl Columns, column: &str) -> Result<Option<T>, sqlx::Error> {
+    let raw: Option<String> = row.col(column)?;
     raw.map(|raw| raw.parse().map_err(|e: String| decode_error(column, e))).transpose()
 }
 
-fn json(row: &SqliteRow, column: &str) -> Result<serde_json::Value, sqlx::Error> {
-    let raw: String = row.try_get(column)?;
+fn json(row: &impl Columns, column: &str) -> Result<serde_json::Value, sqlx::Error> {
+    let raw: String = row.col(column)?;
     serde_json::from_str(&raw).map_err(|e| decode_error(column, e))
 }
 
-fn timestamp(row: &SqliteRow, column: &str) -> Result<OffsetDateTime, sqlx::Error> {
-    from_unix_ms(row.try_get(column)?).map_err(|e| decode_error(column, e))
+fn timestamp(row: &impl Columns, column: &str) -> Result<OffsetDateTime, sqlx::Error> {
+    from_unix_ms(row.col(column)?).map_err(|e| decode_error(column, e))
 }
 
-fn opt_timestamp(row: &SqliteRow, column: &str) -> Result<Option<OffsetDateTime>, sqlx::Error> {
-    let raw: Option<i64> = row.try_get(column)?;
+fn opt_timestamp(row: &impl Columns, column: &str) -> Result<Option<OffsetDateTime>, sqlx::Error> {
+    let raw: Option<i64> = row.col(column)?;
     raw.map(|ms| from_unix_ms(ms).map_err(|e| decode_error(column, e))).transpose()
 }
 

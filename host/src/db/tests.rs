@@ -2,6 +2,7 @@
 
 use std::cmp::Ordering;
 use std::path::Path;
+use std::time::Duration;
 
 use serde_json::json;
 
@@ -45,17 +46,76 @@ async fn file_db() -> (tempfile::TempDir, Db) {
     (dir, db)
 }
 
+#[path = "../../tests/common/postgres.rs"]
+mod pg_server;
+
+/// A fresh database on the test PostgreSQL server, `None` where it is not installed.
+async fn pg_db() -> Option<Db> {
+    let url = pg_server::server()?.new_database();
+    Some(Db::connect(&url).await.unwrap())
+}
+
+/// Runs each named test (an `async fn(Db)`) twice: against a fresh SQLite
+/// file and against a fresh PostgreSQL database. One behaviour, two backends.
+macro_rules! on_both_backends {
+    ($($name:ident),+ $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test]
+            async fn $name() {
+                let (_dir, db) = super::file_db().await;
+                super::$name(db).await
+            })+
+        }
+        mod postgres {
+            $(#[tokio::test]
+            async fn $name() {
+                let Some(db) = super::pg_db().await else { return };
+                super::$name(db).await
+            })+
+        }
+    };
+}
+
+on_both_backends!(
+    begin_complete_round_trip,
+    reinstall_replaces_and_keeps_history,
+    same_version_on_another_host_is_not_a_reinstall,
+    failed_install_leaves_nothing_installed,
+    failed_reinstall_keeps_the_old_install_live,
+    uninstall_keeps_history,
+    pending_lists_only_pending_on_that_host,
+    installed_orders_by_ref_then_version,
+    verify_result_is_stored,
+    schema_enforces_one_live_install,
+);
+
+fn sqlite(db: &Db) -> &sqlx::SqlitePool {
+    match &db.pool {
+        Pool::Sqlite(pool) => pool,
+        Pool::Postgres(_) => panic!("an SQLite database was expected"),
+    }
+}
+
+/// A raw statement on whichever backend `db` is, for tests that bypass the API.
+async fn execute_raw(db: &Db, sql: String) -> Result<u64, String> {
+    on_pool!(db, pool => {
+        sqlx::query(sqlx::AssertSqlSafe(sql)).execute(pool).await.map(|r| r.rows_affected()).map_err(|e| e.to_string())
+    })
+}
+
+#[tokio::test]
+async fn creates_the_database_file_and_its_folder() {
+    let (dir, _db) = file_db().await;
+    assert!(dir.path().join("nested/attune.db").is_file());
+}
+
 async fn install(db: &Db, pack_ref: &str, version: &str) -> i64 {
     let id = db.begin_install(&new_install(pack_ref, version, HOST)).await.unwrap();
     db.complete_install(id).await.unwrap();
     id
 }
 
-#[tokio::test]
-async fn begin_complete_round_trip() {
-    let (dir, db) = file_db().await;
-    assert!(dir.path().join("nested/attune.db").is_file());
-
+async fn begin_complete_round_trip(db: Db) {
     let new = new_install("core", "1.0.0", HOST);
     let id = db.begin_install(&new).await.unwrap();
     let pending = db.installation(id).await.unwrap().unwrap();
@@ -98,9 +158,7 @@ async fn begin_complete_round_trip() {
     assert!(at.ends_with('Z') && at.contains('T'), "{at}");
 }
 
-#[tokio::test]
-async fn reinstall_replaces_and_keeps_history() {
-    let (_dir, db) = file_db().await;
+async fn reinstall_replaces_and_keeps_history(db: Db) {
     let first = install(&db, "core", "1.0.0").await;
 
     let second = db.begin_install(&new_install("core", "1.0.0", HOST)).await.unwrap();
@@ -116,9 +174,7 @@ async fn reinstall_replaces_and_keeps_history() {
     assert_eq!(db.installed(HOST).await.unwrap().len(), 1);
 }
 
-#[tokio::test]
-async fn same_version_on_another_host_is_not_a_reinstall() {
-    let (_dir, db) = file_db().await;
+async fn same_version_on_another_host_is_not_a_reinstall(db: Db) {
     install(&db, "core", "1.0.0").await;
     let other = db.begin_install(&new_install("core", "1.0.0", "host-b")).await.unwrap();
     db.complete_install(other).await.unwrap();
@@ -127,9 +183,7 @@ async fn same_version_on_another_host_is_not_a_reinstall() {
     assert_eq!(db.installed("host-b").await.unwrap().len(), 1);
 }
 
-#[tokio::test]
-async fn failed_install_leaves_nothing_installed() {
-    let (_dir, db) = file_db().await;
+async fn failed_install_leaves_nothing_installed(db: Db) {
     let id = db.begin_install(&new_install("core", "1.0.0", HOST)).await.unwrap();
     db.fail_install(id, "checksum mismatch").await.unwrap();
 
@@ -153,18 +207,14 @@ async fn failed_install_leaves_nothing_installed() {
     assert!(matches!(db.complete_install(9999).await.unwrap_err(), DbError::NotFound { .. }));
 }
 
-#[tokio::test]
-async fn failed_reinstall_keeps_the_old_install_live() {
-    let (_dir, db) = file_db().await;
+async fn failed_reinstall_keeps_the_old_install_live(db: Db) {
     let first = install(&db, "core", "1.0.0").await;
     let retry = db.begin_install(&new_install("core", "1.0.0", HOST)).await.unwrap();
     db.fail_install(retry, "disk full").await.unwrap();
     assert_eq!(db.current("core", "1.0.0", HOST).await.unwrap().unwrap().id, first);
 }
 
-#[tokio::test]
-async fn uninstall_keeps_history() {
-    let (_dir, db) = file_db().await;
+async fn uninstall_keeps_history(db: Db) {
     let id = install(&db, "core", "1.0.0").await;
     let un = db.record_uninstall("core", "1.0.0", HOST, "bob", Method::Api).await.unwrap();
     assert!(un > id);
@@ -188,9 +238,7 @@ async fn uninstall_keeps_history() {
     assert!(err.to_string().contains("core@1.0.0"), "{err}");
 }
 
-#[tokio::test]
-async fn pending_lists_only_pending_on_that_host() {
-    let (_dir, db) = file_db().await;
+async fn pending_lists_only_pending_on_that_host(db: Db) {
     install(&db, "done", "1.0.0").await;
     let failed = db.begin_install(&new_install("broken", "1.0.0", HOST)).await.unwrap();
     db.fail_install(failed, "boom").await.unwrap();
@@ -203,9 +251,7 @@ async fn pending_lists_only_pending_on_that_host() {
     assert_eq!(db.pending("host-b").await.unwrap().len(), 1);
 }
 
-#[tokio::test]
-async fn installed_orders_by_ref_then_version() {
-    let (_dir, db) = file_db().await;
+async fn installed_orders_by_ref_then_version(db: Db) {
     for (r, v) in [("b", "1.10.0"), ("a", "2.0.0"), ("b", "1.9.0"), ("b", "1.2.0")] {
         install(&db, r, v).await;
     }
@@ -216,9 +262,7 @@ async fn installed_orders_by_ref_then_version() {
     assert!(db.installed_versions("b", "host-b").await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn verify_result_is_stored() {
-    let (_dir, db) = file_db().await;
+async fn verify_result_is_stored(db: Db) {
     let id = install(&db, "core", "1.0.0").await;
     let at = time::macros::datetime!(2030-01-02 03:04:05.678 UTC);
     db.set_verify_result(id, VerifyStatus::Tampered, at).await.unwrap();
@@ -285,41 +329,60 @@ async fn concurrent_first_connects() {
             let db = open.await.unwrap().unwrap();
             assert!(db.installed(HOST).await.unwrap().is_empty());
             // The race must not leave the file in rollback-journal mode.
-            let journal: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&db.pool).await.unwrap();
+            let journal: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(sqlite(&db)).await.unwrap();
             assert_eq!(journal, "wal");
         }
     }
 }
 
-#[tokio::test]
-async fn migrations_are_idempotent() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = url_in(dir.path());
-    let db = Db::connect(&url).await.unwrap();
+/// Opening a migrated database again applies nothing and keeps its rows.
+async fn migrations_are_idempotent(url: &str) {
+    let db = Db::connect(url).await.unwrap();
     let id = install(&db, "core", "1.0.0").await;
     db.close().await;
 
-    let again = Db::connect(&url).await.unwrap();
+    let again = Db::connect(url).await.unwrap();
     assert_eq!(again.current("core", "1.0.0", HOST).await.unwrap().unwrap().id, id);
-    let applied: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations").fetch_one(&again.pool).await.unwrap();
-    assert_eq!(applied, i64::try_from(MIGRATOR.iter().count()).unwrap());
-    let journal: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&again.pool).await.unwrap();
+    let migrations = match again.backend() {
+        Backend::Sqlite => &SQLITE_MIGRATOR,
+        Backend::Postgres => &POSTGRES_MIGRATOR,
+    };
+    let count = "SELECT COUNT(*) FROM _sqlx_migrations";
+    let applied: i64 = on_pool!(again, pool => { sqlx::query_scalar(count).fetch_one(pool).await.unwrap() });
+    assert_eq!(applied, i64::try_from(migrations.iter().count()).unwrap());
+}
+
+#[tokio::test]
+async fn migrations_are_idempotent_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = url_in(dir.path());
+    migrations_are_idempotent(&url).await;
+    let db = Db::connect(&url).await.unwrap();
+    let journal: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(sqlite(&db)).await.unwrap();
     assert_eq!(journal, "wal");
 }
 
 #[tokio::test]
-async fn schema_enforces_one_live_install() {
-    let (_dir, db) = file_db().await;
+async fn migrations_are_idempotent_on_postgres() {
+    let Some(pg) = pg_server::server() else { return };
+    migrations_are_idempotent(&pg.new_database()).await;
+}
+
+#[tokio::test]
+async fn both_dialects_have_the_same_migrations() {
+    let names = |m: &Migrator| m.iter().map(|m| (m.version, m.description.to_string())).collect::<Vec<_>>();
+    assert_eq!(names(&SQLITE_MIGRATOR), names(&POSTGRES_MIGRATOR));
+}
+
+async fn schema_enforces_one_live_install(db: Db) {
     let id = install(&db, "core", "1.0.0").await;
     let other = db.begin_install(&new_install("core", "1.0.0", HOST)).await.unwrap();
     // Bypassing complete_install must not create a second live row.
-    let err = sqlx::query("UPDATE installations SET status = 'installed' WHERE id = $1")
-        .bind(other)
-        .execute(&db.pool)
+    let err = execute_raw(&db, format!("UPDATE installations SET status = 'installed' WHERE id = {other}"))
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("UNIQUE"), "{err}");
+    // SQLite says "UNIQUE constraint failed", PostgreSQL "duplicate key value violates unique constraint".
+    assert!(err.to_lowercase().contains("unique"), "{err}");
     assert_eq!(db.current("core", "1.0.0", HOST).await.unwrap().unwrap().id, id);
 }
 
@@ -338,11 +401,11 @@ async fn in_memory_database_persists_across_calls() {
 
 #[tokio::test]
 async fn unsupported_url_is_redacted() {
-    let err = Db::connect("postgres://u:secret@h/db").await.unwrap_err();
+    let err = Db::connect("mysql://u:secret@h/db").await.unwrap_err();
     assert!(matches!(err, DbError::UnsupportedUrl { .. }), "{err:?}");
     let msg = err.to_string();
     assert!(!msg.contains("secret"), "{msg}");
-    assert!(format!("{err:?}").contains("postgres://u:***@h/db"), "{err:?}");
+    assert!(format!("{err:?}").contains("mysql://u:***@h/db"), "{err:?}");
     assert!(msg.contains("sqlite:///"), "{msg}");
 }
 
@@ -397,4 +460,44 @@ fn versions_order_numerically() {
     assert_eq!(version_cmp("1.0", "1.0.1"), Ordering::Less);
     assert_eq!(version_cmp("1.0.0-beta", "1.0.0-alpha"), Ordering::Greater);
     assert_eq!(version_cmp("01", "1"), Ordering::Less);
+}
+
+#[tokio::test]
+async fn pack_lock_serializes_one_pack_on_one_host_on_postgres() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let Some(db) = pg_db().await else { return };
+    let first = db.lock_pack("h1", "core", || panic!("nobody holds it yet")).await.unwrap();
+    // Another pack, or the same pack on another host, goes ahead.
+    let other_pack = db.lock_pack("h1", "other", || panic!("another pack must not wait")).await.unwrap();
+    let other_host = db.lock_pack("h2", "core", || panic!("another host must not wait")).await.unwrap();
+    // Start-up repair's probe: held means a live process owns the pending row.
+    assert!(db.try_lock_pack("h1", "core").await.unwrap().is_none());
+
+    let waited = Arc::new(AtomicBool::new(false));
+    let (db2, w) = (db.clone(), waited.clone());
+    let second =
+        tokio::spawn(async move { db2.lock_pack("h1", "core", move || w.store(true, Ordering::SeqCst)).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!second.is_finished(), "the same pack on the same host must wait");
+    assert!(waited.load(Ordering::SeqCst), "the waiter is told it waits");
+    first.release().await;
+    let second = tokio::time::timeout(Duration::from_secs(10), second).await.unwrap().unwrap().unwrap();
+
+    // A holder that goes away without releasing (a killed process) frees it too.
+    drop(second);
+    let third =
+        tokio::time::timeout(Duration::from_secs(10), db.lock_pack("h1", "core", || {})).await.unwrap().unwrap();
+    third.release().await;
+    other_pack.release().await;
+    other_host.release().await;
+}
+
+#[tokio::test]
+async fn pack_lock_is_the_file_lock_on_sqlite() {
+    let (_dir, db) = file_db().await;
+    let a = db.lock_pack("h1", "core", || panic!("SQLite relies on the store's file lock")).await.unwrap();
+    let b = db.lock_pack("h1", "core", || panic!("SQLite relies on the store's file lock")).await.unwrap();
+    a.release().await;
+    b.release().await;
 }

@@ -6,13 +6,22 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+pub mod postgres;
+
 pub struct Env {
     pub tmp: tempfile::TempDir,
+    /// Another database than this env's own SQLite file.
+    database_url: Option<String>,
 }
 
 impl Env {
     pub fn new() -> Env {
-        Env { tmp: tempfile::tempdir().unwrap() }
+        Env { tmp: tempfile::tempdir().unwrap(), database_url: None }
+    }
+
+    /// An env whose metadata lives at `url` (e.g. a shared PostgreSQL database).
+    pub fn with_database(url: &str) -> Env {
+        Env { database_url: Some(url.to_string()), ..Env::new() }
     }
 
     pub fn packs(&self) -> PathBuf {
@@ -24,7 +33,7 @@ impl Env {
     }
 
     pub fn db_url(&self) -> String {
-        format!("sqlite://{}", self.db_path().display())
+        self.database_url.clone().unwrap_or_else(|| format!("sqlite://{}", self.db_path().display()))
     }
 
     /// `attune` with this env's packs dir, database and the shared cache.
