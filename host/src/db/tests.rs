@@ -31,6 +31,7 @@ fn new_install(pack_ref: &str, version: &str, host: &str) -> NewInstallation {
         fetcher_hash: Some("feed".into()),
         host: host.into(),
         metadata: json!({"size": 42}),
+        api_token: None,
     }
 }
 
@@ -166,7 +167,7 @@ async fn failed_reinstall_keeps_the_old_install_live() {
 async fn uninstall_keeps_history() {
     let (_dir, db) = file_db().await;
     let id = install(&db, "core", "1.0.0").await;
-    let un = db.record_uninstall("core", "1.0.0", HOST, "bob", Method::Api).await.unwrap();
+    let un = db.record_uninstall("core", "1.0.0", HOST, "bob", Method::Api, Some("ci")).await.unwrap();
     assert!(un > id);
 
     assert!(db.installed(HOST).await.unwrap().is_empty());
@@ -177,13 +178,14 @@ async fn uninstall_keeps_history() {
     assert_eq!((removal.id, removal.action, removal.status), (un, Action::Uninstall, Status::Removed));
     assert_eq!((original.id, original.action, original.status), (id, Action::Install, Status::Removed));
     assert_eq!(removal.installed_by, "bob");
+    assert_eq!((removal.api_token.as_deref(), original.api_token.as_deref()), (Some("ci"), None));
     assert_eq!(removal.method, Method::Api);
     assert_eq!(removal.storage_path, original.storage_path);
     assert_eq!(removal.checksum, original.checksum);
     assert_eq!(removal.version, "1.0.0");
     assert!(removal.finished_at.is_some());
 
-    let err = db.record_uninstall("core", "1.0.0", HOST, "bob", Method::Cli).await.unwrap_err();
+    let err = db.record_uninstall("core", "1.0.0", HOST, "bob", Method::Cli, None).await.unwrap_err();
     assert!(matches!(err, DbError::NotFound { .. }), "{err:?}");
     assert!(err.to_string().contains("core@1.0.0"), "{err}");
 }
