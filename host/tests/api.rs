@@ -157,6 +157,18 @@ async fn auth_matrix() {
     // A real public id with a wrong secret.
     let forged = format!("{}{}", &admin[..admin.len() - 64], "0".repeat(64));
 
+    let made = env
+        .run(&["--json", "token", "create", "--name", "scripted", "--scope", "read", "--expires", "30d"])
+        .success()
+        .json();
+    assert!(made["token"].as_str().unwrap().starts_with("attune_"), "{made}");
+    assert!(made["expires_at"].is_string() && made.get("secret_sha256").is_none(), "{made}");
+    let out = env.run(&["token", "create", "--name", "scripted", "--scope", "read"]).failure();
+    assert!(out.stderr.contains("revoke it first"), "{}", out.stderr);
+    env.run(&["token", "revoke", "scripted"]).success();
+    assert!(env.run(&["token", "revoke", "scripted"]).failure().stderr.contains("no live token"));
+    assert!(env.run(&["token", "create", "--name", "x", "--scope", "root"]).failure().stderr.contains("--scope"));
+
     // The list never shows a secret.
     let list = env.run(&["token", "list", "--json"]).success();
     for t in [&read, &install, &admin] {

@@ -350,7 +350,14 @@ impl Jobs {
         job.set_running();
         let j = job.clone();
         let progress: crate::install::InstallProgress = Arc::new(move |e| j.progress(e));
-        let outcome = crate::install::install(&self.ctx, req, Some(progress)).await.map_err(ApiError::from);
+        // In its own task, so even a panic in the pipeline ends the job (as
+        // failed) and frees its slot.
+        let ctx = self.ctx.clone();
+        let outcome = match tokio::spawn(async move { crate::install::install(&ctx, req, Some(progress)).await }).await
+        {
+            Ok(r) => r.map_err(ApiError::from),
+            Err(e) => Err(ApiError::internal(format!("the install stopped unexpectedly: {e}"))),
+        };
         // Terminal before the permit goes: never two jobs "running" over the limit.
         job.finish(outcome);
         self.running.fetch_sub(1, Ordering::SeqCst);
