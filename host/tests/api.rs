@@ -643,14 +643,30 @@ async fn sigterm_fails_queued_installs_and_lets_running_ones_finish() {
     server.route("/stall.tgz", http_server::Route::Stall { len: 1 << 20 });
     let mut api = Api::start(&env, &["--max-concurrent-installs", "1", "--limit-time", "2s"]);
     let body = json!({ "source": server.url("/stall.tgz") });
-    let (s1, _) = api.call("POST", "/api/v1/packs/install", Some(&t), Some(body.clone())).await;
-    let (s2, _) = api.call("POST", "/api/v1/packs/install", Some(&t), Some(body)).await;
+    let (s1, v1) = api.call("POST", "/api/v1/packs/install", Some(&t), Some(body.clone())).await;
+    let (s2, v2) = api.call("POST", "/api/v1/packs/install", Some(&t), Some(body)).await;
     assert_eq!((s1, s2), (202, 202));
-    // Follow the running one's events while the server shuts down.
     let (_, h) = api.call("GET", "/api/v1/health", None, None).await;
     assert_eq!((h["installs"]["running"].as_u64(), h["installs"]["queued"].as_u64()), (Some(1), Some(1)), "{h}");
-    let status = api.terminate();
+    // Follow both jobs' events while the server shuts down.
+    let mut streams = vec![];
+    for v in [&v1, &v2] {
+        let id = v["job"]["id"].as_str().unwrap();
+        let r = api.req("GET", &format!("/api/v1/jobs/{id}/events"), Some(&t)).send().await.unwrap();
+        streams.push(tokio::spawn(async move { sse_events(&r.text().await.unwrap()) }));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let status = tokio::task::block_in_place(|| api.terminate());
     assert!(status.success(), "a clean exit: {status:?}");
+    let running = streams.remove(0).await.unwrap();
+    let queued = streams.remove(0).await.unwrap();
+    // The running install went on to its own end (the 2 s time limit here).
+    let (kind, data) = running.last().unwrap();
+    assert_eq!((kind.as_str(), data["error"]["code"].as_str()), ("failed", Some("fetch_failed")), "{running:?}");
+    // The queued one never started and says why.
+    let (kind, data) = queued.last().unwrap();
+    assert_eq!((kind.as_str(), data["error"]["code"].as_str()), ("failed", Some("shutting_down")), "{queued:?}");
+    assert!(!queued.iter().any(|(k, _)| k == "phase"), "{queued:?}");
     assert!(query(&env, "SELECT id FROM installations WHERE status = 'pending'").is_empty());
 }
 
