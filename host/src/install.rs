@@ -36,6 +36,8 @@ pub struct InstallRequest {
     /// A branch, tag or commit, for sources that have them (git).
     pub reference: Option<String>,
     pub allow_insecure_http: bool,
+    /// The name of the API token the install is made with (`None` from the CLI).
+    pub api_token: Option<String>,
 }
 
 /// What the pipeline is doing, for progress displays.
@@ -221,6 +223,7 @@ pub async fn install(
             "resolved_source": fetched.result.resolved_source,
             "fetcher": metadata,
         }),
+        api_token: req.api_token.clone(),
     };
     let id = ctx.db.begin_install(&new).await?;
     if let Err(e) = ctx.store.commit(&staging, &root, &pack_ref, &version, req.force) {

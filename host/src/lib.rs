@@ -6,6 +6,7 @@
 //! ([`checksum`]), moves it atomically into versioned storage ([`store`]) and
 //! records it ([`db`]).
 
+pub mod api;
 pub mod checksum;
 pub mod config;
 pub mod context;

@@ -146,8 +146,14 @@ pub struct UninstallReport {
 }
 
 /// Removes one installed version: out of the packs folder in one rename,
-/// then the record, then the files.
-pub async fn uninstall(ctx: &Context, spec: &PackSpec, method: Method) -> Result<UninstallReport, Error> {
+/// then the record, then the files. `api_token` names the API token it is
+/// made with (`None` from the CLI), for the audit trail.
+pub async fn uninstall(
+    ctx: &Context,
+    spec: &PackSpec,
+    method: Method,
+    api_token: Option<&str>,
+) -> Result<UninstallReport, Error> {
     let _lock = ctx.lock_pack(&spec.pack_ref, std::sync::Arc::new(|| {})).await?;
     let all = ctx.db.installed(&ctx.host).await?;
     let candidates: Vec<&Installation> = all.iter().filter(|i| matches(spec, i)).collect();
@@ -172,7 +178,7 @@ pub async fn uninstall(ctx: &Context, spec: &PackSpec, method: Method) -> Result
         Err(crate::store::StoreError::Missing { .. }) => None,
         Err(e) => return Err(e.into()),
     };
-    let id = match ctx.db.record_uninstall(&row.pack_ref, &row.version, &ctx.host, &ctx.user, method).await {
+    let id = match ctx.db.record_uninstall(&row.pack_ref, &row.version, &ctx.host, &ctx.user, method, api_token).await {
         Ok(id) => id,
         Err(e) => {
             if let Some(a) = &aside {
@@ -218,7 +224,7 @@ pub async fn doctor(ctx: &Context, recovery: crate::context::Recovery, repair: b
             if repair {
                 let spec =
                     PackSpec { pack_ref: row.pack_ref.clone(), version: semver::Version::parse(&row.version).ok() };
-                repaired = uninstall(ctx, &spec, Method::Cli).await.is_ok();
+                repaired = uninstall(ctx, &spec, Method::Cli, None).await.is_ok();
             }
             findings.push(Finding::Missing {
                 pack: format!("{}@{}", row.pack_ref, row.version),

@@ -39,6 +39,7 @@ fn row(ctx: &Context, path: &std::path::Path, checksum: &str) -> NewInstallation
         fetcher_hash: None,
         host: ctx.host.clone(),
         metadata: serde_json::json!({}),
+        api_token: None,
     }
 }
 

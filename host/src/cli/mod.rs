@@ -115,6 +115,84 @@ enum Command {
         #[arg(long)]
         repair: bool,
     },
+    /// Serve the HTTP API (see docs/openapi.json); prints the bound address first.
+    Serve(ServeArgs),
+    /// Bearer tokens for the HTTP API.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Address and port to listen on (port 0: any free port).
+    #[arg(long, value_name = "ADDR", default_value = attune::api::DEFAULT_LISTEN)]
+    listen: String,
+    /// PEM certificate chain: serve HTTPS (with --tls-key).
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Serve plain HTTP on a non-loopback address (tokens cross the network in clear).
+    #[arg(long)]
+    insecure: bool,
+    /// Allow installing from paths on this machine, only under DIR.
+    #[arg(long, value_name = "DIR")]
+    allow_local_source: Option<PathBuf>,
+    /// Installs that run at once.
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    max_concurrent_installs: usize,
+    /// Installs that may wait for a free slot; more are refused with 429.
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    max_queued: usize,
+    /// Limits of every install the server runs.
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Make a token; it is printed once and only its hash is stored.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// read (list and show), install (also install, uninstall, verify), admin (everything).
+        #[arg(long)]
+        scope: String,
+        /// A duration (30d, 12h, 2w) or an RFC 3339 time; default: never.
+        #[arg(long, value_name = "WHEN")]
+        expires: Option<String>,
+    },
+    /// List live tokens (never their secrets); --all adds revoked ones.
+    List {
+        #[arg(long)]
+        all: bool,
+    },
+    /// Revoke the live token with this name.
+    Revoke { name: String },
+}
+
+async fn token_command(ctx: &Context, out: &output::Output, cmd: TokenCommand) -> anyhow::Result<()> {
+    use attune::api::auth;
+    match cmd {
+        TokenCommand::Create { name, scope, expires } => {
+            let scope: auth::Scope = scope.parse().map_err(|e: String| anyhow::anyhow!("--scope: {e}"))?;
+            let expires = expires
+                .as_deref()
+                .map(|e| auth::parse_expiry(e, time::OffsetDateTime::now_utc()))
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("--expires {e}"))?;
+            let (row, token) = auth::create(&ctx.db, &name, scope, expires, &ctx.user).await?;
+            out.token_created(&row, &token)
+        }
+        TokenCommand::List { all } => out.tokens(&ctx.db.tokens(all).await?),
+        TokenCommand::Revoke { name } => {
+            if !ctx.db.revoke_token(&name, &ctx.user).await? {
+                anyhow::bail!("no live token named {name:?} (see `attune token list`)");
+            }
+            out.token_revoked(&name)
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -384,6 +462,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
     let limits = match &cli.command {
         Command::Install(a) => Some(&a.limits),
+        Command::Serve(a) => Some(&a.limits),
         _ => None,
     };
     let s = settings(g, &file, limits)?;
@@ -411,6 +490,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 allow_hosts: a.allow_host.iter().chain(&file.allow_hosts).cloned().collect(),
                 allow_insecure_http: a.allow_insecure_http,
                 reference: a.reference.clone(),
+                api_token: None,
             };
             let bar = progress::Bar::start(!g.json && std::io::stderr().is_terminal(), g.verbose);
             let result = attune::install::install(&ctx, req, Some(bar.sink())).await;
@@ -428,7 +508,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Uninstall { pack } => {
-            out.uninstalled(&attune::ops::uninstall(&ctx, &pack.parse::<PackSpec>()?, Method::Cli).await?)?
+            out.uninstalled(&attune::ops::uninstall(&ctx, &pack.parse::<PackSpec>()?, Method::Cli, None).await?)?
         }
         Command::Doctor { repair } => {
             let report = attune::ops::doctor(&ctx, recovery, repair).await?;
@@ -438,6 +518,20 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Plugin(cmd) => plugin_command(&ctx, &out, cmd).await?,
+        Command::Token(cmd) => token_command(&ctx, &out, cmd).await?,
+        Command::Serve(a) => {
+            let opts = attune::api::ServeOptions {
+                listen: a.listen,
+                tls: a.tls_cert.zip(a.tls_key),
+                insecure: a.insecure,
+                allow_local_source: a.allow_local_source,
+                max_concurrent_installs: a.max_concurrent_installs,
+                max_queued: a.max_queued,
+                allow_hosts: file.allow_hosts.clone(),
+                ..Default::default()
+            };
+            attune::api::serve(ctx, opts, |b| out.serving(b)).await?;
+        }
         Command::Pack(_) => unreachable!("handled above"),
     }
     Ok(ExitCode::SUCCESS)

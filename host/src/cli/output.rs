@@ -4,7 +4,7 @@ use std::path::Path;
 
 use attune::checksum::{Computed, EntryKind};
 use attune::context::Recovery;
-use attune::db::{Grant, PluginRow};
+use attune::db::{ApiToken, Grant, PluginRow};
 use attune::db::{Installation, VerifyStatus};
 use attune::install::InstallReport;
 use attune::ops::{DoctorReport, Finding, PackInfo, UninstallReport, VerifyReport};
@@ -299,6 +299,71 @@ impl Output {
             "tree_checksum": c.checksum().to_string(),
             "install_sources": [],
         }))
+    }
+
+    /// The token, once: on stdout alone (or in the JSON), notes on stderr.
+    pub fn token_created(&self, t: &ApiToken, token: &str) -> anyhow::Result<()> {
+        if self.json {
+            let mut v = serde_json::to_value(t)?;
+            v["token"] = token.into();
+            return print_json(&v);
+        }
+        outln!("{token}");
+        eprintln!(
+            "created token {:?} with scope {}{}; it is shown only now: store it (send it as `Authorization: Bearer <token>`)",
+            t.name,
+            t.scope,
+            t.expires_at.map(|e| format!(", expiring {}", when(&e))).unwrap_or_default()
+        );
+        Ok(())
+    }
+
+    pub fn tokens(&self, rows: &[ApiToken]) -> anyhow::Result<()> {
+        if self.json {
+            return print_json(rows);
+        }
+        if rows.is_empty() {
+            outln!("no tokens (make one with `attune token create --name NAME --scope read|install|admin`)");
+            return Ok(());
+        }
+        let now = time::OffsetDateTime::now_utc();
+        let rows: Vec<Vec<String>> = rows
+            .iter()
+            .map(|t| {
+                let state = match (&t.revoked_at, &t.expires_at) {
+                    (Some(r), _) => format!("revoked {}", when(r)),
+                    (None, Some(e)) if *e <= now => "expired".to_string(),
+                    _ => "live".to_string(),
+                };
+                vec![
+                    t.name.clone(),
+                    t.scope.clone(),
+                    format!("{} by {}", when(&t.created_at), t.created_by),
+                    t.expires_at.as_ref().map(when).unwrap_or_else(|| "never".into()),
+                    t.last_used_at.as_ref().map(when).unwrap_or_else(|| "never".into()),
+                    state,
+                ]
+            })
+            .collect();
+        table(&["NAME", "SCOPE", "CREATED", "EXPIRES", "LAST USED", "STATE"], &rows);
+        Ok(())
+    }
+
+    pub fn token_revoked(&self, name: &str) -> anyhow::Result<()> {
+        if self.json {
+            return print_json(&serde_json::json!({ "revoked": name }));
+        }
+        outln!("revoked token {name:?}");
+        Ok(())
+    }
+
+    /// The bound address, first on stdout, so scripts and tests can use port 0.
+    pub fn serving(&self, b: &attune::api::Bound) {
+        if self.json {
+            outln!("{}", serde_json::to_string(b).expect("serializes"));
+        } else {
+            outln!("listening on {}", b.url);
+        }
     }
 
     pub fn plugins(&self, rows: &[PluginLine]) -> anyhow::Result<()> {

@@ -26,6 +26,7 @@ mod model;
 mod plugins;
 #[cfg(test)]
 mod tests;
+mod tokens;
 
 use std::str::FromStr;
 use std::time::{Duration, Instant};
@@ -41,6 +42,7 @@ pub use lock::PackLock;
 pub use model::{Action, Installation, Method, NewInstallation, Pack, Status, VerifyStatus, version_cmp};
 use model::{now, to_unix_ms};
 pub use plugins::{Grant, PluginRow};
+pub use tokens::{ApiToken, NewApiToken};
 
 /// The schema migrations, embedded at compile time, one folder per dialect.
 /// The paths are relative to the crate's Cargo.toml (sqlx refuses absolute ones).
@@ -248,10 +250,10 @@ impl Db {
                      requested_ref, resolved_commit, checksum, checksum_algorithm,
                      manifest_json, verified, installed_at, installed_by, method,
                      storage_path, fetcher_name, fetcher_version, fetcher_hash, host,
-                     metadata_json
+                     metadata_json, api_token
                  ) VALUES (
                      $1, $2, $3, 'pending', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
-                     $14, $15, $16, $17, $18, $19, $20
+                     $14, $15, $16, $17, $18, $19, $20, $21
                  ) RETURNING id",
             )
             .bind(&new.pack_ref)
@@ -274,6 +276,7 @@ impl Db {
             .bind(&new.fetcher_hash)
             .bind(&new.host)
             .bind(new.metadata.to_string())
+            .bind(&new.api_token)
             .fetch_one(&mut *tx)
             .await
             .map_err(DbError::query(what))?;
@@ -350,7 +353,7 @@ impl Db {
     /// Records an uninstall: the live installation of `pack_ref`@`version` on
     /// `host` becomes `removed`, and a new `uninstall` row (status `removed`)
     /// copying its source, checksum, manifest and storage path says who removed
-    /// it and when. Returns the new row's id; [`DbError::NotFound`] when nothing
+    /// it and when (and with which API token, if any). Returns the new row's id; [`DbError::NotFound`] when nothing
     /// is installed.
     pub async fn record_uninstall(
         &self,
@@ -359,6 +362,7 @@ impl Db {
         host: &str,
         by: &str,
         method: Method,
+        api_token: Option<&str>,
     ) -> Result<i64, DbError> {
         on_pool!(self, pool => {
             let what = "recording an uninstall";
@@ -394,13 +398,13 @@ impl Db {
                      requested_ref, resolved_commit, checksum, checksum_algorithm,
                      manifest_json, verified, installed_at, installed_by, method,
                      storage_path, fetcher_name, fetcher_version, fetcher_hash, host,
-                     metadata_json, finished_at
+                     metadata_json, finished_at, api_token
                  )
                  SELECT pack_ref, version, 'uninstall', 'removed', source_type, source,
                         requested_ref, resolved_commit, checksum, checksum_algorithm,
                         manifest_json, verified, $2, $3, $4,
                         storage_path, fetcher_name, fetcher_version, fetcher_hash, host,
-                        metadata_json, $2
+                        metadata_json, $2, $5
                  FROM installations WHERE id = $1
                  RETURNING id",
             )
@@ -408,6 +412,7 @@ impl Db {
             .bind(at)
             .bind(by)
             .bind(method.as_str())
+            .bind(api_token)
             .fetch_one(&mut *tx)
             .await
             .map_err(DbError::query(what))?;

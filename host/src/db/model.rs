@@ -125,6 +125,8 @@ pub struct NewInstallation {
     pub host: String,
     /// Extra facts about the source.
     pub metadata: serde_json::Value,
+    /// The name of the API token the install was made with (`None` from the CLI).
+    pub api_token: Option<String>,
 }
 
 /// One row of `installations`: one install, reinstall or uninstall action.
@@ -160,6 +162,8 @@ pub struct Installation {
     pub error: Option<String>,
     #[serde(with = "time::serde::rfc3339::option")]
     pub finished_at: Option<OffsetDateTime>,
+    /// The name of the API token this action was made with (`None` from the CLI).
+    pub api_token: Option<String>,
 }
 
 /// One row of `packs`.
@@ -204,6 +208,7 @@ fn installation(row: &impl Columns) -> Result<Installation, sqlx::Error> {
             metadata_json: json(row, "metadata_json")?,
             error: row.col("error")?,
             finished_at: opt_timestamp(row, "finished_at")?,
+            api_token: row.col("api_token")?,
         })
     }
 }

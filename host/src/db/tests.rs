@@ -32,6 +32,7 @@ fn new_install(pack_ref: &str, version: &str, host: &str) -> NewInstallation {
         fetcher_hash: Some("feed".into()),
         host: host.into(),
         metadata: json!({"size": 42}),
+        api_token: None,
     }
 }
 
@@ -77,6 +78,7 @@ macro_rules! on_both_backends {
 }
 
 on_both_backends!(
+    api_tokens_create_lookup_revoke_reuse_name,
     begin_complete_round_trip,
     reinstall_replaces_and_keeps_history,
     same_version_on_another_host_is_not_a_reinstall,
@@ -216,7 +218,7 @@ async fn failed_reinstall_keeps_the_old_install_live(db: Db) {
 
 async fn uninstall_keeps_history(db: Db) {
     let id = install(&db, "core", "1.0.0").await;
-    let un = db.record_uninstall("core", "1.0.0", HOST, "bob", Method::Api).await.unwrap();
+    let un = db.record_uninstall("core", "1.0.0", HOST, "bob", Method::Api, Some("ci")).await.unwrap();
     assert!(un > id);
 
     assert!(db.installed(HOST).await.unwrap().is_empty());
@@ -227,13 +229,14 @@ async fn uninstall_keeps_history(db: Db) {
     assert_eq!((removal.id, removal.action, removal.status), (un, Action::Uninstall, Status::Removed));
     assert_eq!((original.id, original.action, original.status), (id, Action::Install, Status::Removed));
     assert_eq!(removal.installed_by, "bob");
+    assert_eq!((removal.api_token.as_deref(), original.api_token.as_deref()), (Some("ci"), None));
     assert_eq!(removal.method, Method::Api);
     assert_eq!(removal.storage_path, original.storage_path);
     assert_eq!(removal.checksum, original.checksum);
     assert_eq!(removal.version, "1.0.0");
     assert!(removal.finished_at.is_some());
 
-    let err = db.record_uninstall("core", "1.0.0", HOST, "bob", Method::Cli).await.unwrap_err();
+    let err = db.record_uninstall("core", "1.0.0", HOST, "bob", Method::Cli, None).await.unwrap_err();
     assert!(matches!(err, DbError::NotFound { .. }), "{err:?}");
     assert!(err.to_string().contains("core@1.0.0"), "{err}");
 }
@@ -500,4 +503,32 @@ async fn pack_lock_is_the_file_lock_on_sqlite() {
     let b = db.lock_pack("h1", "core", || panic!("SQLite relies on the store's file lock")).await.unwrap();
     a.release().await;
     b.release().await;
+}
+
+fn new_token(name: &str, public_id: &str) -> NewApiToken {
+    NewApiToken {
+        name: name.into(),
+        public_id: public_id.into(),
+        secret_sha256: "ab".repeat(32),
+        scope: "install".into(),
+        created_by: "alice".into(),
+        expires_at: None,
+    }
+}
+
+async fn api_tokens_create_lookup_revoke_reuse_name(db: Db) {
+    let t = db.create_token(&new_token("ci", "p1")).await.unwrap().unwrap();
+    assert_eq!((t.name.as_str(), t.scope.as_str(), t.revoked_at), ("ci", "install", None));
+    assert!(db.create_token(&new_token("ci", "p2")).await.unwrap().is_none(), "one live token per name");
+    assert_eq!(db.token_by_public_id("p1").await.unwrap().unwrap().id, t.id);
+    db.touch_token(t.id).await.unwrap();
+    assert!(db.token_by_public_id("p1").await.unwrap().unwrap().last_used_at.is_some());
+    assert!(db.revoke_token("ci", "bob").await.unwrap());
+    assert!(!db.revoke_token("ci", "bob").await.unwrap());
+    assert!(db.tokens(false).await.unwrap().is_empty());
+    let again = db.create_token(&new_token("ci", "p3")).await.unwrap().unwrap();
+    assert_ne!(again.id, t.id);
+    let all = db.tokens(true).await.unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[0].revoked_by.as_deref(), Some("bob"));
 }

@@ -8,6 +8,33 @@ use std::process::Command;
 
 pub mod postgres;
 
+/// The metadata database a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs each named test (an `async fn(Backend)`, on a multi-threaded
+/// runtime) once per backend, in modules `sqlite` and `postgres`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),+ $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread")]
+            async fn $name() {
+                super::$name($crate::common::Backend::Sqlite).await
+            })+
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread")]
+            async fn $name() {
+                super::$name($crate::common::Backend::Postgres).await
+            })+
+        }
+    };
+}
+
 pub struct Env {
     pub tmp: tempfile::TempDir,
     /// Another database than this env's own SQLite file.
@@ -17,6 +44,15 @@ pub struct Env {
 impl Env {
     pub fn new() -> Env {
         Env { tmp: tempfile::tempdir().unwrap(), database_url: None }
+    }
+
+    /// An env on a fresh database of `backend`; `None` when that backend is
+    /// not available here (PostgreSQL not installed, outside CI).
+    pub fn on(backend: Backend) -> Option<Env> {
+        match backend {
+            Backend::Sqlite => Some(Env::new()),
+            Backend::Postgres => Some(Env::with_database(&postgres::server()?.new_database())),
+        }
     }
 
     /// An env whose metadata lives at `url` (e.g. a shared PostgreSQL database).
@@ -182,20 +218,30 @@ pub fn listing(dir: &Path) -> Vec<String> {
 /// Rows of a query against the env's SQLite file, through the sqlite3 CLI-free path: sqlx.
 pub fn query(env: &Env, sql: &str) -> Vec<Vec<String>> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let url = env.db_url();
+    macro_rules! rows_as_text {
+        ($pool:ty) => {{
+            use sqlx::Row;
+            let pool = <$pool>::connect(&url).await.unwrap();
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql.to_string())).fetch_all(&pool).await.unwrap();
+            pool.close().await;
+            rows.iter()
+                .map(|r| {
+                    (0..r.columns().len())
+                        .map(|i| {
+                            r.try_get::<String, _>(i)
+                                .or_else(|_| r.try_get::<i64, _>(i).map(|n| n.to_string()))
+                                .unwrap_or_else(|_| "NULL".into())
+                        })
+                        .collect()
+                })
+                .collect()
+        }};
+    }
     rt.block_on(async {
-        use sqlx::Row;
-        let pool = sqlx::SqlitePool::connect(&env.db_url()).await.unwrap();
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql.to_string())).fetch_all(&pool).await.unwrap();
-        rows.iter()
-            .map(|r| {
-                (0..r.columns().len())
-                    .map(|i| {
-                        r.try_get::<String, _>(i)
-                            .or_else(|_| r.try_get::<i64, _>(i).map(|n| n.to_string()))
-                            .unwrap_or_else(|_| "NULL".into())
-                    })
-                    .collect()
-            })
-            .collect()
+        match url.starts_with("postgres") {
+            true => rows_as_text!(sqlx::PgPool),
+            false => rows_as_text!(sqlx::SqlitePool),
+        }
     })
 }

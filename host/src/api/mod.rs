@@ -1,0 +1,208 @@
+//! `attune serve`: the HTTP API (issue 7).
+//!
+//! Why it exists: automation installs packs without a shell on the host. The
+//! API is a thin layer over the same library the CLI uses: one [`Context`]
+//! opened at start and shared, installs through [`crate::install::install`]
+//! (as jobs, [`jobs`]), everything else through [`crate::ops`]. Every route
+//! but `/health` and `/openapi.json` needs a bearer token ([`auth`]); local
+//! sources are refused unless allowed ([`local`]); TLS is optional ([`tls`]),
+//! and without it only loopback addresses are served unless `--insecure`.
+//!
+//! Scopes: `read` lists and shows packs, installations and jobs; `install`
+//! also installs, uninstalls and verifies; `admin` may do everything,
+//! including `GET /api/v1/tokens`.
+
+pub mod auth;
+pub mod error;
+pub mod jobs;
+pub mod local;
+mod routes;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::handler::Handler;
+use axum::routing::{delete, get, post};
+
+use crate::Error;
+use crate::context::Context;
+
+/// The largest request body accepted (413 beyond).
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// The OpenAPI 3.1 document, checked in at `docs/openapi.json`.
+pub const OPENAPI: &str = include_str!("../../../docs/openapi.json");
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8470";
+
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub listen: String,
+    /// PEM certificate chain and private key.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Serve plain HTTP on a non-loopback address.
+    pub insecure: bool,
+    pub allow_local_source: Option<PathBuf>,
+    pub max_concurrent_installs: usize,
+    pub max_queued: usize,
+    /// Hosts every download may reach besides the source's own (config).
+    pub allow_hosts: Vec<String>,
+    pub handshake_timeout: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> ServeOptions {
+        ServeOptions {
+            listen: DEFAULT_LISTEN.to_string(),
+            tls: None,
+            insecure: false,
+            allow_local_source: None,
+            max_concurrent_installs: 2,
+            max_queued: 16,
+            allow_hosts: vec![],
+            handshake_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+pub struct AppState {
+    pub ctx: Arc<Context>,
+    pub jobs: Arc<jobs::Jobs>,
+    pub local: local::LocalSources,
+    pub allow_hosts: Vec<String>,
+}
+
+/// Where the server listens, once bound.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Bound {
+    pub listen: SocketAddr,
+    pub tls: bool,
+    pub url: String,
+}
+
+/// Every route, built once; [`routes`] lists them for the OpenAPI test.
+struct Table {
+    router: Router<Arc<AppState>>,
+    list: Vec<(&'static str, &'static str)>,
+}
+
+impl Table {
+    fn add<H, T>(mut self, method: &'static str, path: &'static str, h: H) -> Table
+    where
+        H: Handler<T, Arc<AppState>>,
+        T: 'static,
+    {
+        let mr = match method {
+            "GET" => get(h),
+            "POST" => post(h),
+            "DELETE" => delete(h),
+            other => unreachable!("method {other} is not used"),
+        };
+        self.router = self.router.route(path, mr);
+        self.list.push((method, path));
+        self
+    }
+}
+
+fn table() -> Table {
+    Table { router: Router::new(), list: vec![] }
+        .add("GET", "/api/v1/health", routes::health)
+        .add("GET", "/api/v1/openapi.json", routes::openapi)
+        .add("GET", "/api/v1/packs", routes::list_packs)
+        .add("POST", "/api/v1/packs/install", routes::install)
+        .add("GET", "/api/v1/packs/{ref}", routes::get_pack)
+        .add("DELETE", "/api/v1/packs/{ref}", routes::delete_pack)
+        .add("GET", "/api/v1/packs/{ref}/installations", routes::pack_installations)
+        .add("POST", "/api/v1/packs/{ref}/verify", routes::verify_pack)
+        .add("DELETE", "/api/v1/packs/{ref}/{version}", routes::delete_pack_version)
+        .add("GET", "/api/v1/jobs/{id}", routes::get_job)
+        .add("GET", "/api/v1/jobs/{id}/events", routes::job_events)
+        .add("GET", "/api/v1/tokens", routes::list_tokens)
+}
+
+/// (method, path template) of every route the server has.
+pub fn routes() -> Vec<(&'static str, &'static str)> {
+    table().list
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    table()
+        .router
+        .fallback(error::no_route)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
+}
+
+/// Binds, calls `ready` with the bound address, serves until SIGINT or
+/// SIGTERM, then shuts down gracefully: no new connections or installs,
+/// queued installs fail cleanly, running ones finish.
+pub async fn serve(ctx: Context, opts: ServeOptions, ready: impl FnOnce(&Bound)) -> Result<(), Error> {
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host(&opts.listen)
+        .await
+        .map_err(|e| {
+            Error::Usage(format!("--listen {:?}: {e}; write ADDRESS:PORT, e.g. {DEFAULT_LISTEN}", opts.listen))
+        })?
+        .collect();
+    let Some(addr) = addrs.first().copied() else {
+        return Err(Error::Usage(format!("--listen {:?}: resolves to no address", opts.listen)));
+    };
+    if opts.tls.is_none() && !opts.insecure && !addrs.iter().all(|a| a.ip().is_loopback()) {
+        return Err(Error::Usage(format!(
+            "--listen {}: refusing to serve plain HTTP beyond loopback, where tokens would cross the network in clear; \
+             give --tls-cert and --tls-key, or --insecure if something else encrypts the traffic",
+            opts.listen
+        )));
+    }
+    if opts.max_concurrent_installs == 0 {
+        return Err(Error::Usage("--max-concurrent-installs must be at least 1".into()));
+    }
+    let tls = opts.tls.as_ref().map(|(c, k)| tls::server_config(c, k)).transpose()?;
+    let local = local::LocalSources::new(opts.allow_local_source.as_deref())?;
+    let tcp = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| Error::Usage(format!("--listen {}: cannot listen on {addr}: {e}", opts.listen)))?;
+    let bound = tcp.local_addr().map_err(|e| Error::Io { path: PathBuf::from(&opts.listen), source: e })?;
+
+    let ctx = Arc::new(ctx);
+    let jobs = Arc::new(jobs::Jobs::new(ctx.clone(), opts.max_concurrent_installs, opts.max_queued));
+    let state = Arc::new(AppState { ctx: ctx.clone(), jobs: jobs.clone(), local, allow_hosts: opts.allow_hosts });
+    let app = router(state);
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    ready(&Bound { listen: bound, tls: tls.is_some(), url: format!("{scheme}://{bound}") });
+
+    let j = jobs.clone();
+    let stop = async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: finishing running installs");
+        j.begin_shutdown();
+    };
+    let served = match tls {
+        Some(config) => {
+            let listener = tls::TlsListener::new(tcp, config, opts.handshake_timeout);
+            axum::serve(listener, app).with_graceful_shutdown(stop).await
+        }
+        None => axum::serve(tcp, app).with_graceful_shutdown(stop).await,
+    };
+    jobs.begin_shutdown();
+    jobs.drain().await;
+    ctx.db.close().await;
+    served.map_err(|e| Error::Io { path: PathBuf::from(&opts.listen), source: e })
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+        // Without signal handlers, serve until killed.
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => {}
+        _ = term.recv() => {}
+    }
+}

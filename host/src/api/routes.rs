@@ -1,0 +1,244 @@
+//! The handlers behind `/api/v1`: thin translations from HTTP to the same
+//! operations the CLI runs ([`crate::install`], [`crate::ops`]).
+//!
+//! Why it exists: to keep HTTP concerns (status codes, JSON shapes, scopes)
+//! out of the pipeline. Each handler checks the caller's token first, then
+//! calls exactly one library operation.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt as _;
+use futures_util::stream::{self, Stream};
+use serde::Deserialize;
+
+use super::AppState;
+use super::auth::{Scope, authorize};
+use super::error::{ApiError, Json, Path, Query};
+use crate::checksum::Checksum;
+use crate::db::{Installation, Method};
+use crate::install::InstallRequest;
+use crate::ops::{self, PackSpec};
+
+type S = State<Arc<AppState>>;
+
+/// An installation without its per-entry manifest (large; `verify` uses it).
+fn slim(i: &Installation) -> serde_json::Value {
+    let mut v = serde_json::to_value(i).expect("installation serializes");
+    if let Some(o) = v.as_object_mut() {
+        o.remove("manifest_json");
+    }
+    v
+}
+
+fn spec(pack_ref: &str, version: Option<&str>) -> Result<PackSpec, ApiError> {
+    let s = match version {
+        Some(v) => format!("{pack_ref}@{v}"),
+        None => pack_ref.to_string(),
+    };
+    s.parse::<PackSpec>().map_err(ApiError::from)
+}
+
+pub async fn health(State(st): S) -> Response {
+    Json(serde_json::json!({
+        "status": if st.jobs.shutting_down() { "shutting_down" } else { "ok" },
+        "version": env!("CARGO_PKG_VERSION"),
+        "installs": st.jobs.stats(),
+    }))
+    .into_response()
+}
+
+pub async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], super::OPENAPI).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// Every host sharing the database, not just the server's.
+    #[serde(default)]
+    pub all_hosts: bool,
+}
+
+pub async fn list_packs(State(st): S, headers: HeaderMap, Query(q): Query<ListQuery>) -> Result<Response, ApiError> {
+    authorize(&st.ctx.db, &headers, Scope::Read).await?;
+    let rows = ops::list(&st.ctx, q.all_hosts).await?;
+    Ok(Json(serde_json::json!({ "packs": rows.iter().map(slim).collect::<Vec<_>>() })).into_response())
+}
+
+pub async fn get_pack(State(st): S, headers: HeaderMap, Path(pack_ref): Path<String>) -> Result<Response, ApiError> {
+    authorize(&st.ctx.db, &headers, Scope::Read).await?;
+    let p = ops::info(&st.ctx, &spec(&pack_ref, None)?).await?;
+    Ok(Json(serde_json::json!({
+        "ref": p.pack_ref, "name": p.name, "description": p.description,
+        "installed": p.installed.iter().map(slim).collect::<Vec<_>>(),
+    }))
+    .into_response())
+}
+
+pub async fn pack_installations(
+    State(st): S,
+    headers: HeaderMap,
+    Path(pack_ref): Path<String>,
+) -> Result<Response, ApiError> {
+    authorize(&st.ctx.db, &headers, Scope::Read).await?;
+    let p = ops::info(&st.ctx, &spec(&pack_ref, None)?).await?;
+    Ok(Json(serde_json::json!({ "installations": p.history.iter().map(slim).collect::<Vec<_>>() })).into_response())
+}
+
+pub async fn verify_pack(State(st): S, headers: HeaderMap, Path(pack_ref): Path<String>) -> Result<Response, ApiError> {
+    authorize(&st.ctx.db, &headers, Scope::Install).await?;
+    let reports = ops::verify(&st.ctx, &[spec(&pack_ref, None)?]).await?;
+    let ok = reports.iter().all(|r| r.status == crate::db::VerifyStatus::Ok);
+    Ok(Json(serde_json::json!({ "ok": ok, "packs": reports })).into_response())
+}
+
+pub async fn delete_pack(State(st): S, headers: HeaderMap, Path(pack_ref): Path<String>) -> Result<Response, ApiError> {
+    uninstall(&st, &headers, spec(&pack_ref, None)).await
+}
+
+pub async fn delete_pack_version(
+    State(st): S,
+    headers: HeaderMap,
+    Path((pack_ref, version)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    uninstall(&st, &headers, spec(&pack_ref, Some(&version))).await
+}
+
+async fn uninstall(st: &AppState, headers: &HeaderMap, spec: Result<PackSpec, ApiError>) -> Result<Response, ApiError> {
+    let caller = authorize(&st.ctx.db, headers, Scope::Install).await?;
+    if st.jobs.shutting_down() {
+        return Err(super::jobs::shutting_down());
+    }
+    let r = ops::uninstall(&st.ctx, &spec?, Method::Api, Some(&caller.name)).await?;
+    Ok(Json(r).into_response())
+}
+
+/// `POST /packs/install`. Only these fields: the CLI's plugin and grant
+/// options (`plugin_file`, `plugin`, `allow_host`, `allow_insecure_http`)
+/// are deliberately not offered, so an unknown field is an error.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstallBody {
+    pub source: String,
+    /// A branch, tag or commit, for git sources.
+    #[serde(default)]
+    pub ref_spec: Option<String>,
+    #[serde(default)]
+    pub force: bool,
+    /// Accepted for compatibility; attune runs no pack tests.
+    #[serde(default)]
+    pub skip_tests: bool,
+    /// Accepted for compatibility; attune installs no dependencies.
+    #[serde(default)]
+    pub skip_deps: bool,
+    #[serde(default)]
+    pub checksum: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct InstallQuery {
+    #[serde(default)]
+    pub wait: bool,
+}
+
+pub async fn install(
+    State(st): S,
+    headers: HeaderMap,
+    Query(q): Query<InstallQuery>,
+    Json(body): Json<InstallBody>,
+) -> Result<Response, ApiError> {
+    let caller = authorize(&st.ctx.db, &headers, Scope::Install).await?;
+    let _ = (body.skip_tests, body.skip_deps);
+    let expected = body
+        .checksum
+        .as_deref()
+        .map(|c| c.parse::<Checksum>().map_err(|e| ApiError::bad_request(format!("checksum {c:?}: {e}"))))
+        .transpose()?;
+    let source = st.local.check(&st.ctx, &body.source).await?;
+    let req = InstallRequest {
+        source,
+        force: body.force,
+        expected_checksum: expected,
+        limits: st.ctx.limits,
+        method: Method::Api,
+        plugin_file: None,
+        plugin: None,
+        allow_hosts: st.allow_hosts.clone(),
+        reference: body.ref_spec.clone(),
+        allow_insecure_http: false,
+        api_token: Some(caller.name.clone()),
+    };
+    let job = st.jobs.submit(req, &caller.name)?;
+    if q.wait {
+        job.finished().await;
+        return match job.outcome() {
+            Some(Ok(report)) => Ok((StatusCode::CREATED, Json(report)).into_response()),
+            Some(Err(e)) => Err(e),
+            None => Err(ApiError::internal("the install ended without an outcome")),
+        };
+    }
+    let location = format!("/api/v1/jobs/{}", job.id);
+    let mut r = (StatusCode::ACCEPTED, Json(serde_json::json!({ "job": job.view() }))).into_response();
+    r.headers_mut().insert(header::LOCATION, HeaderValue::from_str(&location).expect("hex id"));
+    Ok(r)
+}
+
+pub async fn get_job(State(st): S, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
+    authorize(&st.ctx.db, &headers, Scope::Read).await?;
+    let job = st.jobs.get(&id).ok_or_else(|| ApiError::not_found(format!("no job {id:?}")))?;
+    Ok(Json(serde_json::json!({ "job": job.view() })).into_response())
+}
+
+/// Server-sent events: the job's history, then live events, ending after
+/// the terminal `done` or `failed` event.
+pub async fn job_events(State(st): S, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
+    authorize(&st.ctx.db, &headers, Scope::Read).await?;
+    let job = st.jobs.get(&id).ok_or_else(|| ApiError::not_found(format!("no job {id:?}")))?;
+    Ok(Sse::new(event_stream(job)).keep_alive(KeepAlive::default()).into_response())
+}
+
+fn event_stream(job: Arc<super::jobs::Job>) -> impl Stream<Item = Result<SseEvent, Infallible>> {
+    let rx = job.subscribe();
+    // (job, receiver, next event index, done)
+    let init = (job, rx, 0usize, false);
+    stream::unfold(init, |(job, mut rx, next, done)| async move {
+        if done {
+            return None;
+        }
+        loop {
+            // Mark seen before reading, so an event pushed in between wakes us.
+            rx.borrow_and_update();
+            let (events, _) = job.events_from(next);
+            if !events.is_empty() {
+                let next = next + events.len();
+                let ended = events.iter().any(|e| matches!(e.kind, "done" | "failed"));
+                let batch: Vec<Result<SseEvent, Infallible>> = events
+                    .iter()
+                    .map(|e| {
+                        Ok(SseEvent::default()
+                            .event(e.kind)
+                            .id(e.seq.to_string())
+                            .json_data(&e.data)
+                            .expect("event data serializes"))
+                    })
+                    .collect();
+                return Some((stream::iter(batch), (job, rx, next, ended)));
+            }
+            if rx.changed().await.is_err() {
+                return None;
+            }
+        }
+    })
+    .flatten()
+}
+
+pub async fn list_tokens(State(st): S, headers: HeaderMap) -> Result<Response, ApiError> {
+    authorize(&st.ctx.db, &headers, Scope::Admin).await?;
+    let tokens = st.ctx.db.tokens(false).await.map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(Json(serde_json::json!({ "tokens": tokens })).into_response())
+}
