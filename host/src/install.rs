@@ -164,15 +164,25 @@ pub async fn install(
         let p = root.clone();
         tokio::task::spawn_blocking(move || checksum::tree(&p)).await.expect("checksum task panicked")?
     };
-    if let Some(expected) = &req.expected_checksum
-        && expected.kind() != ChecksumKind::Sha256
-        && *expected != tree.digest
-    {
-        return Err(Error::ChecksumMismatch {
-            source_str: source.display(),
-            expected: expected.to_string(),
-            actual: tree.digest.to_string(),
-        });
+    if let Some(expected) = &req.expected_checksum {
+        let actual = match expected.kind() {
+            ChecksumKind::Sha256 => *expected, // checked above, on the archive's bytes
+            ChecksumKind::Tree(_) => tree.digest,
+            // Attune registry indexes' git checksum: computed only to check one.
+            ChecksumKind::AttunePackFileV1 => {
+                let p = root.clone();
+                tokio::task::spawn_blocking(move || checksum::attune_pack_file_v1(&p))
+                    .await
+                    .expect("checksum task panicked")?
+            }
+        };
+        if actual != *expected {
+            return Err(Error::ChecksumMismatch {
+                source_str: source.display(),
+                expected: expected.to_string(),
+                actual: actual.to_string(),
+            });
+        }
     }
 
     let pack_ref = manifest.r#ref.clone();
