@@ -14,6 +14,7 @@ pub mod install;
 pub mod manifest;
 pub mod ops;
 pub mod plugins;
+pub mod registry;
 pub mod runtime;
 pub mod sources;
 pub mod staging;
@@ -38,6 +39,8 @@ pub enum Error {
     Db(#[from] db::DbError),
     #[error(transparent)]
     Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    Registry(#[from] registry::RegistryError),
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
     #[error("{source_str}: checksum mismatch: expected {expected}, got {actual}; nothing was installed")]
