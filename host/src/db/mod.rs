@@ -19,6 +19,7 @@
 //! milliseconds, JSON as TEXT.
 
 mod error;
+mod indexes;
 mod model;
 mod plugins;
 #[cfg(test)]
@@ -32,6 +33,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use time::OffsetDateTime;
 
 pub use error::{DbError, redact_url};
+pub use indexes::{IndexFetch, IndexRow};
 pub use model::{Action, Installation, Method, NewInstallation, Pack, Status, VerifyStatus, version_cmp};
 use model::{now, to_unix_ms};
 pub use plugins::{Grant, PluginRow};
