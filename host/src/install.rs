@@ -36,6 +36,18 @@ pub struct InstallRequest {
     /// A branch, tag or commit, for sources that have them (git).
     pub reference: Option<String>,
     pub allow_insecure_http: bool,
+    /// The ref and version the fetched pack must have (an index entry's
+    /// claim); anything else is refused before it is installed.
+    pub expected_pack: Option<ExpectedPack>,
+}
+
+/// What an index says a source holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpectedPack {
+    pub pack_ref: String,
+    pub version: String,
+    /// Who claims it, e.g. `index main`.
+    pub origin: String,
 }
 
 /// What the pipeline is doing, for progress displays.
@@ -160,6 +172,18 @@ pub async fn install(
         }
         r => r?,
     };
+    if let Some(want) = &req.expected_pack
+        && (manifest.r#ref != want.pack_ref || manifest.version.to_string() != want.version)
+    {
+        return Err(crate::registry::RegistryError::WrongPack {
+            pack_ref: want.pack_ref.clone(),
+            version: want.version.clone(),
+            origin: want.origin.clone(),
+            actual_ref: manifest.r#ref.clone(),
+            actual_version: manifest.version.to_string(),
+        }
+        .into());
+    }
     let tree = {
         let p = root.clone();
         tokio::task::spawn_blocking(move || checksum::tree(&p)).await.expect("checksum task panicked")?

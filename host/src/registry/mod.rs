@@ -7,11 +7,12 @@
 //! * the StackStorm Exchange index (`v1/index.json`, [`exchange`]), where every
 //!   version is a git tag `v<version>` of the pack's repository.
 //!
-//! (Registering and fetching indexes comes next.)
+//! [`admin`] registers, fetches and caches indexes (`attune index …`);
 //! [`resolve`] picks the version an install spec (`core_utils@^1.4`) means,
 //! and [`admin::install_by_name`] hands it to the one install pipeline with
 //! the index's checksum as the expected checksum.
 
+pub mod admin;
 pub mod attune_format;
 pub mod exchange;
 
@@ -164,7 +165,10 @@ pub enum RegistryError {
     UnsupportedVersion { origin: String, version: String },
     #[error("{spec:?}: not a pack spec: {reason}; write `ref`, `ref@1.2.3` or `ref@^1.2`")]
     BadSpec { spec: String, reason: String },
-    #[error("{spec}: no index is configured to look it up in; add one with `attune index add <name> <url|path>`")]
+    #[error(
+        "{spec}: no such file or folder, and no index is configured to look it up in; \
+         add one with `attune index add <name> <url|path>`"
+    )]
     NoIndexes { spec: String },
     #[error("{spec}: no matching version in {searched}{}", available_hint(available))]
     NoMatch { spec: String, searched: String, available: Vec<String> },
@@ -192,7 +196,7 @@ pub enum RegistryError {
 
 fn available_hint(available: &[String]) -> String {
     if available.is_empty() {
-        " (no version of this pack is listed)".into()
+        " (no version of this pack is listed, and no file or folder of that name exists here)".into()
     } else {
         format!(" (available: {})", available.join(", "))
     }

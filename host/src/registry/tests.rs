@@ -155,7 +155,10 @@ fn no_match_names_the_indexes_and_what_there_is() {
         "core_utils@^2: no matching version in indexes main, exchange (available: 1.5.0 in main, 1.4.2 in main)"
     );
     let e = resolve(&both, &req("nothing")).unwrap_err().to_string();
-    assert_eq!(e, "nothing: no matching version in indexes main, exchange (no version of this pack is listed)");
+    assert_eq!(
+        e,
+        "nothing: no matching version in indexes main, exchange (no version of this pack is listed, and no file or folder of that name exists here)"
+    );
     let e = resolve(&[], &req("nothing")).unwrap_err().to_string();
     assert!(e.contains("no index is configured"), "{e}");
 }
