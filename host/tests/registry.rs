@@ -445,3 +445,25 @@ fn index_list_update_remove() {
     let out = env.run(&["index", "remove", "local"]).failure();
     assert!(out.stderr.contains("is not configured"), "{}", out.stderr);
 }
+
+#[test]
+fn index_download_obeys_the_host_allowlist() {
+    let env = Env::new();
+    let reg = registry(&env);
+    // The index redirects to another host: refused unless allowed, as for installs.
+    let origin = Server::start("127.0.0.2");
+    origin.route("/index.json", Route::Redirect(302, reg.server.url("/index.json")));
+    let out = env.run(&["index", "add", "main", &origin.url("/index.json")]).failure();
+    assert!(out.stderr.contains("a request to 127.0.0.1 was refused"), "{}", out.stderr);
+    assert!(out.stderr.contains("--allow-host 127.0.0.1"), "{}", out.stderr);
+    assert!(
+        env.run(&["index", "list", "--json"]).success().json().as_array().unwrap().is_empty(),
+        "nothing registered"
+    );
+
+    env.run(&["index", "add", "main", "--allow-host", "127.0.0.1", &origin.url("/index.json")]).success();
+    // `index update` needs the same permission again (it is not stored).
+    env.run(&["index", "update", "main"]).failure();
+    env.run(&["index", "update", "main", "--allow-host", "127.0.0.1"]).success();
+    env.run(&["install", "core_utils@1.4.2"]).success();
+}
