@@ -14,6 +14,7 @@
 
 pub mod admin;
 pub mod attune_format;
+pub mod deps;
 pub mod exchange;
 
 use std::collections::BTreeMap;
@@ -172,6 +173,8 @@ pub enum RegistryError {
     NoIndexes { spec: String },
     #[error("{spec}: no matching version in {searched}{}", available_hint(available))]
     NoMatch { spec: String, searched: String, available: Vec<String> },
+    #[error("{spec}: the dependencies cannot all be satisfied:\n{chain}\n(install just the pack with --skip-deps)")]
+    Conflict { spec: String, chain: String },
     #[error("{name}: not a valid index name: use 1-64 of a-z, 0-9, `_` and `-`")]
     BadName { name: String },
     #[error("index {name:?} is not configured (configured: {known}); see `attune index list`")]
