@@ -467,3 +467,109 @@ fn index_download_obeys_the_host_allowlist() {
     env.run(&["index", "update", "main", "--allow-host", "127.0.0.1"]).success();
     env.run(&["install", "core_utils@1.4.2"]).success();
 }
+
+/// An index with a diamond (app → left, right → base), a conflict (clash →
+/// left ^1 and base ^2) and a set that fails halfway (fragile → base, zbad
+/// whose checksum is wrong), every version an archive on one server.
+fn deps_registry(env: &Env) -> Server {
+    let server = Server::start("127.0.0.1");
+    let mut entries = Vec::new();
+    let mut add = |name: &str, v: &str, attune_deps: serde_json::Value, ranges: serde_json::Value, good: bool| {
+        let bytes = tgz(&env.make_pack(name, v));
+        let path = format!("/{name}-{v}.tgz");
+        let sum = if good { sha256_hex(&bytes) } else { "0".repeat(64) };
+        let mut e = attune_entry(
+            name,
+            v,
+            json!([{"type": "archive", "url": server.url(&path), "checksum": format!("sha256:{sum}")}]),
+        );
+        e["dependencies"] = json!({"packs": attune_deps});
+        e["meta"] = json!({"x_attune": {"dependencies": ranges}});
+        entries.push(e);
+        server.route(&path, Route::File(bytes));
+    };
+    // Attune's own `ref@version` (exact) and `ref` (any), and attune's ranges.
+    add("app", "1.0.0", json!(["left@1.0.0", "right"]), json!({}), true);
+    add("left", "1.0.0", json!([]), json!({"base": ">=1.1, <2"}), true);
+    add("right", "1.0.0", json!([]), json!({"base": "~1.1"}), true);
+    for v in ["1.0.0", "1.1.0", "1.1.5", "1.2.0", "2.0.0"] {
+        add("base", v, json!([]), json!({}), true);
+    }
+    add("clash", "1.0.0", json!([]), json!({"left": "^1", "base": "^2"}), true);
+    add("fragile", "1.0.0", json!([]), json!({"base": "~1.1", "zbad": "^1"}), true);
+    add("zbad", "1.0.0", json!([]), json!({}), false);
+    server.route("/index.json", Route::File(attune_index(entries)));
+    server
+}
+
+#[test]
+fn a_diamond_installs_as_one_set_dependencies_first() {
+    let env = Env::new();
+    let server = deps_registry(&env);
+    env.run(&["index", "add", "main", &server.url("/index.json")]).success();
+    let out = env.run(&["install", "app"]).success();
+    let lines: Vec<&str> = out.stdout.lines().filter(|l| !l.starts_with("  ")).collect();
+    assert_eq!(
+        lines,
+        [
+            "installed base 1.1.5 (dependency, from index main)",
+            "installed left 1.0.0 (dependency, from index main)",
+            "installed right 1.0.0 (dependency, from index main)",
+            "installed app 1.0.0"
+        ],
+        "{}",
+        out.stdout
+    );
+    let all = installed(&env);
+    assert_eq!(all.len(), 4, "{all:?}");
+    // Installing another pack that needs base reuses the installed one.
+    let j = env.run(&["install", "fragile", "--json"]).failure().json();
+    let msg = j["error"]["message"].as_str().unwrap().to_string();
+    assert!(msg.contains("zbad-1.0.0.tgz: checksum mismatch"), "{msg}");
+    assert!(!msg.contains("rolled back"), "base was already there; nothing to roll back: {msg}");
+    assert_eq!(installed(&env).len(), 4);
+}
+
+#[test]
+fn a_set_that_fails_halfway_is_rolled_back() {
+    let env = Env::new();
+    let server = deps_registry(&env);
+    env.run(&["index", "add", "main", &server.url("/index.json")]).success();
+    let out = env.run(&["install", "fragile"]).failure();
+    assert!(out.stderr.contains("fragile: installing zbad@1.0.0 failed:"), "{}", out.stderr);
+    assert!(out.stderr.contains("nothing of the set stays installed (rolled back: base@1.1.5)"), "{}", out.stderr);
+    assert_eq!(count_installed(&env), "0");
+    assert!(listing(&env.packs()).iter().all(|p| !p.starts_with("base-") && !p.starts_with("fragile-")));
+    // The history says what happened: base was installed, then uninstalled.
+    let rows = query(&env, "SELECT pack_ref, action, status FROM installations ORDER BY id");
+    assert_eq!(rows, [["base", "install", "removed"], ["base", "uninstall", "removed"]]);
+}
+
+#[test]
+fn a_conflict_is_explained_and_installs_nothing() {
+    let env = Env::new();
+    let server = deps_registry(&env);
+    env.run(&["index", "add", "main", &server.url("/index.json")]).success();
+    let out = env.run(&["install", "clash"]).failure();
+    assert!(out.stderr.contains("clash: the dependencies cannot all be satisfied:"), "{}", out.stderr);
+    assert!(out.stderr.contains("left >=1.0.0 depends on base >=1.1.0, <2.0.0"), "{}", out.stderr);
+    assert!(out.stderr.contains("clash 1.0.0 depends on base >=2.0.0"), "{}", out.stderr);
+    assert!(out.stderr.contains("clash 1.0.0 depends on"), "{}", out.stderr);
+    assert!(out.stderr.contains("--skip-deps"), "{}", out.stderr);
+    assert_eq!(query(&env, "SELECT count(*) FROM installations")[0][0], "0");
+}
+
+#[test]
+fn skip_deps_installs_just_the_pack_and_says_what_it_skipped() {
+    let env = Env::new();
+    let server = deps_registry(&env);
+    env.run(&["index", "add", "main", &server.url("/index.json")]).success();
+    let out = env.run(&["install", "--skip-deps", "app"]).success();
+    assert!(out.stderr.contains("note: --skip-deps: not installed: left =1.0.0, right *"), "{}", out.stderr);
+    assert_eq!(installed(&env), [("app".into(), "1.0.0".into())]);
+    let j = env.run(&["install", "--skip-deps", "--force", "app", "--json"]).success().json();
+    assert_eq!(j["skipped_dependencies"][0]["ref"], "left");
+    assert_eq!(j["skipped_dependencies"][0]["req"], "=1.0.0");
+    let out = env.run(&["install", "--skip-deps", env.make_pack("x", "1.0.0").to_str().unwrap()]).failure();
+    assert!(out.stderr.contains("--skip-deps applies to a pack installed by name"), "{}", out.stderr);
+}

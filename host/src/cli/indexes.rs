@@ -167,11 +167,21 @@ pub fn installed_by_name(out: &Output, n: &NamedInstall) -> anyhow::Result<()> {
     if out.json {
         return print_json(n);
     }
+    for d in &n.dependencies {
+        match d.action {
+            "installed" => outln!("installed {} {} (dependency, from index {})", d.pack_ref, d.version, d.index),
+            _ => outln!("kept {} {} (dependency, already installed)", d.pack_ref, d.version),
+        }
+    }
     out.installed(&n.install)?;
     outln!("  index     {} ({}@{})", n.resolved.index, n.resolved.pack.pack_ref, n.resolved.pack.version);
     match &n.expected_checksum {
         Some(c) => outln!("  verified  {}", short(c)),
         None => outln!("  verified  no: the index gives no checksum for this version"),
+    }
+    if !n.skipped_dependencies.is_empty() {
+        let list: Vec<String> = n.skipped_dependencies.iter().map(|d| format!("{} {}", d.pack_ref, d.req)).collect();
+        eprintln!("note: --skip-deps: not installed: {}", list.join(", "));
     }
     Ok(())
 }

@@ -143,6 +143,9 @@ struct InstallArgs {
     /// Branch, tag or commit (full or abbreviated) of a git source; default: the remote HEAD.
     #[arg(long = "ref", value_name = "REF")]
     reference: Option<String>,
+    /// For a pack installed by name: install just it, not the dependencies its index lists.
+    #[arg(long)]
+    skip_deps: bool,
     #[command(flatten)]
     limits: LimitArgs,
 }
@@ -422,11 +425,24 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     );
                 }
                 let cache_dir = s.cache_dir.clone().expect("the CLI always sets a cache dir");
-                let result =
-                    attune::registry::admin::install_by_name(&ctx, &cache_dir, &a.source, req, Some(bar.sink())).await;
+                let result = attune::registry::admin::install_by_name(
+                    &ctx,
+                    &cache_dir,
+                    &a.source,
+                    req,
+                    Some(bar.sink()),
+                    a.skip_deps,
+                )
+                .await;
                 bar.finish();
                 indexes::installed_by_name(&out, &result?)?;
                 return Ok(ExitCode::SUCCESS);
+            }
+            if a.skip_deps {
+                bar.finish();
+                anyhow::bail!(
+                    "--skip-deps applies to a pack installed by name from an index (attune install ref@range)"
+                );
             }
             let result = attune::install::install(&ctx, req, Some(bar.sink())).await;
             bar.finish();

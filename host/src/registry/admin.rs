@@ -7,6 +7,7 @@
 //! through the sandboxed http fetcher ([`install::download`], the same
 //! allowlist and limits as any install); a local path is read directly.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -269,23 +270,34 @@ pub struct NamedInstall {
     /// index has none, as with the StackStorm Exchange).
     pub expected_checksum: Option<String>,
     pub install: InstallReport,
+    /// The dependencies, in the order they were handled (before the pack).
+    pub dependencies: Vec<DependencyOutcome>,
+    /// With `--skip-deps`: the dependencies the index lists, not installed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub skipped_dependencies: Vec<super::Dependency>,
 }
 
-/// Resolves `spec` against the configured indexes and installs the chosen
-/// version through the one pipeline, holding it to the index's checksum and
-/// to the ref and version the index claims. `base` carries the caller's
-/// options (force, limits, hosts, method); its source, ref and checksum are
-/// replaced by the index's.
-pub async fn install_by_name(
+/// One dependency of a named install.
+#[derive(Debug, Clone, Serialize)]
+pub struct DependencyOutcome {
+    #[serde(rename = "ref")]
+    pub pack_ref: String,
+    pub version: String,
+    pub index: String,
+    /// `installed`, or `already-installed` (this version was there).
+    pub action: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected_checksum: Option<String>,
+}
+
+/// Installs one resolved version through the pipeline, held to the index's
+/// checksum and to its ref@version claim.
+async fn install_resolved(
     ctx: &Context,
-    cache_dir: &Path,
-    spec: &str,
-    base: InstallRequest,
+    resolved: &Resolved,
+    base: &InstallRequest,
     progress: Option<install::InstallProgress>,
-) -> Result<NamedInstall, Error> {
-    let request = PackRequest::parse(spec)?;
-    let indexes = load_all(ctx, cache_dir).await?;
-    let resolved = super::resolve(&indexes, &request)?;
+) -> Result<(InstallReport, Option<String>), Error> {
     let plan = resolved.plan()?;
     let req = InstallRequest {
         source: plan.source,
@@ -296,8 +308,110 @@ pub async fn install_by_name(
             version: resolved.pack.version.to_string(),
             origin: format!("index {}", resolved.index),
         }),
-        ..base
+        ..base.clone()
     };
     let report = install::install(ctx, req, progress).await?;
-    Ok(NamedInstall { expected_checksum: plan.expected.map(|c| c.to_string()), resolved, install: report })
+    Ok((report, plan.expected.map(|c| c.to_string())))
+}
+
+/// Resolves `spec` against the configured indexes and installs the chosen
+/// version through the one pipeline, holding it to the index's checksum and
+/// to the ref and version the index claims. `base` carries the caller's
+/// options (force, limits, hosts, method); its source, ref and checksum are
+/// replaced by the index's.
+///
+/// Unless `skip_deps`, the whole dependency set is solved first
+/// ([`super::deps::solve`]) and installed dependencies first; if any pack of
+/// the set fails, the ones this run installed are uninstalled again, so the
+/// set is installed entirely or not at all. `--force` applies to the
+/// requested pack only; a dependency already installed at the chosen version
+/// is left as it is.
+pub async fn install_by_name(
+    ctx: &Context,
+    cache_dir: &Path,
+    spec: &str,
+    base: InstallRequest,
+    progress: Option<install::InstallProgress>,
+    skip_deps: bool,
+) -> Result<NamedInstall, Error> {
+    let request = PackRequest::parse(spec)?;
+    let indexes = load_all(ctx, cache_dir).await?;
+    if skip_deps {
+        let resolved = super::resolve(&indexes, &request)?;
+        let (install, expected_checksum) = install_resolved(ctx, &resolved, &base, progress).await?;
+        let skipped_dependencies = resolved.pack.dependencies.clone();
+        return Ok(NamedInstall { resolved, expected_checksum, install, dependencies: vec![], skipped_dependencies });
+    }
+
+    let mut installed: BTreeMap<String, BTreeSet<semver::Version>> = BTreeMap::new();
+    for row in ctx.db.installed(&ctx.host).await? {
+        if let Ok(v) = row.version.parse() {
+            installed.entry(row.pack_ref).or_default().insert(v);
+        }
+    }
+    let mut steps = super::deps::solve(&indexes, &request, &installed)?;
+    let last = steps.pop().expect("the set holds at least the requested pack");
+    let mut dependencies = Vec::new();
+    // Packs this run installed, to take back out if a later one fails.
+    let mut added: Vec<(String, String)> = Vec::new();
+    let dep_base = InstallRequest { force: false, ..base.clone() };
+    let mut failure: Option<(String, Error)> = None;
+    for step in &steps {
+        let r = &step.resolved;
+        let label = format!("{}@{}", r.pack.pack_ref, r.pack.version);
+        if step.installed {
+            dependencies.push(DependencyOutcome {
+                pack_ref: r.pack.pack_ref.clone(),
+                version: r.pack.version.to_string(),
+                index: r.index.clone(),
+                action: "already-installed",
+                expected_checksum: None,
+            });
+            continue;
+        }
+        match install_resolved(ctx, r, &dep_base, progress.clone()).await {
+            Ok((report, expected)) => {
+                added.push((report.pack_ref.clone(), report.version.clone()));
+                dependencies.push(DependencyOutcome {
+                    pack_ref: r.pack.pack_ref.clone(),
+                    version: r.pack.version.to_string(),
+                    index: r.index.clone(),
+                    action: "installed",
+                    expected_checksum: expected,
+                });
+            }
+            Err(e) => {
+                failure = Some((label, e));
+                break;
+            }
+        }
+    }
+    let result = match failure {
+        Some(f) => Err(f),
+        None => install_resolved(ctx, &last.resolved, &base, progress)
+            .await
+            .map_err(|e| (format!("{}@{}", last.resolved.pack.pack_ref, last.resolved.pack.version), e)),
+    };
+    match result {
+        Ok((install, expected_checksum)) => Ok(NamedInstall {
+            resolved: last.resolved,
+            expected_checksum,
+            install,
+            dependencies,
+            skipped_dependencies: vec![],
+        }),
+        // Nothing of ours to take back: the pipeline's own error says it best.
+        Err((_, error)) if added.is_empty() => Err(error),
+        Err((failed, error)) => {
+            let mut rolled_back = Vec::new();
+            for (r, v) in added.iter().rev() {
+                let spec = crate::ops::PackSpec { pack_ref: r.clone(), version: v.parse().ok() };
+                match crate::ops::uninstall(ctx, &spec, base.method).await {
+                    Ok(_) => rolled_back.push(format!("{r}@{v}")),
+                    Err(e) => rolled_back.push(format!("{r}@{v} (could not be removed: {e})")),
+                }
+            }
+            Err(RegistryError::SetFailed { spec: request.text, failed, error: error.to_string(), rolled_back }.into())
+        }
+    }
 }

@@ -115,8 +115,12 @@ impl DependencyProvider for Provider<'_> {
         let Node::Pack(r) = package else { return Ok(Some(REQUEST_VERSION)) };
         let Some(versions) = self.candidates.get(r.as_str()) else { return Ok(None) };
         let listed = |v: &&Version| versions.contains_key(*v) && range.contains(v);
-        // An installed version that fits wins; else the highest listed one.
-        let installed = self.installed.get(r).and_then(|vs| vs.iter().rev().find(listed));
+        // For a dependency, an installed version that fits wins; else (and
+        // always for the requested pack) the highest listed one.
+        let installed = match *r == self.request.pack_ref {
+            true => None,
+            false => self.installed.get(r).and_then(|vs| vs.iter().rev().find(listed)),
+        };
         Ok(installed.or_else(|| versions.keys().rev().find(listed)).cloned())
     }
 

@@ -9,8 +9,9 @@
 //!
 //! [`admin`] registers, fetches and caches indexes (`attune index …`);
 //! [`resolve`] picks the version an install spec (`core_utils@^1.4`) means,
-//! and [`admin::install_by_name`] hands it to the one install pipeline with
-//! the index's checksum as the expected checksum.
+//! [`deps`] solves it together with its dependencies, and
+//! [`admin::install_by_name`] hands each pack to the one install pipeline
+//! with the index's checksum as the expected checksum.
 
 pub mod admin;
 pub mod attune_format;
@@ -175,6 +176,11 @@ pub enum RegistryError {
     NoMatch { spec: String, searched: String, available: Vec<String> },
     #[error("{spec}: the dependencies cannot all be satisfied:\n{chain}\n(install just the pack with --skip-deps)")]
     Conflict { spec: String, chain: String },
+    #[error(
+        "{spec}: installing {failed} failed: {error}; nothing of the set stays installed{}",
+        if rolled_back.is_empty() { String::new() } else { format!(" (rolled back: {})", rolled_back.join(", ")) }
+    )]
+    SetFailed { spec: String, failed: String, error: String, rolled_back: Vec<String> },
     #[error("{name}: not a valid index name: use 1-64 of a-z, 0-9, `_` and `-`")]
     BadName { name: String },
     #[error("index {name:?} is not configured (configured: {known}); see `attune index list`")]
