@@ -573,3 +573,34 @@ fn skip_deps_installs_just_the_pack_and_says_what_it_skipped() {
     let out = env.run(&["install", "--skip-deps", env.make_pack("x", "1.0.0").to_str().unwrap()]).failure();
     assert!(out.stderr.contains("--skip-deps applies to a pack installed by name"), "{}", out.stderr);
 }
+
+#[test]
+fn a_legacy_git_checksum_cannot_cover_a_symlink() {
+    let env = Env::new();
+    let work = env.tmp.path().join("work");
+    let root = env.tmp.path().join("gitroot");
+    std::fs::create_dir_all(&root).unwrap();
+    common::write_pack(&work, "linked", "1.0.0"); // has actions/alias.sh -> run.sh
+    std::fs::remove_dir(work.join("empty")).unwrap();
+    git(&work, &["init", "-q", "-b", "main", "."]);
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "-q", "-m", "one"]);
+    git(&work, &["tag", "v1.0.0"]);
+    git(&root, &["clone", "-q", "--bare", work.to_str().unwrap(), "linked.git"]);
+    let gits = GitServer::start(&root);
+    let index = attune_index(vec![attune_entry(
+        "linked",
+        "1.0.0",
+        json!([{"type": "git", "url": gits.url("linked.git"), "ref": "v1.0.0", "checksum": format!("sha256:{}", "a".repeat(64))}]),
+    )]);
+    let server = Server::start("127.0.0.1");
+    server.route("/index.json", Route::File(index));
+    env.run(&["index", "add", "main", &server.url("/index.json")]).success();
+    let out = env.run(&["install", "linked"]).failure();
+    assert!(
+        out.stderr.contains("error: actions/alias.sh: is a symlink, and Attune's legacy checksum (attune-pack-file-v1) cannot cover symlinks"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(query(&env, "SELECT count(*) FROM installations")[0][0], "0");
+}

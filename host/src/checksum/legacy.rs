@@ -47,7 +47,9 @@ pub fn attune_pack_file_v1(root: &Path) -> Result<Checksum, ChecksumError> {
         })?;
         let ft = item.file_type();
         if ft.is_symlink() {
-            return Err(ChecksumError::LegacySymlink { path: item.path().to_owned() });
+            // Relative: the root is often a staging folder nobody knows.
+            let rel = item.path().strip_prefix(root).unwrap_or(item.path());
+            return Err(ChecksumError::LegacySymlink { path: rel.to_owned() });
         }
         if ft.is_file() {
             files.push((super::relative_path(root, item.path())?, item.path().to_owned()));
