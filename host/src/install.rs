@@ -38,6 +38,18 @@ pub struct InstallRequest {
     pub allow_insecure_http: bool,
     /// The name of the API token the install is made with (`None` from the CLI).
     pub api_token: Option<String>,
+    /// The ref and version the fetched pack must have (an index entry's
+    /// claim); anything else is refused before it is installed.
+    pub expected_pack: Option<ExpectedPack>,
+}
+
+/// What an index says a source holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpectedPack {
+    pub pack_ref: String,
+    pub version: String,
+    /// Who claims it, e.g. `index main`.
+    pub origin: String,
 }
 
 /// What the pipeline is doing, for progress displays.
@@ -162,19 +174,41 @@ pub async fn install(
         }
         r => r?,
     };
+    if let Some(want) = &req.expected_pack
+        && (manifest.r#ref != want.pack_ref || manifest.version.to_string() != want.version)
+    {
+        return Err(crate::registry::RegistryError::WrongPack {
+            pack_ref: want.pack_ref.clone(),
+            version: want.version.clone(),
+            origin: want.origin.clone(),
+            actual_ref: manifest.r#ref.clone(),
+            actual_version: manifest.version.to_string(),
+        }
+        .into());
+    }
     let tree = {
         let p = root.clone();
         tokio::task::spawn_blocking(move || checksum::tree(&p)).await.expect("checksum task panicked")?
     };
-    if let Some(expected) = &req.expected_checksum
-        && expected.kind() != ChecksumKind::Sha256
-        && *expected != tree.digest
-    {
-        return Err(Error::ChecksumMismatch {
-            source_str: source.display(),
-            expected: expected.to_string(),
-            actual: tree.digest.to_string(),
-        });
+    if let Some(expected) = &req.expected_checksum {
+        let actual = match expected.kind() {
+            ChecksumKind::Sha256 => *expected, // checked above, on the archive's bytes
+            ChecksumKind::Tree(_) => tree.digest,
+            // Attune registry indexes' git checksum: computed only to check one.
+            ChecksumKind::AttunePackFileV1 => {
+                let p = root.clone();
+                tokio::task::spawn_blocking(move || checksum::attune_pack_file_v1(&p))
+                    .await
+                    .expect("checksum task panicked")?
+            }
+        };
+        if actual != *expected {
+            return Err(Error::ChecksumMismatch {
+                source_str: source.display(),
+                expected: expected.to_string(),
+                actual: actual.to_string(),
+            });
+        }
     }
 
     let pack_ref = manifest.r#ref.clone();

@@ -15,6 +15,7 @@ pub mod install;
 pub mod manifest;
 pub mod ops;
 pub mod plugins;
+pub mod registry;
 pub mod runtime;
 pub mod sources;
 pub mod staging;
@@ -39,6 +40,8 @@ pub enum Error {
     Db(#[from] db::DbError),
     #[error(transparent)]
     Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    Registry(#[from] registry::RegistryError),
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
     #[error("{source_str}: checksum mismatch: expected {expected}, got {actual}; nothing was installed")]

@@ -81,6 +81,20 @@ impl From<crate::Error> for ApiError {
             E::Source(S::Runtime(_)) | E::Runtime(_) => (StatusCode::UNPROCESSABLE_ENTITY, "fetch_failed"),
             E::Source(S::PluginFile { .. }) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             E::Source(_) => (StatusCode::BAD_REQUEST, "bad_source"),
+            E::Registry(r) => {
+                use crate::registry::RegistryError as R;
+                match r {
+                    R::BadSpec { .. } | R::BadName { .. } | R::Credentials { .. } => {
+                        (StatusCode::BAD_REQUEST, "bad_request")
+                    }
+                    R::NoIndexes { .. } | R::NoMatch { .. } | R::UnknownIndex { .. } | R::NotCached { .. } => {
+                        (StatusCode::NOT_FOUND, "not_found")
+                    }
+                    R::Conflict { .. } => (StatusCode::CONFLICT, "dependency_conflict"),
+                    R::Exists { .. } => (StatusCode::CONFLICT, "already_exists"),
+                    _ => (StatusCode::UNPROCESSABLE_ENTITY, "registry_error"),
+                }
+            }
             E::Checksum(_) | E::Store(_) | E::Db(_) | E::Config(_) | E::Io { .. } | E::Corrupt(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal")
             }

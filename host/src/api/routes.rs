@@ -172,6 +172,7 @@ pub async fn install(
         reference: body.ref_spec.clone(),
         allow_insecure_http: false,
         api_token: Some(caller.name.clone()),
+        expected_pack: None,
     };
     let job = st.jobs.submit(req, &caller.name)?;
     if q.wait {

@@ -24,8 +24,11 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+mod legacy;
 #[cfg(all(test, unix))]
 mod tests;
+
+pub use legacy::attune_pack_file_v1;
 
 /// Read buffer per hashing thread. Large enough that syscall overhead is
 /// negligible next to SHA-NI (~2 GB/s/core), small enough to stay in L2.
@@ -36,6 +39,9 @@ const TREE_V1_HEADER: &[u8] = b"attune-tree-v1\n";
 
 /// Prefix of a plain single-file checksum.
 const SHA256_PREFIX: &str = "sha256";
+
+/// Prefix of Attune's legacy directory checksum (see [`attune_pack_file_v1`]).
+const ATTUNE_PACK_FILE_V1_PREFIX: &str = "attune-pack-file-v1";
 
 /// A named tree-hash algorithm. New formats are added as new variants; existing
 /// ones never change, so stored checksums stay verifiable.
@@ -95,6 +101,10 @@ pub enum ChecksumKind {
     Sha256,
     /// A directory tree hashed with the given algorithm (`<name>:<hex>`).
     Tree(Algorithm),
+    /// Attune's legacy directory checksum (`attune-pack-file-v1:<hex>`):
+    /// regular files only, framed path and content, no manifest. Only checked
+    /// against registry indexes, never recorded as a pack's checksum.
+    AttunePackFileV1,
 }
 
 impl ChecksumKind {
@@ -103,11 +113,13 @@ impl ChecksumKind {
         match self {
             ChecksumKind::Sha256 => SHA256_PREFIX,
             ChecksumKind::Tree(a) => a.name(),
+            ChecksumKind::AttunePackFileV1 => ATTUNE_PACK_FILE_V1_PREFIX,
         }
     }
 }
 
-/// A printed-and-parsed checksum: `sha256-tree-v1:<hex>` or `sha256:<hex>`.
+/// A printed-and-parsed checksum: `sha256-tree-v1:<hex>`, `sha256:<hex>` or
+/// `attune-pack-file-v1:<hex>`.
 ///
 /// Equality compares kind and digest, so a file checksum never equals a tree
 /// checksum. Serialized as its printed string.
@@ -126,10 +138,11 @@ impl Checksum {
         self.kind
     }
 
-    /// The tree algorithm, or `None` for a plain file checksum.
+    /// The tree algorithm, or `None` for a plain file checksum (or Attune's
+    /// legacy one, which has no manifest).
     pub fn algorithm(&self) -> Option<Algorithm> {
         match self.kind {
-            ChecksumKind::Sha256 => None,
+            ChecksumKind::Sha256 | ChecksumKind::AttunePackFileV1 => None,
             ChecksumKind::Tree(a) => Some(a),
         }
     }
@@ -169,11 +182,14 @@ impl FromStr for Checksum {
         };
         let kind = if prefix == SHA256_PREFIX {
             ChecksumKind::Sha256
+        } else if prefix == ATTUNE_PACK_FILE_V1_PREFIX {
+            ChecksumKind::AttunePackFileV1
         } else if let Ok(a) = prefix.parse::<Algorithm>() {
             ChecksumKind::Tree(a)
         } else {
             let mut known: Vec<&str> = vec![SHA256_PREFIX];
             known.extend(Algorithm::ALL.iter().map(|a| a.name()));
+            known.push(ATTUNE_PACK_FILE_V1_PREFIX);
             return Err(invalid(format!("unknown algorithm `{prefix}` (known: {})", known.join(", "))));
         };
         if digest.len() != 64 {
@@ -390,6 +406,12 @@ pub enum ChecksumError {
     InvalidEntry { path: String, reason: String },
     #[error("manifest digest {expected} does not match its entries ({actual})")]
     ManifestMismatch { expected: Checksum, actual: Checksum },
+    #[error(
+        "{}: is a symlink, and Attune's legacy checksum (attune-pack-file-v1) cannot cover symlinks; \
+         publish this pack with a sha256-tree-v1 checksum instead",
+        path.display()
+    )]
+    LegacySymlink { path: PathBuf },
 }
 
 impl ChecksumError {

@@ -28,6 +28,7 @@ macro_rules! out {
     }};
 }
 
+mod indexes;
 mod output;
 mod progress;
 
@@ -110,6 +111,9 @@ enum Command {
     /// Source fetcher plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Registry indexes to install packs from by name (`attune install ref@range`).
+    #[command(subcommand)]
+    Index(indexes::IndexCommand),
     /// Check that disk and database agree; --repair makes them.
     Doctor {
         #[arg(long)]
@@ -198,13 +202,15 @@ async fn token_command(ctx: &Context, out: &output::Output, cmd: TokenCommand) -
 #[derive(Debug, Args)]
 struct InstallArgs {
     /// A pack folder (./my_pack), an archive (./pack.tar.gz, .tgz, .tar, .tar.zst, .tar.xz, .zip),
-    /// an http(s) URL of one, or a git repository (git+https://host/org/repo.git).
+    /// an http(s) URL of one, a git repository (git+https://host/org/repo.git), or a pack
+    /// from the configured indexes: ref, ref@1.2.3 or ref@^1.2 (an existing path wins).
     source: String,
     /// Replace an installed copy of the same version.
     #[arg(long)]
     force: bool,
-    /// Refuse unless the pack's tree checksum is this (sha256-tree-v1:…), or,
-    /// for an archive or URL, the archive's SHA-256 (sha256:…, checked before extracting).
+    /// Refuse unless the pack's tree checksum is this (sha256-tree-v1:…, or Attune's
+    /// legacy attune-pack-file-v1:…), or, for an archive or URL, the archive's SHA-256
+    /// (sha256:…, checked before extracting).
     #[arg(long, value_name = "CHECKSUM")]
     checksum: Option<String>,
     /// Fetch with this fetcher component instead of a built-in one (for
@@ -223,6 +229,9 @@ struct InstallArgs {
     /// Branch, tag or commit (full or abbreviated) of a git source; default: the remote HEAD.
     #[arg(long = "ref", value_name = "REF")]
     reference: Option<String>,
+    /// For a pack installed by name: install just it, not the dependencies its index lists.
+    #[arg(long)]
+    skip_deps: bool,
     #[command(flatten)]
     limits: LimitArgs,
 }
@@ -491,8 +500,39 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 allow_insecure_http: a.allow_insecure_http,
                 reference: a.reference.clone(),
                 api_token: None,
+                expected_pack: None,
             };
             let bar = progress::Bar::start(!g.json && std::io::stderr().is_terminal(), g.verbose);
+            if attune::registry::is_spec(&a.source) {
+                // A pack from the indexes: they give the source, ref and checksum.
+                if a.checksum.is_some() || a.reference.is_some() || a.plugin.is_some() || a.plugin_file.is_some() {
+                    bar.finish();
+                    anyhow::bail!(
+                        "{}: a pack from an index takes its source, ref and checksum from the index; \
+                         drop --checksum, --ref, --plugin and --plugin-file",
+                        a.source
+                    );
+                }
+                let cache_dir = s.cache_dir.clone().expect("the CLI always sets a cache dir");
+                let result = attune::registry::admin::install_by_name(
+                    &ctx,
+                    &cache_dir,
+                    &a.source,
+                    req,
+                    Some(bar.sink()),
+                    a.skip_deps,
+                )
+                .await;
+                bar.finish();
+                indexes::installed_by_name(&out, &result?)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            if a.skip_deps {
+                bar.finish();
+                anyhow::bail!(
+                    "--skip-deps applies to a pack installed by name from an index (attune install ref@range)"
+                );
+            }
             let result = attune::install::install(&ctx, req, Some(bar.sink())).await;
             bar.finish();
             out.installed(&result?)?;
@@ -531,6 +571,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ..Default::default()
             };
             attune::api::serve(ctx, opts, |b| out.serving(b)).await?;
+        }
+        Command::Index(cmd) => {
+            let cache_dir = s.cache_dir.clone().expect("the CLI always sets a cache dir");
+            if !indexes::run(&ctx, &out, &cache_dir, &file.allow_hosts, cmd).await? {
+                return Ok(ExitCode::FAILURE);
+            }
         }
         Command::Pack(_) => unreachable!("handled above"),
     }

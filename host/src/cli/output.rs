@@ -23,7 +23,7 @@ pub enum ChecksumFormat {
     Yaml,
 }
 
-fn print_json<T: Serialize + ?Sized>(v: &T) -> anyhow::Result<()> {
+pub(crate) fn print_json<T: Serialize + ?Sized>(v: &T) -> anyhow::Result<()> {
     outln!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
@@ -37,13 +37,13 @@ fn slim(i: &Installation) -> serde_json::Value {
     v
 }
 
-fn when(t: &time::OffsetDateTime) -> String {
+pub(crate) fn when(t: &time::OffsetDateTime) -> String {
     let f = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
     t.to_offset(time::UtcOffset::UTC).format(&f).unwrap_or_else(|_| t.to_string())
 }
 
 /// Left-aligned columns, two spaces apart.
-fn table(header: &[&str], rows: &[Vec<String>]) {
+pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for r in rows {
         for (i, c) in r.iter().enumerate() {
@@ -65,7 +65,7 @@ fn table(header: &[&str], rows: &[Vec<String>]) {
     }
 }
 
-fn short(checksum: &str) -> String {
+pub(crate) fn short(checksum: &str) -> String {
     match checksum.split_once(':') {
         Some((alg, hex)) if hex.len() > 16 => format!("{alg}:{}…", &hex[..16]),
         _ => checksum.to_string(),

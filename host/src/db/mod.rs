@@ -21,6 +21,7 @@
 //! `migrations/postgres`.
 
 mod error;
+mod indexes;
 mod lock;
 mod model;
 mod plugins;
@@ -38,6 +39,7 @@ use sqlx::{Database, Transaction};
 use time::OffsetDateTime;
 
 pub use error::{DbError, redact_url};
+pub use indexes::{IndexFetch, IndexRow};
 pub use lock::PackLock;
 pub use model::{Action, Installation, Method, NewInstallation, Pack, Status, VerifyStatus, version_cmp};
 use model::{now, to_unix_ms};

@@ -78,6 +78,7 @@ macro_rules! on_both_backends {
 }
 
 on_both_backends!(
+    indexes_add_list_update_remove,
     api_tokens_create_lookup_revoke_reuse_name,
     begin_complete_round_trip,
     reinstall_replaces_and_keeps_history,
@@ -531,4 +532,38 @@ async fn api_tokens_create_lookup_revoke_reuse_name(db: Db) {
     let all = db.tokens(true).await.unwrap();
     assert_eq!(all.len(), 2);
     assert_eq!(all[0].revoked_by.as_deref(), Some("bob"));
+}
+
+fn index_fetch(sha: &str, packs: i64) -> IndexFetch {
+    IndexFetch {
+        format: "attune".into(),
+        at: now(),
+        by: "tester".into(),
+        sha256: sha.into(),
+        packs,
+        versions: packs * 2,
+    }
+}
+
+async fn indexes_add_list_update_remove(db: Db) {
+    assert!(db.indexes().await.unwrap().is_empty());
+    let a = db.add_index("main", "https://example.com/index.json", "tester", &index_fetch("aa", 3)).await.unwrap();
+    assert_eq!((a.name.as_str(), a.added_by.as_str()), ("main", "tester"));
+    assert_eq!(a.fetched, Some(index_fetch("aa", 3)).map(|f| IndexFetch { at: a.fetched.as_ref().unwrap().at, ..f }));
+    db.add_index("local", "/srv/index.json", "tester", &index_fetch("bb", 1)).await.unwrap();
+    // Names are unique.
+    assert!(db.add_index("main", "/other.json", "tester", &index_fetch("cc", 1)).await.is_err());
+
+    let names: Vec<String> = db.indexes().await.unwrap().into_iter().map(|r| r.name).collect();
+    assert_eq!(names, ["main", "local"], "in the order added");
+
+    db.index_fetched("local", &index_fetch("dd", 7)).await.unwrap();
+    let local = db.index("local").await.unwrap().unwrap();
+    assert_eq!(local.fetched.as_ref().map(|f| (f.sha256.as_str(), f.packs, f.versions)), Some(("dd", 7, 14)));
+    assert!(matches!(db.index_fetched("nope", &index_fetch("ee", 1)).await, Err(DbError::NotFound { .. })));
+
+    assert!(db.remove_index("main").await.unwrap());
+    assert!(!db.remove_index("main").await.unwrap());
+    assert!(db.index("main").await.unwrap().is_none());
+    assert_eq!(db.indexes().await.unwrap().len(), 1);
 }

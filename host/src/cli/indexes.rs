@@ -1,0 +1,187 @@
+//! `attune index …` and the output of `attune install <ref>[@range]`: kept
+//! apart from the other commands so registry work stays in one place.
+
+use std::path::Path;
+
+use attune::context::Context;
+use attune::registry::admin::{self, FetchOptions, IndexReport, NamedInstall, UpdateOutcome};
+use clap::{Args, Subcommand};
+
+use super::output::{Output, print_json, short, table, when};
+
+#[derive(Debug, Subcommand)]
+pub enum IndexCommand {
+    /// Register a registry index (Attune index.json or StackStorm Exchange
+    /// v1/index.json) by URL or path; it is fetched and checked now.
+    Add {
+        /// A name for it: 1-64 of a-z, 0-9, `_`, `-`.
+        name: String,
+        /// An http(s) URL (fetched through the sandboxed http fetcher) or a file path.
+        location: String,
+        #[command(flatten)]
+        net: NetArgs,
+    },
+    /// List the registered indexes and what their last fetch found.
+    List,
+    /// Fetch one index again, or all of them.
+    Update {
+        name: Option<String>,
+        #[command(flatten)]
+        net: NetArgs,
+    },
+    /// Unregister an index and drop its cached copy.
+    Remove { name: String },
+}
+
+/// How an index download may reach the network (as for installs).
+#[derive(Debug, Args)]
+pub struct NetArgs {
+    /// Let the download reach this host too (redirects, mirrors); repeatable.
+    #[arg(long, value_name = "HOST")]
+    allow_host: Vec<String>,
+    /// Allow plain http:// to hosts that are not loopback.
+    #[arg(long)]
+    allow_insecure_http: bool,
+}
+
+impl NetArgs {
+    fn options(&self, config_hosts: &[String]) -> FetchOptions {
+        FetchOptions {
+            allow_hosts: self.allow_host.iter().chain(config_hosts).cloned().collect(),
+            allow_insecure_http: self.allow_insecure_http,
+        }
+    }
+}
+
+/// Runs an index command; returns false when something failed (exit 1).
+pub async fn run(
+    ctx: &Context,
+    out: &Output,
+    cache_dir: &Path,
+    config_hosts: &[String],
+    cmd: IndexCommand,
+) -> anyhow::Result<bool> {
+    match cmd {
+        IndexCommand::Add { name, location, net } => {
+            let r = admin::add(ctx, cache_dir, &name, &location, &net.options(config_hosts)).await?;
+            if out.json {
+                print_json(&r)?;
+            } else {
+                let f = r.row.fetched.as_ref();
+                outln!(
+                    "added index {} ({}): {} packs, {} versions",
+                    r.row.name,
+                    f.map_or("", |f| f.format.as_str()),
+                    f.map_or(0, |f| f.packs),
+                    f.map_or(0, |f| f.versions)
+                );
+                skipped_note(&r.skipped);
+            }
+            Ok(true)
+        }
+        IndexCommand::List => {
+            let rows = admin::list(ctx, cache_dir).await?;
+            if out.json {
+                print_json(&rows)?;
+            } else if rows.is_empty() {
+                outln!("no indexes (add one with `attune index add <name> <url|path>`)");
+            } else {
+                list_table(&rows);
+            }
+            Ok(true)
+        }
+        IndexCommand::Update { name, net } => {
+            let outcomes = admin::update(ctx, cache_dir, name.as_deref(), &net.options(config_hosts)).await?;
+            let ok = outcomes.iter().all(|o| o.error.is_none());
+            if out.json {
+                print_json(&outcomes)?;
+            } else if outcomes.is_empty() {
+                outln!("no indexes to update (add one with `attune index add <name> <url|path>`)");
+            } else {
+                update_lines(&outcomes);
+            }
+            Ok(ok)
+        }
+        IndexCommand::Remove { name } => {
+            let row = admin::remove(ctx, cache_dir, &name).await?;
+            if out.json {
+                print_json(&row)?;
+            } else {
+                outln!("removed index {} ({})", row.name, row.location);
+            }
+            Ok(true)
+        }
+    }
+}
+
+fn skipped_note(skipped: &[String]) {
+    for s in skipped {
+        eprintln!("warning: skipped index entry {s}");
+    }
+}
+
+fn list_table(rows: &[IndexReport]) {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let f = r.row.fetched.as_ref();
+            vec![
+                r.row.name.clone(),
+                f.map_or("-".into(), |f| f.format.clone()),
+                f.map_or("-".into(), |f| f.packs.to_string()),
+                f.map_or("-".into(), |f| f.versions.to_string()),
+                match (f, r.cached) {
+                    (Some(f), true) => when(&f.at),
+                    (_, false) => "not fetched on this host".into(),
+                    (None, true) => "-".into(),
+                },
+                r.row.location.clone(),
+            ]
+        })
+        .collect();
+    table(&["NAME", "FORMAT", "PACKS", "VERSIONS", "FETCHED", "LOCATION"], &rows);
+}
+
+fn update_lines(outcomes: &[UpdateOutcome]) {
+    for o in outcomes {
+        match (&o.index, &o.error) {
+            (Some(r), _) => {
+                let f = r.row.fetched.as_ref();
+                outln!(
+                    "updated {}: {} packs, {} versions{}",
+                    o.name,
+                    f.map_or(0, |f| f.packs),
+                    f.map_or(0, |f| f.versions),
+                    if o.changed { "" } else { " (unchanged)" }
+                );
+                skipped_note(&r.skipped);
+            }
+            (None, Some(e)) => eprintln!("error: index {}: {e} (its cached copy is kept)", o.name),
+            (None, None) => {}
+        }
+    }
+}
+
+/// The result of `attune install <ref>[@range]`.
+pub fn installed_by_name(out: &Output, n: &NamedInstall) -> anyhow::Result<()> {
+    if out.json {
+        return print_json(n);
+    }
+    for d in &n.dependencies {
+        match d.action {
+            "installed" => outln!("installed {} {} (dependency, from index {})", d.pack_ref, d.version, d.index),
+            _ => outln!("kept {} {} (dependency, already installed)", d.pack_ref, d.version),
+        }
+    }
+    out.installed(&n.install)?;
+    outln!("  index     {} ({}@{})", n.resolved.index, n.resolved.pack.pack_ref, n.resolved.pack.version);
+    match &n.expected_checksum {
+        Some(c) => outln!("  verified  {}", short(c)),
+        None => outln!("  verified  no: the index gives no checksum for this version"),
+    }
+    if !n.skipped_dependencies.is_empty() {
+        let list: Vec<String> = n.skipped_dependencies.iter().map(|d| format!("{} {}", d.pack_ref, d.req)).collect();
+        eprintln!("note: --skip-deps: not installed: {}", list.join(", "));
+    }
+    Ok(())
+}

@@ -1,0 +1,326 @@
+//! Dependency resolution across the registered indexes, with the `pubgrub`
+//! solver: the whole set a request needs, in install order, or a conflict
+//! explained as a chain a person can read.
+//!
+//! Only index data is used (an index entry's `dependencies`, as Attune's
+//! builder copies them from `pack.yaml`, and attune's range extension), so
+//! nothing is fetched until the set is known. Versions already installed on
+//! this host are preferred when they satisfy every range, so a dependency that
+//! is already there is not installed again.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet};
+use std::convert::Infallible;
+use std::fmt;
+
+use pubgrub::{
+    DefaultStringReporter, Dependencies, DependencyProvider, PackageResolutionStatistics, PubGrubError, Ranges,
+    Reporter,
+};
+use semver::{Version, VersionReq};
+
+use super::{Index, PackRequest, PackVersion, RegistryError, Resolved};
+
+/// A node of the solver's graph: the request itself, or a pack ref.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Node {
+    Request,
+    Pack(String),
+}
+
+impl fmt::Display for Node {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Node::Request => f.write_str("the request"),
+            Node::Pack(r) => f.write_str(r),
+        }
+    }
+}
+
+/// The request's own (only) version; hidden from messages.
+const REQUEST_VERSION: Version = Version::new(0, 0, 0);
+
+/// What the solver may pick from: every version of every ref in any index
+/// (on equal versions the earlier index), and what is installed here.
+struct Provider<'a> {
+    request: &'a PackRequest,
+    candidates: BTreeMap<&'a str, BTreeMap<Version, (&'a str, &'a PackVersion)>>,
+    installed: &'a BTreeMap<String, BTreeSet<Version>>,
+}
+
+impl<'a> Provider<'a> {
+    fn new(
+        indexes: &'a [(String, Index)],
+        request: &'a PackRequest,
+        installed: &'a BTreeMap<String, BTreeSet<Version>>,
+    ) -> Self {
+        let mut candidates: BTreeMap<&str, BTreeMap<Version, (&str, &PackVersion)>> = BTreeMap::new();
+        for (name, index) in indexes {
+            for (r, versions) in &index.packs {
+                for v in versions {
+                    candidates.entry(r).or_default().entry(v.version.clone()).or_insert((name, v));
+                }
+            }
+        }
+        Provider { request, candidates, installed }
+    }
+
+    /// The set of `pack_ref`'s candidate versions that `req` accepts, as
+    /// ranges between candidates (`>=1.0.0, <2.0.0`), so that messages read
+    /// as ranges rather than lists. Exact with respect to the candidates,
+    /// pre-release rules included, since only candidates can be chosen.
+    fn ranges(&self, pack_ref: &str, req: &VersionReq) -> Ranges<Version> {
+        let Some(versions) = self.candidates.get(pack_ref) else {
+            // Nothing is listed: any range is unsatisfiable, say so plainly.
+            return Ranges::full();
+        };
+        let mut out = Ranges::empty();
+        let mut start: Option<&Version> = None;
+        for v in versions.keys() {
+            match (req.matches(v), start) {
+                (true, None) => start = Some(v),
+                (false, Some(s)) => {
+                    out = out.union(&Ranges::between(s.clone(), v.clone()));
+                    start = None;
+                }
+                _ => {}
+            }
+        }
+        if let Some(s) = start {
+            out = out.union(&Ranges::higher_than(s.clone()));
+        }
+        out
+    }
+}
+
+impl DependencyProvider for Provider<'_> {
+    type P = Node;
+    type V = Version;
+    type VS = Ranges<Version>;
+    type M = String;
+    type Err = Infallible;
+    /// Fewest candidates first: conflicts surface early.
+    type Priority = Reverse<usize>;
+
+    fn prioritize(&self, package: &Node, range: &Ranges<Version>, _: &PackageResolutionStatistics) -> Reverse<usize> {
+        match package {
+            Node::Request => Reverse(0),
+            Node::Pack(r) => {
+                Reverse(self.candidates.get(r.as_str()).map_or(0, |vs| vs.keys().filter(|v| range.contains(v)).count()))
+            }
+        }
+    }
+
+    fn choose_version(&self, package: &Node, range: &Ranges<Version>) -> Result<Option<Version>, Infallible> {
+        let Node::Pack(r) = package else { return Ok(Some(REQUEST_VERSION)) };
+        let Some(versions) = self.candidates.get(r.as_str()) else { return Ok(None) };
+        let listed = |v: &&Version| versions.contains_key(*v) && range.contains(v);
+        // For a dependency, an installed version that fits wins; else (and
+        // always for the requested pack) the highest listed one.
+        let installed = match *r == self.request.pack_ref {
+            true => None,
+            false => self.installed.get(r).and_then(|vs| vs.iter().rev().find(listed)),
+        };
+        Ok(installed.or_else(|| versions.keys().rev().find(listed)).cloned())
+    }
+
+    fn get_dependencies(
+        &self,
+        package: &Node,
+        version: &Version,
+    ) -> Result<Dependencies<Node, Ranges<Version>, String>, Infallible> {
+        let deps = match package {
+            Node::Request => {
+                [(Node::Pack(self.request.pack_ref.clone()), self.ranges(&self.request.pack_ref, &self.request.req))]
+                    .into_iter()
+                    .collect()
+            }
+            Node::Pack(r) => {
+                let Some((_, v)) = self.candidates.get(r.as_str()).and_then(|vs| vs.get(version)) else {
+                    return Ok(Dependencies::Unavailable("it is not in any index".into()));
+                };
+                v.dependencies
+                    .iter()
+                    .map(|d| (Node::Pack(d.pack_ref.clone()), self.ranges(&d.pack_ref, &d.req)))
+                    .collect()
+            }
+        };
+        Ok(Dependencies::Available(deps))
+    }
+}
+
+/// One pack of a solved set.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Step {
+    #[serde(flatten)]
+    pub resolved: Resolved,
+    /// Already installed on this host at this version: nothing to do.
+    pub installed: bool,
+}
+
+/// Solves `request` with its dependencies. Returns every pack of the set,
+/// dependencies before their dependents, the requested pack last.
+/// `installed`: ref → versions installed on this host.
+pub fn solve(
+    indexes: &[(String, Index)],
+    request: &PackRequest,
+    installed: &BTreeMap<String, BTreeSet<Version>>,
+) -> Result<Vec<Step>, RegistryError> {
+    if indexes.is_empty() {
+        return Err(RegistryError::NoIndexes { spec: request.text.clone() });
+    }
+    // A plain miss reads better from the one-pack resolver (it lists what there is).
+    super::resolve(indexes, request)?;
+    let provider = Provider::new(indexes, request, installed);
+    let solution = match pubgrub::resolve(&provider, Node::Request, REQUEST_VERSION) {
+        Ok(s) => s,
+        Err(PubGrubError::NoSolution(mut tree)) => {
+            tree.collapse_no_versions();
+            let chain =
+                DefaultStringReporter::report(&tree).replace(&format!("the request {REQUEST_VERSION}"), "the request");
+            return Err(RegistryError::Conflict { spec: request.text.clone(), chain });
+        }
+        Err(e) => unreachable!("the provider cannot fail: {e}"),
+    };
+    let chosen: BTreeMap<String, Version> = solution
+        .into_iter()
+        .filter_map(|(node, v)| match node {
+            Node::Pack(r) => Some((r, v)),
+            Node::Request => None,
+        })
+        .collect();
+
+    // Dependencies first: depth-first post-order from the requested pack.
+    let mut order: Vec<String> = Vec::new();
+    let mut seen = BTreeSet::new();
+    fn visit(
+        r: &str,
+        provider: &Provider<'_>,
+        chosen: &BTreeMap<String, Version>,
+        seen: &mut BTreeSet<String>,
+        order: &mut Vec<String>,
+    ) {
+        if !seen.insert(r.to_owned()) {
+            return;
+        }
+        let (_, v) = provider.candidates[r][&chosen[r]];
+        for d in &v.dependencies {
+            visit(&d.pack_ref, provider, chosen, seen, order);
+        }
+        order.push(r.to_owned());
+    }
+    visit(&request.pack_ref, &provider, &chosen, &mut seen, &mut order);
+
+    Ok(order
+        .into_iter()
+        .map(|r| {
+            let version = &chosen[&r];
+            let (index, pack) = provider.candidates[r.as_str()][version];
+            let is_installed = installed.get(&r).is_some_and(|vs| vs.contains(version));
+            Step { resolved: Resolved { index: index.to_owned(), pack: pack.clone() }, installed: is_installed }
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// (ref, version, [(dependency, range)])
+    type Entry<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)]);
+
+    /// An Attune index of these entries.
+    fn index(entries: &[Entry]) -> Index {
+        let packs: Vec<serde_json::Value> = entries
+            .iter()
+            .map(|(r, v, deps)| {
+                let deps: serde_json::Map<String, serde_json::Value> =
+                    deps.iter().map(|(d, range)| (d.to_string(), serde_json::json!(range))).collect();
+                serde_json::json!({
+                    "ref": r, "version": v,
+                    "install_sources": [{"type": "archive", "url": format!("https://example.com/{r}-{v}.tgz")}],
+                    "meta": {"x_attune": {"dependencies": deps}}
+                })
+            })
+            .collect();
+        let text = serde_json::json!({"registry_name": "t", "version": "1.0", "packs": packs});
+        super::super::parse(text.to_string().as_bytes(), "test").unwrap()
+    }
+
+    fn names(steps: &[Step]) -> Vec<String> {
+        steps.iter().map(|s| format!("{}@{}", s.resolved.pack.pack_ref, s.resolved.pack.version)).collect()
+    }
+
+    fn solve_one(idx: Index, spec: &str, installed: &[(&str, &str)]) -> Result<Vec<Step>, RegistryError> {
+        let mut inst: BTreeMap<String, BTreeSet<Version>> = BTreeMap::new();
+        for (r, v) in installed {
+            inst.entry(r.to_string()).or_default().insert(v.parse().unwrap());
+        }
+        solve(&[("main".into(), idx)], &PackRequest::parse(spec).unwrap(), &inst)
+    }
+
+    #[test]
+    fn diamond_resolves_to_one_shared_version_dependencies_first() {
+        let idx = index(&[
+            ("app", "1.0.0", &[("left", "^1"), ("right", "^1")]),
+            ("left", "1.0.0", &[("base", ">=1.1, <2")]),
+            ("right", "1.0.0", &[("base", "~1.1")]),
+            ("base", "1.0.0", &[]),
+            ("base", "1.1.0", &[]),
+            ("base", "1.1.5", &[]),
+            ("base", "1.2.0", &[]),
+            ("base", "2.0.0", &[]),
+        ]);
+        let steps = solve_one(idx, "app", &[]).unwrap();
+        assert_eq!(names(&steps), ["base@1.1.5", "left@1.0.0", "right@1.0.0", "app@1.0.0"]);
+    }
+
+    #[test]
+    fn backtracks_to_an_older_version_that_fits() {
+        let idx =
+            index(&[("app", "2.0.0", &[("base", "^2")]), ("app", "1.0.0", &[("base", "^1")]), ("base", "1.0.0", &[])]);
+        assert_eq!(names(&solve_one(idx, "app", &[]).unwrap()), ["base@1.0.0", "app@1.0.0"]);
+    }
+
+    #[test]
+    fn conflict_is_explained_as_a_chain() {
+        let idx = index(&[
+            ("app", "1.0.0", &[("left", "^1"), ("right", "^1")]),
+            ("left", "1.0.0", &[("base", "^1")]),
+            ("right", "1.0.0", &[("base", "^2")]),
+            ("base", "1.0.0", &[]),
+            ("base", "2.0.0", &[]),
+        ]);
+        let e = solve_one(idx, "app", &[]).unwrap_err().to_string();
+        assert!(e.starts_with("app: the dependencies cannot all be satisfied:\n"), "{e}");
+        for part in
+            ["depends on base >=1.0.0, <2.0.0", "right 1.0.0 depends on base >=2.0.0", "the request is forbidden"]
+        {
+            assert!(e.contains(part), "{part:?} not in:\n{e}");
+        }
+        assert!(!e.contains("0.0.0 depends"), "the request's placeholder version is hidden:\n{e}");
+        assert!(e.ends_with("(install just the pack with --skip-deps)"), "{e}");
+    }
+
+    #[test]
+    fn a_missing_dependency_is_named() {
+        let idx = index(&[("app", "1.0.0", &[("ghost", "^1")])]);
+        let e = solve_one(idx, "app", &[]).unwrap_err().to_string();
+        assert!(e.contains("ghost"), "{e}");
+    }
+
+    #[test]
+    fn installed_versions_are_preferred_and_marked() {
+        let idx = index(&[("app", "1.0.0", &[("base", "^1")]), ("base", "1.0.0", &[]), ("base", "1.3.0", &[])]);
+        let steps = solve_one(idx, "app", &[("base", "1.0.0")]).unwrap();
+        assert_eq!(names(&steps), ["base@1.0.0", "app@1.0.0"]);
+        assert!(steps[0].installed && !steps[1].installed);
+    }
+
+    #[test]
+    fn a_plain_miss_lists_what_there_is() {
+        let idx = index(&[("app", "1.0.0", &[])]);
+        let e = solve_one(idx, "app@^2", &[]).unwrap_err().to_string();
+        assert!(e.contains("available: 1.0.0 in main"), "{e}");
+    }
+}
