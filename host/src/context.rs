@@ -33,6 +33,8 @@ pub struct Context {
     pub host: String,
     /// Who runs this process, for the audit trail.
     pub user: String,
+    /// Downloaded archives, by SHA-256 (`None`: nothing is cached).
+    pub artifacts: Option<crate::artifacts::Artifacts>,
 }
 
 /// Held while a pack is changed; see [`Context::lock_pack`].
@@ -73,6 +75,7 @@ impl Context {
             limits: settings.limits,
             host: settings.host_name.clone().unwrap_or_else(hostname),
             user: username(),
+            artifacts: settings.cache_dir.as_deref().map(crate::artifacts::Artifacts::new),
         };
         let recovery = ctx.recover().await?;
         Ok((ctx, recovery))

@@ -41,6 +41,10 @@ pub struct InstallRequest {
     /// The ref and version the fetched pack must have (an index entry's
     /// claim); anything else is refused before it is installed.
     pub expected_pack: Option<ExpectedPack>,
+    /// Never touch the network: an http(s) archive comes from the artifact
+    /// cache (by the expected `sha256:…`, or by what its URL served last),
+    /// and anything that is not cached fails naming what is missing.
+    pub offline: bool,
 }
 
 /// What an index says a source holds.
@@ -111,6 +115,14 @@ pub async fn install(
         Some(c) if c.kind() == ChecksumKind::Sha256 => Some(c.to_hex()),
         _ => None,
     };
+    let spec = match req.offline {
+        true => offline_spec(ctx, spec, expected_sha256.as_deref())?,
+        false => spec,
+    };
+    let cache_as = match &spec {
+        sources::SourceSpec::Http { url, .. } => ctx.artifacts.clone().map(|a| (a, sources::redact_url(url))),
+        _ => None,
+    };
     let staging = ctx.store.new_staging()?;
     let pack_path = staging.pack_path();
 
@@ -147,6 +159,9 @@ pub async fn install(
         }
     };
     emit(InstallEvent::Staged { bytes: fetched.bytes, entries: fetched.entries });
+    if let Some((artifacts, url)) = &cache_as {
+        cache_download(artifacts, &staging.scratch_path(), &fetched.result.metadata, url);
+    }
     // Scratch (a downloaded archive) is done with; unlinked now, its dirty
     // pages are dropped instead of written back by the commit's sync.
     let _ = std::fs::remove_dir_all(staging.scratch_path());
@@ -280,6 +295,61 @@ pub async fn install(
         fetcher: source.fetcher(),
         installation_id: id,
     })
+}
+
+/// `--offline`: the source as it can be fetched without the network. Local
+/// folders and archives are already here; an http(s) archive is read from
+/// the artifact cache; anything else fails, naming what is missing.
+fn offline_spec(
+    ctx: &Context,
+    spec: sources::SourceSpec,
+    expected_sha256: Option<&str>,
+) -> Result<sources::SourceSpec, Error> {
+    use crate::artifacts::ArtifactError;
+    use sources::SourceSpec as S;
+    match spec {
+        S::Local(_) | S::Archive(_) | S::Cached { .. } => Ok(spec),
+        S::Http { url, .. } => {
+            let artifacts = ctx.artifacts.as_ref().ok_or(ArtifactError::NoCacheDir)?;
+            let shown = sources::redact_url(&url);
+            let hex = match expected_sha256 {
+                Some(h) => Some(h.to_ascii_lowercase()),
+                None => artifacts.hex_for_url(&shown)?,
+            };
+            let missing = || ArtifactError::NotCached {
+                what: match expected_sha256 {
+                    Some(h) => format!("{shown} (sha256:{h})"),
+                    None => shown.clone(),
+                },
+                dir: artifacts.root().to_path_buf(),
+            };
+            let path = match hex {
+                Some(h) => artifacts.get(&h)?.ok_or_else(missing)?,
+                None => return Err(missing().into()),
+            };
+            Ok(S::Cached { url, path })
+        }
+        S::Git { url, .. } => Err(ArtifactError::NotCacheable { what: sources::redact_url(&url) }.into()),
+        S::Plugin { source, .. } | S::Added { source, .. } => {
+            Err(ArtifactError::NotCacheable { what: sources::redact_url(&source) }.into())
+        }
+    }
+}
+
+/// Keeps a downloaded archive (the http fetcher's first scratch blob) in the
+/// artifact cache. A cache that cannot be written only costs a warning.
+fn cache_download(
+    artifacts: &crate::artifacts::Artifacts,
+    scratch: &std::path::Path,
+    metadata: &[(String, String)],
+    url: &str,
+) {
+    let Some((_, hex)) = metadata.iter().find(|(k, _)| k == "archive-sha256") else { return };
+    match artifacts.put_file(&scratch.join("scratch-0"), hex, Some(url)) {
+        Ok(true) => {}
+        Ok(false) => tracing::warn!("{url}: the downloaded bytes do not match sha256:{hex}; not cached"),
+        Err(e) => tracing::warn!("{e}"),
+    }
 }
 
 /// The pack's folder in a fetched tree: the root, or its one top-level

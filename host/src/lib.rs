@@ -7,11 +7,13 @@
 //! records it ([`db`]).
 
 pub mod api;
+pub mod artifacts;
 pub mod checksum;
 pub mod config;
 pub mod context;
 pub mod db;
 pub mod install;
+pub mod lockfile;
 pub mod manifest;
 pub mod ops;
 pub mod plugins;
@@ -42,6 +44,10 @@ pub enum Error {
     Config(#[from] config::ConfigError),
     #[error(transparent)]
     Registry(#[from] registry::RegistryError),
+    #[error(transparent)]
+    Artifact(#[from] artifacts::ArtifactError),
+    #[error(transparent)]
+    Lockfile(#[from] lockfile::LockfileError),
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
     #[error("{source_str}: checksum mismatch: expected {expected}, got {actual}; nothing was installed")]

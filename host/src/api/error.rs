@@ -95,6 +95,9 @@ impl From<crate::Error> for ApiError {
                     _ => (StatusCode::UNPROCESSABLE_ENTITY, "registry_error"),
                 }
             }
+            E::Artifact(crate::artifacts::ArtifactError::Io { .. }) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            E::Artifact(_) => (StatusCode::UNPROCESSABLE_ENTITY, "not_cached"),
+            E::Lockfile(_) => (StatusCode::UNPROCESSABLE_ENTITY, "lockfile_error"),
             E::Checksum(_) | E::Store(_) | E::Db(_) | E::Config(_) | E::Io { .. } | E::Corrupt(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal")
             }

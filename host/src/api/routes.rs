@@ -173,6 +173,7 @@ pub async fn install(
         allow_insecure_http: false,
         api_token: Some(caller.name.clone()),
         expected_pack: None,
+        offline: false,
     };
     let job = st.jobs.submit(req, &caller.name)?;
     if q.wait {

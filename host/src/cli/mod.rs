@@ -114,6 +114,14 @@ enum Command {
     /// Registry indexes to install packs from by name (`attune install ref@range`).
     #[command(subcommand)]
     Index(indexes::IndexCommand),
+    /// Write a lockfile of every pack installed on this host.
+    Lock {
+        /// Where to write it.
+        #[arg(long, short, value_name = "FILE", default_value = "attune.lock")]
+        output: PathBuf,
+    },
+    /// Make this host match a lockfile exactly (installs, removes, checks checksums).
+    Sync(SyncArgs),
     /// Check that disk and database agree; --repair makes them.
     Doctor {
         #[arg(long)]
@@ -124,6 +132,31 @@ enum Command {
     /// Bearer tokens for the HTTP API.
     #[command(subcommand)]
     Token(TokenCommand),
+}
+
+#[derive(Debug, Args)]
+struct SyncArgs {
+    /// Install exactly what the lockfile lists, held to its checksums (required:
+    /// sync has no other mode yet).
+    #[arg(long)]
+    locked: bool,
+    /// The lockfile.
+    #[arg(long, value_name = "FILE", default_value = "attune.lock")]
+    file: PathBuf,
+    /// Print the plan; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Install from the artifact cache only; never touch the network.
+    #[arg(long)]
+    offline: bool,
+    /// Let downloads reach this host too (redirects, mirrors); repeatable.
+    #[arg(long, value_name = "HOST")]
+    allow_host: Vec<String>,
+    /// Allow plain http:// to hosts that are not loopback.
+    #[arg(long)]
+    allow_insecure_http: bool,
+    #[command(flatten)]
+    limits: LimitArgs,
 }
 
 #[derive(Debug, Args)]
@@ -232,6 +265,10 @@ struct InstallArgs {
     /// For a pack installed by name: install just it, not the dependencies its index lists.
     #[arg(long)]
     skip_deps: bool,
+    /// Never touch the network: an http(s) archive is installed from the artifact
+    /// cache (filled by earlier online installs); anything not cached fails.
+    #[arg(long)]
+    offline: bool,
     #[command(flatten)]
     limits: LimitArgs,
 }
@@ -472,6 +509,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let limits = match &cli.command {
         Command::Install(a) => Some(&a.limits),
         Command::Serve(a) => Some(&a.limits),
+        Command::Sync(a) => Some(&a.limits),
         _ => None,
     };
     let s = settings(g, &file, limits)?;
@@ -501,10 +539,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 reference: a.reference.clone(),
                 api_token: None,
                 expected_pack: None,
+                offline: a.offline,
             };
             let bar = progress::Bar::start(!g.json && std::io::stderr().is_terminal(), g.verbose);
             if attune::registry::is_spec(&a.source) {
                 // A pack from the indexes: they give the source, ref and checksum.
+                if a.offline {
+                    bar.finish();
+                    anyhow::bail!(
+                        "{}: --offline installs a source from the artifact cache; a pack by name needs its \
+                         index: install it by its URL, or use `attune sync --locked --offline`",
+                        a.source
+                    );
+                }
                 if a.checksum.is_some() || a.reference.is_some() || a.plugin.is_some() || a.plugin_file.is_some() {
                     bar.finish();
                     anyhow::bail!(
@@ -556,6 +603,29 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if !clean {
                 return Ok(ExitCode::FAILURE);
             }
+        }
+        Command::Lock { output } => {
+            let lock = attune::lockfile::Lockfile::of_host(&ctx).await?;
+            let tmp = output.with_extension("lock.tmp");
+            std::fs::write(&tmp, lock.to_toml()).with_context(|| tmp.display().to_string())?;
+            std::fs::rename(&tmp, &output).with_context(|| output.display().to_string())?;
+            out.locked(&output, &lock)?;
+        }
+        Command::Sync(a) => {
+            if !a.locked {
+                anyhow::bail!("sync: pass --locked (install exactly what {} lists)", a.file.display());
+            }
+            let lock = attune::lockfile::Lockfile::read(&a.file)?;
+            let options = attune::lockfile::SyncOptions {
+                dry_run: a.dry_run,
+                offline: a.offline,
+                allow_hosts: a.allow_host.iter().chain(&file.allow_hosts).cloned().collect(),
+                allow_insecure_http: a.allow_insecure_http,
+            };
+            let bar = progress::Bar::start(!g.json && std::io::stderr().is_terminal(), g.verbose);
+            let result = attune::lockfile::sync(&ctx, &lock, &options, Some(bar.sink())).await;
+            bar.finish();
+            out.synced(&result?)?;
         }
         Command::Plugin(cmd) => plugin_command(&ctx, &out, cmd).await?,
         Command::Token(cmd) => token_command(&ctx, &out, cmd).await?,

@@ -222,6 +222,35 @@ impl Output {
         Ok(())
     }
 
+    pub fn locked(&self, path: &std::path::Path, lock: &attune::lockfile::Lockfile) -> anyhow::Result<()> {
+        if self.json {
+            return print_json(&serde_json::json!({ "path": path, "lockfile": lock }));
+        }
+        outln!("wrote {} ({} packs)", path.display(), lock.packs.len());
+        Ok(())
+    }
+
+    pub fn synced(&self, r: &attune::lockfile::SyncReport) -> anyhow::Result<()> {
+        if self.json {
+            return print_json(r);
+        }
+        use attune::lockfile::Action;
+        for s in &r.plan {
+            let verb = match (&s.action, r.dry_run) {
+                (Action::Keep, _) => "keep",
+                (Action::Install, true) => "would install",
+                (Action::Install, false) => "installed",
+                (Action::Remove, true) => "would remove",
+                (Action::Remove, false) => "removed",
+            };
+            outln!("{verb} {}@{} ({})", s.pack_ref, s.version, s.checksum);
+        }
+        if r.plan.is_empty() {
+            outln!("nothing installed and nothing locked");
+        }
+        Ok(())
+    }
+
     /// Returns whether nothing was wrong (or everything was repaired).
     pub fn doctor(&self, r: &DoctorReport, repair: bool) -> anyhow::Result<bool> {
         let clean = r.findings.iter().all(|f| match f {

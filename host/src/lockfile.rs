@@ -1,0 +1,354 @@
+//! Lockfiles: what is installed on a host, written down so another host (or
+//! this one, later) can be made to match it exactly.
+//!
+//! `attune lock` writes every installed pack with its source and tree
+//! checksum; `attune sync --locked` installs what is missing through the one
+//! install pipeline, each held to its locked tree checksum (and a git source
+//! to its locked commit), removes what the lockfile does not list, and
+//! refuses any difference in checksum, including a pack whose files changed
+//! on disk. The format is in docs/lockfile.md.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::Error;
+use crate::checksum::{self, Checksum, ChecksumKind};
+use crate::context::Context;
+use crate::db::{Installation, Method};
+use crate::install::{ExpectedPack, InstallReport, InstallRequest};
+use crate::ops::{PackSpec, UninstallReport};
+
+/// The lockfile format this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, Error)]
+pub enum LockfileError {
+    #[error("{path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: not a lockfile: {reason}; write one with `attune lock`")]
+    Parse { path: PathBuf, reason: String },
+    #[error(
+        "{path}: lockfile version {version} is not supported (this attune reads version {FORMAT_VERSION}); use a newer attune"
+    )]
+    UnsupportedVersion { path: PathBuf, version: u32 },
+    #[error("{path}: {pack}: {reason}; fix the entry or write the lockfile again with `attune lock`")]
+    BadEntry { path: PathBuf, pack: String, reason: String },
+    #[error(
+        "{pack}: checksum mismatch: the lockfile expects {expected}, the installed pack has {actual}; \
+         nothing was changed; uninstall it (or write a new lockfile) and sync again"
+    )]
+    Mismatch { pack: String, expected: String, actual: String },
+    #[error(
+        "{pack}: the installed tree at {path} no longer matches: expected {expected}, found {actual}; \
+         nothing was changed; see `attune verify {pack}`, then reinstall it"
+    )]
+    Tampered { pack: String, path: String, expected: String, actual: String },
+    #[error(
+        "{pack}: {source_str} no longer holds what the lockfile locked: expected {expected}, got {actual}; \
+         nothing was installed"
+    )]
+    SourceChanged { pack: String, source_str: String, expected: String, actual: String },
+    #[error("{pack}: the installed folder {path} is missing; nothing was changed; run `attune doctor --repair`")]
+    Missing { pack: String, path: String },
+}
+
+/// A lockfile: a format version and the packs, sorted by ref then version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lockfile {
+    pub version: u32,
+    #[serde(default, rename = "pack")]
+    pub packs: Vec<LockedPack>,
+}
+
+/// One installed pack.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockedPack {
+    #[serde(rename = "ref")]
+    pub pack_ref: String,
+    pub version: String,
+    /// As recorded: credentials were never stored.
+    pub source: String,
+    pub source_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_ref: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_commit: Option<String>,
+    /// `sha256-tree-v1:<hex>`.
+    pub checksum: String,
+    /// The archive's own SHA-256 (`sha256:<hex>`), for archive and http sources.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive_sha256: Option<String>,
+}
+
+impl LockedPack {
+    pub fn label(&self) -> String {
+        format!("{}@{}", self.pack_ref, self.version)
+    }
+
+    fn from_installation(i: &Installation) -> LockedPack {
+        let archive_sha256 = match i.source_type.as_str() {
+            "archive" | "http" => i.metadata_json["fetcher"]["archive-sha256"].as_str().map(|h| format!("sha256:{h}")),
+            _ => None,
+        };
+        LockedPack {
+            pack_ref: i.pack_ref.clone(),
+            version: i.version.clone(),
+            source: i.source.clone(),
+            source_type: i.source_type.clone(),
+            requested_ref: i.requested_ref.clone(),
+            resolved_commit: i.resolved_commit.clone(),
+            checksum: i.checksum.clone(),
+            archive_sha256,
+        }
+    }
+
+    /// The source string the install pipeline takes for this entry.
+    fn install_source(&self) -> String {
+        let lower = self.source.to_ascii_lowercase();
+        match self.source_type.as_str() {
+            "git" if !lower.starts_with("git+") => format!("git+{}", self.source),
+            _ => self.source.clone(),
+        }
+    }
+}
+
+impl Lockfile {
+    /// Every pack installed on this host.
+    pub async fn of_host(ctx: &Context) -> Result<Lockfile, Error> {
+        let mut packs: Vec<LockedPack> =
+            ctx.db.installed(&ctx.host).await?.iter().map(LockedPack::from_installation).collect();
+        packs.sort();
+        Ok(Lockfile { version: FORMAT_VERSION, packs })
+    }
+
+    pub fn to_toml(&self) -> String {
+        let body = toml::to_string(self).expect("a lockfile serializes");
+        format!("# Written by `attune lock`; `attune sync --locked` makes a host match it.\n{body}")
+    }
+
+    pub fn read(path: &Path) -> Result<Lockfile, LockfileError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| LockfileError::Read { path: path.to_path_buf(), source: e })?;
+        Self::parse(path, &text)
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<Lockfile, LockfileError> {
+        #[derive(Deserialize)]
+        struct Header {
+            version: u32,
+        }
+        let parse = |reason: String| LockfileError::Parse { path: path.to_path_buf(), reason };
+        let header: Header = toml::from_str(text).map_err(|e| parse(e.message().to_string()))?;
+        if header.version != FORMAT_VERSION {
+            return Err(LockfileError::UnsupportedVersion { path: path.to_path_buf(), version: header.version });
+        }
+        let lock: Lockfile = toml::from_str(text).map_err(|e| parse(e.to_string()))?;
+        let mut seen = std::collections::BTreeSet::new();
+        for p in &lock.packs {
+            let bad = |reason: String| LockfileError::BadEntry { path: path.to_path_buf(), pack: p.label(), reason };
+            if !seen.insert((&p.pack_ref, &p.version)) {
+                return Err(bad("listed twice".into()));
+            }
+            match p.checksum.parse::<Checksum>() {
+                Ok(c) if matches!(c.kind(), ChecksumKind::Tree(_)) => {}
+                _ => return Err(bad(format!("checksum {:?} is not a tree checksum (sha256-tree-v1:…)", p.checksum))),
+            }
+            semver::Version::parse(&p.version).map_err(|e| bad(format!("version {:?}: {e}", p.version)))?;
+            if p.source_type == "git" && p.resolved_commit.is_none() {
+                return Err(bad("a git entry needs its resolved_commit".into()));
+            }
+        }
+        Ok(lock)
+    }
+}
+
+/// What `sync` does to one pack.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Installed and matching: left alone.
+    Keep,
+    Install,
+    /// Installed but not in the lockfile.
+    Remove,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    pub action: Action,
+    #[serde(rename = "ref")]
+    pub pack_ref: String,
+    pub version: String,
+    pub source: String,
+    pub checksum: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SyncReport {
+    pub dry_run: bool,
+    pub plan: Vec<Step>,
+    pub installed: Vec<InstallReport>,
+    pub removed: Vec<UninstallReport>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SyncOptions {
+    pub dry_run: bool,
+    pub offline: bool,
+    pub allow_hosts: Vec<String>,
+    pub allow_insecure_http: bool,
+}
+
+/// Makes this host match `lock`: checks every installed pack the lockfile
+/// lists first (a checksum difference or a changed tree fails before
+/// anything changes), then installs what is missing, each held to its locked
+/// tree checksum (if one fails, the packs this run installed are uninstalled
+/// again), then removes what the lockfile does not list.
+pub async fn sync(
+    ctx: &Context,
+    lock: &Lockfile,
+    options: &SyncOptions,
+    progress: Option<crate::install::InstallProgress>,
+) -> Result<SyncReport, Error> {
+    let installed = ctx.db.installed(&ctx.host).await?;
+    let mut plan = Vec::new();
+    for want in &lock.packs {
+        let step = |action| Step {
+            action,
+            pack_ref: want.pack_ref.clone(),
+            version: want.version.clone(),
+            source: want.source.clone(),
+            checksum: want.checksum.clone(),
+        };
+        match installed.iter().find(|i| i.pack_ref == want.pack_ref && i.version == want.version) {
+            None => plan.push(step(Action::Install)),
+            Some(have) => {
+                if have.checksum != want.checksum {
+                    return Err(LockfileError::Mismatch {
+                        pack: want.label(),
+                        expected: want.checksum.clone(),
+                        actual: have.checksum.clone(),
+                    }
+                    .into());
+                }
+                let path = PathBuf::from(&have.storage_path);
+                if !path.is_dir() {
+                    return Err(LockfileError::Missing { pack: want.label(), path: have.storage_path.clone() }.into());
+                }
+                let now = tokio::task::spawn_blocking(move || checksum::tree(&path))
+                    .await
+                    .expect("checksum task panicked")?;
+                if now.digest.to_string() != want.checksum {
+                    return Err(LockfileError::Tampered {
+                        pack: want.label(),
+                        path: have.storage_path.clone(),
+                        expected: want.checksum.clone(),
+                        actual: now.digest.to_string(),
+                    }
+                    .into());
+                }
+                plan.push(step(Action::Keep));
+            }
+        }
+    }
+    for have in &installed {
+        if !lock.packs.iter().any(|p| p.pack_ref == have.pack_ref && p.version == have.version) {
+            plan.push(Step {
+                action: Action::Remove,
+                pack_ref: have.pack_ref.clone(),
+                version: have.version.clone(),
+                source: have.source.clone(),
+                checksum: have.checksum.clone(),
+            });
+        }
+    }
+    let mut report = SyncReport { dry_run: options.dry_run, plan, installed: vec![], removed: vec![] };
+    if options.dry_run {
+        return Ok(report);
+    }
+
+    for step in report.plan.iter().filter(|s| s.action == Action::Install) {
+        let want =
+            lock.packs.iter().find(|p| p.pack_ref == step.pack_ref && p.version == step.version).expect("planned");
+        let req = InstallRequest {
+            source: want.install_source(),
+            force: false,
+            expected_checksum: Some(want.checksum.parse::<Checksum>().expect("checked when read")),
+            limits: ctx.limits,
+            method: Method::Cli,
+            plugin_file: None,
+            plugin: None,
+            allow_hosts: options.allow_hosts.clone(),
+            reference: want.resolved_commit.clone(),
+            allow_insecure_http: options.allow_insecure_http,
+            api_token: None,
+            expected_pack: Some(ExpectedPack {
+                pack_ref: want.pack_ref.clone(),
+                version: want.version.clone(),
+                origin: "the lockfile".into(),
+            }),
+            offline: options.offline,
+        };
+        match crate::install::install(ctx, req, progress.clone()).await {
+            Ok(r) => report.installed.push(r),
+            Err(e) => {
+                // All or nothing: what this run installed goes again.
+                for r in report.installed.iter().rev() {
+                    let spec =
+                        PackSpec { pack_ref: r.pack_ref.clone(), version: semver::Version::parse(&r.version).ok() };
+                    if let Err(u) = crate::ops::uninstall(ctx, &spec, Method::Cli, None).await {
+                        tracing::warn!("{}@{}: could not roll back: {u}", r.pack_ref, r.version);
+                    }
+                }
+                return Err(match e {
+                    Error::ChecksumMismatch { source_str, expected, actual } => {
+                        LockfileError::SourceChanged { pack: want.label(), source_str, expected, actual }.into()
+                    }
+                    e => e,
+                });
+            }
+        }
+    }
+    for step in report.plan.iter().filter(|s| s.action == Action::Remove) {
+        let spec = PackSpec { pack_ref: step.pack_ref.clone(), version: semver::Version::parse(&step.version).ok() };
+        report.removed.push(crate::ops::uninstall(ctx, &spec, Method::Cli, None).await?);
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(r: &str, v: &str) -> LockedPack {
+        LockedPack {
+            pack_ref: r.into(),
+            version: v.into(),
+            source: "https://h/x.tgz".into(),
+            source_type: "http".into(),
+            requested_ref: None,
+            resolved_commit: None,
+            checksum: format!("sha256-tree-v1:{}", "ab".repeat(32)),
+            archive_sha256: Some(format!("sha256:{}", "cd".repeat(32))),
+        }
+    }
+
+    #[test]
+    fn round_trips_and_checks() {
+        let lock = Lockfile { version: 1, packs: vec![entry("a", "1.0.0"), entry("b", "2.0.0")] };
+        let text = lock.to_toml();
+        assert!(text.contains("version = 1\n"), "{text}");
+        assert!(text.contains("[[pack]]"), "{text}");
+        assert_eq!(Lockfile::parse(Path::new("l"), &text).unwrap(), lock);
+        let future = text.replace("version = 1\n", "version = 2\n");
+        assert!(matches!(Lockfile::parse(Path::new("l"), &future), Err(LockfileError::UnsupportedVersion { .. })));
+        let twice = Lockfile { version: 1, packs: vec![entry("a", "1.0.0"), entry("a", "1.0.0")] }.to_toml();
+        assert!(matches!(Lockfile::parse(Path::new("l"), &twice), Err(LockfileError::BadEntry { .. })));
+        let bad = text.replacen("sha256-tree-v1:", "sha256:", 1);
+        assert!(matches!(Lockfile::parse(Path::new("l"), &bad), Err(LockfileError::BadEntry { .. })));
+    }
+}
