@@ -20,6 +20,7 @@ pub mod runtime;
 pub mod sources;
 pub mod staging;
 pub mod store;
+pub mod upgrade;
 
 use std::path::PathBuf;
 
@@ -42,6 +43,8 @@ pub enum Error {
     Config(#[from] config::ConfigError),
     #[error(transparent)]
     Registry(#[from] registry::RegistryError),
+    #[error(transparent)]
+    Upgrade(#[from] upgrade::UpgradeError),
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
     #[error("{source_str}: checksum mismatch: expected {expected}, got {actual}; nothing was installed")]

@@ -114,7 +114,7 @@ async fn uninstall(st: &AppState, headers: &HeaderMap, spec: Result<PackSpec, Ap
     if st.jobs.shutting_down() {
         return Err(super::jobs::shutting_down());
     }
-    let r = ops::uninstall(&st.ctx, &spec?, Method::Api, Some(&caller.name)).await?;
+    let r = ops::uninstall(&st.ctx, &spec?, Method::Api, Some(&caller.name), false).await?;
     Ok(Json(r).into_response())
 }
 
