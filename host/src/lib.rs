@@ -43,8 +43,9 @@ pub enum Error {
     Config(#[from] config::ConfigError),
     #[error(transparent)]
     Registry(#[from] registry::RegistryError),
+    /// Boxed: its rollback report is large, and every `Result<_, Error>` carries the largest variant.
     #[error(transparent)]
-    Upgrade(#[from] upgrade::UpgradeError),
+    Upgrade(Box<upgrade::UpgradeError>),
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
     #[error("{source_str}: checksum mismatch: expected {expected}, got {actual}; nothing was installed")]
@@ -62,4 +63,10 @@ pub enum Error {
     Usage(String),
     #[error("the metadata database is inconsistent: {0}; run `attune doctor`")]
     Corrupt(String),
+}
+
+impl From<upgrade::UpgradeError> for Error {
+    fn from(e: upgrade::UpgradeError) -> Error {
+        Error::Upgrade(Box::new(e))
+    }
 }

@@ -97,7 +97,7 @@ impl From<crate::Error> for ApiError {
             }
             E::Upgrade(u) => {
                 use crate::upgrade::UpgradeError as U;
-                match u {
+                match &**u {
                     U::NoActive { .. } | U::NotInstalled { .. } | U::NoPrevious { .. } => {
                         (StatusCode::NOT_FOUND, "not_found")
                     }

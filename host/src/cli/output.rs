@@ -242,11 +242,7 @@ impl Output {
         }
         outln!("uninstalled {} {} (removed {})", r.pack_ref, r.version, r.path);
         if r.deactivated {
-            outln!(
-                "{} has no active version now; choose one with `attune activate {}@<version>`",
-                r.pack_ref,
-                r.pack_ref
-            );
+            outln!("{} has no active version now", r.pack_ref);
         }
         Ok(())
     }
