@@ -49,6 +49,8 @@ pub struct FileConfig {
     /// Hosts every download may reach besides the source's own.
     #[serde(default)]
     pub allow_hosts: Vec<String>,
+    /// How many versions of each pack `attune gc` keeps (default 3).
+    pub gc_keep: Option<usize>,
     #[serde(default)]
     pub limits: FileLimits,
 }

@@ -86,6 +86,8 @@ pub struct InstallReport {
     pub source: String,
     pub fetcher: sources::FetcherFacts,
     pub installation_id: i64,
+    /// Whether this install made the version active (the pack had none).
+    pub activated: bool,
 }
 
 pub async fn install(
@@ -280,6 +282,21 @@ pub async fn install(
         return Err(e.into());
     }
     ctx.db.complete_install(id).await?;
+    // The first version of a pack becomes its active one; another version
+    // beside it does not switch (`attune activate` / `attune upgrade` do).
+    let activated = match ctx.db.active_version(&ctx.host, &pack_ref).await? {
+        None => {
+            crate::upgrade::activate_locked(ctx, &pack_ref, &version, "install").await?;
+            true
+        }
+        Some(active) => {
+            if active == version.to_string() {
+                // A reinstall of the active version: keep the link right.
+                ctx.store.set_active(&pack_ref, &version)?;
+            }
+            false
+        }
+    };
     lock.release().await;
     drop(staging);
     Ok(InstallReport {
@@ -294,6 +311,7 @@ pub async fn install(
         source: new.source,
         fetcher: source.fetcher(),
         installation_id: id,
+        activated,
     })
 }
 

@@ -22,6 +22,7 @@ pub mod runtime;
 pub mod sources;
 pub mod staging;
 pub mod store;
+pub mod upgrade;
 
 use std::path::PathBuf;
 
@@ -48,6 +49,9 @@ pub enum Error {
     Artifact(#[from] artifacts::ArtifactError),
     #[error(transparent)]
     Lockfile(#[from] lockfile::LockfileError),
+    /// Boxed: its rollback report is large, and every `Result<_, Error>` carries the largest variant.
+    #[error(transparent)]
+    Upgrade(Box<upgrade::UpgradeError>),
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
     #[error("{source_str}: checksum mismatch: expected {expected}, got {actual}; nothing was installed")]
@@ -65,4 +69,10 @@ pub enum Error {
     Usage(String),
     #[error("the metadata database is inconsistent: {0}; run `attune doctor`")]
     Corrupt(String),
+}
+
+impl From<upgrade::UpgradeError> for Error {
+    fn from(e: upgrade::UpgradeError) -> Error {
+        Error::Upgrade(Box::new(e))
+    }
 }

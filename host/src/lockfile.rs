@@ -300,7 +300,7 @@ pub async fn sync(
                 for r in report.installed.iter().rev() {
                     let spec =
                         PackSpec { pack_ref: r.pack_ref.clone(), version: semver::Version::parse(&r.version).ok() };
-                    if let Err(u) = crate::ops::uninstall(ctx, &spec, Method::Cli, None).await {
+                    if let Err(u) = crate::ops::uninstall(ctx, &spec, Method::Cli, None, true).await {
                         tracing::warn!("{}@{}: could not roll back: {u}", r.pack_ref, r.version);
                     }
                 }
@@ -315,7 +315,7 @@ pub async fn sync(
     }
     for step in report.plan.iter().filter(|s| s.action == Action::Remove) {
         let spec = PackSpec { pack_ref: step.pack_ref.clone(), version: semver::Version::parse(&step.version).ok() };
-        report.removed.push(crate::ops::uninstall(ctx, &spec, Method::Cli, None).await?);
+        report.removed.push(crate::ops::uninstall(ctx, &spec, Method::Cli, None, true).await?);
     }
     Ok(report)
 }

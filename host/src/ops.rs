@@ -45,6 +45,34 @@ pub async fn list(ctx: &Context, all_hosts: bool) -> Result<Vec<Installation>, E
     })
 }
 
+/// An installed version and whether it is its pack's active one on its host.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Listed {
+    #[serde(flatten)]
+    pub installation: Installation,
+    pub active: bool,
+}
+
+/// [`list`] with each version's active marker.
+pub async fn list_with_active(ctx: &Context, all_hosts: bool) -> Result<Vec<Listed>, Error> {
+    let rows = list(ctx, all_hosts).await?;
+    let mut active: std::collections::BTreeMap<String, Vec<crate::db::Activation>> = Default::default();
+    for row in &rows {
+        if !active.contains_key(&row.host) {
+            active.insert(row.host.clone(), ctx.db.activations(&row.host).await?);
+        }
+    }
+    Ok(rows
+        .into_iter()
+        .map(|i| {
+            let is_active = active[&i.host]
+                .iter()
+                .any(|a| a.pack_ref == i.pack_ref && a.version.as_deref() == Some(i.version.as_str()));
+            Listed { installation: i, active: is_active }
+        })
+        .collect())
+}
+
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct PackInfo {
     #[serde(rename = "ref")]
@@ -143,16 +171,24 @@ pub struct UninstallReport {
     pub version: String,
     pub path: String,
     pub installation_id: i64,
+    /// It was the active version; the pack now has none.
+    pub deactivated: bool,
 }
 
 /// Removes one installed version: out of the packs folder in one rename,
 /// then the record, then the files. `api_token` names the API token it is
 /// made with (`None` from the CLI), for the audit trail.
+///
+/// The active version is refused while other versions of the pack are
+/// installed (they would be left with none active), unless `force`; the only
+/// installed version may always go. Either way, uninstalling the active
+/// version leaves the pack with no active version and removes its link.
 pub async fn uninstall(
     ctx: &Context,
     spec: &PackSpec,
     method: Method,
     api_token: Option<&str>,
+    force: bool,
 ) -> Result<UninstallReport, Error> {
     let _lock = ctx.lock_pack(&spec.pack_ref, std::sync::Arc::new(|| {})).await?;
     let all = ctx.db.installed(&ctx.host).await?;
@@ -172,6 +208,20 @@ pub async fn uninstall(
     };
     let version = semver::Version::parse(&row.version)
         .map_err(|e| Error::Corrupt(format!("installation {}: version {:?}: {e}", row.id, row.version)))?;
+    let is_active = ctx.db.active_version(&ctx.host, &row.pack_ref).await?.as_deref() == Some(row.version.as_str());
+    let others: Vec<&str> = all
+        .iter()
+        .filter(|i| i.pack_ref == row.pack_ref && i.version != row.version)
+        .map(|i| i.version.as_str())
+        .collect();
+    if is_active && !others.is_empty() && !force {
+        return Err(crate::upgrade::UpgradeError::UninstallActive {
+            pack_ref: row.pack_ref.clone(),
+            version: row.version.clone(),
+            others: format!("{} {}", others.join(", "), if others.len() == 1 { "is" } else { "are" }),
+        }
+        .into());
+    }
     let aside = match ctx.store.take_out(&row.pack_ref, &version) {
         Ok(a) => Some(a),
         // Already gone from disk: still record the uninstall so the two agree.
@@ -190,11 +240,15 @@ pub async fn uninstall(
     if let Some(a) = aside {
         ctx.store.discard(&a);
     }
+    if is_active {
+        crate::upgrade::deactivate_locked(ctx, &row.pack_ref, "uninstall").await?;
+    }
     Ok(UninstallReport {
         pack_ref: row.pack_ref.clone(),
         version: row.version.clone(),
         path: row.storage_path.clone(),
         installation_id: id,
+        deactivated: is_active,
     })
 }
 
@@ -224,7 +278,7 @@ pub async fn doctor(ctx: &Context, recovery: crate::context::Recovery, repair: b
             if repair {
                 let spec =
                     PackSpec { pack_ref: row.pack_ref.clone(), version: semver::Version::parse(&row.version).ok() };
-                repaired = uninstall(ctx, &spec, Method::Cli, None).await.is_ok();
+                repaired = uninstall(ctx, &spec, Method::Cli, None, true).await.is_ok();
             }
             findings.push(Finding::Missing {
                 pack: format!("{}@{}", row.pack_ref, row.version),

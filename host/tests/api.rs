@@ -574,6 +574,10 @@ async fn uninstall_records_the_token_and_verify_reports_tampering(db: Backend) {
     // Two versions: the bare ref is ambiguous; a version is not.
     let (status, v) = api.call("DELETE", "/api/v1/packs/checked", Some(&t), None).await;
     assert_error(status, &v, 400, "bad_request");
+    // 1.0.0 (installed first) is the active version: refused while 2.0.0 stays.
+    let (status, v) = api.call("DELETE", "/api/v1/packs/checked/1.0.0", Some(&t), None).await;
+    assert_error(status, &v, 409, "active_version");
+    env.run(&["activate", "checked@2.0.0"]).success();
     let (status, v) = api.call("DELETE", "/api/v1/packs/checked/1.0.0", Some(&t), None).await;
     assert_eq!((status, v["version"].as_str()), (200, Some("1.0.0")), "{v}");
     assert!(!env.packs().join("checked-1.0.0").exists());

@@ -158,7 +158,10 @@ fn two_versions_live_side_by_side() {
     assert!(env.packs().join("multi-1.0.0").is_dir() && env.packs().join("multi-2.0.0").is_dir());
     let out = env.run(&["uninstall", "multi"]).failure();
     assert!(out.stderr.contains("several versions installed (1.0.0, 2.0.0)"), "{}", out.stderr);
-    env.run(&["uninstall", "multi@1.0.0"]).success();
+    // 1.0.0 (installed first) is active: removing it while 2.0.0 stays takes --force.
+    let out = env.run(&["uninstall", "multi@1.0.0"]).failure();
+    assert!(out.stderr.contains("multi@1.0.0 is the active version"), "{}", out.stderr);
+    env.run(&["uninstall", "multi@1.0.0", "--force"]).success();
     assert!(!env.packs().join("multi-1.0.0").exists() && env.packs().join("multi-2.0.0").is_dir());
 }
 

@@ -98,6 +98,17 @@ impl From<crate::Error> for ApiError {
             E::Artifact(crate::artifacts::ArtifactError::Io { .. }) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             E::Artifact(_) => (StatusCode::UNPROCESSABLE_ENTITY, "not_cached"),
             E::Lockfile(_) => (StatusCode::UNPROCESSABLE_ENTITY, "lockfile_error"),
+            E::Upgrade(u) => {
+                use crate::upgrade::UpgradeError as U;
+                match &**u {
+                    U::NoActive { .. } | U::NotInstalled { .. } | U::NoPrevious { .. } => {
+                        (StatusCode::NOT_FOUND, "not_found")
+                    }
+                    U::UninstallActive { .. } => (StatusCode::CONFLICT, "active_version"),
+                    U::WrongPack { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_pack"),
+                    U::Failed { .. } | U::RollbackFailed { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "upgrade_failed"),
+                }
+            }
             E::Checksum(_) | E::Store(_) | E::Db(_) | E::Config(_) | E::Io { .. } | E::Corrupt(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal")
             }

@@ -66,8 +66,18 @@ pub struct ListQuery {
 
 pub async fn list_packs(State(st): S, headers: HeaderMap, Query(q): Query<ListQuery>) -> Result<Response, ApiError> {
     authorize(&st.ctx.db, &headers, Scope::Read).await?;
-    let rows = ops::list(&st.ctx, q.all_hosts).await?;
-    Ok(Json(serde_json::json!({ "packs": rows.iter().map(slim).collect::<Vec<_>>() })).into_response())
+    let rows = ops::list_with_active(&st.ctx, q.all_hosts).await?;
+    let packs: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|l| {
+            let mut v = slim(&l.installation);
+            if let Some(o) = v.as_object_mut() {
+                o.insert("active".into(), l.active.into());
+            }
+            v
+        })
+        .collect();
+    Ok(Json(serde_json::json!({ "packs": packs })).into_response())
 }
 
 pub async fn get_pack(State(st): S, headers: HeaderMap, Path(pack_ref): Path<String>) -> Result<Response, ApiError> {
@@ -114,7 +124,7 @@ async fn uninstall(st: &AppState, headers: &HeaderMap, spec: Result<PackSpec, Ap
     if st.jobs.shutting_down() {
         return Err(super::jobs::shutting_down());
     }
-    let r = ops::uninstall(&st.ctx, &spec?, Method::Api, Some(&caller.name)).await?;
+    let r = ops::uninstall(&st.ctx, &spec?, Method::Api, Some(&caller.name), false).await?;
     Ok(Json(r).into_response())
 }
 

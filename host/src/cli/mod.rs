@@ -104,6 +104,33 @@ enum Command {
     Uninstall {
         /// ref or ref@version
         pack: String,
+        /// Remove the active version even though other versions are installed
+        /// (the pack is then left with no active version).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Make an installed version the active one ({packs_dir}/{ref} links to it).
+    Activate {
+        /// ref@version
+        pack: String,
+    },
+    /// Install a newer version beside the active one, switch to it and verify it;
+    /// any failure rolls back to the old version.
+    Upgrade(UpgradeArgs),
+    /// Return to the version that was active before the current one.
+    Rollback {
+        /// ref
+        pack: String,
+    },
+    /// Remove old, inactive versions beyond the N most recent of each pack.
+    Gc {
+        /// How many versions of each pack to keep (default: gc_keep in the config, else 3);
+        /// the active version is always kept as well.
+        #[arg(long, value_name = "N")]
+        keep: Option<usize>,
+        /// Show what would be removed without removing it.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Work with pack folders that are not installed.
     #[command(subcommand)]
@@ -230,6 +257,26 @@ async fn token_command(ctx: &Context, out: &output::Output, cmd: TokenCommand) -
             out.token_revoked(&name)
         }
     }
+}
+
+#[derive(Debug, Args)]
+struct UpgradeArgs {
+    /// The pack's ref.
+    pack: String,
+    /// A version or range (default: the highest version newer than the active one).
+    #[arg(long, value_name = "VERSION|RANGE", conflicts_with = "from")]
+    to: Option<String>,
+    /// Install this folder, archive or URL instead of asking the indexes.
+    #[arg(long, value_name = "SOURCE")]
+    from: Option<String>,
+    /// Let the download reach this host too (redirects, mirrors); repeatable.
+    #[arg(long, value_name = "HOST")]
+    allow_host: Vec<String>,
+    /// Allow plain http:// to hosts that are not loopback.
+    #[arg(long)]
+    allow_insecure_http: bool,
+    #[command(flatten)]
+    limits: LimitArgs,
 }
 
 #[derive(Debug, Args)]
@@ -510,6 +557,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Install(a) => Some(&a.limits),
         Command::Serve(a) => Some(&a.limits),
         Command::Sync(a) => Some(&a.limits),
+        Command::Upgrade(a) => Some(&a.limits),
         _ => None,
     };
     let s = settings(g, &file, limits)?;
@@ -584,7 +632,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             bar.finish();
             out.installed(&result?)?;
         }
-        Command::List { all_hosts } => out.list(&attune::ops::list(&ctx, all_hosts).await?, all_hosts)?,
+        Command::List { all_hosts } => out.list(&attune::ops::list_with_active(&ctx, all_hosts).await?, all_hosts)?,
         Command::Info { pack } => out.info(&attune::ops::info(&ctx, &pack.parse::<PackSpec>()?).await?)?,
         Command::Verify { packs } => {
             let specs = packs.iter().map(|p| p.parse::<PackSpec>()).collect::<Result<Vec<_>, _>>()?;
@@ -594,8 +642,62 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         }
-        Command::Uninstall { pack } => {
-            out.uninstalled(&attune::ops::uninstall(&ctx, &pack.parse::<PackSpec>()?, Method::Cli, None).await?)?
+        Command::Uninstall { pack, force } => {
+            out.uninstalled(&attune::ops::uninstall(&ctx, &pack.parse::<PackSpec>()?, Method::Cli, None, force).await?)?
+        }
+        Command::Activate { pack } => {
+            let spec = pack.parse::<PackSpec>()?;
+            let Some(version) = spec.version else {
+                anyhow::bail!("activate: name the version, e.g. `attune activate {}@1.2.3`", spec.pack_ref);
+            };
+            out.switched(&attune::upgrade::activate(&ctx, &spec.pack_ref, &version).await?, "activated")?
+        }
+        Command::Rollback { pack } => {
+            let spec = pack.parse::<PackSpec>()?;
+            if spec.version.is_some() {
+                anyhow::bail!(
+                    "rollback: name just the ref (it returns to the previous active version); \
+                     to pick a version use `attune activate {pack}`"
+                );
+            }
+            out.switched(&attune::upgrade::rollback(&ctx, &spec.pack_ref).await?, "rolled back")?
+        }
+        Command::Upgrade(a) => {
+            let spec = a.pack.parse::<PackSpec>()?;
+            if spec.version.is_some() {
+                anyhow::bail!(
+                    "upgrade: name just the ref and the target with --to, e.g. `attune upgrade {} --to 2.0.0`",
+                    spec.pack_ref
+                );
+            }
+            let base = InstallRequest {
+                source: String::new(),
+                force: false,
+                expected_checksum: None,
+                limits: s.limits,
+                method: Method::Cli,
+                plugin_file: None,
+                plugin: None,
+                allow_hosts: a.allow_host.iter().chain(&file.allow_hosts).cloned().collect(),
+                allow_insecure_http: a.allow_insecure_http,
+                reference: None,
+                api_token: None,
+                expected_pack: None,
+                offline: false,
+            };
+            let req = attune::upgrade::UpgradeRequest { pack_ref: spec.pack_ref, to: a.to, from: a.from, base };
+            let cache_dir = s.cache_dir.clone().expect("the CLI always sets a cache dir");
+            let bar = progress::Bar::start(!g.json && std::io::stderr().is_terminal(), g.verbose);
+            let result = attune::upgrade::upgrade(&ctx, &cache_dir, req, Some(bar.sink())).await;
+            bar.finish();
+            out.upgraded(&result?)?;
+        }
+        Command::Gc { keep, dry_run } => {
+            let keep = keep.or(file.gc_keep).unwrap_or(3);
+            let report = attune::upgrade::gc(&ctx, keep, dry_run, Method::Cli).await?;
+            if !out.gc(&report)? {
+                return Ok(ExitCode::FAILURE);
+            }
         }
         Command::Doctor { repair } => {
             let report = attune::ops::doctor(&ctx, recovery, repair).await?;

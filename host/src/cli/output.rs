@@ -7,9 +7,10 @@ use attune::context::Recovery;
 use attune::db::{ApiToken, Grant, PluginRow};
 use attune::db::{Installation, VerifyStatus};
 use attune::install::InstallReport;
-use attune::ops::{DoctorReport, Finding, PackInfo, UninstallReport, VerifyReport};
+use attune::ops::{DoctorReport, Finding, Listed, PackInfo, UninstallReport, VerifyReport};
 use attune::plugins::admin::Added;
 use attune::runtime::PluginInfo;
+use attune::upgrade::{GcReport, Switch, UpgradeReport};
 use indicatif::HumanBytes;
 use serde::Serialize;
 
@@ -95,12 +96,31 @@ impl Output {
         outln!("  files     {} ({})", r.files, HumanBytes(r.bytes));
         outln!("  source    {} {}", r.source_type, r.source);
         outln!("  fetcher   {} {}", r.fetcher.name, r.fetcher.version);
+        match r.activated {
+            true => outln!("  active    yes ({} links to it)", r.pack_ref),
+            false => outln!(
+                "  active    no: another version of {} is active; switch with `attune activate {}@{}`",
+                r.pack_ref,
+                r.pack_ref,
+                r.version
+            ),
+        }
         Ok(())
     }
 
-    pub fn list(&self, rows: &[Installation], all_hosts: bool) -> anyhow::Result<()> {
+    pub fn list(&self, rows: &[Listed], all_hosts: bool) -> anyhow::Result<()> {
         if self.json {
-            return print_json(&rows.iter().map(slim).collect::<Vec<_>>());
+            let rows: Vec<serde_json::Value> = rows
+                .iter()
+                .map(|l| {
+                    let mut v = slim(&l.installation);
+                    if let Some(o) = v.as_object_mut() {
+                        o.insert("active".into(), l.active.into());
+                    }
+                    v
+                })
+                .collect();
+            return print_json(&rows);
         }
         if rows.is_empty() {
             outln!("no packs installed (install one with `attune install <source>`)");
@@ -108,10 +128,12 @@ impl Output {
         }
         let rows: Vec<Vec<String>> = rows
             .iter()
-            .map(|i| {
+            .map(|l| {
+                let i = &l.installation;
                 let mut row = vec![
                     i.pack_ref.clone(),
                     i.version.clone(),
+                    if l.active { "*".into() } else { String::new() },
                     i.source_type.clone(),
                     when(&i.installed_at),
                     short(&i.checksum),
@@ -123,8 +145,8 @@ impl Output {
             })
             .collect();
         let headers: &[&str] = match all_hosts {
-            true => &["REF", "VERSION", "SOURCE", "INSTALLED", "CHECKSUM", "HOST"],
-            false => &["REF", "VERSION", "SOURCE", "INSTALLED", "CHECKSUM"],
+            true => &["REF", "VERSION", "ACTIVE", "SOURCE", "INSTALLED", "CHECKSUM", "HOST"],
+            false => &["REF", "VERSION", "ACTIVE", "SOURCE", "INSTALLED", "CHECKSUM"],
         };
         table(headers, &rows);
         Ok(())
@@ -219,6 +241,9 @@ impl Output {
             return print_json(r);
         }
         outln!("uninstalled {} {} (removed {})", r.pack_ref, r.version, r.path);
+        if r.deactivated {
+            outln!("{} has no active version now", r.pack_ref);
+        }
         Ok(())
     }
 
@@ -249,6 +274,64 @@ impl Output {
             outln!("nothing installed and nothing locked");
         }
         Ok(())
+    }
+
+    pub fn switched(&self, s: &Switch, verb: &str) -> anyhow::Result<()> {
+        if self.json {
+            return print_json(s);
+        }
+        match (s.changed, &s.previous_version) {
+            (false, _) => outln!("{} {} is already active", s.pack_ref, s.version),
+            (true, Some(p)) => outln!("{verb} {}: {} is active (was {p})", s.pack_ref, s.version),
+            (true, None) => outln!("{verb} {}: {} is active", s.pack_ref, s.version),
+        }
+        Ok(())
+    }
+
+    pub fn upgraded(&self, r: &UpgradeReport) -> anyhow::Result<()> {
+        if self.json {
+            return print_json(r);
+        }
+        if !r.upgraded {
+            outln!("{} is already at the newest version ({})", r.pack_ref, r.from);
+            return Ok(());
+        }
+        outln!(
+            "upgraded {} {} -> {} (verified; {} is kept, `attune rollback {}` returns to it)",
+            r.pack_ref,
+            r.from,
+            r.to,
+            r.from,
+            r.pack_ref
+        );
+        if !r.installed {
+            outln!("  {} {} was already installed; it was switched to", r.pack_ref, r.to);
+        }
+        for d in &r.dependencies {
+            outln!("  installed dependency {d}");
+        }
+        Ok(())
+    }
+
+    /// Returns whether every removal worked.
+    pub fn gc(&self, r: &GcReport) -> anyhow::Result<bool> {
+        let ok = r.items.iter().all(|i| i.error.is_none());
+        if self.json {
+            print_json(r)?;
+            return Ok(ok);
+        }
+        if r.items.is_empty() {
+            outln!("nothing to remove (keeping {} versions of each pack and the active one)", r.keep);
+            return Ok(true);
+        }
+        for i in &r.items {
+            match (&i.error, r.dry_run) {
+                (Some(e), _) => outln!("FAILED   {} {}: {e}", i.pack_ref, i.version),
+                (None, true) => outln!("would remove {} {} ({})", i.pack_ref, i.version, i.path),
+                (None, false) => outln!("removed  {} {} ({})", i.pack_ref, i.version, i.path),
+            }
+        }
+        Ok(ok)
     }
 
     /// Returns whether nothing was wrong (or everything was repaired).

@@ -20,6 +20,7 @@
 //! TEXT. Only the schema differs, in `migrations/sqlite` and
 //! `migrations/postgres`.
 
+mod activations;
 mod error;
 mod indexes;
 mod lock;
@@ -38,6 +39,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::{Database, Transaction};
 use time::OffsetDateTime;
 
+pub use activations::Activation;
 pub use error::{DbError, redact_url};
 pub use indexes::{IndexFetch, IndexRow};
 pub use lock::PackLock;

@@ -78,6 +78,7 @@ macro_rules! on_both_backends {
 }
 
 on_both_backends!(
+    activations_keep_history_newest_wins,
     indexes_add_list_update_remove,
     api_tokens_create_lookup_revoke_reuse_name,
     begin_complete_round_trip,
@@ -566,4 +567,41 @@ async fn indexes_add_list_update_remove(db: Db) {
     assert!(!db.remove_index("main").await.unwrap());
     assert!(db.index("main").await.unwrap().is_none());
     assert_eq!(db.indexes().await.unwrap().len(), 1);
+}
+
+async fn activations_keep_history_newest_wins(db: Db) {
+    assert_eq!(db.active_version("h1", "p").await.unwrap(), None);
+    assert!(db.activation_history("h1", "p").await.unwrap().is_empty());
+
+    let a = db.record_activation("h1", "p", Some("1.0.0"), "alice", "install").await.unwrap();
+    assert_eq!((a.version.as_deref(), a.previous_version.as_deref()), (Some("1.0.0"), None));
+    assert_eq!((a.activated_by.as_str(), a.reason.as_str(), a.host.as_str()), ("alice", "install", "h1"));
+    let b = db.record_activation("h1", "p", Some("2.0.0"), "bob", "upgrade").await.unwrap();
+    assert_eq!(b.previous_version.as_deref(), Some("1.0.0"));
+    assert!(b.id > a.id);
+    // Another host and another pack are separate.
+    db.record_activation("h2", "p", Some("9.0.0"), "carol", "install").await.unwrap();
+    db.record_activation("h1", "q", Some("0.1.0"), "carol", "install").await.unwrap();
+    assert_eq!(db.active_version("h1", "p").await.unwrap().as_deref(), Some("2.0.0"));
+    assert_eq!(db.active_version("h2", "p").await.unwrap().as_deref(), Some("9.0.0"));
+
+    // Back, then none: every switch is a new row, older ones are untouched.
+    let c = db.record_activation("h1", "p", Some("1.0.0"), "bob", "rollback").await.unwrap();
+    assert_eq!(c.previous_version.as_deref(), Some("2.0.0"));
+    let d = db.record_activation("h1", "p", None, "bob", "uninstall").await.unwrap();
+    assert_eq!((d.version, d.previous_version.as_deref()), (None, Some("1.0.0")));
+    assert_eq!(db.active_version("h1", "p").await.unwrap(), None);
+
+    let history = db.activation_history("h1", "p").await.unwrap();
+    let versions: Vec<(Option<&str>, &str)> =
+        history.iter().map(|a| (a.version.as_deref(), a.reason.as_str())).collect();
+    assert_eq!(
+        versions,
+        [(None, "uninstall"), (Some("1.0.0"), "rollback"), (Some("2.0.0"), "upgrade"), (Some("1.0.0"), "install")]
+    );
+    assert_eq!(history[3], a, "the first row was never rewritten");
+
+    let current: Vec<(String, Option<String>)> =
+        db.activations("h1").await.unwrap().into_iter().map(|a| (a.pack_ref, a.version)).collect();
+    assert_eq!(current, [("p".to_string(), None), ("q".to_string(), Some("0.1.0".to_string()))]);
 }

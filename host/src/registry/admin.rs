@@ -406,7 +406,7 @@ pub async fn install_by_name(
             let mut rolled_back = Vec::new();
             for (r, v) in added.iter().rev() {
                 let spec = crate::ops::PackSpec { pack_ref: r.clone(), version: v.parse().ok() };
-                match crate::ops::uninstall(ctx, &spec, base.method, base.api_token.as_deref()).await {
+                match crate::ops::uninstall(ctx, &spec, base.method, base.api_token.as_deref(), true).await {
                     Ok(_) => rolled_back.push(format!("{r}@{v}")),
                     Err(e) => rolled_back.push(format!("{r}@{v} (could not be removed: {e})")),
                 }

@@ -8,6 +8,11 @@
 //! atomically (`renameat2(RENAME_EXCHANGE)`), so the old copy stays valid
 //! until the new one is in place. A per-pack lock file serialises processes
 //! that install or remove the same pack.
+//!
+//! The active version of a pack is the symlink `{packs_dir}/{ref}` →
+//! `{ref}-{version}` (relative, so the folder can move). It is switched by
+//! creating a new link under `.attune/` and renaming it over the old one, so
+//! a reader sees the old target or the new one, never no link.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
@@ -264,6 +269,45 @@ impl Store {
             removed += 1;
         }
         Ok(removed)
+    }
+
+    /// `{packs_dir}/{ref}`: the link to the active version.
+    pub fn active_link(&self, pack_ref: &str) -> PathBuf {
+        self.root.join(pack_ref)
+    }
+
+    /// Points `{ref}` at `{ref}-{version}` atomically: a new symlink is made
+    /// under `.attune/` and renamed over the old link.
+    pub fn set_active(&self, pack_ref: &str, version: &semver::Version) -> Result<(), StoreError> {
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let tmp = self.root.join(META_DIR).join(format!("link-{pack_ref}-{}-{nanos:x}", std::process::id()));
+        let target = Self::dir_name(pack_ref, version);
+        std::os::unix::fs::symlink(&target, &tmp).map_err(|e| StoreError::Io { path: tmp.clone(), source: e })?;
+        let link = self.active_link(pack_ref);
+        if let Err(e) = std::fs::rename(&tmp, &link) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(StoreError::Io { path: link, source: e });
+        }
+        Ok(())
+    }
+
+    /// Removes the `{ref}` link (the pack has no active version); a missing
+    /// link is fine. Anything else at that name is left alone.
+    pub fn clear_active(&self, pack_ref: &str) -> Result<(), StoreError> {
+        let link = self.active_link(pack_ref);
+        match std::fs::symlink_metadata(&link) {
+            Ok(m) if m.file_type().is_symlink() => {
+                std::fs::remove_file(&link).map_err(|e| StoreError::Io { path: link, source: e })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The version `{ref}` links to, if it is a link to `{ref}-{version}`.
+    pub fn linked_version(&self, pack_ref: &str) -> Option<semver::Version> {
+        let target = std::fs::read_link(self.active_link(pack_ref)).ok()?;
+        let (r, v) = split_dir_name(target.to_str()?)?;
+        (r == pack_ref).then_some(v)
     }
 
     /// Pack folders on disk, as `(folder name, ref, version)`.
