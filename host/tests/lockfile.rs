@@ -10,27 +10,11 @@ mod git_server;
 #[path = "common/http_server.rs"]
 mod http_server;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use common::{Env, query};
+use common::{Env, query, tgz};
 use git_server::{GitServer, git};
 use http_server::{Route, Server};
-
-/// `tar czf` of `dir` with its folder as the one top-level entry.
-fn tgz(dir: &Path) -> Vec<u8> {
-    let out = dir.with_extension("tgz");
-    let ok = std::process::Command::new("tar")
-        .arg("czf")
-        .arg(&out)
-        .arg("-C")
-        .arg(dir.parent().unwrap())
-        .arg(dir.file_name().unwrap())
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok);
-    std::fs::read(out).unwrap()
-}
 
 /// A git repository with one commit of a pack, on a loopback http-backend.
 fn git_repo(env: &Env, name: &str) -> GitServer {

@@ -11,7 +11,7 @@ mod http_server;
 
 use std::path::{Path, PathBuf};
 
-use common::{Env, listing, query};
+use common::{Env, listing, query, tgz};
 use git_server::{GitServer, git};
 use http_server::{Route, Server};
 use serde_json::json;
@@ -27,22 +27,6 @@ fn plain_pack(env: &Env, name: &str, version: &str) -> PathBuf {
     std::fs::create_dir_all(dir.join("lib")).unwrap();
     std::fs::write(dir.join("lib/util.py"), "X = 1\n").unwrap();
     dir
-}
-
-/// `tar czf` of `dir` with its folder as the one top-level entry.
-fn tgz(dir: &Path) -> Vec<u8> {
-    let out = dir.with_extension("tgz");
-    let ok = std::process::Command::new("tar")
-        .arg("czf")
-        .arg(&out)
-        .arg("-C")
-        .arg(dir.parent().unwrap())
-        .arg(dir.file_name().unwrap())
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok);
-    std::fs::read(out).unwrap()
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {

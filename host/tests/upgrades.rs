@@ -6,28 +6,10 @@ mod common;
 #[path = "common/http_server.rs"]
 mod http_server;
 
-use std::path::Path;
-
-use common::{Env, query};
+use common::{Env, query, tgz};
 use http_server::{Route, Server};
 use serde_json::json;
 use sha2::{Digest, Sha256};
-
-/// `tar czf` of `dir` with its folder as the one top-level entry.
-fn tgz(dir: &Path) -> Vec<u8> {
-    let out = dir.with_extension("tgz");
-    let ok = std::process::Command::new("tar")
-        .arg("czf")
-        .arg(&out)
-        .arg("-C")
-        .arg(dir.parent().unwrap())
-        .arg(dir.file_name().unwrap())
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok);
-    std::fs::read(out).unwrap()
-}
 
 fn entry(pack_ref: &str, version: &str, url: String, checksum: String) -> serde_json::Value {
     json!({

@@ -10,7 +10,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use super::model::Columns;
-use super::model::{from_unix_ms, now, to_unix_ms};
+use super::model::{now, stored_time, to_unix_ms};
 use super::{BeginWrite, Db, DbError, on_pool};
 
 /// One switch of a pack's active version on a host.
@@ -41,7 +41,7 @@ fn row_to_activation(r: &impl Columns) -> Result<Activation, DbError> {
         pack_ref: r.col("pack_ref").map_err(q())?,
         version: r.col("version").map_err(q())?,
         previous_version: r.col("previous_version").map_err(q())?,
-        activated_at: from_unix_ms(at).map_err(|e| DbError::Query { what, source: sqlx::Error::Decode(e.into()) })?,
+        activated_at: stored_time(what, at)?,
         activated_by: r.col("activated_by").map_err(q())?,
         reason: r.col("reason").map_err(q())?,
     })

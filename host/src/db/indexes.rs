@@ -8,7 +8,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use super::model::Columns;
-use super::model::{from_unix_ms, now, to_unix_ms};
+use super::model::{now, stored_time, to_unix_ms};
 use super::{Db, DbError, on_pool};
 
 /// One registered index.
@@ -43,7 +43,7 @@ pub struct IndexFetch {
 fn row_to_index(r: &impl Columns) -> Result<IndexRow, DbError> {
     let what = "reading an index";
     let q = || DbError::query(what);
-    let ms = |v: i64| from_unix_ms(v).map_err(|e| DbError::Query { what, source: sqlx::Error::Decode(e.into()) });
+    let ms = |v: i64| stored_time(what, v);
     let fetched_at: Option<i64> = r.col("fetched_at").map_err(q())?;
     let fetched = match fetched_at {
         None => None,

@@ -298,6 +298,11 @@ pub(crate) fn from_unix_ms(ms: i64) -> Result<OffsetDateTime, time::error::Compo
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
 }
 
+/// A stored timestamp read back, or a decode error naming what was being read.
+pub(crate) fn stored_time(what: &'static str, ms: i64) -> Result<OffsetDateTime, super::DbError> {
+    from_unix_ms(ms).map_err(|e| super::DbError::Query { what, source: sqlx::Error::Decode(e.into()) })
+}
+
 /// Now, at the precision that is stored, so a value read back equals the one written.
 pub(crate) fn now() -> OffsetDateTime {
     from_unix_ms(to_unix_ms(OffsetDateTime::now_utc())).unwrap_or(OffsetDateTime::UNIX_EPOCH)

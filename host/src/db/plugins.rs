@@ -6,7 +6,7 @@ use sqlx::Row;
 use super::model::Columns;
 use time::OffsetDateTime;
 
-use super::model::{from_unix_ms, now, to_unix_ms};
+use super::model::{now, stored_time as ms, to_unix_ms};
 use super::{BeginWrite, Db, DbError, on_pool};
 
 /// A plugin as recorded when it was added.
@@ -38,10 +38,6 @@ pub struct Grant {
     #[serde(with = "time::serde::rfc3339::option")]
     pub revoked_at: Option<OffsetDateTime>,
     pub revoked_by: Option<String>,
-}
-
-fn ms(what: &'static str, v: i64) -> Result<OffsetDateTime, DbError> {
-    from_unix_ms(v).map_err(|e| DbError::Query { what, source: sqlx::Error::Decode(e.into()) })
 }
 
 fn row_to_plugin(r: &impl Columns) -> Result<PluginRow, DbError> {

@@ -13,7 +13,7 @@ use super::model::Columns;
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use super::model::{from_unix_ms, now, to_unix_ms};
+use super::model::{now, stored_time as ms, to_unix_ms};
 use super::{Db, DbError, on_pool};
 
 /// What `token create` records.
@@ -48,10 +48,6 @@ pub struct ApiToken {
     pub revoked_by: Option<String>,
     #[serde(with = "time::serde::rfc3339::option")]
     pub last_used_at: Option<OffsetDateTime>,
-}
-
-fn ms(what: &'static str, v: i64) -> Result<OffsetDateTime, DbError> {
-    from_unix_ms(v).map_err(|e| DbError::Query { what, source: sqlx::Error::Decode(e.into()) })
 }
 
 fn opt_ms(what: &'static str, v: Option<i64>) -> Result<Option<OffsetDateTime>, DbError> {

@@ -245,3 +245,19 @@ pub fn query(env: &Env, sql: &str) -> Vec<Vec<String>> {
         }
     })
 }
+
+/// `tar czf` of `dir` with its folder as the one top-level entry.
+pub fn tgz(dir: &Path) -> Vec<u8> {
+    let out = dir.with_extension("tgz");
+    let ok = std::process::Command::new("tar")
+        .arg("czf")
+        .arg(&out)
+        .arg("-C")
+        .arg(dir.parent().unwrap())
+        .arg(dir.file_name().unwrap())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    std::fs::read(out).unwrap()
+}
