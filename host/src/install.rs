@@ -118,12 +118,19 @@ pub async fn install(
         _ => None,
     };
     let spec = match req.offline {
-        true => offline_spec(ctx, spec, expected_sha256.as_deref())?,
+        true => offline_spec(ctx, spec, expected_sha256.as_deref(), req.reference.as_deref())?,
         false => spec,
     };
     let cache_as = match &spec {
         sources::SourceSpec::Http { url, .. } => ctx.artifacts.clone().map(|a| (a, sources::redact_url(url))),
         _ => None,
+    };
+    // A git tree from the cache holds this commit; the archive fetcher that
+    // unpacks it cannot say so itself.
+    let (cached_commit, cache_git_as) = match &spec {
+        sources::SourceSpec::Cached { git_commit, .. } => (git_commit.clone(), None),
+        sources::SourceSpec::Git { url, .. } => (None, ctx.artifacts.clone().map(|a| (a, sources::redact_url(url)))),
+        _ => (None, None),
     };
     let staging = ctx.store.new_staging()?;
     let pack_path = staging.pack_path();
@@ -258,7 +265,7 @@ pub async fn install(
         source_type: source.kind().as_str().to_string(),
         source: source.display(),
         requested_ref: req.reference.clone(),
-        resolved_commit: fetched.result.resolved_commit.clone(),
+        resolved_commit: fetched.result.resolved_commit.clone().or(cached_commit),
         checksum: tree.digest.to_string(),
         checksum_algorithm: tree.algorithm.name().to_string(),
         manifest: serde_json::to_value(&tree).expect("manifest serializes"),
@@ -282,6 +289,18 @@ pub async fn install(
         return Err(e.into());
     }
     ctx.db.complete_install(id).await?;
+    if let (Some((artifacts, url)), Some(commit)) = (cache_git_as, &fetched.result.resolved_commit) {
+        let (dir, reference, commit) = (dest.clone(), req.reference.clone(), commit.clone());
+        let cached = tokio::task::spawn_blocking(move || {
+            artifacts.put_git_tree(&dir, &url, reference.as_deref(), &commit).map_err(|e| e.to_string())
+        })
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
+        // Only a later --offline install needs it; this one is done.
+        if let Err(e) = cached {
+            tracing::warn!("{e}");
+        }
+    }
     // The first version of a pack becomes its active one; another version
     // beside it does not switch (`attune activate` / `attune upgrade` do).
     let activated = match ctx.db.active_version(&ctx.host, &pack_ref).await? {
@@ -316,12 +335,14 @@ pub async fn install(
 }
 
 /// `--offline`: the source as it can be fetched without the network. Local
-/// folders and archives are already here; an http(s) archive is read from
-/// the artifact cache; anything else fails, naming what is missing.
+/// folders and archives are already here; an http(s) archive or a git tree
+/// is read from the artifact cache; anything else fails, naming what is
+/// missing.
 fn offline_spec(
     ctx: &Context,
     spec: sources::SourceSpec,
     expected_sha256: Option<&str>,
+    reference: Option<&str>,
 ) -> Result<sources::SourceSpec, Error> {
     use crate::artifacts::ArtifactError;
     use sources::SourceSpec as S;
@@ -345,9 +366,20 @@ fn offline_spec(
                 Some(h) => artifacts.get(&h)?.ok_or_else(missing)?,
                 None => return Err(missing().into()),
             };
-            Ok(S::Cached { url, path })
+            Ok(S::Cached { url, path, git_commit: None })
         }
-        S::Git { url, .. } => Err(ArtifactError::NotCacheable { what: sources::redact_url(&url) }.into()),
+        S::Git { url, .. } => {
+            let artifacts = ctx.artifacts.as_ref().ok_or(ArtifactError::NoCacheDir)?;
+            let shown = sources::redact_url(&url);
+            match artifacts.git_tree(&shown, reference)? {
+                Some((path, commit)) => Ok(S::Cached { url, path, git_commit: Some(commit) }),
+                None => Err(ArtifactError::NotCached {
+                    what: format!("{shown} at {}", reference.unwrap_or("HEAD")),
+                    dir: artifacts.root().to_path_buf(),
+                }
+                .into()),
+            }
+        }
         S::Plugin { source, .. } | S::Added { source, .. } => {
             Err(ArtifactError::NotCacheable { what: sources::redact_url(&source) }.into())
         }

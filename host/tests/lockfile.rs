@@ -154,8 +154,12 @@ fn offline_installs_come_from_the_artifact_cache() {
     let url = web.url("/cached.tgz");
     let uncached = web.url("/never-downloaded.tgz");
     env.run(&["install", &url]).success();
-    let (path, _) = lock(&env);
-    drop(web); // the network source is gone
+    let repo = git_repo(&env, "cached_git");
+    let git_url = format!("git+{}", repo.url("cached_git.git"));
+    env.run(&["install", &git_url]).success();
+    let (path, lockfile) = lock(&env);
+    drop(web); // the network sources are gone
+    drop(repo);
 
     let fresh = Env::new();
     let r = fresh.run(&["--json", "install", "--offline", &url]).success().json();
@@ -165,9 +169,20 @@ fn offline_installs_come_from_the_artifact_cache() {
     assert!(out.stderr.contains("never-downloaded.tgz is not in the artifact cache"), "{}", out.stderr);
     assert!(out.stderr.contains("without --offline"), "{}", out.stderr);
 
+    // A git tree comes from the cache too: by the ref last fetched (HEAD)…
+    let r = fresh.run(&["--json", "install", "--offline", &git_url]).success().json();
+    assert_eq!(r["source_type"], "git", "{r}");
+    let out = fresh.run(&["install", "--offline", "--ref", "no-such-tag", &git_url]).failure();
+    assert!(out.stderr.contains("cached_git.git at no-such-tag is not in the artifact cache"), "{}", out.stderr);
+
+    // …and by the commit a lockfile records, with the same tree and commit.
     let other = Env::new();
     other.run(&["sync", "--locked", "--offline", "--file", path.to_str().unwrap()]).success();
-    assert_eq!(count_installed(&other), "1");
+    assert_eq!(count_installed(&other), "2");
+    let (_, again) = lock(&other);
+    assert_eq!(locked(&again), locked(&lockfile));
+    assert_eq!(again["pack"][1]["resolved_commit"], lockfile["pack"][1]["resolved_commit"]);
+    assert_eq!(again["pack"][1]["source_type"].as_str(), Some("git"));
     // Without --offline the same sync would need the server: it is gone.
     let third = Env::new();
     third.run(&["sync", "--locked", "--file", path.to_str().unwrap()]).failure();

@@ -322,6 +322,20 @@ fn exchange_index_installs_tags_from_a_loopback_git_repo() {
     }
     let rows = query(&env, "SELECT version, requested_ref FROM installations ORDER BY version");
     assert_eq!(rows, [["1.0.0", "v1.0.0"], ["1.1.0", "v1.1.0"]]);
+
+    // With the git server gone, another host installs by name from the
+    // cached index and the cached tag trees.
+    let commits = query(&env, "SELECT version, resolved_commit FROM installations ORDER BY version");
+    drop(repo.server);
+    let fresh = Env::new();
+    fresh.run(&["index", "add", "exchange", path.to_str().unwrap()]).success();
+    fresh.run(&["install", "gitpack@~1.0"]).failure(); // online: the server is gone
+    let j = fresh.run(&["install", "--offline", "gitpack@~1.0", "--json"]).success().json();
+    assert_eq!(j["install"]["source_type"], "git", "{j}");
+    let stored = fresh.packs().join("gitpack-1.0.0");
+    assert_eq!(tree_checksum(&fresh, &stored), tree_checksum(&env, &repo.trees[0].1));
+    let again = query(&fresh, "SELECT version, resolved_commit FROM installations ORDER BY version");
+    assert_eq!(again[..], commits[..1], "recorded at the tag's commit");
 }
 
 #[test]

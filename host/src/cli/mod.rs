@@ -312,8 +312,9 @@ struct InstallArgs {
     /// For a pack installed by name: install just it, not the dependencies its index lists.
     #[arg(long)]
     skip_deps: bool,
-    /// Never touch the network: an http(s) archive is installed from the artifact
-    /// cache (filled by earlier online installs); anything not cached fails.
+    /// Never touch the network: an http(s) archive or a git tree is installed from
+    /// the artifact cache (filled by earlier online installs), a pack by name
+    /// resolves against the cached indexes; anything not cached fails.
     #[arg(long)]
     offline: bool,
     #[command(flatten)]
@@ -592,14 +593,6 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let bar = progress::Bar::start(!g.json && std::io::stderr().is_terminal(), g.verbose);
             if attune::registry::is_spec(&a.source) {
                 // A pack from the indexes: they give the source, ref and checksum.
-                if a.offline {
-                    bar.finish();
-                    anyhow::bail!(
-                        "{}: --offline installs a source from the artifact cache; a pack by name needs its \
-                         index: install it by its URL, or use `attune sync --locked --offline`",
-                        a.source
-                    );
-                }
                 if a.checksum.is_some() || a.reference.is_some() || a.plugin.is_some() || a.plugin_file.is_some() {
                     bar.finish();
                     anyhow::bail!(

@@ -67,10 +67,10 @@ pub enum SourceSpec {
     Http { url: String, host: String },
     /// A git repository over smart HTTP (`url` without the `git+` prefix).
     Git { url: String, host: String },
-    /// An http(s) archive read from the artifact cache (`--offline`): the
-    /// archive fetcher reads `path`, the install is shown and recorded as
-    /// the URL's.
-    Cached { url: String, path: PathBuf },
+    /// An http(s) archive or a git tree read from the artifact cache
+    /// (`--offline`): the archive fetcher reads `path`, the install is shown
+    /// and recorded as the URL's (a git one, at `git_commit`, as git).
+    Cached { url: String, path: PathBuf, git_commit: Option<String> },
     /// Any source, fetched by the component in `wasm`; a source that names
     /// an existing local path is offered to it read-only.
     Plugin { wasm: PathBuf, source: String, input: Option<PathBuf> },
@@ -274,7 +274,8 @@ pub async fn resolve(
             let offer = Offer { input: Some(path), ..Default::default() };
             (SourceKind::Archive, shown, crate::plugins::ARCHIVE.load(&runtime).await?, request, offer)
         }
-        SourceSpec::Cached { url, path } => {
+        SourceSpec::Cached { url, path, git_commit } => {
+            let kind = if git_commit.is_some() { SourceKind::Git } else { SourceKind::Http };
             let request = FetchRequest {
                 source: redact_url(&url),
                 input_file: path.file_name().map(|n| n.to_string_lossy().into_owned()),
@@ -282,7 +283,7 @@ pub async fn resolve(
                 ..Default::default()
             };
             let offer = Offer { input: Some(path), ..Default::default() };
-            (SourceKind::Http, redact_url(&url), crate::plugins::ARCHIVE.load(&runtime).await?, request, offer)
+            (kind, redact_url(&url), crate::plugins::ARCHIVE.load(&runtime).await?, request, offer)
         }
         SourceSpec::Http { url, host } => {
             let (shown, offer) = network_offer(&url, host, options)?;
