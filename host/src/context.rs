@@ -59,6 +59,10 @@ pub struct Recovery {
     pub leftovers_removed: usize,
     pub completed: Vec<String>,
     pub rolled_back: Vec<String>,
+    /// Packs installed before attune kept active versions, given their
+    /// highest installed version as the active one (`ref@version`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub activated: Vec<String>,
 }
 
 impl Context {
@@ -94,6 +98,63 @@ impl Context {
         Ok(PackGuard { db, _file: file })
     }
 
+    /// Serializes what decides a pack's active version (`activate`,
+    /// `rollback`, a whole `upgrade`, `gc`) across processes, the same way as
+    /// [`Context::lock_pack`] but under its own name (`{ref}.switch`: a dot
+    /// is never in a ref), so an upgrade holds it from resolving to
+    /// rollback while its install and switch take the pack lock inside.
+    /// Always taken before the pack lock, never while holding it.
+    pub async fn lock_switches(
+        &self,
+        pack_ref: &str,
+        on_wait: Arc<dyn Fn() + Send + Sync>,
+    ) -> Result<PackGuard, Error> {
+        self.lock_pack(&format!("{pack_ref}.switch"), on_wait).await
+    }
+
+    /// Both locks of `pack_ref` if no other process holds either.
+    async fn try_lock_pack(&self, pack_ref: &str) -> Result<Option<PackGuard>, Error> {
+        let Some(file) = self.store.try_lock_pack(pack_ref)? else { return Ok(None) };
+        let Some(db) = self.db.try_lock_pack(&self.host, pack_ref).await? else { return Ok(None) };
+        Ok(Some(PackGuard { db, _file: file }))
+    }
+
+    /// Packs with installed versions but no activation record at all were
+    /// installed before active versions existed (migration 0005): their
+    /// highest version becomes active, once, recorded as `backfill`. Packs
+    /// another process is changing are left for a later run.
+    async fn backfill_active(&self) -> Result<Vec<String>, Error> {
+        let known: std::collections::BTreeSet<String> =
+            self.db.activations(&self.host).await?.into_iter().map(|a| a.pack_ref).collect();
+        let mut highest: std::collections::BTreeMap<String, semver::Version> = Default::default();
+        for row in self.db.installed(&self.host).await? {
+            if known.contains(&row.pack_ref) {
+                continue;
+            }
+            if let Ok(v) = semver::Version::parse(&row.version) {
+                let e = highest.entry(row.pack_ref).or_insert_with(|| v.clone());
+                if v > *e {
+                    *e = v;
+                }
+            }
+        }
+        let mut done = Vec::new();
+        for (pack_ref, version) in highest {
+            let Some(switches) = self.try_lock_pack(&format!("{pack_ref}.switch")).await? else { continue };
+            let Some(lock) = self.try_lock_pack(&pack_ref).await? else { continue };
+            // Checked again under the locks: another process may have just done it.
+            if self.db.activation(&self.host, &pack_ref).await?.is_none()
+                && self.store.pack_dir(&pack_ref, &version).is_dir()
+            {
+                crate::upgrade::activate_locked(self, &pack_ref, &version, "backfill").await?;
+                done.push(format!("{pack_ref}@{version}"));
+            }
+            lock.release().await;
+            switches.release().await;
+        }
+        Ok(done)
+    }
+
     /// Finishes or rolls back installs a killed process left pending.
     pub async fn recover(&self) -> Result<Recovery, Error> {
         let mut r = Recovery { leftovers_removed: self.store.clean_leftovers()?, ..Default::default() };
@@ -126,6 +187,11 @@ impl Context {
                     .await?;
                 r.rolled_back.push(label);
             }
+        }
+        // Not worth failing the command for: the next run tries again.
+        match self.backfill_active().await {
+            Ok(done) => r.activated = done,
+            Err(e) => tracing::warn!("choosing active versions for packs installed before attune kept them: {e}"),
         }
         Ok(r)
     }

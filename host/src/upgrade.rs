@@ -13,8 +13,11 @@
 //! again (and verified) and whatever the upgrade installed is uninstalled
 //! again, so a failed upgrade leaves the host as it was.
 //!
-//! Locking: each switch takes the pack lock; an upgrade's install takes it
-//! through the pipeline, so the lock is not held across the whole upgrade.
+//! Locking: `activate`, `rollback`, `gc` and a whole `upgrade` hold the
+//! pack's switch lock ([`Context::lock_switches`]), so a concurrent
+//! `activate` cannot land between an upgrade's switch and its rollback;
+//! inside it, the upgrade's install and each switch take the pack lock as
+//! any install does.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -122,6 +125,7 @@ pub struct Switch {
 
 /// `attune activate ref@version`.
 pub async fn activate(ctx: &Context, pack_ref: &str, version: &semver::Version) -> Result<Switch, Error> {
+    let switches = ctx.lock_switches(pack_ref, Arc::new(|| {})).await?;
     let lock = ctx.lock_pack(pack_ref, Arc::new(|| {})).await?;
     let current = ctx.db.active_version(&ctx.host, pack_ref).await?;
     let v = version.to_string();
@@ -133,12 +137,14 @@ pub async fn activate(ctx: &Context, pack_ref: &str, version: &semver::Version) 
         ctx.store.set_active(pack_ref, version)?;
     }
     lock.release().await;
+    switches.release().await;
     Ok(Switch { pack_ref: pack_ref.into(), version: v, previous_version: current, changed })
 }
 
 /// `attune rollback ref`: back to the version that was active before the
 /// current one, which must still be installed.
 pub async fn rollback(ctx: &Context, pack_ref: &str) -> Result<Switch, Error> {
+    let switches = ctx.lock_switches(pack_ref, Arc::new(|| {})).await?;
     let lock = ctx.lock_pack(pack_ref, Arc::new(|| {})).await?;
     let no = |reason: String| UpgradeError::NoPrevious { pack_ref: pack_ref.into(), reason };
     let Some(current) = ctx.db.activation(&ctx.host, pack_ref).await? else {
@@ -157,6 +163,7 @@ pub async fn rollback(ctx: &Context, pack_ref: &str) -> Result<Switch, Error> {
         .map_err(|e| Error::Corrupt(format!("activation {}: version {prev:?}: {e}", current.id)))?;
     activate_locked(ctx, pack_ref, &version, "rollback").await?;
     lock.release().await;
+    switches.release().await;
     Ok(Switch { pack_ref: pack_ref.into(), version: prev, previous_version: current.version, changed: true })
 }
 
@@ -188,6 +195,28 @@ pub struct UpgradeReport {
 
 /// `attune upgrade`: see the module docs.
 pub async fn upgrade(
+    ctx: &Context,
+    cache_dir: &Path,
+    req: UpgradeRequest,
+    progress: Option<InstallProgress>,
+) -> Result<UpgradeReport, Error> {
+    let on_wait = {
+        let (p, r) = (progress.clone(), req.pack_ref.clone());
+        Arc::new(move || {
+            if let Some(p) = &p {
+                p(install::InstallEvent::Waiting(format!(
+                    "another attune process is switching versions of {r}; waiting for it"
+                )))
+            }
+        })
+    };
+    let switches = ctx.lock_switches(&req.pack_ref, on_wait).await?;
+    let result = upgrade_locked(ctx, cache_dir, req, progress).await;
+    switches.release().await;
+    result
+}
+
+async fn upgrade_locked(
     ctx: &Context,
     cache_dir: &Path,
     req: UpgradeRequest,
@@ -435,6 +464,8 @@ pub async fn gc(ctx: &Context, keep: usize, dry_run: bool, method: Method) -> Re
     let mut items = Vec::new();
     for (pack_ref, mut versions) in by_ref {
         versions.sort_by(|a, b| b.0.cmp(&a.0));
+        // Held while this pack's versions go, so the active one cannot change underneath.
+        let _switches = ctx.lock_switches(&pack_ref, Arc::new(|| {})).await?;
         let active = ctx.db.active_version(&ctx.host, &pack_ref).await?;
         for (v, path) in versions.into_iter().skip(keep) {
             if active.as_deref() == Some(v.to_string().as_str()) {

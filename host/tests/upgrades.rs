@@ -255,3 +255,50 @@ fn gc_keeps_the_n_most_recent_and_never_the_active_one() {
     assert_eq!(versions, ["1.0.0", "5.0.0"]);
     assert!(env.run(&["gc"]).success().stdout.contains("nothing to remove"));
 }
+
+#[test]
+fn activate_waits_while_another_process_switches_versions() {
+    use std::io::BufRead;
+    let env = Env::new();
+    for v in ["1.0.0", "2.0.0"] {
+        env.run(&["install", env.make_pack("tool", v).to_str().unwrap()]).success();
+    }
+    // Another process (as an upgrade would) holds tool's switch lock for a while.
+    let lock = env.packs().join(".attune/locks/tool.switch.lock");
+    let released = env.tmp.path().join("released");
+    let mut holder = std::process::Command::new("flock")
+        .arg(&lock)
+        .args(["sh", "-c", "echo locked; sleep 2; touch \"$0\""])
+        .arg(&released)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("flock (util-linux) runs");
+    let mut line = String::new();
+    std::io::BufReader::new(holder.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "locked");
+    env.run(&["activate", "tool@2.0.0"]).success();
+    assert!(released.exists(), "activate switched while another process held the switch lock");
+    assert!(holder.wait().unwrap().success());
+    assert_eq!(link(&env, "tool").as_deref(), Some("tool-2.0.0"));
+}
+
+#[test]
+fn packs_installed_before_active_versions_get_their_highest_version_active() {
+    let env = Env::new();
+    for v in ["1.0.0", "1.10.0", "1.2.0"] {
+        env.run(&["install", env.make_pack("tool", v).to_str().unwrap()]).success();
+    }
+    // As a database from before migration 0005 looks: no activations, no link.
+    query(&env, "DELETE FROM activations");
+    std::fs::remove_file(env.packs().join("tool")).unwrap();
+
+    let out = env.run(&["list"]).success();
+    assert!(out.stderr.contains("note: tool@1.10.0 is now active"), "{}", out.stderr);
+    assert_eq!(link(&env, "tool").as_deref(), Some("tool-1.10.0"), "semver order, not text order");
+    assert_eq!(activations(&env), [row("1.10.0", "-", "backfill")]);
+    // Once: a pack left with no active version on purpose stays so.
+    env.run(&["uninstall", "tool@1.10.0", "--force"]).success();
+    let out = env.run(&["list"]).success();
+    assert!(!out.stderr.contains("is now active"), "{}", out.stderr);
+    assert_eq!(link(&env, "tool"), None);
+}

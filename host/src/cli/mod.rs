@@ -563,7 +563,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     };
     let s = settings(g, &file, limits)?;
     let (ctx, recovery) = Context::open(&s).await?;
-    if !g.json && (recovery.leftovers_removed > 0 || !recovery.completed.is_empty() || !recovery.rolled_back.is_empty())
+    if !g.json
+        && (recovery.leftovers_removed > 0
+            || !recovery.completed.is_empty()
+            || !recovery.rolled_back.is_empty()
+            || !recovery.activated.is_empty())
     {
         output::recovery_note(&recovery);
     }

@@ -83,6 +83,12 @@ pub fn recovery_note(r: &Recovery) {
     for p in &r.rolled_back {
         eprintln!("note: rolled back the interrupted install of {p}; the previous state was kept");
     }
+    for p in &r.activated {
+        eprintln!(
+            "note: {p} is now active: the highest installed version of a pack installed before attune kept \
+             active versions (`attune activate` picks another)"
+        );
+    }
 }
 
 impl Output {
