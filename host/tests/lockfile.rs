@@ -12,9 +12,17 @@ mod http_server;
 
 use std::path::PathBuf;
 
-use common::{Env, query, tgz};
+use common::{Backend, Env, query, tgz};
 use git_server::{GitServer, git};
 use http_server::{Route, Server};
+
+on_both_backends!(
+    sync:
+    lock_then_sync_on_a_wiped_host_reproduces_the_same_trees,
+    a_source_that_now_serves_other_content_fails_and_installs_nothing,
+    sync_removes_unlisted_packs_and_refuses_a_tampered_tree,
+    offline_installs_come_from_the_artifact_cache,
+);
 
 /// A git repository with one commit of a pack, on a loopback http-backend.
 fn git_repo(env: &Env, name: &str) -> GitServer {
@@ -54,9 +62,8 @@ fn count_installed(env: &Env) -> String {
     query(env, "SELECT COUNT(*) FROM installations WHERE status = 'installed'")[0][0].clone()
 }
 
-#[test]
-fn lock_then_sync_on_a_wiped_host_reproduces_the_same_trees() {
-    let env = Env::new();
+fn lock_then_sync_on_a_wiped_host_reproduces_the_same_trees(db: Backend) {
+    let Some(env) = Env::on(db) else { return };
     let web = Server::start("127.0.0.1");
     let archive = env.make_pack("from_web", "1.2.0");
     web.route("/from_web-1.2.0.tgz", Route::File(tgz(&archive)));
@@ -76,7 +83,7 @@ fn lock_then_sync_on_a_wiped_host_reproduces_the_same_trees() {
     assert_eq!(entries[2]["source_type"].as_str(), Some("http"));
 
     // A wiped host: new packs folder and database.
-    let fresh = Env::new();
+    let fresh = Env::on(db).unwrap();
     let plan =
         fresh.run(&["--json", "sync", "--locked", "--dry-run", "--file", path.to_str().unwrap()]).success().json();
     assert!(plan["plan"].as_array().unwrap().iter().all(|s| s["action"] == "install"), "{plan}");
@@ -94,9 +101,8 @@ fn lock_then_sync_on_a_wiped_host_reproduces_the_same_trees() {
     assert!(r["installed"].as_array().unwrap().is_empty());
 }
 
-#[test]
-fn a_source_that_now_serves_other_content_fails_and_installs_nothing() {
-    let env = Env::new();
+fn a_source_that_now_serves_other_content_fails_and_installs_nothing(db: Backend) {
+    let Some(env) = Env::on(db) else { return };
     let web = Server::start("127.0.0.1");
     let pack = env.make_pack("moving", "1.0.0");
     web.route("/moving.tgz", Route::File(tgz(&pack)));
@@ -107,7 +113,7 @@ fn a_source_that_now_serves_other_content_fails_and_installs_nothing() {
     // Same ref and version, other bytes.
     std::fs::write(pack.join("rules/on.yaml"), "name: changed\n").unwrap();
     web.route("/moving.tgz", Route::File(tgz(&pack)));
-    let fresh = Env::new();
+    let fresh = Env::on(db).unwrap();
     let out = fresh.run(&["sync", "--locked", "--file", path.to_str().unwrap()]).failure();
     assert!(out.stderr.contains("moving@1.0.0"), "{}", out.stderr);
     assert!(out.stderr.contains(&format!("expected {expected}")), "{}", out.stderr);
@@ -119,9 +125,8 @@ fn a_source_that_now_serves_other_content_fails_and_installs_nothing() {
     );
 }
 
-#[test]
-fn sync_removes_unlisted_packs_and_refuses_a_tampered_tree() {
-    let env = Env::new();
+fn sync_removes_unlisted_packs_and_refuses_a_tampered_tree(db: Backend) {
+    let Some(env) = Env::on(db) else { return };
     let a = env.make_pack("keep_me", "1.0.0");
     let b = env.make_pack("extra", "2.0.0");
     env.run(&["install", a.to_str().unwrap()]).success();
@@ -145,9 +150,8 @@ fn sync_removes_unlisted_packs_and_refuses_a_tampered_tree() {
     assert!(out.stderr.contains("found sha256-tree-v1:"), "{}", out.stderr);
 }
 
-#[test]
-fn offline_installs_come_from_the_artifact_cache() {
-    let env = Env::new();
+fn offline_installs_come_from_the_artifact_cache(db: Backend) {
+    let Some(env) = Env::on(db) else { return };
     let web = Server::start("127.0.0.1");
     let pack = env.make_pack("cached", "3.0.0");
     web.route("/cached.tgz", Route::File(tgz(&pack)));
@@ -161,7 +165,7 @@ fn offline_installs_come_from_the_artifact_cache() {
     drop(web); // the network sources are gone
     drop(repo);
 
-    let fresh = Env::new();
+    let fresh = Env::on(db).unwrap();
     let r = fresh.run(&["--json", "install", "--offline", &url]).success().json();
     assert_eq!(r["source_type"], "http", "{r}");
     assert_eq!(r["source"], url.as_str());
@@ -176,7 +180,7 @@ fn offline_installs_come_from_the_artifact_cache() {
     assert!(out.stderr.contains("cached_git.git at no-such-tag is not in the artifact cache"), "{}", out.stderr);
 
     // …and by the commit a lockfile records, with the same tree and commit.
-    let other = Env::new();
+    let other = Env::on(db).unwrap();
     other.run(&["sync", "--locked", "--offline", "--file", path.to_str().unwrap()]).success();
     assert_eq!(count_installed(&other), "2");
     let (_, again) = lock(&other);
@@ -184,6 +188,6 @@ fn offline_installs_come_from_the_artifact_cache() {
     assert_eq!(again["pack"][1]["resolved_commit"], lockfile["pack"][1]["resolved_commit"]);
     assert_eq!(again["pack"][1]["source_type"].as_str(), Some("git"));
     // Without --offline the same sync would need the server: it is gone.
-    let third = Env::new();
+    let third = Env::on(db).unwrap();
     third.run(&["sync", "--locked", "--file", path.to_str().unwrap()]).failure();
 }

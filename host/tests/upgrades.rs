@@ -6,10 +6,20 @@ mod common;
 #[path = "common/http_server.rs"]
 mod http_server;
 
-use common::{Env, query, tgz};
+use common::{Backend, Env, query, tgz};
 use http_server::{Route, Server};
 use serde_json::json;
 use sha2::{Digest, Sha256};
+
+on_both_backends!(
+    sync:
+    upgrade_installs_beside_switches_verifies_and_rolls_back_on_request,
+    a_failed_upgrade_rolls_back_and_leaves_nothing_of_the_new_version,
+    activate_and_uninstalling_the_active_version,
+    rollback_needs_the_previous_version_installed,
+    gc_keeps_the_n_most_recent_and_never_the_active_one,
+    packs_installed_before_active_versions_get_their_highest_version_active,
+);
 
 fn entry(pack_ref: &str, version: &str, url: String, checksum: String) -> serde_json::Value {
     json!({
@@ -68,9 +78,8 @@ fn row(v: &str, prev: &str, reason: &str) -> Vec<String> {
     vec![v.into(), prev.into(), reason.into()]
 }
 
-#[test]
-fn upgrade_installs_beside_switches_verifies_and_rolls_back_on_request() {
-    let env = Env::new();
+fn upgrade_installs_beside_switches_verifies_and_rolls_back_on_request(db: Backend) {
+    let Some(env) = Env::on(db) else { return };
     let _server = registry(&env, &["1.0.0", "1.1.0", "2.0.0"], &[]);
     let out = env.run(&["install", "tool@1.0.0"]).success();
     assert!(out.stdout.contains("active    yes"), "{}", out.stdout);
@@ -123,9 +132,8 @@ fn upgrade_installs_beside_switches_verifies_and_rolls_back_on_request() {
     );
 }
 
-#[test]
-fn a_failed_upgrade_rolls_back_and_leaves_nothing_of_the_new_version() {
-    let env = Env::new();
+fn a_failed_upgrade_rolls_back_and_leaves_nothing_of_the_new_version(db: Backend) {
+    let Some(env) = Env::on(db) else { return };
     let _server = registry(&env, &["1.0.0"], &["2.0.0"]);
     env.run(&["install", "tool@1.0.0"]).success();
 
@@ -174,9 +182,8 @@ fn a_failed_upgrade_rolls_back_and_leaves_nothing_of_the_new_version() {
     assert_eq!(rows.concat(), ["install", "uninstall"]);
 }
 
-#[test]
-fn activate_and_uninstalling_the_active_version() {
-    let env = Env::new();
+fn activate_and_uninstalling_the_active_version(db: Backend) {
+    let Some(env) = Env::on(db) else { return };
     for v in ["1.0.0", "2.0.0"] {
         env.run(&["install", env.make_pack("tool", v).to_str().unwrap()]).success();
     }
@@ -211,9 +218,8 @@ fn activate_and_uninstalling_the_active_version() {
     env.run(&["doctor"]).success();
 }
 
-#[test]
-fn rollback_needs_the_previous_version_installed() {
-    let env = Env::new();
+fn rollback_needs_the_previous_version_installed(db: Backend) {
+    let Some(env) = Env::on(db) else { return };
     for v in ["1.0.0", "2.0.0"] {
         env.run(&["install", env.make_pack("tool", v).to_str().unwrap()]).success();
     }
@@ -224,9 +230,8 @@ fn rollback_needs_the_previous_version_installed() {
     assert_eq!(link(&env, "tool").as_deref(), Some("tool-2.0.0"));
 }
 
-#[test]
-fn gc_keeps_the_n_most_recent_and_never_the_active_one() {
-    let env = Env::new();
+fn gc_keeps_the_n_most_recent_and_never_the_active_one(db: Backend) {
+    let Some(env) = Env::on(db) else { return };
     for v in ["1.0.0", "2.0.0", "3.0.0", "4.0.0", "5.0.0"] {
         env.run(&["install", env.make_pack("tool", v).to_str().unwrap()]).success();
     }
@@ -282,9 +287,8 @@ fn activate_waits_while_another_process_switches_versions() {
     assert_eq!(link(&env, "tool").as_deref(), Some("tool-2.0.0"));
 }
 
-#[test]
-fn packs_installed_before_active_versions_get_their_highest_version_active() {
-    let env = Env::new();
+fn packs_installed_before_active_versions_get_their_highest_version_active(db: Backend) {
+    let Some(env) = Env::on(db) else { return };
     for v in ["1.0.0", "1.10.0", "1.2.0"] {
         env.run(&["install", env.make_pack("tool", v).to_str().unwrap()]).success();
     }

@@ -16,9 +16,25 @@ pub enum Backend {
 }
 
 /// Runs each named test (an `async fn(Backend)`, on a multi-threaded
-/// runtime) once per backend, in modules `sqlite` and `postgres`.
+/// runtime; with `sync:`, a plain `fn(Backend)`) once per backend, in
+/// modules `sqlite` and `postgres`.
 #[macro_export]
 macro_rules! on_both_backends {
+    // Plain `fn(Backend)` tests (the CLI runs in its own process anyway).
+    (sync: $($name:ident),+ $(,)?) => {
+        mod sqlite {
+            $(#[test]
+            fn $name() {
+                super::$name($crate::common::Backend::Sqlite)
+            })+
+        }
+        mod postgres {
+            $(#[test]
+            fn $name() {
+                super::$name($crate::common::Backend::Postgres)
+            })+
+        }
+    };
     ($($name:ident),+ $(,)?) => {
         mod sqlite {
             $(#[tokio::test(flavor = "multi_thread")]
