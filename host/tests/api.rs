@@ -24,6 +24,7 @@ on_both_backends!(
     local_sources_only_under_the_allowed_folder,
     uninstall_records_the_token_and_verify_reports_tampering,
     sigterm_fails_queued_installs_and_lets_running_ones_finish,
+    registry_installs_upgrades_switches_and_gc,
 );
 
 /// A running `attune serve`, killed on drop.
@@ -717,8 +718,13 @@ async fn the_openapi_document_matches_the_server() {
             );
             let listed: Vec<u16> = op["responses"].as_object().unwrap().keys().map(|k| k.parse().unwrap()).collect();
             let concrete = path.replace("{ref}", "documented").replace("{version}", "1.0.0").replace("{id}", &job);
-            let body =
-                (method == "post" && path.ends_with("/install")).then(|| json!({ "source": src, "force": true }));
+            let body = match (method.as_str(), path.rsplit('/').next().unwrap()) {
+                ("post", "install") => Some(json!({ "source": src, "force": true })),
+                ("post", "activate") => Some(json!({ "version": "1.0.0" })),
+                ("post", "upgrade") => Some(json!({})),
+                ("post", "gc") => Some(json!({ "dry_run": true })),
+                _ => None,
+            };
             let secured = op["security"].as_array().is_none_or(|s| !s.is_empty());
             for token in [None, Some(admin.as_str())] {
                 let r = api.req(&method.to_uppercase(), &concrete, token);
@@ -736,4 +742,102 @@ async fn the_openapi_document_matches_the_server() {
         }
     }
     assert_eq!(called, 2 * attune::api::routes().len());
+}
+
+/// An index on a loopback HTTP server: `tool` 1.0.0 (needing `libx@^1`),
+/// 1.1.0 and 2.0.0, and `libx` 1.0.0, all archives held to their SHA-256.
+fn tool_index(env: &Env) -> http_server::Server {
+    use sha2::Digest;
+    let server = http_server::Server::start("127.0.0.1");
+    let mut entries = Vec::new();
+    for (name, v, deps) in [
+        ("tool", "1.0.0", vec!["libx@^1"]),
+        ("tool", "1.1.0", vec![]),
+        ("tool", "2.0.0", vec![]),
+        ("libx", "1.0.0", vec![]),
+    ] {
+        let bytes = common::tgz(&env.make_pack(name, v));
+        let path = format!("/{name}-{v}.tgz");
+        entries.push(json!({
+            "ref": name, "label": name, "description": "for tests", "version": v, "author": "Tests",
+            "license": "Apache-2.0", "keywords": [], "runtime_deps": ["shell"],
+            "install_sources": [{"type": "archive", "url": server.url(&path),
+                                 "checksum": format!("sha256:{}", hex::encode(sha2::Sha256::digest(&bytes)))}],
+            "contents": {}, "dependencies": {"packs": deps}
+        }));
+        server.route(&path, http_server::Route::File(bytes));
+    }
+    let index = json!({"registry_name": "Test", "registry_url": "http://127.0.0.1/", "version": "1.0",
+                       "last_updated": "2026-01-01T00:00:00Z", "packs": entries});
+    server.route("/index.json", http_server::Route::File(serde_json::to_vec(&index).unwrap()));
+    env.run(&["index", "add", "main", &server.url("/index.json")]).success();
+    server
+}
+
+async fn registry_installs_upgrades_switches_and_gc(db: Backend) {
+    let Some(env) = Env::on(db) else { return };
+    let _index = tool_index(&env);
+    let (installer, admin) = (token(&env, "deployer", "install"), token(&env, "root", "admin"));
+    let api = Api::start(&env, &[]);
+    let link = || std::fs::read_link(env.packs().join("tool")).ok().map(|p| p.display().to_string());
+
+    // By name: resolved against the server's indexes, dependencies first.
+    let body = json!({ "source": "tool@~1.0" });
+    let (status, r) = api.call("POST", "/api/v1/packs/install?wait=true", Some(&installer), Some(body)).await;
+    assert_eq!(status, 201, "{r}");
+    assert_eq!((r["ref"].as_str(), r["version"].as_str()), (Some("tool"), Some("1.0.0")), "{r}");
+    assert_eq!(r["registry"]["resolved"]["index"], "main", "{r}");
+    assert_eq!(r["registry"]["dependencies"][0]["ref"], "libx", "{r}");
+    assert_eq!(r["registry"]["dependencies"][0]["action"], "installed", "{r}");
+    let rows = query(&env, "SELECT pack_ref, method, api_token FROM installations ORDER BY id");
+    assert_eq!(rows, [["libx", "api", "deployer"], ["tool", "api", "deployer"]]);
+    let body = json!({ "source": "tool@1.1.0", "checksum": format!("sha256:{}", "0".repeat(64)) });
+    let (status, v) = api.call("POST", "/api/v1/packs/install", Some(&installer), Some(body)).await;
+    assert_error(status, &v, 400, "bad_request");
+    let (status, v) =
+        api.call("POST", "/api/v1/packs/install?wait=true", Some(&installer), Some(json!({"source": "nope@^9"}))).await;
+    assert_error(status, &v, 404, "not_found");
+
+    // An upgrade is a job like an install.
+    let (status, v) =
+        api.call("POST", "/api/v1/packs/tool/upgrade", Some(&installer), Some(json!({"to": "1.1.0"}))).await;
+    assert_eq!(status, 202, "{v}");
+    let job = api.wait_job(&installer, v["job"]["id"].as_str().unwrap()).await;
+    assert_eq!((job["kind"].as_str(), job["state"].as_str()), (Some("upgrade"), Some("succeeded")), "{job}");
+    assert_eq!((job["result"]["from"].as_str(), job["result"]["to"].as_str()), (Some("1.0.0"), Some("1.1.0")));
+    assert_eq!(link().as_deref(), Some("tool-1.1.0"));
+
+    let (status, v) = api.call("POST", "/api/v1/packs/tool/rollback", Some(&installer), None).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!((v["version"].as_str(), v["previous_version"].as_str()), (Some("1.0.0"), Some("1.1.0")));
+    assert_eq!(link().as_deref(), Some("tool-1.0.0"));
+    let activate = |v: &str| json!({ "version": v });
+    let (status, v) = api.call("POST", "/api/v1/packs/tool/activate", Some(&installer), Some(activate("1.1.0"))).await;
+    assert_eq!((status, v["changed"].as_bool()), (200, Some(true)), "{v}");
+    let (_, v) = api.call("POST", "/api/v1/packs/tool/activate", Some(&installer), Some(activate("1.1.0"))).await;
+    assert_eq!(v["changed"], false, "{v}");
+    let (status, v) = api.call("POST", "/api/v1/packs/tool/activate", Some(&installer), Some(activate("9.0.0"))).await;
+    assert_error(status, &v, 404, "not_found");
+
+    let (status, v) = api.call("POST", "/api/v1/packs/tool/upgrade?wait=true", Some(&installer), Some(json!({}))).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!((v["to"].as_str(), v["upgraded"].as_bool()), (Some("2.0.0"), Some(true)), "{v}");
+    let (status, v) = api.call("POST", "/api/v1/packs/tool/upgrade?wait=true", Some(&installer), Some(json!({}))).await;
+    assert_eq!((status, v["upgraded"].as_bool()), (200, Some(false)), "already at the newest: {v}");
+
+    // gc is for admins; keep 1: the active 2.0.0 stays, 1.1.0 and 1.0.0 go.
+    let (status, v) = api.call("POST", "/api/v1/gc", Some(&installer), Some(json!({"keep": 1}))).await;
+    assert_error(status, &v, 403, "insufficient_scope");
+    let (status, v) = api.call("POST", "/api/v1/gc", Some(&admin), Some(json!({"keep": 1, "dry_run": true}))).await;
+    assert_eq!(status, 200, "{v}");
+    let planned: Vec<&str> = v["items"].as_array().unwrap().iter().map(|i| i["version"].as_str().unwrap()).collect();
+    assert_eq!(planned, ["1.1.0", "1.0.0"], "{v}");
+    assert!(v["items"].as_array().unwrap().iter().all(|i| i["removed"] == false));
+    let (_, v) = api.call("POST", "/api/v1/gc", Some(&admin), Some(json!({"keep": 1}))).await;
+    assert!(v["items"].as_array().unwrap().iter().all(|i| i["removed"] == true), "{v}");
+    let (_, v) = api.call("GET", "/api/v1/packs", Some(&installer), None).await;
+    let mut left: Vec<String> =
+        v["packs"].as_array().unwrap().iter().map(|p| format!("{}@{}", p["pack_ref"], p["version"])).collect();
+    left.sort();
+    assert_eq!(left, ["\"libx\"@\"1.0.0\"", "\"tool\"@\"2.0.0\""]);
 }

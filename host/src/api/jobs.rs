@@ -1,8 +1,10 @@
 //! Install jobs: admission, a bounded queue, progress history and following.
 //!
-//! Why it exists: installs are long, so `POST /packs/install` answers 202 with
-//! a job and the install runs here, through the one pipeline
-//! ([`crate::install::install`]). At most `max_concurrent` installs run at a
+//! Why it exists: installs are long, so `POST /packs/install` (and
+//! `POST /packs/{ref}/upgrade`) answer 202 with a job and the work runs here,
+//! through the one pipeline ([`crate::install::install`], or the registry's
+//! [`crate::registry::admin::install_by_name`] and [`crate::upgrade::upgrade`]
+//! on top of it). At most `max_concurrent` installs run at a
 //! time (a semaphore); at most `max_queued` more wait for a permit; beyond
 //! that a submission is refused with 429 and `Retry-After`. Every progress
 //! event is kept in the job's history, so a late subscriber to
@@ -22,8 +24,38 @@ use tokio::task::JoinHandle;
 
 use super::error::{ApiError, ErrorBody};
 use crate::context::Context;
-use crate::install::{InstallEvent, InstallReport, InstallRequest};
+use crate::install::{InstallEvent, InstallRequest};
 use crate::runtime::{Event, LogLevel};
+use crate::upgrade::UpgradeRequest;
+
+/// What a job does.
+#[derive(Debug, Clone)]
+pub enum Work {
+    /// Install a source (folder, archive, URL, git).
+    Install(InstallRequest),
+    /// Install a pack by name from the registered indexes, with its
+    /// dependencies unless `skip_deps`.
+    Named { spec: String, base: InstallRequest, skip_deps: bool },
+    /// Upgrade a pack, rolling back on any failure.
+    Upgrade(UpgradeRequest),
+}
+
+impl Work {
+    fn kind(&self) -> &'static str {
+        match self {
+            Work::Install(_) | Work::Named { .. } => "install",
+            Work::Upgrade(_) => "upgrade",
+        }
+    }
+
+    fn shown(&self) -> String {
+        match self {
+            Work::Install(r) => crate::sources::redact_url(&r.source),
+            Work::Named { spec, .. } => spec.clone(),
+            Work::Upgrade(r) => r.pack_ref.clone(),
+        }
+    }
+}
 
 /// Finished jobs kept for `GET /jobs/{id}`; older ones are forgotten.
 const KEEP_FINISHED: usize = 1000;
@@ -59,6 +91,8 @@ pub struct JobEvent {
 
 pub struct Job {
     pub id: String,
+    /// `install` or `upgrade`.
+    pub kind: &'static str,
     pub source: String,
     /// The name of the token that submitted it.
     pub token: String,
@@ -72,7 +106,7 @@ struct Inner {
     state: JobState,
     started_at: Option<OffsetDateTime>,
     finished_at: Option<OffsetDateTime>,
-    result: Option<InstallReport>,
+    result: Option<serde_json::Value>,
     error: Option<ApiError>,
     events: Vec<JobEvent>,
     last_staged: Option<Instant>,
@@ -82,6 +116,7 @@ struct Inner {
 #[derive(Debug, Clone, Serialize)]
 pub struct JobView {
     pub id: String,
+    pub kind: &'static str,
     pub state: JobState,
     pub source: String,
     pub token: String,
@@ -91,8 +126,10 @@ pub struct JobView {
     pub started_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339::option")]
     pub finished_at: Option<OffsetDateTime>,
+    /// An install's report (with `registry` for a pack by name), or an
+    /// upgrade's.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub result: Option<InstallReport>,
+    pub result: Option<serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorBody>,
     pub events: usize,
@@ -103,6 +140,7 @@ impl Job {
         let i = self.inner.lock().expect("job lock");
         JobView {
             id: self.id.clone(),
+            kind: self.kind,
             state: i.state,
             source: self.source.clone(),
             token: self.token.clone(),
@@ -120,7 +158,7 @@ impl Job {
     }
 
     /// The outcome, once terminal.
-    pub fn outcome(&self) -> Option<Result<InstallReport, ApiError>> {
+    pub fn outcome(&self) -> Option<Result<serde_json::Value, ApiError>> {
         let i = self.inner.lock().expect("job lock");
         match (&i.result, &i.error) {
             (Some(r), _) => Some(Ok(r.clone())),
@@ -194,7 +232,7 @@ impl Job {
         self.push(&mut i, "state", serde_json::json!({ "state": "running" }));
     }
 
-    fn finish(&self, outcome: Result<InstallReport, ApiError>) {
+    fn finish(&self, outcome: Result<serde_json::Value, ApiError>) {
         let mut i = self.inner.lock().expect("job lock");
         i.finished_at = Some(OffsetDateTime::now_utc());
         match outcome {
@@ -212,6 +250,46 @@ impl Job {
             }
         }
     }
+}
+
+/// Runs one job's work; its result as the job shows it.
+async fn perform(
+    ctx: &Context,
+    cache_dir: Option<&std::path::Path>,
+    work: Work,
+    progress: crate::install::InstallProgress,
+) -> Result<serde_json::Value, ApiError> {
+    let no_cache = || {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "this server has no cache folder, so no registry indexes; start it with --cache-dir",
+        )
+    };
+    match work {
+        Work::Install(req) => value(&crate::install::install(ctx, req, Some(progress)).await?),
+        Work::Named { spec, base, skip_deps } => {
+            let cache_dir = cache_dir.ok_or_else(no_cache)?;
+            let named =
+                crate::registry::admin::install_by_name(ctx, cache_dir, &spec, base, Some(progress), skip_deps).await?;
+            let mut v = value(&named.install)?;
+            v["registry"] = serde_json::json!({
+                "resolved": named.resolved,
+                "expected_checksum": named.expected_checksum,
+                "dependencies": named.dependencies,
+                "skipped_dependencies": named.skipped_dependencies,
+            });
+            Ok(v)
+        }
+        Work::Upgrade(req) => {
+            let cache_dir = cache_dir.ok_or_else(no_cache)?;
+            value(&crate::upgrade::upgrade(ctx, cache_dir, req, Some(progress)).await?)
+        }
+    }
+}
+
+fn value<T: Serialize>(v: &T) -> Result<serde_json::Value, ApiError> {
+    serde_json::to_value(v).map_err(|e| ApiError::internal(e.to_string()))
 }
 
 /// Counters the server reports in `/health`.
@@ -234,6 +312,9 @@ struct Known {
 
 pub struct Jobs {
     ctx: Arc<Context>,
+    /// Where the registered indexes are cached (`None`: no installs by name
+    /// or upgrades from indexes).
+    cache_dir: Option<std::path::PathBuf>,
     map: Mutex<Known>,
     permits: Arc<Semaphore>,
     max_concurrent: usize,
@@ -247,9 +328,15 @@ pub struct Jobs {
 }
 
 impl Jobs {
-    pub fn new(ctx: Arc<Context>, max_concurrent: usize, max_queued: usize) -> Jobs {
+    pub fn new(
+        ctx: Arc<Context>,
+        cache_dir: Option<std::path::PathBuf>,
+        max_concurrent: usize,
+        max_queued: usize,
+    ) -> Jobs {
         Jobs {
             ctx,
+            cache_dir,
             map: Mutex::default(),
             permits: Arc::new(Semaphore::new(max_concurrent)),
             max_concurrent,
@@ -283,7 +370,7 @@ impl Jobs {
 
     /// Admits an install or refuses it (429 when the queue is full, 503 when
     /// shutting down); the install starts when a permit is free.
-    pub fn submit(self: &Arc<Self>, req: InstallRequest, token: &str) -> Result<Arc<Job>, ApiError> {
+    pub fn submit(self: &Arc<Self>, work: Work, token: &str) -> Result<Arc<Job>, ApiError> {
         if self.shutting_down() {
             return Err(shutting_down());
         }
@@ -304,7 +391,8 @@ impl Jobs {
         }
         let job = Arc::new(Job {
             id: new_id(),
-            source: crate::sources::redact_url(&req.source),
+            kind: work.kind(),
+            source: work.shown(),
             token: token.to_string(),
             created_at: OffsetDateTime::now_utc(),
             inner: Mutex::new(Inner {
@@ -324,14 +412,14 @@ impl Jobs {
         }
         self.remember(&job);
         let (me, j) = (self.clone(), job.clone());
-        let handle = tokio::spawn(async move { me.run(j, req).await });
+        let handle = tokio::spawn(async move { me.run(j, work).await });
         let mut tasks = self.tasks.lock().expect("tasks lock");
         tasks.retain(|t| !t.is_finished());
         tasks.push(handle);
         Ok(job)
     }
 
-    async fn run(self: Arc<Self>, job: Arc<Job>, req: InstallRequest) {
+    async fn run(self: Arc<Self>, job: Arc<Job>, work: Work) {
         let mut stop = self.shutdown.subscribe();
         let permit = tokio::select! {
             p = self.permits.clone().acquire_owned() => p.expect("the semaphore is never closed"),
@@ -352,11 +440,11 @@ impl Jobs {
         let progress: crate::install::InstallProgress = Arc::new(move |e| j.progress(e));
         // In its own task, so even a panic in the pipeline ends the job (as
         // failed) and frees its slot.
-        let ctx = self.ctx.clone();
-        let outcome = match tokio::spawn(async move { crate::install::install(&ctx, req, Some(progress)).await }).await
+        let (ctx, cache_dir) = (self.ctx.clone(), self.cache_dir.clone());
+        let outcome = match tokio::spawn(async move { perform(&ctx, cache_dir.as_deref(), work, progress).await }).await
         {
-            Ok(r) => r.map_err(ApiError::from),
-            Err(e) => Err(ApiError::internal(format!("the install stopped unexpectedly: {e}"))),
+            Ok(r) => r,
+            Err(e) => Err(ApiError::internal(format!("the job stopped unexpectedly: {e}"))),
         };
         // Terminal before the permit goes: never two jobs "running" over the limit.
         job.finish(outcome);

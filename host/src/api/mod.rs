@@ -9,8 +9,9 @@
 //! and without it only loopback addresses are served unless `--insecure`.
 //!
 //! Scopes: `read` lists and shows packs, installations and jobs; `install`
-//! also installs, uninstalls and verifies; `admin` may do everything,
-//! including `GET /api/v1/tokens`.
+//! also installs (by source or by name), uninstalls, verifies, activates,
+//! upgrades and rolls back; `admin` may do everything, including `gc` and
+//! `GET /api/v1/tokens`.
 
 pub mod auth;
 pub mod error;
@@ -53,6 +54,10 @@ pub struct ServeOptions {
     /// Hosts every download may reach besides the source's own (config).
     pub allow_hosts: Vec<String>,
     pub handshake_timeout: Duration,
+    /// Where registry indexes are cached (installs by name, upgrades).
+    pub cache_dir: Option<PathBuf>,
+    /// `POST /gc`'s default `keep` (config `gc_keep`).
+    pub gc_keep: usize,
 }
 
 impl Default for ServeOptions {
@@ -66,6 +71,8 @@ impl Default for ServeOptions {
             max_queued: 16,
             allow_hosts: vec![],
             handshake_timeout: Duration::from_secs(10),
+            cache_dir: None,
+            gc_keep: 3,
         }
     }
 }
@@ -75,6 +82,7 @@ pub struct AppState {
     pub jobs: Arc<jobs::Jobs>,
     pub local: local::LocalSources,
     pub allow_hosts: Vec<String>,
+    pub gc_keep: usize,
 }
 
 /// Where the server listens, once bound.
@@ -120,6 +128,10 @@ fn table() -> Table {
         .add("GET", "/api/v1/packs/{ref}/installations", routes::pack_installations)
         .add("POST", "/api/v1/packs/{ref}/verify", routes::verify_pack)
         .add("DELETE", "/api/v1/packs/{ref}/{version}", routes::delete_pack_version)
+        .add("POST", "/api/v1/packs/{ref}/activate", routes::activate)
+        .add("POST", "/api/v1/packs/{ref}/rollback", routes::rollback)
+        .add("POST", "/api/v1/packs/{ref}/upgrade", routes::upgrade)
+        .add("POST", "/api/v1/gc", routes::gc)
         .add("GET", "/api/v1/jobs/{id}", routes::get_job)
         .add("GET", "/api/v1/jobs/{id}/events", routes::job_events)
         .add("GET", "/api/v1/tokens", routes::list_tokens)
@@ -170,8 +182,15 @@ pub async fn serve(ctx: Context, opts: ServeOptions, ready: impl FnOnce(&Bound))
     let bound = tcp.local_addr().map_err(|e| Error::Io { path: PathBuf::from(&opts.listen), source: e })?;
 
     let ctx = Arc::new(ctx);
-    let jobs = Arc::new(jobs::Jobs::new(ctx.clone(), opts.max_concurrent_installs, opts.max_queued));
-    let state = Arc::new(AppState { ctx: ctx.clone(), jobs: jobs.clone(), local, allow_hosts: opts.allow_hosts });
+    let jobs =
+        Arc::new(jobs::Jobs::new(ctx.clone(), opts.cache_dir.clone(), opts.max_concurrent_installs, opts.max_queued));
+    let state = Arc::new(AppState {
+        ctx: ctx.clone(),
+        jobs: jobs.clone(),
+        local,
+        allow_hosts: opts.allow_hosts,
+        gc_keep: opts.gc_keep,
+    });
     let app = router(state);
     let scheme = if tls.is_some() { "https" } else { "http" };
     ready(&Bound { listen: bound, tls: tls.is_some(), url: format!("{scheme}://{bound}") });

@@ -19,6 +19,7 @@ use serde::Deserialize;
 use super::AppState;
 use super::auth::{Scope, authorize};
 use super::error::{ApiError, Json, Path, Query};
+use super::jobs::Work;
 use crate::checksum::Checksum;
 use crate::db::{Installation, Method};
 use crate::install::InstallRequest;
@@ -143,7 +144,7 @@ pub struct InstallBody {
     /// Accepted for compatibility; attune runs no pack tests.
     #[serde(default)]
     pub skip_tests: bool,
-    /// Accepted for compatibility; attune installs no dependencies.
+    /// For a pack by name: install just it, not the dependencies its index lists.
     #[serde(default)]
     pub skip_deps: bool,
     #[serde(default)]
@@ -163,13 +164,23 @@ pub async fn install(
     Json(body): Json<InstallBody>,
 ) -> Result<Response, ApiError> {
     let caller = authorize(&st.ctx.db, &headers, Scope::Install).await?;
-    let _ = (body.skip_tests, body.skip_deps);
+    let _ = body.skip_tests;
+    let named = crate::registry::is_spec(&body.source);
+    if named && (body.checksum.is_some() || body.ref_spec.is_some()) {
+        return Err(ApiError::bad_request(format!(
+            "{}: a pack from an index takes its source, ref and checksum from the index; drop checksum and ref_spec",
+            body.source
+        )));
+    }
     let expected = body
         .checksum
         .as_deref()
         .map(|c| c.parse::<Checksum>().map_err(|e| ApiError::bad_request(format!("checksum {c:?}: {e}"))))
         .transpose()?;
-    let source = st.local.check(&st.ctx, &body.source).await?;
+    let source = match named {
+        true => body.source.clone(),
+        false => st.local.check(&st.ctx, &body.source).await?,
+    };
     let req = InstallRequest {
         source,
         force: body.force,
@@ -185,13 +196,23 @@ pub async fn install(
         expected_pack: None,
         offline: false,
     };
-    let job = st.jobs.submit(req, &caller.name)?;
-    if q.wait {
+    let work = match named {
+        true => Work::Named { spec: body.source.clone(), base: req, skip_deps: body.skip_deps },
+        false => Work::Install(req),
+    };
+    submit(&st, work, &caller.name, q.wait, StatusCode::CREATED).await
+}
+
+/// Admits a job; with `wait`, answers with its outcome (`done` status on
+/// success), else 202 with the job and its `Location`.
+async fn submit(st: &AppState, work: Work, token: &str, wait: bool, done: StatusCode) -> Result<Response, ApiError> {
+    let job = st.jobs.submit(work, token)?;
+    if wait {
         job.finished().await;
         return match job.outcome() {
-            Some(Ok(report)) => Ok((StatusCode::CREATED, Json(report)).into_response()),
+            Some(Ok(report)) => Ok((done, Json(report)).into_response()),
             Some(Err(e)) => Err(e),
-            None => Err(ApiError::internal("the install ended without an outcome")),
+            None => Err(ApiError::internal("the job ended without an outcome")),
         };
     }
     let location = format!("/api/v1/jobs/{}", job.id);
@@ -253,4 +274,94 @@ pub async fn list_tokens(State(st): S, headers: HeaderMap) -> Result<Response, A
     authorize(&st.ctx.db, &headers, Scope::Admin).await?;
     let tokens = st.ctx.db.tokens(false).await.map_err(|e| ApiError::internal(e.to_string()))?;
     Ok(Json(serde_json::json!({ "tokens": tokens })).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActivateBody {
+    pub version: String,
+}
+
+/// `POST /packs/{ref}/activate`: make an installed version the active one.
+pub async fn activate(
+    State(st): S,
+    headers: HeaderMap,
+    Path(pack_ref): Path<String>,
+    Json(body): Json<ActivateBody>,
+) -> Result<Response, ApiError> {
+    authorize(&st.ctx.db, &headers, Scope::Install).await?;
+    let spec = spec(&pack_ref, Some(&body.version))?;
+    let version = spec.version.ok_or_else(|| ApiError::bad_request("version: required"))?;
+    let switch = crate::upgrade::activate(&st.ctx, &spec.pack_ref, &version).await?;
+    Ok(Json(switch).into_response())
+}
+
+/// `POST /packs/{ref}/rollback`: back to the previously active version.
+pub async fn rollback(State(st): S, headers: HeaderMap, Path(pack_ref): Path<String>) -> Result<Response, ApiError> {
+    authorize(&st.ctx.db, &headers, Scope::Install).await?;
+    let spec = spec(&pack_ref, None)?;
+    let switch = crate::upgrade::rollback(&st.ctx, &spec.pack_ref).await?;
+    Ok(Json(switch).into_response())
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpgradeBody {
+    /// A version or range; default: the highest newer than the active one.
+    #[serde(default)]
+    pub to: Option<String>,
+}
+
+/// `POST /packs/{ref}/upgrade`: a job, like an install (`?wait=true` for the
+/// outcome, 200).
+pub async fn upgrade(
+    State(st): S,
+    headers: HeaderMap,
+    Path(pack_ref): Path<String>,
+    Query(q): Query<InstallQuery>,
+    Json(body): Json<UpgradeBody>,
+) -> Result<Response, ApiError> {
+    let caller = authorize(&st.ctx.db, &headers, Scope::Install).await?;
+    let spec = spec(&pack_ref, None)?;
+    let req = crate::upgrade::UpgradeRequest {
+        pack_ref: spec.pack_ref,
+        to: body.to,
+        from: None,
+        base: InstallRequest {
+            source: String::new(),
+            force: false,
+            expected_checksum: None,
+            limits: st.ctx.limits,
+            method: Method::Api,
+            plugin_file: None,
+            plugin: None,
+            allow_hosts: st.allow_hosts.clone(),
+            reference: None,
+            allow_insecure_http: false,
+            api_token: Some(caller.name.clone()),
+            expected_pack: None,
+            offline: false,
+        },
+    };
+    submit(&st, Work::Upgrade(req), &caller.name, q.wait, StatusCode::OK).await
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GcBody {
+    /// Versions kept per pack besides the active one (default: the server's `gc_keep`, else 3).
+    #[serde(default)]
+    pub keep: Option<usize>,
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// `POST /gc` (admin): uninstall old, inactive versions.
+pub async fn gc(State(st): S, headers: HeaderMap, Json(body): Json<GcBody>) -> Result<Response, ApiError> {
+    authorize(&st.ctx.db, &headers, Scope::Admin).await?;
+    if st.jobs.shutting_down() {
+        return Err(super::jobs::shutting_down());
+    }
+    let report = crate::upgrade::gc(&st.ctx, body.keep.unwrap_or(st.gc_keep), body.dry_run, Method::Api).await?;
+    Ok(Json(report).into_response())
 }

@@ -737,6 +737,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 max_concurrent_installs: a.max_concurrent_installs,
                 max_queued: a.max_queued,
                 allow_hosts: file.allow_hosts.clone(),
+                cache_dir: s.cache_dir.clone(),
+                gc_keep: file.gc_keep.unwrap_or(3),
                 ..Default::default()
             };
             attune::api::serve(ctx, opts, |b| out.serving(b)).await?;
