@@ -31,6 +31,7 @@ macro_rules! out {
 mod indexes;
 mod output;
 mod progress;
+mod publish;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -346,6 +347,10 @@ enum PackCommand {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+    /// Print the Attune registry index entry of a pack folder (publishing from CI).
+    IndexEntry(publish::EntryArgs),
+    /// Add or replace a pack folder's entry in an Attune index file (created if missing).
+    IndexUpdate(publish::UpdateArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -552,6 +557,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             )?;
         }
         return Ok(ExitCode::SUCCESS);
+    }
+
+    // Publishing: the pack folder and the index file only.
+    match &cli.command {
+        Command::Pack(PackCommand::IndexEntry(a)) => return publish::entry(a),
+        Command::Pack(PackCommand::IndexUpdate(a)) => return publish::update(a, g.json),
+        _ => {}
     }
 
     let limits = match &cli.command {

@@ -15,8 +15,10 @@
 
 pub mod admin;
 pub mod attune_format;
+pub mod dep_spec;
 pub mod deps;
 pub mod exchange;
+pub mod publish;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -1,0 +1,110 @@
+//! One pack dependency as `pack.yaml` or an index writes it, in either
+//! dialect:
+//!
+//! * Attune: `ref@1.2.3` (exactly that version), `ref@^1.2` (a semver range)
+//!   or `ref` (any version);
+//! * StackStorm: `ref`, `ref=1.2.3` (exactly that version), or a repository
+//!   URL with an optional `=version` (`https://github.com/org/stackstorm-x.git=v1.0.0`).
+//!
+//! A URL names a repository, not a pack ref: the ref is only known once the
+//! repository's `pack.yaml` is read, so resolution cannot use it (see
+//! `docs/registry.md`, "Dependencies").
+
+use semver::{Version, VersionReq};
+
+use super::is_ref;
+
+/// What a dependency string asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Declared {
+    /// A pack ref and the versions it accepts.
+    Pack { pack_ref: String, req: VersionReq },
+    /// A repository URL (StackStorm), with the version or git ref after `=`.
+    Url { url: String, version: Option<String> },
+}
+
+/// Reads one dependency string; the error says why it cannot be read.
+pub fn parse(text: &str) -> Result<Declared, String> {
+    let t = text.trim();
+    if t.is_empty() {
+        return Err("an empty dependency".into());
+    }
+    if looks_like_url(t) {
+        // `=` after the last `/` separates the version; one inside the path is part of it.
+        let tail = t.rfind('/').map_or(0, |i| i + 1);
+        return Ok(match t[tail..].rfind('=') {
+            Some(i) => Declared::Url { url: t[..tail + i].to_owned(), version: Some(t[tail + i + 1..].to_owned()) },
+            None => Declared::Url { url: t.to_owned(), version: None },
+        });
+    }
+    let (r, req) = if let Some((r, v)) = t.split_once('@') {
+        (r, requirement(v, true)?)
+    } else if let Some((r, v)) = t.split_once('=') {
+        (r, requirement(v, false)?)
+    } else {
+        (t, VersionReq::STAR)
+    };
+    if !is_ref(r) {
+        return Err(format!("{r:?} is not a pack ref (1-64 of a-z, 0-9, _ and -)"));
+    }
+    Ok(Declared::Pack { pack_ref: r.to_owned(), req })
+}
+
+/// A StackStorm dependency names a repository when it has a scheme, a path
+/// or an scp-style `git@host:`.
+fn looks_like_url(t: &str) -> bool {
+    t.contains("://") || t.contains('/') || t.starts_with("git@")
+}
+
+/// `1.2.3` (or StackStorm's `v1.2.3`) is exactly that version; after `@`
+/// anything else is a semver range; after `=` a partial version (`1.2`)
+/// means that release line.
+fn requirement(v: &str, range_allowed: bool) -> Result<VersionReq, String> {
+    let v = v.trim();
+    let bare = v.strip_prefix('v').unwrap_or(v);
+    if let Ok(exact) = Version::parse(bare) {
+        return Ok(VersionReq::parse(&format!("={exact}")).expect("an exact version is a valid range"));
+    }
+    if range_allowed {
+        return VersionReq::parse(v).map_err(|e| format!("{v:?} is neither a version nor a range ({e})"));
+    }
+    VersionReq::parse(&format!("={bare}"))
+        .map_err(|_| format!("{v:?} is not a version (a branch or commit cannot be resolved from an index)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pack(text: &str) -> (String, String) {
+        match parse(text).unwrap() {
+            Declared::Pack { pack_ref, req } => (pack_ref, req.to_string()),
+            other => panic!("{text}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn both_dialects() {
+        assert_eq!(pack("core"), ("core".into(), "*".into()));
+        assert_eq!(pack("core@1.2.3"), ("core".into(), "=1.2.3".into()));
+        assert_eq!(pack("core@^1.2"), ("core".into(), "^1.2".into()));
+        assert_eq!(pack("core=1.2.3"), ("core".into(), "=1.2.3".into()));
+        assert_eq!(pack("core=v1.2.3"), ("core".into(), "=1.2.3".into()));
+        assert_eq!(pack("core=1.2"), ("core".into(), "=1.2".into()));
+        assert!(parse("core=master").unwrap_err().contains("branch or commit"));
+        assert!(parse("Core").unwrap_err().contains("not a pack ref"));
+        assert!(parse("core@^x").is_err());
+    }
+
+    #[test]
+    fn urls() {
+        assert_eq!(
+            parse("https://github.com/org/stackstorm-x.git=v1.0.0").unwrap(),
+            Declared::Url { url: "https://github.com/org/stackstorm-x.git".into(), version: Some("v1.0.0".into()) }
+        );
+        assert_eq!(
+            parse("git@github.com:org/x.git").unwrap(),
+            Declared::Url { url: "git@github.com:org/x.git".into(), version: None }
+        );
+    }
+}
