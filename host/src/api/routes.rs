@@ -184,6 +184,7 @@ pub async fn install(
         api_token: Some(caller.name.clone()),
         expected_pack: None,
         offline: false,
+        ignore_runtime_requirements: false,
     };
     let job = st.jobs.submit(req, &caller.name)?;
     if q.wait {
