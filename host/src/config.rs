@@ -9,6 +9,8 @@
 //! cache_dir = "/var/cache/attune"
 //! host_name = "web-1"
 //! allow_hosts = ["mirror.example.com"]
+//! python = "/opt/python3.12/bin/python3"   # runtime checks (else PATH)
+//! node = "/usr/local/bin/node"
 //! [limits]
 //! memory = "256MiB"
 //! time = "300s"
@@ -51,6 +53,11 @@ pub struct FileConfig {
     pub allow_hosts: Vec<String>,
     /// How many versions of each pack `attune gc` keeps (default 3).
     pub gc_keep: Option<usize>,
+    /// The Python interpreter packs' runtime requirements are checked
+    /// against (default: `python3`, then `python`, on PATH; `$ATTUNE_PYTHON` wins).
+    pub python: Option<PathBuf>,
+    /// The Node.js interpreter, likewise (default: `node`, then `nodejs`; `$ATTUNE_NODE` wins).
+    pub node: Option<PathBuf>,
     #[serde(default)]
     pub limits: FileLimits,
 }

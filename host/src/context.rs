@@ -35,6 +35,9 @@ pub struct Context {
     pub user: String,
     /// Downloaded archives, by SHA-256 (`None`: nothing is cached).
     pub artifacts: Option<crate::artifacts::Artifacts>,
+    /// Where packs' runtime requirements are checked (`ATTUNE_PYTHON` /
+    /// `ATTUNE_NODE`, else PATH; the CLI adds the config file's keys).
+    pub interpreters: crate::runtimes::Interpreters,
 }
 
 /// Held while a pack is changed; see [`Context::lock_pack`].
@@ -80,6 +83,7 @@ impl Context {
             host: settings.host_name.clone().unwrap_or_else(hostname),
             user: username(),
             artifacts: settings.cache_dir.as_deref().map(crate::artifacts::Artifacts::new),
+            interpreters: crate::runtimes::Interpreters::from_env(None, None),
         };
         let recovery = ctx.recover().await?;
         Ok((ctx, recovery))

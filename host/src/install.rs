@@ -45,6 +45,9 @@ pub struct InstallRequest {
     /// cache (by the expected `sha256:…`, or by what its URL served last),
     /// and anything that is not cached fails naming what is missing.
     pub offline: bool,
+    /// Install even when the pack's runtime requirements (python / node
+    /// versions) are not met here; the report lists what was ignored.
+    pub ignore_runtime_requirements: bool,
 }
 
 /// What an index says a source holds.
@@ -88,6 +91,9 @@ pub struct InstallReport {
     pub installation_id: i64,
     /// Whether this install made the version active (the pack had none).
     pub activated: bool,
+    /// Runtime requirements not met here, installed anyway as asked.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ignored_runtime_requirements: Vec<String>,
 }
 
 pub async fn install(
@@ -210,6 +216,13 @@ pub async fn install(
         }
         .into());
     }
+    // The pack's actions must be able to run here (python / node versions).
+    let ignored_runtime_requirements = crate::runtimes::enforce(
+        &ctx.interpreters,
+        &[crate::runtimes::PackRequirements::from_manifest(&manifest)],
+        req.ignore_runtime_requirements,
+    )
+    .await?;
     let tree = {
         let p = root.clone();
         tokio::task::spawn_blocking(move || checksum::tree(&p)).await.expect("checksum task panicked")?
@@ -331,6 +344,7 @@ pub async fn install(
         fetcher: source.fetcher(),
         installation_id: id,
         activated,
+        ignored_runtime_requirements,
     })
 }
 

@@ -19,6 +19,7 @@ pub mod ops;
 pub mod plugins;
 pub mod registry;
 pub mod runtime;
+pub mod runtimes;
 pub mod sources;
 pub mod staging;
 pub mod store;
@@ -49,6 +50,8 @@ pub enum Error {
     Artifact(#[from] artifacts::ArtifactError),
     #[error(transparent)]
     Lockfile(#[from] lockfile::LockfileError),
+    #[error(transparent)]
+    Runtimes(#[from] runtimes::RuntimesError),
     /// Boxed: its rollback report is large, and every `Result<_, Error>` carries the largest variant.
     #[error(transparent)]
     Upgrade(Box<upgrade::UpgradeError>),

@@ -292,6 +292,7 @@ pub async fn sync(
                 origin: "the lockfile".into(),
             }),
             offline: options.offline,
+            ignore_runtime_requirements: false,
         };
         match crate::install::install(ctx, req, progress.clone()).await {
             Ok(r) => report.installed.push(r),

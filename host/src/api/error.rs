@@ -98,6 +98,7 @@ impl From<crate::Error> for ApiError {
             E::Artifact(crate::artifacts::ArtifactError::Io { .. }) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             E::Artifact(_) => (StatusCode::UNPROCESSABLE_ENTITY, "not_cached"),
             E::Lockfile(_) => (StatusCode::UNPROCESSABLE_ENTITY, "lockfile_error"),
+            E::Runtimes(_) => (StatusCode::UNPROCESSABLE_ENTITY, "runtime_requirements"),
             E::Upgrade(u) => {
                 use crate::upgrade::UpgradeError as U;
                 match &**u {

@@ -195,6 +195,7 @@ pub async fn install(
         api_token: Some(caller.name.clone()),
         expected_pack: None,
         offline: false,
+        ignore_runtime_requirements: false,
     };
     let work = match named {
         true => Work::Named { spec: body.source.clone(), base: req, skip_deps: body.skip_deps },
@@ -341,6 +342,7 @@ pub async fn upgrade(
             api_token: Some(caller.name.clone()),
             expected_pack: None,
             offline: false,
+            ignore_runtime_requirements: false,
         },
     };
     submit(&st, Work::Upgrade(req), &caller.name, q.wait, StatusCode::OK).await

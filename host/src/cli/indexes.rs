@@ -183,5 +183,6 @@ pub fn installed_by_name(out: &Output, n: &NamedInstall) -> anyhow::Result<()> {
         let list: Vec<String> = n.skipped_dependencies.iter().map(|d| format!("{} {}", d.pack_ref, d.req)).collect();
         eprintln!("note: --skip-deps: not installed: {}", list.join(", "));
     }
+    out.ignored_runtime_requirements(&n.ignored_runtime_requirements);
     Ok(())
 }

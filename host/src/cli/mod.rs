@@ -318,6 +318,10 @@ struct InstallArgs {
     /// resolves against the cached indexes; anything not cached fails.
     #[arg(long)]
     offline: bool,
+    /// Install even if this host's python / node do not meet the pack's runtime
+    /// requirements (or they cannot be read); says what it ignored.
+    #[arg(long, alias = "ignore-runtime")]
+    ignore_runtime_requirements: bool,
     #[command(flatten)]
     limits: LimitArgs,
 }
@@ -574,7 +578,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         _ => None,
     };
     let s = settings(g, &file, limits)?;
-    let (ctx, recovery) = Context::open(&s).await?;
+    let (mut ctx, recovery) = Context::open(&s).await?;
+    ctx.interpreters = attune::runtimes::Interpreters::from_env(file.python.clone(), file.node.clone());
     if !g.json
         && (recovery.leftovers_removed > 0
             || !recovery.completed.is_empty()
@@ -605,6 +610,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 api_token: None,
                 expected_pack: None,
                 offline: a.offline,
+                ignore_runtime_requirements: a.ignore_runtime_requirements,
             };
             let bar = progress::Bar::start(!g.json && std::io::stderr().is_terminal(), g.verbose);
             if attune::registry::is_spec(&a.source) {
@@ -639,7 +645,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             let result = attune::install::install(&ctx, req, Some(bar.sink())).await;
             bar.finish();
-            out.installed(&result?)?;
+            let report = result?;
+            out.installed(&report)?;
+            out.ignored_runtime_requirements(&report.ignored_runtime_requirements);
         }
         Command::List { all_hosts } => out.list(&attune::ops::list_with_active(&ctx, all_hosts).await?, all_hosts)?,
         Command::Info { pack } => out.info(&attune::ops::info(&ctx, &pack.parse::<PackSpec>()?).await?)?,
@@ -693,6 +701,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 api_token: None,
                 expected_pack: None,
                 offline: false,
+                ignore_runtime_requirements: false,
             };
             let req = attune::upgrade::UpgradeRequest { pack_ref: spec.pack_ref, to: a.to, from: a.from, base };
             let cache_dir = s.cache_dir.clone().expect("the CLI always sets a cache dir");

@@ -114,6 +114,18 @@ impl Output {
         Ok(())
     }
 
+    /// What `--ignore-runtime-requirements` let through, on stderr (JSON
+    /// output carries it as `ignored_runtime_requirements`).
+    pub fn ignored_runtime_requirements(&self, lines: &[String]) {
+        if self.json || lines.is_empty() {
+            return;
+        }
+        eprintln!("warning: installed although runtime requirements are not met ({}):", attune::runtimes::IGNORE_FLAG);
+        for l in lines {
+            eprintln!("  {l}");
+        }
+    }
+
     pub fn list(&self, rows: &[Listed], all_hosts: bool) -> anyhow::Result<()> {
         if self.json {
             let rows: Vec<serde_json::Value> = rows

@@ -275,6 +275,10 @@ pub struct NamedInstall {
     /// With `--skip-deps`: the dependencies the index lists, not installed.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub skipped_dependencies: Vec<super::Dependency>,
+    /// With `--ignore-runtime-requirements`: what the set needs that this
+    /// host lacks (from the indexes, then from each fetched pack.yaml).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ignored_runtime_requirements: Vec<String>,
 }
 
 /// One dependency of a named install.
@@ -338,9 +342,18 @@ pub async fn install_by_name(
     let indexes = load_all(ctx, cache_dir).await?;
     if skip_deps {
         let resolved = super::resolve(&indexes, &request)?;
+        let mut ignored = crate::runtimes::check_set(ctx, [&resolved], base.ignore_runtime_requirements).await?;
         let (install, expected_checksum) = install_resolved(ctx, &resolved, &base, progress).await?;
+        crate::runtimes::merge(&mut ignored, &install.ignored_runtime_requirements);
         let skipped_dependencies = resolved.pack.dependencies.clone();
-        return Ok(NamedInstall { resolved, expected_checksum, install, dependencies: vec![], skipped_dependencies });
+        return Ok(NamedInstall {
+            resolved,
+            expected_checksum,
+            install,
+            dependencies: vec![],
+            skipped_dependencies,
+            ignored_runtime_requirements: ignored,
+        });
     }
 
     let mut installed: BTreeMap<String, BTreeSet<semver::Version>> = BTreeMap::new();
@@ -350,6 +363,9 @@ pub async fn install_by_name(
         }
     }
     let mut steps = super::deps::solve(&indexes, &request, &installed)?;
+    // Before anything is fetched: every pack to install must be able to run here.
+    let to_install = steps.iter().filter(|s| !s.installed).map(|s| &s.resolved);
+    let mut ignored = crate::runtimes::check_set(ctx, to_install, base.ignore_runtime_requirements).await?;
     let last = steps.pop().expect("the set holds at least the requested pack");
     let mut dependencies = Vec::new();
     // Packs this run installed, to take back out if a later one fails.
@@ -371,6 +387,7 @@ pub async fn install_by_name(
         }
         match install_resolved(ctx, r, &dep_base, progress.clone()).await {
             Ok((report, expected)) => {
+                crate::runtimes::merge(&mut ignored, &report.ignored_runtime_requirements);
                 added.push((report.pack_ref.clone(), report.version.clone()));
                 dependencies.push(DependencyOutcome {
                     pack_ref: r.pack.pack_ref.clone(),
@@ -393,13 +410,17 @@ pub async fn install_by_name(
             .map_err(|e| (format!("{}@{}", last.resolved.pack.pack_ref, last.resolved.pack.version), e)),
     };
     match result {
-        Ok((install, expected_checksum)) => Ok(NamedInstall {
-            resolved: last.resolved,
-            expected_checksum,
-            install,
-            dependencies,
-            skipped_dependencies: vec![],
-        }),
+        Ok((install, expected_checksum)) => {
+            crate::runtimes::merge(&mut ignored, &install.ignored_runtime_requirements);
+            Ok(NamedInstall {
+                resolved: last.resolved,
+                expected_checksum,
+                install,
+                dependencies,
+                skipped_dependencies: vec![],
+                ignored_runtime_requirements: ignored,
+            })
+        }
         // Nothing of ours to take back: the pipeline's own error says it best.
         Err((_, error)) if added.is_empty() => Err(error),
         Err((failed, error)) => {
