@@ -183,5 +183,8 @@ pub fn installed_by_name(out: &Output, n: &NamedInstall) -> anyhow::Result<()> {
         let list: Vec<String> = n.skipped_dependencies.iter().map(|d| format!("{} {}", d.pack_ref, d.req)).collect();
         eprintln!("note: --skip-deps: not installed: {}", list.join(", "));
     }
+    for w in &n.warnings {
+        eprintln!("warning: {w}");
+    }
     Ok(())
 }

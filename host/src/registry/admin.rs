@@ -275,6 +275,10 @@ pub struct NamedInstall {
     /// With `--skip-deps`: the dependencies the index lists, not installed.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub skipped_dependencies: Vec<super::Dependency>,
+    /// Dependencies that could not be installed (a repository URL no index
+    /// lists), one message each; the set was installed without them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// One dependency of a named install.
@@ -340,7 +344,14 @@ pub async fn install_by_name(
         let resolved = super::resolve(&indexes, &request)?;
         let (install, expected_checksum) = install_resolved(ctx, &resolved, &base, progress).await?;
         let skipped_dependencies = resolved.pack.dependencies.clone();
-        return Ok(NamedInstall { resolved, expected_checksum, install, dependencies: vec![], skipped_dependencies });
+        return Ok(NamedInstall {
+            resolved,
+            expected_checksum,
+            install,
+            dependencies: vec![],
+            skipped_dependencies,
+            warnings: vec![],
+        });
     }
 
     let mut installed: BTreeMap<String, BTreeSet<semver::Version>> = BTreeMap::new();
@@ -350,6 +361,7 @@ pub async fn install_by_name(
         }
     }
     let mut steps = super::deps::solve(&indexes, &request, &installed)?;
+    let warnings: Vec<String> = steps.iter().flat_map(super::deps::Step::unresolved_warnings).collect();
     let last = steps.pop().expect("the set holds at least the requested pack");
     let mut dependencies = Vec::new();
     // Packs this run installed, to take back out if a later one fails.
@@ -399,6 +411,7 @@ pub async fn install_by_name(
             install,
             dependencies,
             skipped_dependencies: vec![],
+            warnings,
         }),
         // Nothing of ours to take back: the pipeline's own error says it best.
         Err((_, error)) if added.is_empty() => Err(error),
