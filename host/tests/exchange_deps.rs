@@ -95,4 +95,15 @@ fn an_exchange_pack_pulls_its_dependencies_and_warns_about_the_rest() {
         .collect();
     assert_eq!(deps, [("base_pack", "already-installed"), ("by_url", "already-installed")]);
     assert_eq!(j["warnings"].as_array().unwrap().len(), 1, "{j}");
+
+    // --skip-deps names what it skipped, URL dependencies included.
+    let out = env.run(&["install", "app_pack", "--force", "--skip-deps"]).success();
+    assert!(out.stderr.contains("note: --skip-deps: not installed: base_pack =1.0.0"), "{}", out.stderr);
+    for u in [format!("{}.git", url("by_url").trim_end_matches(".git")), nowhere.to_string()] {
+        assert!(
+            out.stderr.contains(&format!("warning: --skip-deps: not installed either: dependency {u}\n")),
+            "{}",
+            out.stderr
+        );
+    }
 }

@@ -344,13 +344,17 @@ pub async fn install_by_name(
         let resolved = super::resolve(&indexes, &request)?;
         let (install, expected_checksum) = install_resolved(ctx, &resolved, &base, progress).await?;
         let skipped_dependencies = resolved.pack.dependencies.clone();
+        // URL dependencies have no ref for `skipped_dependencies`: say so here.
+        let warnings = (resolved.pack.url_dependencies.iter())
+            .map(|u| format!("--skip-deps: not installed either: dependency {}", u.url))
+            .collect();
         return Ok(NamedInstall {
             resolved,
             expected_checksum,
             install,
             dependencies: vec![],
             skipped_dependencies,
-            warnings: vec![],
+            warnings,
         });
     }
 
