@@ -351,3 +351,40 @@ fn errors_leave_the_index_byte_identical() {
     }
     assert_eq!(listing(env.tmp.path()).iter().filter(|f| f.ends_with(".tmp")).count(), 0);
 }
+
+#[test]
+fn a_new_index_gets_the_registry_fields_and_source_date_epoch() {
+    let env = Env::new();
+    let index = env.tmp.path().join("new/index.json");
+    std::fs::create_dir_all(index.parent().unwrap()).unwrap();
+    let dir = env.tmp.path().join("p");
+    pack(&dir, "p", "0.1.0");
+    let o = env
+        .cmd()
+        .env("SOURCE_DATE_EPOCH", "1767225600")
+        .args(["pack", "index-update", "--index", s(&index), s(&dir), "--registry-name", "Team packs"])
+        .args([
+            "--registry-url",
+            "https://packs.example",
+            "--git-url",
+            "https://git.example/p.git",
+            "--git-ref",
+            "v0.1.0",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("created "), "{}", String::from_utf8_lossy(&o.stdout));
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&index).unwrap()).unwrap();
+    assert_eq!(
+        (&v["registry_name"], &v["registry_url"], &v["version"], &v["last_updated"]),
+        (&json!("Team packs"), &json!("https://packs.example"), &json!("1.0"), &json!("2026-01-01T00:00:00Z"))
+    );
+    let text = std::fs::read_to_string(&index).unwrap();
+    let keys: Vec<usize> = ["registry_name", "registry_url", "version", "last_updated", "packs"]
+        .iter()
+        .map(|k| text.find(&format!("\"{k}\"")).unwrap())
+        .collect();
+    assert!(keys.windows(2).all(|w| w[0] < w[1]), "Attune's key order: {text}");
+    assert_eq!(std::fs::metadata(&index).unwrap().permissions().mode() & 0o777, 0o644);
+}

@@ -184,5 +184,8 @@ pub fn installed_by_name(out: &Output, n: &NamedInstall) -> anyhow::Result<()> {
         eprintln!("note: --skip-deps: not installed: {}", list.join(", "));
     }
     out.ignored_runtime_requirements(&n.ignored_runtime_requirements);
+    for w in &n.warnings {
+        eprintln!("warning: {w}");
+    }
     Ok(())
 }

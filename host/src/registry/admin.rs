@@ -279,6 +279,10 @@ pub struct NamedInstall {
     /// host lacks (from the indexes, then from each fetched pack.yaml).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ignored_runtime_requirements: Vec<String>,
+    /// Dependencies that could not be installed (a repository URL no index
+    /// lists), one message each; the set was installed without them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// One dependency of a named install.
@@ -346,6 +350,10 @@ pub async fn install_by_name(
         let (install, expected_checksum) = install_resolved(ctx, &resolved, &base, progress).await?;
         crate::runtimes::merge(&mut ignored, &install.ignored_runtime_requirements);
         let skipped_dependencies = resolved.pack.dependencies.clone();
+        // URL dependencies have no ref for `skipped_dependencies`: say so here.
+        let warnings = (resolved.pack.url_dependencies.iter())
+            .map(|u| format!("--skip-deps: not installed either: dependency {}", u.url))
+            .collect();
         return Ok(NamedInstall {
             resolved,
             expected_checksum,
@@ -353,6 +361,7 @@ pub async fn install_by_name(
             dependencies: vec![],
             skipped_dependencies,
             ignored_runtime_requirements: ignored,
+            warnings,
         });
     }
 
@@ -366,6 +375,7 @@ pub async fn install_by_name(
     // Before anything is fetched: every pack to install must be able to run here.
     let to_install = steps.iter().filter(|s| !s.installed).map(|s| &s.resolved);
     let mut ignored = crate::runtimes::check_set(ctx, to_install, base.ignore_runtime_requirements).await?;
+    let warnings: Vec<String> = steps.iter().flat_map(super::deps::Step::unresolved_warnings).collect();
     let last = steps.pop().expect("the set holds at least the requested pack");
     let mut dependencies = Vec::new();
     // Packs this run installed, to take back out if a later one fails.
@@ -419,6 +429,7 @@ pub async fn install_by_name(
                 dependencies,
                 skipped_dependencies: vec![],
                 ignored_runtime_requirements: ignored,
+                warnings,
             })
         }
         // Nothing of ours to take back: the pipeline's own error says it best.

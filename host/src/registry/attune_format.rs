@@ -29,7 +29,10 @@
 use semver::{Version, VersionReq};
 use serde::Deserialize;
 
-use super::{Dependency, Index, IndexFormat, IndexSource, IndexSourceKind, PackVersion, RegistryError, Runtime};
+use super::dep_spec::{self, Declared};
+use super::{
+    Dependency, Index, IndexFormat, IndexSource, IndexSourceKind, PackVersion, RegistryError, Runtime, UrlDependency,
+};
 use crate::checksum::{Checksum, ChecksumKind};
 
 #[derive(Debug, Deserialize)]
@@ -132,10 +135,15 @@ fn entry(e: Entry) -> Result<PackVersion, String> {
         .transpose()?;
     let deps = e.dependencies.unwrap_or_default();
     let mut dependencies = Vec::new();
+    let mut url_dependencies = Vec::new();
     for d in &deps.packs {
-        let dep = dependency(d)?;
-        if !ext.dependencies.contains_key(&dep.pack_ref) {
-            dependencies.push(dep);
+        match dependency(d)? {
+            Declared::Pack { pack_ref, req } => {
+                if !ext.dependencies.contains_key(&pack_ref) {
+                    dependencies.push(Dependency { pack_ref, req });
+                }
+            }
+            Declared::Url { url, version } => url_dependencies.push(UrlDependency { url, version }),
         }
     }
     for (r, range) in &ext.dependencies {
@@ -151,6 +159,7 @@ fn entry(e: Entry) -> Result<PackVersion, String> {
         sources,
         tree_checksum,
         dependencies,
+        url_dependencies,
         runtime: Runtime {
             python: deps.python_version,
             nodejs: deps.nodejs_version,
@@ -186,16 +195,9 @@ fn source(s: &Source) -> Result<IndexSource, String> {
     Ok(IndexSource { kind, url: s.url.clone(), reference: s.reference.clone(), checksum })
 }
 
-/// `"ref@version"` (exactly that version), `"ref@^1.2"` (a range), or `"ref"` (any).
-fn dependency(text: &str) -> Result<Dependency, String> {
-    let (r, v) = text.split_once('@').unwrap_or((text, "*"));
-    if !super::is_ref(r) {
-        return Err(format!("dependency {text:?}: {r:?} is not a pack ref"));
-    }
-    let req = match Version::parse(v) {
-        Ok(exact) => VersionReq::parse(&format!("={exact}")),
-        Err(_) => VersionReq::parse(v),
-    }
-    .map_err(|e| format!("dependency {text:?}: {e}"))?;
-    Ok(Dependency { pack_ref: r.to_owned(), req })
+/// `"ref@version"` (exactly that version), `"ref@^1.2"` (a range), `"ref"`
+/// (any), and, as Attune's builder copies StackStorm manifests as written,
+/// `"ref=1.2.3"` and repository URLs ([`dep_spec`]).
+fn dependency(text: &str) -> Result<Declared, String> {
+    dep_spec::parse(text).map_err(|e| format!("dependency {text:?}: {e}"))
 }

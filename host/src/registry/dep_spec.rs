@@ -50,6 +50,34 @@ pub fn parse(text: &str) -> Result<Declared, String> {
     Ok(Declared::Pack { pack_ref: r.to_owned(), req })
 }
 
+/// The versions a URL dependency's `=version` accepts: exactly that version
+/// (`1.2.3` or `v1.2.3`), or any when it names a branch or commit (an index
+/// lists versions, not commits) or nothing.
+pub fn url_version_req(version: Option<&str>) -> VersionReq {
+    version.and_then(|v| requirement(v, false).ok()).unwrap_or(VersionReq::STAR)
+}
+
+/// A repository URL reduced to what identifies the repository, so that
+/// `https://github.com/Org/x.git`, `git+https://github.com/org/x/` and
+/// `git@github.com:org/x.git` compare equal: no scheme, user, `.git` or
+/// trailing `/`, lowercase.
+pub fn repo_key(url: &str) -> String {
+    let u = url.trim().strip_prefix("git+").unwrap_or(url.trim());
+    let rest = match u.split_once("://") {
+        Some((_, rest)) => rest.to_owned(),
+        // scp-style `git@host:org/repo`
+        None => u.replacen(':', "/", 1),
+    };
+    let rest = match rest.split_once('/') {
+        Some((authority, path)) => {
+            format!("{}/{path}", authority.rsplit_once('@').map_or(authority, |(_, host)| host))
+        }
+        None => rest,
+    };
+    let rest = rest.trim_end_matches('/');
+    rest.strip_suffix(".git").unwrap_or(rest).to_lowercase()
+}
+
 /// A StackStorm dependency names a repository when it has a scheme, a path
 /// or an scp-style `git@host:`.
 fn looks_like_url(t: &str) -> bool {
@@ -94,6 +122,23 @@ mod tests {
         assert!(parse("core=master").unwrap_err().contains("branch or commit"));
         assert!(parse("Core").unwrap_err().contains("not a pack ref"));
         assert!(parse("core@^x").is_err());
+    }
+
+    #[test]
+    fn repository_keys() {
+        let k = repo_key("https://github.com/StackStorm-Exchange/stackstorm-aws");
+        assert_eq!(k, "github.com/stackstorm-exchange/stackstorm-aws");
+        for same in [
+            "https://github.com/stackstorm-exchange/stackstorm-aws.git",
+            "git+https://github.com/StackStorm-Exchange/stackstorm-aws/",
+            "git@github.com:StackStorm-Exchange/stackstorm-aws.git",
+            "http://user@github.com/StackStorm-Exchange/stackstorm-aws",
+        ] {
+            assert_eq!(repo_key(same), k, "{same}");
+        }
+        assert_eq!(url_version_req(Some("v1.0.0")).to_string(), "=1.0.0");
+        assert_eq!(url_version_req(Some("master")), VersionReq::STAR);
+        assert_eq!(url_version_req(None), VersionReq::STAR);
     }
 
     #[test]

@@ -7,6 +7,10 @@
 //! nothing is fetched until the set is known. Versions already installed on
 //! this host are preferred when they satisfy every range, so a dependency that
 //! is already there is not installed again.
+//!
+//! A dependency written as a repository URL (StackStorm) is resolved to the
+//! pack an index installs from that repository; one no index lists is left
+//! out of the set and reported with the step that needs it ([`Step::unresolved`]).
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
@@ -19,7 +23,9 @@ use pubgrub::{
 };
 use semver::{Version, VersionReq};
 
-use super::{Index, PackRequest, PackVersion, RegistryError, Resolved};
+use super::{
+    Dependency, Index, IndexSourceKind, PackRequest, PackVersion, RegistryError, Resolved, UrlDependency, dep_spec,
+};
 
 /// A node of the solver's graph: the request itself, or a pack ref.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -46,6 +52,10 @@ struct Provider<'a> {
     request: &'a PackRequest,
     candidates: BTreeMap<&'a str, BTreeMap<Version, (&'a str, &'a PackVersion)>>,
     installed: &'a BTreeMap<String, BTreeSet<Version>>,
+    /// A git repository ([`dep_spec::repo_key`]) → the ref of the pack an
+    /// index installs from it (the first index's, on a clash), for
+    /// dependencies written as URLs.
+    repos: BTreeMap<String, &'a str>,
 }
 
 impl<'a> Provider<'a> {
@@ -55,14 +65,36 @@ impl<'a> Provider<'a> {
         installed: &'a BTreeMap<String, BTreeSet<Version>>,
     ) -> Self {
         let mut candidates: BTreeMap<&str, BTreeMap<Version, (&str, &PackVersion)>> = BTreeMap::new();
+        let mut repos = BTreeMap::new();
         for (name, index) in indexes {
             for (r, versions) in &index.packs {
                 for v in versions {
                     candidates.entry(r).or_default().entry(v.version.clone()).or_insert((name, v));
+                    for s in v.sources.iter().filter(|s| s.kind == IndexSourceKind::Git) {
+                        repos.entry(dep_spec::repo_key(&s.url)).or_insert(r.as_str());
+                    }
                 }
             }
         }
-        Provider { request, candidates, installed }
+        Provider { request, candidates, installed, repos }
+    }
+
+    /// Every dependency of `v` by ref: its own, and its URL dependencies
+    /// whose repository an index lists. The rest are returned apart.
+    fn dependencies_of(&self, v: &'a PackVersion) -> (Vec<Dependency>, Vec<&'a UrlDependency>) {
+        let mut deps = v.dependencies.clone();
+        let mut unresolved = Vec::new();
+        for u in &v.url_dependencies {
+            match self.repos.get(&dep_spec::repo_key(&u.url)) {
+                Some(r) if !deps.iter().any(|d| d.pack_ref == *r) => deps.push(Dependency {
+                    pack_ref: (*r).to_owned(),
+                    req: dep_spec::url_version_req(u.version.as_deref()),
+                }),
+                Some(_) => {}
+                None => unresolved.push(u),
+            }
+        }
+        (deps, unresolved)
     }
 
     /// The set of `pack_ref`'s candidate versions that `req` accepts, as
@@ -139,7 +171,8 @@ impl DependencyProvider for Provider<'_> {
                 let Some((_, v)) = self.candidates.get(r.as_str()).and_then(|vs| vs.get(version)) else {
                     return Ok(Dependencies::Unavailable("it is not in any index".into()));
                 };
-                v.dependencies
+                self.dependencies_of(v)
+                    .0
                     .iter()
                     .map(|d| (Node::Pack(d.pack_ref.clone()), self.ranges(&d.pack_ref, &d.req)))
                     .collect()
@@ -156,6 +189,30 @@ pub struct Step {
     pub resolved: Resolved,
     /// Already installed on this host at this version: nothing to do.
     pub installed: bool,
+    /// Dependencies written as repository URLs that no index lists: not
+    /// installed, and to be reported (`warning: …`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unresolved: Vec<UrlDependency>,
+}
+
+impl Step {
+    /// One line per unresolved URL dependency, for the install output.
+    pub fn unresolved_warnings(&self) -> Vec<String> {
+        let p = &self.resolved.pack;
+        self.unresolved
+            .iter()
+            .map(|u| {
+                format!(
+                    "{}@{}: dependency {}{} is a repository no registered index lists; it was not installed \
+                     (install it from its URL, or add an index that lists it)",
+                    p.pack_ref,
+                    p.version,
+                    u.url,
+                    u.version.as_deref().map(|v| format!("={v}")).unwrap_or_default()
+                )
+            })
+            .collect()
+    }
 }
 
 /// Solves `request` with its dependencies. Returns every pack of the set,
@@ -204,7 +261,7 @@ pub fn solve(
             return;
         }
         let (_, v) = provider.candidates[r][&chosen[r]];
-        for d in &v.dependencies {
+        for d in &provider.dependencies_of(v).0 {
             visit(&d.pack_ref, provider, chosen, seen, order);
         }
         order.push(r.to_owned());
@@ -217,7 +274,12 @@ pub fn solve(
             let version = &chosen[&r];
             let (index, pack) = provider.candidates[r.as_str()][version];
             let is_installed = installed.get(&r).is_some_and(|vs| vs.contains(version));
-            Step { resolved: Resolved { index: index.to_owned(), pack: pack.clone() }, installed: is_installed }
+            let unresolved = provider.dependencies_of(pack).1.into_iter().cloned().collect();
+            Step {
+                resolved: Resolved { index: index.to_owned(), pack: pack.clone() },
+                installed: is_installed,
+                unresolved,
+            }
         })
         .collect())
 }

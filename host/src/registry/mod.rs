@@ -99,7 +99,19 @@ pub struct PackVersion {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tree_checksum: Option<Checksum>,
     pub dependencies: Vec<Dependency>,
+    /// Dependencies named by repository URL (StackStorm's `https://…/repo.git=1.0.0`):
+    /// resolved to the pack whose git source is that repository, if an index lists one.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub url_dependencies: Vec<UrlDependency>,
     pub runtime: Runtime,
+}
+
+/// A dependency written as a repository URL, with the version after its `=`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UrlDependency {
+    pub url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
 }
 
 /// Where a version can be fetched from.

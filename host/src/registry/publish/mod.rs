@@ -276,6 +276,19 @@ pub fn entry(dir: &Path, source: &SourceSpec) -> Result<Built, PublishError> {
     if !ranges.is_empty() {
         x_attune.insert("dependencies".into(), serde_json::to_value(&ranges).expect("strings serialize"));
     }
+    // Attune reads these three typed (`PackMeta`): anything else would make it refuse the entry.
+    if let Some(o) = meta_in {
+        for key in ["downloads", "stars"] {
+            if o.get(key).is_some_and(|v| !v.is_u64()) {
+                return Err(fields.wrong(&format!("meta.{key}"), "a whole number"));
+            }
+        }
+        if o.get("tested_attune_versions")
+            .is_some_and(|v| !v.as_array().is_some_and(|a| a.iter().all(Value::is_string)))
+        {
+            return Err(fields.wrong("meta.tested_attune_versions", "a list of strings"));
+        }
+    }
     let meta = meta_json(meta_in, x_attune);
 
     let e = Entry {

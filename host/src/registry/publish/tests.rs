@@ -73,3 +73,18 @@ fn a_folder_with_a_symlink_has_no_attune_git_checksum() {
         entry(d.path(), &SourceSpec::Archive { url: "https://a/p.tgz".into(), checksum: ArchiveChecksum::Given(sum) });
     assert!(ok.is_ok(), "{ok:?}");
 }
+
+#[test]
+fn meta_fields_attune_types_are_checked() {
+    let d = tempfile::tempdir().unwrap();
+    let sum = format!("sha256:{}", "a".repeat(64));
+    let src = SourceSpec::Archive { url: "https://a/p.tgz".into(), checksum: ArchiveChecksum::Given(sum) };
+    for (meta, field) in [("stars: many", "meta.stars"), ("tested_attune_versions: 1.0", "meta.tested_attune_versions")]
+    {
+        write_pack(d.path(), &format!("name: p\nversion: 1.0.0\nmeta:\n  {meta}\n"));
+        let e = entry(d.path(), &src).unwrap_err();
+        assert!(matches!(&e, PublishError::Field { field: f, .. } if f == field), "{e}");
+    }
+    write_pack(d.path(), "name: p\nversion: 1.0.0\nmeta:\n  stars: 3\n  tested_attune_versions: [\"0.3\"]\n");
+    assert!(entry(d.path(), &src).is_ok());
+}
