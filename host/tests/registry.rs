@@ -602,3 +602,50 @@ fn a_legacy_git_checksum_cannot_cover_a_symlink() {
     );
     assert_eq!(query(&env, "SELECT count(*) FROM installations")[0][0], "0");
 }
+
+#[test]
+fn a_failing_source_falls_back_to_the_next_verified_one() {
+    let env = Env::new();
+    let server = Server::start("127.0.0.1");
+    let bytes = tgz(&env.make_pack("mirrored", "1.0.0"));
+    let sum = format!("sha256:{}", sha256_hex(&bytes));
+    server.route("/mirror-b.tgz", Route::File(bytes));
+    let gone = server.url("/mirror-a.tgz"); // never routed: 404
+    let index = attune_index(vec![
+        attune_entry(
+            "mirrored",
+            "1.0.0",
+            json!([{"type": "archive", "url": gone, "checksum": sum}, {"type": "archive", "url": server.url("/mirror-b.tgz"), "checksum": sum}]),
+        ),
+        // Its only verified source fails; the unverified one is never tried.
+        attune_entry(
+            "nodowngrade",
+            "1.0.0",
+            json!([{"type": "archive", "url": gone, "checksum": sum}, {"type": "archive", "url": server.url("/mirror-b.tgz")}]),
+        ),
+        attune_entry(
+            "allfail",
+            "1.0.0",
+            json!([{"type": "archive", "url": gone, "checksum": sum}, {"type": "archive", "url": server.url("/also-gone.tgz"), "checksum": sum}]),
+        ),
+    ]);
+    server.route("/index.json", Route::File(index));
+    env.run(&["index", "add", "main", &server.url("/index.json")]).success();
+
+    let out = env.run(&["install", "mirrored", "--json"]).success();
+    assert_eq!(out.json()["install"]["source"], server.url("/mirror-b.tgz").as_str());
+    assert!(
+        out.stderr.contains("mirror-a.tgz") && out.stderr.contains("trying the index's next source"),
+        "{}",
+        out.stderr
+    );
+
+    let out = env.run(&["install", "nodowngrade"]).failure();
+    assert!(out.stderr.contains("mirror-a.tgz"), "{}", out.stderr);
+    assert!(!out.stderr.contains("next source"), "{}", out.stderr);
+
+    let out = env.run(&["install", "allfail"]).failure();
+    assert!(out.stderr.contains("allfail@1.0.0: every source the index lists failed"), "{}", out.stderr);
+    assert!(out.stderr.contains("mirror-a.tgz") && out.stderr.contains("also-gone.tgz"), "{}", out.stderr);
+    assert_eq!(installed(&env), [("mirrored".to_string(), "1.0.0".to_string())]);
+}

@@ -306,20 +306,52 @@ async fn install_resolved(
     base: &InstallRequest,
     progress: Option<install::InstallProgress>,
 ) -> Result<(InstallReport, Option<String>), Error> {
-    let plan = resolved.plan()?;
-    let req = InstallRequest {
-        source: plan.source,
-        reference: plan.reference,
-        expected_checksum: plan.expected,
-        expected_pack: Some(ExpectedPack {
-            pack_ref: resolved.pack.pack_ref.clone(),
-            version: resolved.pack.version.to_string(),
-            origin: format!("index {}", resolved.index),
-        }),
-        ..base.clone()
-    };
-    let report = install::install(ctx, req, progress).await?;
-    Ok((report, plan.expected.map(|c| c.to_string())))
+    let plans = resolved.plans()?;
+    let mut attempts = Vec::new();
+    for plan in &plans {
+        let req = InstallRequest {
+            source: plan.source.clone(),
+            reference: plan.reference.clone(),
+            expected_checksum: plan.expected,
+            expected_pack: Some(ExpectedPack {
+                pack_ref: resolved.pack.pack_ref.clone(),
+                version: resolved.pack.version.to_string(),
+                origin: format!("index {}", resolved.index),
+            }),
+            ..base.clone()
+        };
+        match install::install(ctx, req, progress.clone()).await {
+            Ok(report) => return Ok((report, plan.expected.map(|c| c.to_string()))),
+            Err(e) if plans.len() > 1 && source_failed(&e) => {
+                let shown = crate::sources::redact_url(&plan.source);
+                tracing::warn!("{shown}: {e}; trying the index's next source");
+                attempts.push(format!("{shown}: {e}"));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(RegistryError::AllSourcesFailed {
+        pack_ref: resolved.pack.pack_ref.clone(),
+        version: resolved.pack.version.to_string(),
+        attempts,
+    }
+    .into())
+}
+
+/// Whether an install failed because of what its source gave (or did not
+/// give), so another source of the same version may still do.
+fn source_failed(e: &Error) -> bool {
+    use crate::artifacts::ArtifactError as A;
+    matches!(
+        e,
+        Error::Source(_)
+            | Error::Runtime(_)
+            | Error::ChecksumMismatch { .. }
+            | Error::NoManifest { .. }
+            | Error::Manifest(_)
+            | Error::Registry(RegistryError::WrongPack { .. })
+            | Error::Artifact(A::NotCached { .. } | A::NotCacheable { .. })
+    )
 }
 
 /// Resolves `spec` against the configured indexes and installs the chosen

@@ -211,6 +211,11 @@ pub enum RegistryError {
     #[error("{pack_ref}@{version} in index {index}: it lists no install source; fix the index")]
     NoSource { pack_ref: String, version: String, index: String },
     #[error(
+        "{pack_ref}@{version}: every source the index lists failed, nothing was installed:\n  {}",
+        attempts.join("\n  ")
+    )]
+    AllSourcesFailed { pack_ref: String, version: String, attempts: Vec<String> },
+    #[error(
         "{pack_ref}@{version} from {origin}: the fetched pack is {actual_ref}@{actual_version}; \
          the index does not describe this content (fix the index), nothing was installed"
     )]
@@ -360,6 +365,30 @@ impl Resolved {
                 }
             }
         };
+        Ok(Plan::of(src, expected))
+    }
+
+    /// Every way to fetch this version, best first: [`Resolved::plan`]'s
+    /// pick, then the index's other sources in its order. When the pick is
+    /// verified, only sources that are verified too follow (a mirror that
+    /// failed is never replaced by an unchecked one).
+    pub fn plans(&self) -> Result<Vec<Plan>, RegistryError> {
+        let first = self.plan()?;
+        let mut out = vec![first.clone()];
+        for s in &self.pack.sources {
+            let expected = self.pack.tree_checksum.or(s.checksum);
+            let plan = Plan::of(s, expected);
+            if (first.expected.is_some() && expected.is_none()) || out.contains(&plan) {
+                continue;
+            }
+            out.push(plan);
+        }
+        Ok(out)
+    }
+}
+
+impl Plan {
+    fn of(src: &IndexSource, expected: Option<Checksum>) -> Plan {
         let source = match src.kind {
             IndexSourceKind::Git if src.url.starts_with("git+") => src.url.clone(),
             IndexSourceKind::Git => format!("git+{}", src.url),
@@ -369,7 +398,7 @@ impl Resolved {
             IndexSourceKind::Git => src.reference.clone(),
             IndexSourceKind::Archive => None,
         };
-        Ok(Plan { source, reference, expected })
+        Plan { source, reference, expected }
     }
 }
 
