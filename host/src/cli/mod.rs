@@ -31,6 +31,7 @@ macro_rules! out {
 mod indexes;
 mod output;
 mod progress;
+mod set_progress;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -615,16 +616,20 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     );
                 }
                 let cache_dir = s.cache_dir.clone().expect("the CLI always sets a cache dir");
-                let result = attune::registry::admin::install_by_name(
+                // A set: one line per pack and an overall bar, or JSON events (set_progress.rs).
+                bar.finish();
+                let mode = set_progress::Mode::pick(g.json, std::io::stderr().is_terminal());
+                let set = set_progress::SetDisplay::start(mode, g.verbose);
+                let result = attune::registry::admin::install_by_name_with(
                     &ctx,
                     &cache_dir,
                     &a.source,
                     req,
-                    Some(bar.sink()),
+                    Some(set.sink()),
                     a.skip_deps,
                 )
                 .await;
-                bar.finish();
+                set.finish(result.is_ok());
                 indexes::installed_by_name(&out, &result?)?;
                 return Ok(ExitCode::SUCCESS);
             }

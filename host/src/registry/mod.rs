@@ -17,6 +17,7 @@ pub mod admin;
 pub mod attune_format;
 pub mod deps;
 pub mod exchange;
+pub mod progress;
 
 use std::collections::BTreeMap;
 use std::fmt;
