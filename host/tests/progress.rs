@@ -2,7 +2,8 @@
 //! on stderr while stdout keeps the one result document; without a terminal,
 //! nothing animated. A loopback index with a diamond (app → left, right →
 //! base), a set that fails halfway (fragile → base, zbad with a wrong
-//! checksum) and a pack needing an installed one (user → base).
+//! checksum) and a pack needing an installed one (user → base); and
+//! `sync --locked` of the diamond's lockfile, which reports the same way.
 
 mod common;
 #[path = "common/http_server.rs"]
@@ -198,4 +199,39 @@ fn without_a_terminal_the_text_output_is_unchanged_and_nothing_is_animated() {
         ]
     );
     assert!(!out.stdout.contains('\u{1b}'), "no escape codes: {:?}", out.stdout);
+}
+
+#[test]
+fn sync_locked_streams_the_same_events() {
+    let env = Env::new();
+    let server = registry(&env);
+    env.run(&["index", "add", "main", &server.url("/index.json")]).success();
+    env.run(&["install", "app"]).success();
+    let lockfile = env.tmp.path().join("attune.lock");
+    env.run(&["lock", "--output", lockfile.to_str().unwrap()]).success();
+
+    // A wiped host with one pack the lockfile does not list.
+    let fresh = Env::new();
+    fresh.run(&["install", fresh.make_pack("stray", "1.0.0").to_str().unwrap()]).success();
+    let out = fresh.run(&["sync", "--locked", "--file", lockfile.to_str().unwrap(), "--json"]).success();
+    assert_eq!(out.json()["installed"].as_array().unwrap().len(), 4);
+    let ev = events(&out);
+    let plan = &ev[0];
+    assert_eq!(plan["event"], "plan");
+    assert_eq!(plan["spec"], "the lockfile");
+    assert_eq!(plan["total"], 4);
+    let stray = plan["packs"].as_array().unwrap().iter().find(|p| p["ref"] == "stray").unwrap();
+    assert_eq!(stray, &json!({"ref": "stray", "version": "1.0.0", "action": "remove"}));
+    let all = set(&["app@1.0.0", "base@1.1.5", "left@1.0.0", "right@1.0.0"]);
+    assert_eq!(refs(&of(&ev, "done")), all);
+    assert_eq!(refs(&of(&ev, "phase").into_iter().filter(|e| e["phase"] == "fetching").collect::<Vec<_>>()), all);
+    assert_eq!(of(&ev, "removed"), [&json!({"event": "removed", "ref": "stray", "version": "1.0.0"})]);
+    assert_eq!(ev.last().unwrap(), &json!({"event": "finished", "success": true}));
+
+    // In sync already: every pack kept, nothing installed.
+    let out = fresh.run(&["sync", "--locked", "--file", lockfile.to_str().unwrap(), "--json"]).success();
+    let ev = events(&out);
+    assert_eq!(ev[0]["total"], 0);
+    assert_eq!(refs(&of(&ev, "skipped")), all);
+    assert!(of(&ev, "done").is_empty());
 }

@@ -738,9 +738,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 allow_hosts: a.allow_host.iter().chain(&file.allow_hosts).cloned().collect(),
                 allow_insecure_http: a.allow_insecure_http,
             };
-            let bar = progress::Bar::start(!g.json && std::io::stderr().is_terminal(), g.verbose);
-            let result = attune::lockfile::sync(&ctx, &lock, &options, Some(bar.sink())).await;
-            bar.finish();
+            // A set, as install by name: lines per pack and an overall bar, or JSON events.
+            let mode = set_progress::Mode::pick(g.json, std::io::stderr().is_terminal());
+            let set = set_progress::SetDisplay::start(mode, g.verbose);
+            let result = attune::lockfile::sync_with(&ctx, &lock, &options, Some(set.sink())).await;
+            set.finish(result.is_ok());
             out.synced(&result?)?;
         }
         Command::Plugin(cmd) => plugin_command(&ctx, &out, cmd).await?,

@@ -1,12 +1,12 @@
-//! Progress of a set of packs installed by name (`attune install ref@range`
-//! with its dependencies).
+//! Progress of a set of packs: installed by name (`attune install ref@range`
+//! with its dependencies) or from a lockfile (`attune sync --locked`).
 //!
 //! * On a terminal: one line per pack (`ref@version` and its phase or bytes)
 //!   above an overall bar (packs done / total), all cleared at the end; the
 //!   result is then printed as usual.
 //! * With `--json`: one JSON object per line on **stderr**, each with an
 //!   `"event"` key (`plan`, `phase`, `staged`, `waiting`, `log`, `done`,
-//!   `skipped`, `failed`, `rolled-back`, `finished` last), while stdout keeps
+//!   `skipped`, `failed`, `rolled-back`, `removed`, `finished` last), while stdout keeps
 //!   the single result document (or `{"error": …}`), so `attune … --json | jq`
 //!   works unchanged. Data on stdout, progress on stderr, as with cargo's
 //!   human messages; the events are JSON lines like cargo's
@@ -163,11 +163,12 @@ impl State {
                     let line = multi.insert_before(&overall, ProgressBar::new_spinner());
                     line.set_style(style.clone());
                     line.set_prefix(label(&p.pack_ref, &p.version));
-                    if p.action == "install" {
-                        line.set_message("queued");
-                        line.enable_steady_tick(Duration::from_millis(100));
-                    } else {
-                        line.finish_with_message("kept (already installed)");
+                    match p.action {
+                        "install" | "remove" => {
+                            line.set_message(if p.action == "install" { "queued" } else { "to remove" });
+                            line.enable_steady_tick(Duration::from_millis(100));
+                        }
+                        _ => line.finish_with_message("kept (already installed)"),
                     }
                     self.lines.insert(label(&p.pack_ref, &p.version), line);
                 }
@@ -210,6 +211,11 @@ impl State {
             SetEvent::Failed { pack_ref, version, .. } => {
                 if let Some(l) = self.lines.get(&label(pack_ref, version)) {
                     l.abandon_with_message("failed");
+                }
+            }
+            SetEvent::Removed { pack_ref, version } => {
+                if let Some(l) = self.lines.get(&label(pack_ref, version)) {
+                    l.finish_with_message("removed");
                 }
             }
             SetEvent::RolledBack { pack_ref, version, error } => {
@@ -276,6 +282,9 @@ impl State {
             }
             SetEvent::Failed { pack_ref, version, error } => {
                 json!({"event": "failed", "ref": pack_ref, "version": version, "error": error})
+            }
+            SetEvent::Removed { pack_ref, version } => {
+                json!({"event": "removed", "ref": pack_ref, "version": version})
             }
             SetEvent::RolledBack { pack_ref, version, error } => {
                 let mut v =

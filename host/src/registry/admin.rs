@@ -381,7 +381,7 @@ pub async fn install_by_name_with(
     let planned = |r: &Resolved, installed: bool| PlannedPack {
         pack_ref: r.pack.pack_ref.clone(),
         version: r.pack.version.to_string(),
-        index: r.index.clone(),
+        index: Some(r.index.clone()),
         action: if installed { "keep" } else { "install" },
     };
     let request = PackRequest::parse(spec)?;

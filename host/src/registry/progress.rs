@@ -19,8 +19,11 @@ pub struct PlannedPack {
     #[serde(rename = "ref")]
     pub pack_ref: String,
     pub version: String,
-    pub index: String,
-    /// `install`, or `keep` (this version is already installed).
+    /// The index it comes from (`None`: from a lockfile).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index: Option<String>,
+    /// `install`, `keep` (this version is already installed), or `remove`
+    /// (`sync --locked`: installed, not in the lockfile).
     pub action: &'static str,
 }
 
@@ -47,6 +50,8 @@ pub enum SetEvent {
     Failed { pack_ref: String, version: String, error: String },
     /// A pack this run installed was uninstalled again (`error`: it could not be).
     RolledBack { pack_ref: String, version: String, error: Option<String> },
+    /// `sync --locked` removed a pack the lockfile does not list.
+    Removed { pack_ref: String, version: String },
 }
 
 pub type SetProgress = Arc<dyn Fn(&SetEvent) + Send + Sync>;
@@ -62,7 +67,7 @@ pub fn forward_to(progress: InstallProgress) -> SetProgress {
 }
 
 /// The install-event sink of one pack of the set.
-pub(super) fn for_pack(set: &SetProgress, pack_ref: &str, version: &str) -> InstallProgress {
+pub fn for_pack(set: &SetProgress, pack_ref: &str, version: &str) -> InstallProgress {
     let (set, pack_ref, version) = (set.clone(), pack_ref.to_owned(), version.to_owned());
     Arc::new(move |event: InstallEvent| {
         set(&SetEvent::Pack { pack_ref: pack_ref.clone(), version: version.clone(), event })
