@@ -61,9 +61,13 @@ struct State {
 
 impl SetDisplay {
     pub fn start(mode: Mode, verbose: bool) -> SetDisplay {
+        SetDisplay::drawing_to(mode, verbose, ProgressDrawTarget::stderr())
+    }
+
+    fn drawing_to(mode: Mode, verbose: bool, target: ProgressDrawTarget) -> SetDisplay {
         let mut state = State::default();
         if mode == Mode::Terminal {
-            let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+            let multi = MultiProgress::with_draw_target(target);
             let overall = multi.add(ProgressBar::new(0));
             overall.set_style(ProgressStyle::with_template("{spinner} resolving {elapsed}").expect("valid template"));
             overall.enable_steady_tick(Duration::from_millis(100));
@@ -295,5 +299,100 @@ impl State {
                 v
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use attune::registry::progress::PlannedPack;
+
+    fn planned(r: &str, action: &'static str) -> PlannedPack {
+        PlannedPack { pack_ref: r.into(), version: "1.0.0".into(), index: Some("main".into()), action }
+    }
+
+    fn done(r: &str) -> SetEvent {
+        SetEvent::Done {
+            report: attune::install::InstallReport {
+                pack_ref: r.into(),
+                version: "1.0.0".into(),
+                path: format!("/p/{r}-1.0.0").into(),
+                checksum: "sha256-tree-v1:00".into(),
+                replaced: false,
+                files: 1,
+                bytes: 2048,
+                source_type: "http".into(),
+                source: "http://x".into(),
+                fetcher: attune::sources::FetcherFacts { name: "http".into(), version: "0".into(), sha256: "0".into() },
+                installation_id: 1,
+                activated: true,
+                ignored_runtime_requirements: vec![],
+            },
+        }
+    }
+
+    fn phase(r: &str, p: &'static str) -> SetEvent {
+        SetEvent::Pack { pack_ref: r.into(), version: "1.0.0".into(), event: InstallEvent::Phase(p) }
+    }
+
+    #[test]
+    fn a_line_per_pack_and_an_overall_bar() {
+        let d = SetDisplay::drawing_to(Mode::Terminal, false, ProgressDrawTarget::hidden());
+        let sink = d.sink();
+        let packs = vec![planned("base", "keep"), planned("left", "install"), planned("app", "install")];
+        sink(&SetEvent::Plan { spec: "app".into(), packs });
+        sink(&phase("left", "fetching"));
+        sink(&SetEvent::Pack {
+            pack_ref: "left".into(),
+            version: "1.0.0".into(),
+            event: InstallEvent::Staged { bytes: 1024, entries: 3 },
+        });
+        {
+            let st = d.state.lock().unwrap();
+            let overall = st.overall.as_ref().unwrap();
+            assert_eq!((overall.position(), overall.length()), (0, Some(2)));
+            assert_eq!(st.lines["base@1.0.0"].message(), "kept (already installed)");
+            assert_eq!(st.lines["left@1.0.0"].message(), "fetching 1.00 KiB in 3 files");
+            assert_eq!(st.lines["app@1.0.0"].message(), "queued");
+            assert_eq!(st.lines["app@1.0.0"].prefix(), "app@1.0.0");
+        }
+        sink(&done("left"));
+        sink(&phase("app", "fetching"));
+        sink(&SetEvent::Failed { pack_ref: "app".into(), version: "1.0.0".into(), error: "boom".into() });
+        sink(&SetEvent::RolledBack { pack_ref: "left".into(), version: "1.0.0".into(), error: None });
+        {
+            let st = d.state.lock().unwrap();
+            assert_eq!(st.overall.as_ref().unwrap().position(), 1);
+            assert_eq!(st.lines["left@1.0.0"].message(), "rolled back");
+            assert_eq!(st.lines["app@1.0.0"].message(), "failed");
+        }
+        d.finish(false);
+        assert!(d.state.lock().unwrap().lines.is_empty());
+    }
+
+    #[test]
+    fn json_lines_send_changes_only() {
+        let mut st = State::default();
+        let staged = |bytes| SetEvent::Pack {
+            pack_ref: "a".into(),
+            version: "1.0.0".into(),
+            event: InstallEvent::Staged { bytes, entries: 1 },
+        };
+        assert_eq!(st.json(&staged(10), false).unwrap()["bytes"], 10);
+        assert!(st.json(&staged(10), false).is_none(), "an unchanged count is not sent again");
+        assert_eq!(st.json(&staged(20), false).unwrap()["bytes"], 20);
+        let debug = SetEvent::Pack {
+            pack_ref: "a".into(),
+            version: "1.0.0".into(),
+            event: InstallEvent::Fetcher(Event::Log(LogLevel::Debug, "x".into())),
+        };
+        assert!(st.json(&debug, false).is_none());
+        assert_eq!(st.json(&debug, true).unwrap()["level"], "debug");
+        let skip =
+            SetEvent::Skipped { pack_ref: "b".into(), version: None, reason: Skip::SkipDeps { req: "^1".into() } };
+        assert_eq!(
+            st.json(&skip, false).unwrap(),
+            json!({"event": "skipped", "ref": "b", "reason": "skip-deps", "req": "^1"})
+        );
     }
 }
