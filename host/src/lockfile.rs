@@ -201,6 +201,9 @@ pub struct SyncOptions {
     pub offline: bool,
     pub allow_hosts: Vec<String>,
     pub allow_insecure_http: bool,
+    /// Install even when a pack's runtime requirements are not met here
+    /// (each install report lists what was ignored).
+    pub ignore_runtime_requirements: bool,
 }
 
 /// Makes this host match `lock`: checks every installed pack the lockfile
@@ -328,7 +331,7 @@ pub async fn sync_with(
                 origin: "the lockfile".into(),
             }),
             offline: options.offline,
-            ignore_runtime_requirements: false,
+            ignore_runtime_requirements: options.ignore_runtime_requirements,
         };
         let progress = events.as_ref().map(|e| set::for_pack(e, &want.pack_ref, &want.version));
         match crate::install::install(ctx, req, progress).await {

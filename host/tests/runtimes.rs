@@ -287,3 +287,28 @@ async fn the_api_refuses_an_unmet_runtime_with_422() {
     assert!(msg.contains("api_node@1.0.0 needs nodejs >=18 (pack.yaml dependencies.nodejs_version)"), "{msg}");
     assert_eq!(tokio::task::block_in_place(|| count_installed(&env)), "0");
 }
+
+#[test]
+fn sync_locked_checks_runtimes_and_takes_the_override() {
+    let env = Env::new();
+    let server = registry(&env);
+    env.run(&["index", "add", "main", &server.url("/index.json")]).success();
+    env.run(&["install", "future", "--ignore-runtime-requirements"]).success();
+    let lockfile = env.tmp.path().join("attune.lock");
+    env.run(&["lock", "--output", lockfile.to_str().unwrap()]).success();
+
+    let fresh = Env::new();
+    let out = fresh.run(&["sync", "--locked", "--file", lockfile.to_str().unwrap()]).failure();
+    assert!(
+        out.stderr.contains("future@1.0.0 needs python >=99 (pack.yaml dependencies.python_version)"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(count_installed(&fresh), "0");
+    let out = fresh
+        .run(&["sync", "--locked", "--file", lockfile.to_str().unwrap(), "--ignore-runtime-requirements"])
+        .success();
+    assert!(out.stderr.contains("warning: installed although runtime requirements are not met"), "{}", out.stderr);
+    assert!(out.stderr.contains("  future@1.0.0 needs python >=99"), "{}", out.stderr);
+    assert_eq!(count_installed(&fresh), "1");
+}

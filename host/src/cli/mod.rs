@@ -183,6 +183,10 @@ struct SyncArgs {
     /// Allow plain http:// to hosts that are not loopback.
     #[arg(long)]
     allow_insecure_http: bool,
+    /// Install even if this host's python / node do not meet a pack's runtime
+    /// requirements; says what it ignored.
+    #[arg(long, alias = "ignore-runtime")]
+    ignore_runtime_requirements: bool,
     #[command(flatten)]
     limits: LimitArgs,
 }
@@ -737,13 +741,20 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 offline: a.offline,
                 allow_hosts: a.allow_host.iter().chain(&file.allow_hosts).cloned().collect(),
                 allow_insecure_http: a.allow_insecure_http,
+                ignore_runtime_requirements: a.ignore_runtime_requirements,
             };
             // A set, as install by name: lines per pack and an overall bar, or JSON events.
             let mode = set_progress::Mode::pick(g.json, std::io::stderr().is_terminal());
             let set = set_progress::SetDisplay::start(mode, g.verbose);
             let result = attune::lockfile::sync_with(&ctx, &lock, &options, Some(set.sink())).await;
             set.finish(result.is_ok());
-            out.synced(&result?)?;
+            let report = result?;
+            out.synced(&report)?;
+            let mut ignored = Vec::new();
+            for r in &report.installed {
+                attune::runtimes::merge(&mut ignored, &r.ignored_runtime_requirements);
+            }
+            out.ignored_runtime_requirements(&ignored);
         }
         Command::Plugin(cmd) => plugin_command(&ctx, &out, cmd).await?,
         Command::Token(cmd) => token_command(&ctx, &out, cmd).await?,
