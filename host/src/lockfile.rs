@@ -201,6 +201,9 @@ pub struct SyncOptions {
     pub offline: bool,
     pub allow_hosts: Vec<String>,
     pub allow_insecure_http: bool,
+    /// Install even when a pack's runtime requirements are not met here
+    /// (each install report lists what was ignored).
+    pub ignore_runtime_requirements: bool,
 }
 
 /// Makes this host match `lock`: checks every installed pack the lockfile
@@ -214,6 +217,23 @@ pub async fn sync(
     options: &SyncOptions,
     progress: Option<crate::install::InstallProgress>,
 ) -> Result<SyncReport, Error> {
+    sync_with(ctx, lock, options, progress.map(crate::registry::progress::forward_to)).await
+}
+
+/// [`sync`], reporting pack by pack to `events` (the plan, each install's
+/// phases and end, kept packs, rollbacks, removals), as installs by name do.
+pub async fn sync_with(
+    ctx: &Context,
+    lock: &Lockfile,
+    options: &SyncOptions,
+    events: Option<crate::registry::progress::SetProgress>,
+) -> Result<SyncReport, Error> {
+    use crate::registry::progress::{self as set, SetEvent};
+    let emit = |e: SetEvent| {
+        if let Some(p) = &events {
+            p(&e)
+        }
+    };
     let installed = ctx.db.installed(&ctx.host).await?;
     let mut plan = Vec::new();
     for want in &lock.packs {
@@ -270,6 +290,25 @@ pub async fn sync(
     if options.dry_run {
         return Ok(report);
     }
+    let packs = report
+        .plan
+        .iter()
+        .map(|s| set::PlannedPack {
+            pack_ref: s.pack_ref.clone(),
+            version: s.version.clone(),
+            index: None,
+            action: match s.action {
+                Action::Keep => "keep",
+                Action::Install => "install",
+                Action::Remove => "remove",
+            },
+        })
+        .collect();
+    emit(SetEvent::Plan { spec: "the lockfile".into(), packs });
+    for s in report.plan.iter().filter(|s| s.action == Action::Keep) {
+        let (pack_ref, version) = (s.pack_ref.clone(), Some(s.version.clone()));
+        emit(SetEvent::Skipped { pack_ref, version, reason: set::Skip::AlreadyInstalled });
+    }
 
     for step in report.plan.iter().filter(|s| s.action == Action::Install) {
         let want =
@@ -292,18 +331,27 @@ pub async fn sync(
                 origin: "the lockfile".into(),
             }),
             offline: options.offline,
-            ignore_runtime_requirements: false,
+            ignore_runtime_requirements: options.ignore_runtime_requirements,
         };
-        match crate::install::install(ctx, req, progress.clone()).await {
-            Ok(r) => report.installed.push(r),
+        let progress = events.as_ref().map(|e| set::for_pack(e, &want.pack_ref, &want.version));
+        match crate::install::install(ctx, req, progress).await {
+            Ok(r) => {
+                emit(SetEvent::Done { report: r.clone() });
+                report.installed.push(r)
+            }
             Err(e) => {
+                let (pack_ref, version) = (want.pack_ref.clone(), want.version.clone());
+                emit(SetEvent::Failed { pack_ref, version, error: e.to_string() });
                 // All or nothing: what this run installed goes again.
                 for r in report.installed.iter().rev() {
                     let spec =
                         PackSpec { pack_ref: r.pack_ref.clone(), version: semver::Version::parse(&r.version).ok() };
-                    if let Err(u) = crate::ops::uninstall(ctx, &spec, Method::Cli, None, true).await {
+                    let outcome = crate::ops::uninstall(ctx, &spec, Method::Cli, None, true).await;
+                    if let Err(u) = &outcome {
                         tracing::warn!("{}@{}: could not roll back: {u}", r.pack_ref, r.version);
                     }
+                    let (pack_ref, version) = (r.pack_ref.clone(), r.version.clone());
+                    emit(SetEvent::RolledBack { pack_ref, version, error: outcome.err().map(|u| u.to_string()) });
                 }
                 return Err(match e {
                     Error::ChecksumMismatch { source_str, expected, actual } => {
@@ -317,6 +365,7 @@ pub async fn sync(
     for step in report.plan.iter().filter(|s| s.action == Action::Remove) {
         let spec = PackSpec { pack_ref: step.pack_ref.clone(), version: semver::Version::parse(&step.version).ok() };
         report.removed.push(crate::ops::uninstall(ctx, &spec, Method::Cli, None, true).await?);
+        emit(SetEvent::Removed { pack_ref: step.pack_ref.clone(), version: step.version.clone() });
     }
     Ok(report)
 }

@@ -249,3 +249,66 @@ fn a_local_pack_is_checked_from_its_pack_yaml_before_it_is_published() {
     run_with(&env, &[("ATTUNE_NODE", &node)], &["install", good.to_str().unwrap()]).success();
     assert_eq!(count_installed(&env), "1");
 }
+
+/// `attune serve` checks too: a pack whose runtime is missing is a 422
+/// `runtime_requirements`, and nothing is installed.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_api_refuses_an_unmet_runtime_with_422() {
+    use std::io::BufRead as _;
+    let env = Env::new();
+    let t = env.run(&["token", "create", "--name", "ci", "--scope", "install"]).success().stdout.trim().to_string();
+    let allowed = env.tmp.path().join("src");
+    let dir = pack(&env, "api_node", "1.0.0", "dependencies:\n  nodejs_version: \">=18\"\n");
+    let nowhere = env.tmp.path().join("no-such-node");
+    let mut child = env
+        .cmd()
+        .env("ATTUNE_NODE", &nowhere)
+        .args(["serve", "--listen", "127.0.0.1:0", "--allow-local-source", allowed.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    let base = first.trim().strip_prefix("listening on ").unwrap().to_string();
+    let r = reqwest::Client::new()
+        .post(format!("{base}/api/v1/packs/install?wait=true"))
+        .bearer_auth(&t)
+        .json(&json!({ "source": dir }))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let v: serde_json::Value = r.json().await.unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(status, 422, "{v}");
+    assert_eq!(v["error"]["code"], "runtime_requirements", "{v}");
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("api_node@1.0.0 needs nodejs >=18 (pack.yaml dependencies.nodejs_version)"), "{msg}");
+    assert_eq!(tokio::task::block_in_place(|| count_installed(&env)), "0");
+}
+
+#[test]
+fn sync_locked_checks_runtimes_and_takes_the_override() {
+    let env = Env::new();
+    let server = registry(&env);
+    env.run(&["index", "add", "main", &server.url("/index.json")]).success();
+    env.run(&["install", "future", "--ignore-runtime-requirements"]).success();
+    let lockfile = env.tmp.path().join("attune.lock");
+    env.run(&["lock", "--output", lockfile.to_str().unwrap()]).success();
+
+    let fresh = Env::new();
+    let out = fresh.run(&["sync", "--locked", "--file", lockfile.to_str().unwrap()]).failure();
+    assert!(
+        out.stderr.contains("future@1.0.0 needs python >=99 (pack.yaml dependencies.python_version)"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(count_installed(&fresh), "0");
+    let out = fresh
+        .run(&["sync", "--locked", "--file", lockfile.to_str().unwrap(), "--ignore-runtime-requirements"])
+        .success();
+    assert!(out.stderr.contains("warning: installed although runtime requirements are not met"), "{}", out.stderr);
+    assert!(out.stderr.contains("  future@1.0.0 needs python >=99"), "{}", out.stderr);
+    assert_eq!(count_installed(&fresh), "1");
+}

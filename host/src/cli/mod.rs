@@ -32,6 +32,7 @@ mod indexes;
 mod output;
 mod progress;
 mod publish;
+mod set_progress;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -183,6 +184,10 @@ struct SyncArgs {
     /// Allow plain http:// to hosts that are not loopback.
     #[arg(long)]
     allow_insecure_http: bool,
+    /// Install even if this host's python / node do not meet a pack's runtime
+    /// requirements; says what it ignored.
+    #[arg(long, alias = "ignore-runtime")]
+    ignore_runtime_requirements: bool,
     #[command(flatten)]
     limits: LimitArgs,
 }
@@ -624,16 +629,20 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     );
                 }
                 let cache_dir = s.cache_dir.clone().expect("the CLI always sets a cache dir");
-                let result = attune::registry::admin::install_by_name(
+                // A set: one line per pack and an overall bar, or JSON events (set_progress.rs).
+                bar.finish();
+                let mode = set_progress::Mode::pick(g.json, std::io::stderr().is_terminal());
+                let set = set_progress::SetDisplay::start(mode, g.verbose);
+                let result = attune::registry::admin::install_by_name_with(
                     &ctx,
                     &cache_dir,
                     &a.source,
                     req,
-                    Some(bar.sink()),
+                    Some(set.sink()),
                     a.skip_deps,
                 )
                 .await;
-                bar.finish();
+                set.finish(result.is_ok());
                 indexes::installed_by_name(&out, &result?)?;
                 return Ok(ExitCode::SUCCESS);
             }
@@ -741,11 +750,20 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 offline: a.offline,
                 allow_hosts: a.allow_host.iter().chain(&file.allow_hosts).cloned().collect(),
                 allow_insecure_http: a.allow_insecure_http,
+                ignore_runtime_requirements: a.ignore_runtime_requirements,
             };
-            let bar = progress::Bar::start(!g.json && std::io::stderr().is_terminal(), g.verbose);
-            let result = attune::lockfile::sync(&ctx, &lock, &options, Some(bar.sink())).await;
-            bar.finish();
-            out.synced(&result?)?;
+            // A set, as install by name: lines per pack and an overall bar, or JSON events.
+            let mode = set_progress::Mode::pick(g.json, std::io::stderr().is_terminal());
+            let set = set_progress::SetDisplay::start(mode, g.verbose);
+            let result = attune::lockfile::sync_with(&ctx, &lock, &options, Some(set.sink())).await;
+            set.finish(result.is_ok());
+            let report = result?;
+            out.synced(&report)?;
+            let mut ignored = Vec::new();
+            for r in &report.installed {
+                attune::runtimes::merge(&mut ignored, &r.ignored_runtime_requirements);
+            }
+            out.ignored_runtime_requirements(&ignored);
         }
         Command::Plugin(cmd) => plugin_command(&ctx, &out, cmd).await?,
         Command::Token(cmd) => token_command(&ctx, &out, cmd).await?,

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use super::progress::{PlannedPack, SetEvent, SetProgress, Skip};
 use super::{Index, PackRequest, RegistryError, Resolved};
 use crate::context::Context;
 use crate::db::{IndexFetch, IndexRow};
@@ -300,7 +301,27 @@ pub struct DependencyOutcome {
 
 /// Installs one resolved version through the pipeline, held to the index's
 /// checksum and to its ref@version claim.
+///
+/// Reports its phases, and its end (done or failed), to `events`.
 async fn install_resolved(
+    ctx: &Context,
+    resolved: &Resolved,
+    base: &InstallRequest,
+    events: Option<&SetProgress>,
+) -> Result<(InstallReport, Option<String>), Error> {
+    let (r, v) = (&resolved.pack.pack_ref, resolved.pack.version.to_string());
+    let progress = events.map(|e| super::progress::for_pack(e, r, &v));
+    let result = install_resolved_quietly(ctx, resolved, base, progress).await;
+    if let Some(e) = events {
+        e(&match &result {
+            Ok((report, _)) => SetEvent::Done { report: report.clone() },
+            Err(err) => SetEvent::Failed { pack_ref: r.clone(), version: v.clone(), error: err.to_string() },
+        });
+    }
+    result
+}
+
+async fn install_resolved_quietly(
     ctx: &Context,
     resolved: &Resolved,
     base: &InstallRequest,
@@ -374,12 +395,42 @@ pub async fn install_by_name(
     progress: Option<install::InstallProgress>,
     skip_deps: bool,
 ) -> Result<NamedInstall, Error> {
+    let events = progress.map(super::progress::forward_to);
+    install_by_name_with(ctx, cache_dir, spec, base, events, skip_deps).await
+}
+
+/// [`install_by_name`], reporting the set pack by pack to `events`: the plan,
+/// each pack's phases and end, the dependencies left alone, and any rollback.
+pub async fn install_by_name_with(
+    ctx: &Context,
+    cache_dir: &Path,
+    spec: &str,
+    base: InstallRequest,
+    events: Option<SetProgress>,
+    skip_deps: bool,
+) -> Result<NamedInstall, Error> {
+    let emit = |e: SetEvent| {
+        if let Some(p) = &events {
+            p(&e)
+        }
+    };
+    let planned = |r: &Resolved, installed: bool| PlannedPack {
+        pack_ref: r.pack.pack_ref.clone(),
+        version: r.pack.version.to_string(),
+        index: Some(r.index.clone()),
+        action: if installed { "keep" } else { "install" },
+    };
     let request = PackRequest::parse(spec)?;
     let indexes = load_all(ctx, cache_dir).await?;
     if skip_deps {
         let resolved = super::resolve(&indexes, &request)?;
         let mut ignored = crate::runtimes::check_set(ctx, [&resolved], base.ignore_runtime_requirements).await?;
-        let (install, expected_checksum) = install_resolved(ctx, &resolved, &base, progress).await?;
+        emit(SetEvent::Plan { spec: request.text.clone(), packs: vec![planned(&resolved, false)] });
+        for d in &resolved.pack.dependencies {
+            let reason = Skip::SkipDeps { req: d.req.to_string() };
+            emit(SetEvent::Skipped { pack_ref: d.pack_ref.clone(), version: None, reason });
+        }
+        let (install, expected_checksum) = install_resolved(ctx, &resolved, &base, events.as_ref()).await?;
         crate::runtimes::merge(&mut ignored, &install.ignored_runtime_requirements);
         let skipped_dependencies = resolved.pack.dependencies.clone();
         // URL dependencies have no ref for `skipped_dependencies`: say so here.
@@ -408,6 +459,8 @@ pub async fn install_by_name(
     let to_install = steps.iter().filter(|s| !s.installed).map(|s| &s.resolved);
     let mut ignored = crate::runtimes::check_set(ctx, to_install, base.ignore_runtime_requirements).await?;
     let warnings: Vec<String> = steps.iter().flat_map(super::deps::Step::unresolved_warnings).collect();
+    let packs = steps.iter().map(|s| planned(&s.resolved, s.installed)).collect();
+    emit(SetEvent::Plan { spec: request.text.clone(), packs });
     let last = steps.pop().expect("the set holds at least the requested pack");
     let mut dependencies = Vec::new();
     // Packs this run installed, to take back out if a later one fails.
@@ -418,6 +471,8 @@ pub async fn install_by_name(
         let r = &step.resolved;
         let label = format!("{}@{}", r.pack.pack_ref, r.pack.version);
         if step.installed {
+            let (pack_ref, version) = (r.pack.pack_ref.clone(), Some(r.pack.version.to_string()));
+            emit(SetEvent::Skipped { pack_ref, version, reason: Skip::AlreadyInstalled });
             dependencies.push(DependencyOutcome {
                 pack_ref: r.pack.pack_ref.clone(),
                 version: r.pack.version.to_string(),
@@ -427,7 +482,7 @@ pub async fn install_by_name(
             });
             continue;
         }
-        match install_resolved(ctx, r, &dep_base, progress.clone()).await {
+        match install_resolved(ctx, r, &dep_base, events.as_ref()).await {
             Ok((report, expected)) => {
                 crate::runtimes::merge(&mut ignored, &report.ignored_runtime_requirements);
                 added.push((report.pack_ref.clone(), report.version.clone()));
@@ -447,7 +502,7 @@ pub async fn install_by_name(
     }
     let result = match failure {
         Some(f) => Err(f),
-        None => install_resolved(ctx, &last.resolved, &base, progress)
+        None => install_resolved(ctx, &last.resolved, &base, events.as_ref())
             .await
             .map_err(|e| (format!("{}@{}", last.resolved.pack.pack_ref, last.resolved.pack.version), e)),
     };
@@ -470,10 +525,13 @@ pub async fn install_by_name(
             let mut rolled_back = Vec::new();
             for (r, v) in added.iter().rev() {
                 let spec = crate::ops::PackSpec { pack_ref: r.clone(), version: v.parse().ok() };
-                match crate::ops::uninstall(ctx, &spec, base.method, base.api_token.as_deref(), true).await {
-                    Ok(_) => rolled_back.push(format!("{r}@{v}")),
-                    Err(e) => rolled_back.push(format!("{r}@{v} (could not be removed: {e})")),
-                }
+                let outcome = crate::ops::uninstall(ctx, &spec, base.method, base.api_token.as_deref(), true).await;
+                let not_removed = outcome.err().map(|e| e.to_string());
+                rolled_back.push(match &not_removed {
+                    None => format!("{r}@{v}"),
+                    Some(e) => format!("{r}@{v} (could not be removed: {e})"),
+                });
+                emit(SetEvent::RolledBack { pack_ref: r.clone(), version: v.clone(), error: not_removed });
             }
             Err(RegistryError::SetFailed { spec: request.text, failed, error: error.to_string(), rolled_back }.into())
         }

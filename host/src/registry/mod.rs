@@ -18,6 +18,7 @@ pub mod attune_format;
 pub mod dep_spec;
 pub mod deps;
 pub mod exchange;
+pub mod progress;
 pub mod publish;
 
 use std::collections::BTreeMap;
