@@ -45,9 +45,39 @@ pub struct InstallRequest {
     /// cache (by the expected `sha256:…`, or by what its URL served last),
     /// and anything that is not cached fails naming what is missing.
     pub offline: bool,
+    /// The ref to record as asked for when `reference` is only how the
+    /// source is fetched (`sync --locked` fetches a lockfile's commit but
+    /// records the tag it was first installed from).
+    pub record_reference: Option<String>,
     /// Install even when the pack's runtime requirements (python / node
     /// versions) are not met here; the report lists what was ignored.
     pub ignore_runtime_requirements: bool,
+}
+
+impl InstallRequest {
+    /// A request for `source` with every option at its default (no force,
+    /// nothing expected, no extra hosts or plugins, online); callers set
+    /// what they need with struct update syntax, so a new option touches
+    /// only the callers that use it.
+    pub fn new(source: impl Into<String>, limits: Limits, method: Method) -> InstallRequest {
+        InstallRequest {
+            source: source.into(),
+            force: false,
+            expected_checksum: None,
+            limits,
+            method,
+            plugin_file: None,
+            plugin: None,
+            allow_hosts: vec![],
+            reference: None,
+            allow_insecure_http: false,
+            api_token: None,
+            expected_pack: None,
+            offline: false,
+            ignore_runtime_requirements: false,
+            record_reference: None,
+        }
+    }
 }
 
 /// What an index says a source holds.
@@ -277,7 +307,7 @@ pub async fn install(
         version: version.to_string(),
         source_type: source.kind().as_str().to_string(),
         source: source.display(),
-        requested_ref: req.reference.clone(),
+        requested_ref: req.record_reference.clone().or_else(|| req.reference.clone()),
         resolved_commit: fetched.result.resolved_commit.clone().or(cached_commit),
         checksum: tree.digest.to_string(),
         checksum_algorithm: tree.algorithm.name().to_string(),

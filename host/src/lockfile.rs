@@ -314,17 +314,13 @@ pub async fn sync_with(
         let want =
             lock.packs.iter().find(|p| p.pack_ref == step.pack_ref && p.version == step.version).expect("planned");
         let req = InstallRequest {
-            source: want.install_source(),
-            force: false,
             expected_checksum: Some(want.checksum.parse::<Checksum>().expect("checked when read")),
-            limits: ctx.limits,
-            method: Method::Cli,
-            plugin_file: None,
-            plugin: None,
             allow_hosts: options.allow_hosts.clone(),
+            // Fetched at the locked commit, recorded as first asked for, so
+            // this host's lockfile comes out the same.
             reference: want.resolved_commit.clone(),
+            record_reference: want.requested_ref.clone(),
             allow_insecure_http: options.allow_insecure_http,
-            api_token: None,
             expected_pack: Some(ExpectedPack {
                 pack_ref: want.pack_ref.clone(),
                 version: want.version.clone(),
@@ -332,6 +328,7 @@ pub async fn sync_with(
             }),
             offline: options.offline,
             ignore_runtime_requirements: options.ignore_runtime_requirements,
+            ..InstallRequest::new(want.install_source(), ctx.limits, Method::Cli)
         };
         let progress = events.as_ref().map(|e| set::for_pack(e, &want.pack_ref, &want.version));
         match crate::install::install(ctx, req, progress).await {

@@ -71,7 +71,7 @@ fn lock_then_sync_on_a_wiped_host_reproduces_the_same_trees(db: Backend) {
     let local = env.make_pack("from_dir", "0.1.0");
 
     env.run(&["install", &web.url("/from_web-1.2.0.tgz")]).success();
-    env.run(&["install", &format!("git+{}", repo.url("from_git.git"))]).success();
+    env.run(&["install", &format!("git+{}", repo.url("from_git.git")), "--ref", "main"]).success();
     env.run(&["install", local.to_str().unwrap()]).success();
     let (path, lockfile) = lock(&env);
     assert_eq!(lockfile["version"].as_integer(), Some(1));
@@ -94,6 +94,9 @@ fn lock_then_sync_on_a_wiped_host_reproduces_the_same_trees(db: Backend) {
     let (_, again) = lock(&fresh);
     assert_eq!(locked(&again), packs, "the same refs, versions and tree checksums");
     assert_eq!(again["pack"][1]["resolved_commit"], lockfile["pack"][1]["resolved_commit"]);
+    // Fetched at the locked commit, recorded as asked for: the lockfiles match.
+    assert_eq!(lockfile["pack"][1]["requested_ref"].as_str(), Some("main"));
+    assert_eq!(again["pack"], lockfile["pack"]);
 
     // A second sync leaves everything alone.
     let r = fresh.run(&["--json", "sync", "--locked", "--file", path.to_str().unwrap()]).success().json();

@@ -182,20 +182,12 @@ pub async fn install(
         false => st.local.check(&st.ctx, &body.source).await?,
     };
     let req = InstallRequest {
-        source,
         force: body.force,
         expected_checksum: expected,
-        limits: st.ctx.limits,
-        method: Method::Api,
-        plugin_file: None,
-        plugin: None,
         allow_hosts: st.allow_hosts.clone(),
         reference: body.ref_spec.clone(),
-        allow_insecure_http: false,
         api_token: Some(caller.name.clone()),
-        expected_pack: None,
-        offline: false,
-        ignore_runtime_requirements: false,
+        ..InstallRequest::new(source, st.ctx.limits, Method::Api)
     };
     let work = match named {
         true => Work::Named { spec: body.source.clone(), base: req, skip_deps: body.skip_deps },
@@ -329,20 +321,9 @@ pub async fn upgrade(
         to: body.to,
         from: None,
         base: InstallRequest {
-            source: String::new(),
-            force: false,
-            expected_checksum: None,
-            limits: st.ctx.limits,
-            method: Method::Api,
-            plugin_file: None,
-            plugin: None,
             allow_hosts: st.allow_hosts.clone(),
-            reference: None,
-            allow_insecure_http: false,
             api_token: Some(caller.name.clone()),
-            expected_pack: None,
-            offline: false,
-            ignore_runtime_requirements: false,
+            ..InstallRequest::new("", st.ctx.limits, Method::Api)
         },
     };
     submit(&st, Work::Upgrade(req), &caller.name, q.wait, StatusCode::OK).await

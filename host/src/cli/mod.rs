@@ -602,20 +602,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .map(|c| c.parse::<Checksum>().with_context(|| format!("--checksum {c:?}")))
                 .transpose()?;
             let req = InstallRequest {
-                source: a.source.clone(),
                 force: a.force,
                 expected_checksum: expected,
-                limits: s.limits,
-                method: Method::Cli,
                 plugin_file: a.plugin_file.clone(),
                 plugin: a.plugin.clone(),
                 allow_hosts: a.allow_host.iter().chain(&file.allow_hosts).cloned().collect(),
                 allow_insecure_http: a.allow_insecure_http,
                 reference: a.reference.clone(),
-                api_token: None,
-                expected_pack: None,
                 offline: a.offline,
                 ignore_runtime_requirements: a.ignore_runtime_requirements,
+                ..InstallRequest::new(a.source.clone(), s.limits, Method::Cli)
             };
             let bar = progress::Bar::start(!g.json && std::io::stderr().is_terminal(), g.verbose);
             if attune::registry::is_spec(&a.source) {
@@ -697,20 +693,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 );
             }
             let base = InstallRequest {
-                source: String::new(),
-                force: false,
-                expected_checksum: None,
-                limits: s.limits,
-                method: Method::Cli,
-                plugin_file: None,
-                plugin: None,
                 allow_hosts: a.allow_host.iter().chain(&file.allow_hosts).cloned().collect(),
                 allow_insecure_http: a.allow_insecure_http,
-                reference: None,
-                api_token: None,
-                expected_pack: None,
-                offline: false,
-                ignore_runtime_requirements: false,
+                ..InstallRequest::new("", s.limits, Method::Cli)
             };
             let req = attune::upgrade::UpgradeRequest { pack_ref: spec.pack_ref, to: a.to, from: a.from, base };
             let cache_dir = s.cache_dir.clone().expect("the CLI always sets a cache dir");
