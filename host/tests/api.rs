@@ -747,7 +747,6 @@ async fn the_openapi_document_matches_the_server() {
 /// An index on a loopback HTTP server: `tool` 1.0.0 (needing `libx@^1`),
 /// 1.1.0 and 2.0.0, and `libx` 1.0.0, all archives held to their SHA-256.
 fn tool_index(env: &Env) -> http_server::Server {
-    use sha2::Digest;
     let server = http_server::Server::start("127.0.0.1");
     let mut entries = Vec::new();
     for (name, v, deps) in [
@@ -758,18 +757,12 @@ fn tool_index(env: &Env) -> http_server::Server {
     ] {
         let bytes = common::tgz(&env.make_pack(name, v));
         let path = format!("/{name}-{v}.tgz");
-        entries.push(json!({
-            "ref": name, "label": name, "description": "for tests", "version": v, "author": "Tests",
-            "license": "Apache-2.0", "keywords": [], "runtime_deps": ["shell"],
-            "install_sources": [{"type": "archive", "url": server.url(&path),
-                                 "checksum": format!("sha256:{}", hex::encode(sha2::Sha256::digest(&bytes)))}],
-            "contents": {}, "dependencies": {"packs": deps}
-        }));
+        let mut e = common::index::archive_entry(name, v, &server.url(&path), &bytes, true);
+        e["dependencies"] = json!({"packs": deps});
+        entries.push(e);
         server.route(&path, http_server::Route::File(bytes));
     }
-    let index = json!({"registry_name": "Test", "registry_url": "http://127.0.0.1/", "version": "1.0",
-                       "last_updated": "2026-01-01T00:00:00Z", "packs": entries});
-    server.route("/index.json", http_server::Route::File(serde_json::to_vec(&index).unwrap()));
+    server.route("/index.json", http_server::Route::File(common::index::document(entries)));
     env.run(&["index", "add", "main", &server.url("/index.json")]).success();
     server
 }

@@ -11,10 +11,9 @@ mod http_server;
 
 use std::collections::BTreeSet;
 
-use common::{Env, Out, tgz};
+use common::{Env, Out, index, tgz};
 use http_server::{Route, Server};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 fn registry(env: &Env) -> Server {
     let server = Server::start("127.0.0.1");
@@ -22,13 +21,9 @@ fn registry(env: &Env) -> Server {
     let mut add = |name: &str, v: &str, ranges: Value, good: bool| {
         let bytes = tgz(&env.make_pack(name, v));
         let path = format!("/{name}-{v}.tgz");
-        let sum = if good { hex::encode(Sha256::digest(&bytes)) } else { "0".repeat(64) };
-        entries.push(json!({
-            "ref": name, "label": name, "description": "progress test", "version": v,
-            "author": "Tests", "license": "Apache-2.0", "keywords": [], "runtime_deps": ["shell"],
-            "install_sources": [{"type": "archive", "url": server.url(&path), "checksum": format!("sha256:{sum}")}],
-            "contents": {}, "dependencies": {"packs": []}, "meta": {"x_attune": {"dependencies": ranges}},
-        }));
+        let mut e = index::archive_entry(name, v, &server.url(&path), &bytes, good);
+        e["meta"] = json!({"x_attune": {"dependencies": ranges}});
+        entries.push(e);
         server.route(&path, Route::File(bytes));
     };
     add("app", "1.0.0", json!({"left": "^1", "right": "^1"}), true);
@@ -39,11 +34,7 @@ fn registry(env: &Env) -> Server {
     add("fragile", "1.0.0", json!({"base": "~1.1", "zbad": "^1"}), true);
     add("zbad", "1.0.0", json!({}), false);
     add("user", "1.0.0", json!({"base": "^1"}), true);
-    let index = json!({
-        "registry_name": "Progress Tests", "registry_url": "http://127.0.0.1/", "version": "1.0",
-        "last_updated": "2026-01-01T00:00:00Z", "packs": entries
-    });
-    server.route("/index.json", Route::File(serde_json::to_vec(&index).unwrap()));
+    server.route("/index.json", Route::File(index::document(entries)));
     server
 }
 

@@ -11,6 +11,7 @@ mod http_server;
 
 use std::path::{Path, PathBuf};
 
+use common::index::{document as attune_index, entry as attune_entry, sha256_hex};
 use common::{Env, listing, query, tgz};
 use git_server::{GitServer, git};
 use http_server::{Route, Server};
@@ -27,10 +28,6 @@ fn plain_pack(env: &Env, name: &str, version: &str) -> PathBuf {
     std::fs::create_dir_all(dir.join("lib")).unwrap();
     std::fs::write(dir.join("lib/util.py"), "X = 1\n").unwrap();
     dir
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
 }
 
 /// Attune's directory checksum, written here again from its definition (not
@@ -67,24 +64,6 @@ fn tree_checksum(env: &Env, path: &Path) -> String {
         .as_str()
         .unwrap()
         .to_string()
-}
-
-fn attune_entry(pack_ref: &str, version: &str, sources: serde_json::Value) -> serde_json::Value {
-    json!({
-        "ref": pack_ref, "label": pack_ref, "description": format!("{pack_ref} for tests"), "version": version,
-        "author": "Tests", "license": "Apache-2.0", "keywords": [], "runtime_deps": ["shell"],
-        "install_sources": sources,
-        "contents": {"actions": [], "sensors": [], "triggers": [], "rules": [], "workflows": []},
-        "dependencies": {"packs": []}
-    })
-}
-
-fn attune_index(entries: Vec<serde_json::Value>) -> Vec<u8> {
-    serde_json::to_vec_pretty(&json!({
-        "registry_name": "Test Registry", "registry_url": "http://127.0.0.1/", "version": "1.0",
-        "last_updated": "2026-01-01T00:00:00Z", "packs": entries
-    }))
-    .unwrap()
 }
 
 /// An HTTP server with `core_utils` 1.4.2, 1.5.0 and 2.0.0-rc.1 as archives,

@@ -10,10 +10,9 @@ mod http_server;
 
 use std::path::{Path, PathBuf};
 
-use common::{Env, Out, listing, query, tgz};
+use common::{Env, Out, index, listing, query, tgz};
 use http_server::{Route, Server};
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
 /// A pack folder whose pack.yaml adds `extra` (YAML lines) to name and version.
 fn pack(env: &Env, name: &str, version: &str, extra: &str) -> PathBuf {
@@ -70,24 +69,17 @@ fn registry(env: &Env) -> Server {
         yaml.push_str(&format!("runtime_deps: {}\n", json!(runtime_deps)));
         let bytes = tgz(&pack(env, name, "1.0.0", &yaml));
         let path = format!("/{name}-1.0.0.tgz");
-        let sum = hex::encode(Sha256::digest(&bytes));
-        entries.push(json!({
-            "ref": name, "label": name, "description": "runtime test", "version": "1.0.0",
-            "author": "Tests", "license": "Apache-2.0", "keywords": [], "runtime_deps": runtime_deps,
-            "install_sources": [{"type": "archive", "url": server.url(&path), "checksum": format!("sha256:{sum}")}],
-            "contents": {}, "dependencies": {"python_version": python, "nodejs_version": node, "packs": deps},
-        }));
+        let mut e = index::archive_entry(name, "1.0.0", &server.url(&path), &bytes, true);
+        e["runtime_deps"] = json!(runtime_deps);
+        e["dependencies"] = json!({"python_version": python, "nodejs_version": node, "packs": deps});
+        entries.push(e);
         server.route(&path, Route::File(bytes));
     };
     add("webhook", None, Some(">=18"), &["nodejs", "shell"], &[]);
     add("future", Some(">=99"), None, &["python3"], &[]);
     add("scripts", Some(">=3.6"), None, &["python3", "shell"], &[]);
     add("app", Some(">=99"), None, &["shell"], &["webhook", "scripts"]);
-    let index = json!({
-        "registry_name": "Runtime Tests", "registry_url": "http://127.0.0.1/", "version": "1.0",
-        "last_updated": "2026-01-01T00:00:00Z", "packs": entries
-    });
-    server.route("/index.json", Route::File(serde_json::to_vec(&index).unwrap()));
+    server.route("/index.json", Route::File(index::document(entries)));
     server
 }
 

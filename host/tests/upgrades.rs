@@ -6,10 +6,8 @@ mod common;
 #[path = "common/http_server.rs"]
 mod http_server;
 
-use common::{Backend, Env, query, tgz};
+use common::{Backend, Env, index, query, tgz};
 use http_server::{Route, Server};
-use serde_json::json;
-use sha2::{Digest, Sha256};
 
 on_both_backends!(
     sync:
@@ -21,16 +19,6 @@ on_both_backends!(
     packs_installed_before_active_versions_get_their_highest_version_active,
 );
 
-fn entry(pack_ref: &str, version: &str, url: String, checksum: String) -> serde_json::Value {
-    json!({
-        "ref": pack_ref, "label": pack_ref, "description": "for tests", "version": version,
-        "author": "Tests", "license": "Apache-2.0", "keywords": [], "runtime_deps": ["shell"],
-        "install_sources": [{"type": "archive", "url": url, "checksum": checksum}],
-        "contents": {"actions": [], "sensors": [], "triggers": [], "rules": [], "workflows": []},
-        "dependencies": {"packs": []}
-    })
-}
-
 /// An index serving `tool` at each of `good` versions, and at each of `bad`
 /// versions with an archive whose bytes do not match the index's checksum.
 fn registry(env: &Env, good: &[&str], bad: &[&str]) -> Server {
@@ -39,15 +27,10 @@ fn registry(env: &Env, good: &[&str], bad: &[&str]) -> Server {
     for (v, ok) in good.iter().map(|v| (v, true)).chain(bad.iter().map(|v| (v, false))) {
         let bytes = tgz(&env.make_pack("tool", v));
         let path = format!("/tool-{v}.tgz");
-        let sum = if ok { hex::encode(Sha256::digest(&bytes)) } else { "0".repeat(64) };
-        entries.push(entry("tool", v, server.url(&path), format!("sha256:{sum}")));
+        entries.push(index::archive_entry("tool", v, &server.url(&path), &bytes, ok));
         server.route(&path, Route::File(bytes));
     }
-    let index = json!({
-        "registry_name": "Test", "registry_url": "http://127.0.0.1/", "version": "1.0",
-        "last_updated": "2026-01-01T00:00:00Z", "packs": entries
-    });
-    server.route("/index.json", Route::File(serde_json::to_vec(&index).unwrap()));
+    server.route("/index.json", Route::File(index::document(entries)));
     env.run(&["index", "add", "main", &server.url("/index.json")]).success();
     server
 }

@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+pub mod index;
 pub mod postgres;
 
 /// The metadata database a test runs against.
