@@ -45,7 +45,7 @@ pub enum RuntimesError {
     #[error(
         "runtime requirements are not met, so nothing was installed:\n{}\n\
          install the missing interpreters (or point attune at them with ATTUNE_PYTHON / ATTUNE_NODE, or \
-         `python` / `node` in the config), or pass {IGNORE_FLAG} (install, sync --locked) to install anyway",
+         `python` / `node` in the config), or pass {IGNORE_FLAG} (install, upgrade, sync --locked) to install anyway",
         .problems.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n")
     )]
     NotMet { problems: Vec<Problem> },

@@ -191,6 +191,10 @@ pub struct UpgradeReport {
     pub installed: bool,
     /// Dependencies this upgrade installed.
     pub dependencies: Vec<String>,
+    /// With `--ignore-runtime-requirements`: what the new version needs that
+    /// this host lacks.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ignored_runtime_requirements: Vec<String>,
 }
 
 /// `attune upgrade`: see the module docs.
@@ -235,10 +239,12 @@ async fn upgrade_locked(
         upgraded: false,
         installed: false,
         dependencies: vec![],
+        ignored_runtime_requirements: vec![],
     };
 
     // 1. The new version: installed by this upgrade (`ours`) or already there.
     let mut deps_added: Vec<String> = Vec::new();
+    let mut ignored: Vec<String> = Vec::new();
     let (new_v, ours) = match &req.from {
         Some(source) => {
             let r = InstallRequest { source: source.clone(), force: false, ..req.base.clone() };
@@ -255,6 +261,7 @@ async fn upgrade_locked(
                         }
                         .into());
                     }
+                    ignored = report.ignored_runtime_requirements;
                     (v, true)
                 }
                 Err(Error::AlreadyInstalled { pack_ref: r, version, .. }) if r == pack_ref => {
@@ -296,6 +303,7 @@ async fn upgrade_locked(
                             .filter(|d| d.action == "installed")
                             .map(|d| format!("{}@{}", d.pack_ref, d.version))
                             .collect();
+                        ignored = named.ignored_runtime_requirements;
                         (target, true)
                     }
                     Err(e) => {
@@ -317,6 +325,7 @@ async fn upgrade_locked(
                 upgraded: true,
                 installed: ours,
                 dependencies: deps_added,
+                ignored_runtime_requirements: ignored,
             });
         }
         Err(step) => step,

@@ -271,13 +271,41 @@ async fn the_api_refuses_an_unmet_runtime_with_422() {
         .unwrap();
     let status = r.status().as_u16();
     let v: serde_json::Value = r.json().await.unwrap();
+    // The override, over the API as on the CLI.
+    let r = reqwest::Client::new()
+        .post(format!("{base}/api/v1/packs/install?wait=true"))
+        .bearer_auth(&t)
+        .json(&json!({ "source": dir, "ignore_runtime_requirements": true }))
+        .send()
+        .await
+        .unwrap();
+    let overridden = (r.status().as_u16(), r.json::<serde_json::Value>().await.unwrap());
     let _ = child.kill();
     let _ = child.wait();
     assert_eq!(status, 422, "{v}");
     assert_eq!(v["error"]["code"], "runtime_requirements", "{v}");
     let msg = v["error"]["message"].as_str().unwrap();
     assert!(msg.contains("api_node@1.0.0 needs nodejs >=18 (pack.yaml dependencies.nodejs_version)"), "{msg}");
-    assert_eq!(tokio::task::block_in_place(|| count_installed(&env)), "0");
+    let (status, v) = overridden;
+    assert_eq!(status, 201, "{v}");
+    assert!(v["ignored_runtime_requirements"][0].as_str().is_some_and(|s| s.contains("nodejs >=18")), "{v}");
+}
+
+#[test]
+fn upgrade_checks_runtimes_and_takes_the_override() {
+    let env = Env::new();
+    env.run(&["install", pack(&env, "tool", "1.0.0", "").to_str().unwrap()]).success();
+    let next = pack(&env, "tool", "2.0.0", "dependencies:\n  python_version: \">=99\"\n");
+    let out = env.run(&["upgrade", "tool", "--from", next.to_str().unwrap()]).failure();
+    assert!(out.stderr.contains("tool@2.0.0 needs python >=99"), "{}", out.stderr);
+    assert!(out.stderr.contains("(install, upgrade, sync --locked)"), "{}", out.stderr);
+    assert!(out.stderr.contains("1.0.0 stays active"), "{}", out.stderr);
+    let j = env
+        .run(&["upgrade", "tool", "--from", next.to_str().unwrap(), "--ignore-runtime-requirements", "--json"])
+        .success()
+        .json();
+    assert_eq!((j["from"].as_str(), j["to"].as_str()), (Some("1.0.0"), Some("2.0.0")), "{j}");
+    assert!(j["ignored_runtime_requirements"][0].as_str().is_some_and(|s| s.contains("python >=99")), "{j}");
 }
 
 #[test]

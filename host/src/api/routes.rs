@@ -149,6 +149,10 @@ pub struct InstallBody {
     pub skip_deps: bool,
     #[serde(default)]
     pub checksum: Option<String>,
+    /// Install even if this host's python / node do not meet the pack's
+    /// runtime requirements (the report lists what was ignored).
+    #[serde(default)]
+    pub ignore_runtime_requirements: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -187,6 +191,7 @@ pub async fn install(
         allow_hosts: st.allow_hosts.clone(),
         reference: body.ref_spec.clone(),
         api_token: Some(caller.name.clone()),
+        ignore_runtime_requirements: body.ignore_runtime_requirements,
         ..InstallRequest::new(source, st.ctx.limits, Method::Api)
     };
     let work = match named {
@@ -303,6 +308,10 @@ pub struct UpgradeBody {
     /// A version or range; default: the highest newer than the active one.
     #[serde(default)]
     pub to: Option<String>,
+    /// Upgrade even if this host does not meet the new version's runtime
+    /// requirements (the report lists what was ignored).
+    #[serde(default)]
+    pub ignore_runtime_requirements: bool,
 }
 
 /// `POST /packs/{ref}/upgrade`: a job, like an install (`?wait=true` for the
@@ -323,6 +332,7 @@ pub async fn upgrade(
         base: InstallRequest {
             allow_hosts: st.allow_hosts.clone(),
             api_token: Some(caller.name.clone()),
+            ignore_runtime_requirements: body.ignore_runtime_requirements,
             ..InstallRequest::new("", st.ctx.limits, Method::Api)
         },
     };

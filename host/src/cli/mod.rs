@@ -281,6 +281,10 @@ struct UpgradeArgs {
     /// Allow plain http:// to hosts that are not loopback.
     #[arg(long)]
     allow_insecure_http: bool,
+    /// Upgrade even if this host's python / node do not meet the new version's runtime
+    /// requirements; says what it ignored.
+    #[arg(long, alias = "ignore-runtime")]
+    ignore_runtime_requirements: bool,
     #[command(flatten)]
     limits: LimitArgs,
 }
@@ -695,6 +699,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let base = InstallRequest {
                 allow_hosts: a.allow_host.iter().chain(&file.allow_hosts).cloned().collect(),
                 allow_insecure_http: a.allow_insecure_http,
+                ignore_runtime_requirements: a.ignore_runtime_requirements,
                 ..InstallRequest::new("", s.limits, Method::Cli)
             };
             let req = attune::upgrade::UpgradeRequest { pack_ref: spec.pack_ref, to: a.to, from: a.from, base };
@@ -702,7 +707,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let bar = progress::Bar::start(!g.json && std::io::stderr().is_terminal(), g.verbose);
             let result = attune::upgrade::upgrade(&ctx, &cache_dir, req, Some(bar.sink())).await;
             bar.finish();
-            out.upgraded(&result?)?;
+            let report = result?;
+            out.ignored_runtime_requirements(&report.ignored_runtime_requirements);
+            out.upgraded(&report)?;
         }
         Command::Gc { keep, dry_run } => {
             let keep = keep.or(file.gc_keep).unwrap_or(3);
