@@ -178,16 +178,8 @@ struct SyncArgs {
     /// Install from the artifact cache only; never touch the network.
     #[arg(long)]
     offline: bool,
-    /// Let downloads reach this host too (redirects, mirrors); repeatable.
-    #[arg(long, value_name = "HOST")]
-    allow_host: Vec<String>,
-    /// Allow plain http:// to hosts that are not loopback.
-    #[arg(long)]
-    allow_insecure_http: bool,
-    /// Install even if this host's python / node do not meet a pack's runtime
-    /// requirements; says what it ignored.
-    #[arg(long, alias = "ignore-runtime")]
-    ignore_runtime_requirements: bool,
+    #[command(flatten)]
+    fetch: FetchArgs,
     #[command(flatten)]
     limits: LimitArgs,
 }
@@ -275,16 +267,8 @@ struct UpgradeArgs {
     /// Install this folder, archive or URL instead of asking the indexes.
     #[arg(long, value_name = "SOURCE")]
     from: Option<String>,
-    /// Let the download reach this host too (redirects, mirrors); repeatable.
-    #[arg(long, value_name = "HOST")]
-    allow_host: Vec<String>,
-    /// Allow plain http:// to hosts that are not loopback.
-    #[arg(long)]
-    allow_insecure_http: bool,
-    /// Upgrade even if this host's python / node do not meet the new version's runtime
-    /// requirements; says what it ignored.
-    #[arg(long, alias = "ignore-runtime")]
-    ignore_runtime_requirements: bool,
+    #[command(flatten)]
+    fetch: FetchArgs,
     #[command(flatten)]
     limits: LimitArgs,
 }
@@ -310,12 +294,6 @@ struct InstallArgs {
     /// Fetch with this added plugin (default: the one whose scheme the source uses).
     #[arg(long, value_name = "NAME")]
     plugin: Option<String>,
-    /// Let the download reach this host too (redirects, mirrors); repeatable.
-    #[arg(long, value_name = "HOST")]
-    allow_host: Vec<String>,
-    /// Allow plain http:// to hosts that are not loopback.
-    #[arg(long)]
-    allow_insecure_http: bool,
     /// Branch, tag or commit (full or abbreviated) of a git source; default: the remote HEAD.
     #[arg(long = "ref", value_name = "REF")]
     reference: Option<String>,
@@ -327,12 +305,33 @@ struct InstallArgs {
     /// resolves against the cached indexes; anything not cached fails.
     #[arg(long)]
     offline: bool,
-    /// Install even if this host's python / node do not meet the pack's runtime
+    #[command(flatten)]
+    fetch: FetchArgs,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+/// What a download may reach and what an install may overlook: the same for
+/// `install`, `upgrade` and `sync`.
+#[derive(Debug, Args)]
+struct FetchArgs {
+    /// Let downloads reach this host too (redirects, mirrors); repeatable.
+    #[arg(long, value_name = "HOST")]
+    allow_host: Vec<String>,
+    /// Allow plain http:// to hosts that are not loopback.
+    #[arg(long)]
+    allow_insecure_http: bool,
+    /// Install even if this host's python / node do not meet a pack's runtime
     /// requirements (or they cannot be read); says what it ignored.
     #[arg(long, alias = "ignore-runtime")]
     ignore_runtime_requirements: bool,
-    #[command(flatten)]
-    limits: LimitArgs,
+}
+
+impl FetchArgs {
+    /// The hosts given here and the config's, for an install request.
+    fn allow_hosts(&self, config: &[String]) -> Vec<String> {
+        self.allow_host.iter().chain(config).cloned().collect()
+    }
 }
 
 #[derive(Debug, Args)]
@@ -610,11 +609,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 expected_checksum: expected,
                 plugin_file: a.plugin_file.clone(),
                 plugin: a.plugin.clone(),
-                allow_hosts: a.allow_host.iter().chain(&file.allow_hosts).cloned().collect(),
-                allow_insecure_http: a.allow_insecure_http,
+                allow_hosts: a.fetch.allow_hosts(&file.allow_hosts),
+                allow_insecure_http: a.fetch.allow_insecure_http,
                 reference: a.reference.clone(),
                 offline: a.offline,
-                ignore_runtime_requirements: a.ignore_runtime_requirements,
+                ignore_runtime_requirements: a.fetch.ignore_runtime_requirements,
                 ..InstallRequest::new(a.source.clone(), s.limits, Method::Cli)
             };
             let bar = progress::Bar::start(!g.json && std::io::stderr().is_terminal(), g.verbose);
@@ -697,9 +696,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 );
             }
             let base = InstallRequest {
-                allow_hosts: a.allow_host.iter().chain(&file.allow_hosts).cloned().collect(),
-                allow_insecure_http: a.allow_insecure_http,
-                ignore_runtime_requirements: a.ignore_runtime_requirements,
+                allow_hosts: a.fetch.allow_hosts(&file.allow_hosts),
+                allow_insecure_http: a.fetch.allow_insecure_http,
+                ignore_runtime_requirements: a.fetch.ignore_runtime_requirements,
                 ..InstallRequest::new("", s.limits, Method::Cli)
             };
             let req = attune::upgrade::UpgradeRequest { pack_ref: spec.pack_ref, to: a.to, from: a.from, base };
@@ -740,9 +739,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let options = attune::lockfile::SyncOptions {
                 dry_run: a.dry_run,
                 offline: a.offline,
-                allow_hosts: a.allow_host.iter().chain(&file.allow_hosts).cloned().collect(),
-                allow_insecure_http: a.allow_insecure_http,
-                ignore_runtime_requirements: a.ignore_runtime_requirements,
+                allow_hosts: a.fetch.allow_hosts(&file.allow_hosts),
+                allow_insecure_http: a.fetch.allow_insecure_http,
+                ignore_runtime_requirements: a.fetch.ignore_runtime_requirements,
             };
             // A set, as install by name: lines per pack and an overall bar, or JSON events.
             let mode = set_progress::Mode::pick(g.json, std::io::stderr().is_terminal());
