@@ -53,6 +53,27 @@ pub struct Listed {
     pub active: bool,
 }
 
+/// An installation as `--json` and the API show it: without its per-entry
+/// manifest (large; `verify` reads it from the database).
+pub fn slim_json(i: &Installation) -> serde_json::Value {
+    let mut v = serde_json::to_value(i).expect("installation serializes");
+    if let Some(o) = v.as_object_mut() {
+        o.remove("manifest_json");
+    }
+    v
+}
+
+impl Listed {
+    /// [`slim_json`] with `"active"`.
+    pub fn slim_json(&self) -> serde_json::Value {
+        let mut v = slim_json(&self.installation);
+        if let Some(o) = v.as_object_mut() {
+            o.insert("active".into(), self.active.into());
+        }
+        v
+    }
+}
+
 /// [`list`] with each version's active marker.
 pub async fn list_with_active(ctx: &Context, all_hosts: bool) -> Result<Vec<Listed>, Error> {
     let rows = list(ctx, all_hosts).await?;

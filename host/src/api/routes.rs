@@ -21,20 +21,11 @@ use super::auth::{Scope, authorize};
 use super::error::{ApiError, Json, Path, Query};
 use super::jobs::Work;
 use crate::checksum::Checksum;
-use crate::db::{Installation, Method};
+use crate::db::Method;
 use crate::install::InstallRequest;
-use crate::ops::{self, PackSpec};
+use crate::ops::{self, PackSpec, slim_json};
 
 type S = State<Arc<AppState>>;
-
-/// An installation without its per-entry manifest (large; `verify` uses it).
-fn slim(i: &Installation) -> serde_json::Value {
-    let mut v = serde_json::to_value(i).expect("installation serializes");
-    if let Some(o) = v.as_object_mut() {
-        o.remove("manifest_json");
-    }
-    v
-}
 
 fn spec(pack_ref: &str, version: Option<&str>) -> Result<PackSpec, ApiError> {
     let s = match version {
@@ -68,16 +59,7 @@ pub struct ListQuery {
 pub async fn list_packs(State(st): S, headers: HeaderMap, Query(q): Query<ListQuery>) -> Result<Response, ApiError> {
     authorize(&st.ctx.db, &headers, Scope::Read).await?;
     let rows = ops::list_with_active(&st.ctx, q.all_hosts).await?;
-    let packs: Vec<serde_json::Value> = rows
-        .iter()
-        .map(|l| {
-            let mut v = slim(&l.installation);
-            if let Some(o) = v.as_object_mut() {
-                o.insert("active".into(), l.active.into());
-            }
-            v
-        })
-        .collect();
+    let packs: Vec<serde_json::Value> = rows.iter().map(ops::Listed::slim_json).collect();
     Ok(Json(serde_json::json!({ "packs": packs })).into_response())
 }
 
@@ -86,7 +68,7 @@ pub async fn get_pack(State(st): S, headers: HeaderMap, Path(pack_ref): Path<Str
     let p = ops::info(&st.ctx, &spec(&pack_ref, None)?).await?;
     Ok(Json(serde_json::json!({
         "ref": p.pack_ref, "name": p.name, "description": p.description,
-        "installed": p.installed.iter().map(slim).collect::<Vec<_>>(),
+        "installed": p.installed.iter().map(slim_json).collect::<Vec<_>>(),
     }))
     .into_response())
 }
@@ -98,7 +80,8 @@ pub async fn pack_installations(
 ) -> Result<Response, ApiError> {
     authorize(&st.ctx.db, &headers, Scope::Read).await?;
     let p = ops::info(&st.ctx, &spec(&pack_ref, None)?).await?;
-    Ok(Json(serde_json::json!({ "installations": p.history.iter().map(slim).collect::<Vec<_>>() })).into_response())
+    Ok(Json(serde_json::json!({ "installations": p.history.iter().map(slim_json).collect::<Vec<_>>() }))
+        .into_response())
 }
 
 pub async fn verify_pack(State(st): S, headers: HeaderMap, Path(pack_ref): Path<String>) -> Result<Response, ApiError> {

@@ -4,10 +4,10 @@ use std::path::Path;
 
 use attune::checksum::{Computed, EntryKind};
 use attune::context::Recovery;
+use attune::db::VerifyStatus;
 use attune::db::{ApiToken, Grant, PluginRow};
-use attune::db::{Installation, VerifyStatus};
 use attune::install::InstallReport;
-use attune::ops::{DoctorReport, Finding, Listed, PackInfo, UninstallReport, VerifyReport};
+use attune::ops::{DoctorReport, Finding, Listed, PackInfo, UninstallReport, VerifyReport, slim_json};
 use attune::plugins::admin::Added;
 use attune::runtime::PluginInfo;
 use attune::upgrade::{GcReport, Switch, UpgradeReport};
@@ -27,15 +27,6 @@ pub enum ChecksumFormat {
 pub(crate) fn print_json<T: Serialize + ?Sized>(v: &T) -> anyhow::Result<()> {
     outln!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
-}
-
-/// An installation without its per-entry manifest (large; `verify` uses it).
-fn slim(i: &Installation) -> serde_json::Value {
-    let mut v = serde_json::to_value(i).expect("installation serializes");
-    if let Some(o) = v.as_object_mut() {
-        o.remove("manifest_json");
-    }
-    v
 }
 
 pub(crate) fn when(t: &time::OffsetDateTime) -> String {
@@ -128,16 +119,7 @@ impl Output {
 
     pub fn list(&self, rows: &[Listed], all_hosts: bool) -> anyhow::Result<()> {
         if self.json {
-            let rows: Vec<serde_json::Value> = rows
-                .iter()
-                .map(|l| {
-                    let mut v = slim(&l.installation);
-                    if let Some(o) = v.as_object_mut() {
-                        o.insert("active".into(), l.active.into());
-                    }
-                    v
-                })
-                .collect();
+            let rows: Vec<serde_json::Value> = rows.iter().map(Listed::slim_json).collect();
             return print_json(&rows);
         }
         if rows.is_empty() {
@@ -174,8 +156,8 @@ impl Output {
         if self.json {
             return print_json(&serde_json::json!({
                 "ref": p.pack_ref, "name": p.name, "description": p.description,
-                "installed": p.installed.iter().map(slim).collect::<Vec<_>>(),
-                "history": p.history.iter().map(slim).collect::<Vec<_>>(),
+                "installed": p.installed.iter().map(slim_json).collect::<Vec<_>>(),
+                "history": p.history.iter().map(slim_json).collect::<Vec<_>>(),
             }));
         }
         outln!("{} ({})", p.pack_ref, p.name);
