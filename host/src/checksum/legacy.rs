@@ -98,7 +98,7 @@ mod tests {
     use std::fs;
     use std::os::unix::fs::PermissionsExt;
 
-    const DOC: &str = include_str!("../../../docs/checksum.md");
+    use crate::checksum::tests::DOC;
 
     /// Attune's own test vector (`directory_checksum_uses_canonical_nested_path_test_vector`
     /// in storage.rs, and the same in its index builder's tests).
@@ -197,21 +197,9 @@ mod tests {
         // The reference lives in the doc (the block starting with this marker).
         let marker = "# attune-pack-file-v1: Attune's legacy directory checksum\n";
         let start = DOC.find(marker).expect("legacy python block in docs/checksum.md");
-        let len = DOC[start..].find("```").unwrap();
-        let script_dir = tempfile::tempdir().unwrap();
-        let script = script_dir.path().join("legacy.py");
-        fs::write(&script, &DOC[start..start + len]).unwrap();
         for (dir, want) in [(attune_tree(), ATTUNE_VECTOR), (quirks_tree(), QUIRKS_VECTOR)] {
-            let out = match std::process::Command::new("python3").arg(&script).arg(dir.path()).output() {
-                Ok(out) => out,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    eprintln!("python3 not installed; skipping the reference cross-check");
-                    return;
-                }
-                Err(e) => panic!("python3: {e}"),
-            };
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-            assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), want);
+            let Some(printed) = crate::checksum::tests::doc_python(start, dir.path()) else { return };
+            assert_eq!(printed, want);
         }
     }
 }

@@ -7,7 +7,27 @@ use std::os::unix::fs::{PermissionsExt, symlink};
 use std::process::Command;
 use tempfile::TempDir;
 
-const DOC: &str = include_str!("../../../docs/checksum.md");
+pub(super) const DOC: &str = include_str!("../../../docs/checksum.md");
+
+/// Runs the Python reference in docs/checksum.md that starts at byte
+/// `start` (up to its closing fence) on `dir` and returns what it prints;
+/// `None` when python3 is not installed.
+pub(super) fn doc_python(start: usize, dir: &Path) -> Option<String> {
+    let len = DOC[start..].find("```").unwrap();
+    let script_dir = TempDir::new().unwrap();
+    let script = script_dir.path().join("reference.py");
+    fs::write(&script, &DOC[start..start + len]).unwrap();
+    let out = match Command::new("python3").arg(&script).arg(dir).output() {
+        Ok(out) => out,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            eprintln!("python3 not installed; skipping the reference cross-check");
+            return None;
+        }
+        Err(e) => panic!("python3: {e}"),
+    };
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    Some(String::from_utf8(out.stdout).unwrap().trim().to_string())
+}
 const NESTED_JSON: &str = include_str!("../../tests/golden/checksum/nested.json");
 
 // Golden vectors, also listed in docs/checksum.md.
@@ -150,23 +170,11 @@ fn malformed_manifest_entries_are_rejected() {
 fn python_reference_agrees() {
     // The reference implementation lives in the doc, so the doc cannot drift.
     let start = DOC.find("```python\n").expect("python block in docs/checksum.md") + 10;
-    let len = DOC[start..].find("```").unwrap();
-    let script_dir = TempDir::new().unwrap();
-    let script = script_dir.path().join("tree_v1.py");
-    fs::write(&script, &DOC[start..start + len]).unwrap();
 
     let trees = [tmp_tree(&[]), tmp_tree(&[Node::File("hello.txt", "hello\n", 0o644)]), tmp_tree(&nested_nodes())];
     for (dir, golden) in trees.iter().zip([GOLDEN_EMPTY, GOLDEN_ONE_FILE, GOLDEN_NESTED]) {
-        let out = match Command::new("python3").arg(&script).arg(dir.path()).output() {
-            Ok(out) => out,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                eprintln!("python3 not installed; skipping the reference cross-check");
-                return;
-            }
-            Err(e) => panic!("python3: {e}"),
-        };
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), golden);
+        let Some(printed) = doc_python(start, dir.path()) else { return };
+        assert_eq!(printed, golden);
     }
 }
 
