@@ -51,6 +51,7 @@ fn main() {
                     | "RUSTC_WORKSPACE_WRAPPER"
                     | "CARGO_BUILD_TARGET"
                     | "CARGO_TARGET_DIR"
+                    | "CARGO_BUILD_BUILD_DIR"
                     | "CARGO_MAKEFLAGS"
                     | "MAKEFLAGS"
                     | "MFLAGS"
