@@ -144,7 +144,14 @@ pub async fn install(
                     Error::Corrupt(format!("plugin {:?}: its wasm (sha256 {}) is missing", row.name, row.sha256))
                 })?;
                 let grants = ctx.db.grants(&row.name, false).await?.into_iter().map(|g| g.capability).collect();
-                sources::SourceSpec::Added { name: row.name, wasm, source: req.source.clone(), grants }
+                let identity = crate::runtime::Identity {
+                    name: row.name,
+                    version: row.version,
+                    schemes: row.schemes,
+                    capabilities: row.capabilities,
+                    sha256: row.sha256,
+                };
+                sources::SourceSpec::Added { identity, wasm, source: req.source.clone(), grants }
             }
             None => sources::parse(&req.source)?,
         },

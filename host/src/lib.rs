@@ -23,6 +23,7 @@ pub mod runtimes;
 pub mod sources;
 pub mod staging;
 pub mod store;
+pub mod untrusted;
 pub mod upgrade;
 
 use std::path::PathBuf;

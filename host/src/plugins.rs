@@ -24,8 +24,20 @@ pub const GIT: Builtin = Builtin { name: "git", wasm: include_bytes!(env!("ATTUN
 pub const BUILTINS: &[Builtin] = &[LOCAL, ARCHIVE, HTTP, GIT];
 
 impl Builtin {
+    /// Compiles it and checks it is the fetcher it is shipped as: what an
+    /// install records is this name, never another answer.
     pub async fn load(&self, runtime: &Runtime) -> Result<Plugin, RuntimeError> {
-        runtime.load(self.name, self.wasm).await
+        let plugin = runtime.load(self.name, self.wasm).await?;
+        let foreign = plugin.info.schemes.iter().find(|s| !BUILTIN_SCHEMES.contains(&s.as_str()));
+        if plugin.info.name != self.name || foreign.is_some() {
+            return Err(RuntimeError::IdentityChanged {
+                plugin: self.name.to_string(),
+                what: "the built-in fetcher's describe() answer",
+                recorded: format!("name {:?} with built-in schemes", self.name),
+                now: format!("name {:?}, schemes {}", plugin.info.name, plugin.info.schemes.join(", ")),
+            });
+        }
+        Ok(plugin)
     }
 }
 
@@ -64,17 +76,20 @@ pub mod admin {
     /// the plugin asks for) or, with `grant_all`, everything it asks for.
     pub async fn add(ctx: &Context, file: &Path, allow_hosts: &[String], grant_all: bool) -> Result<Added, Error> {
         let wasm = std::fs::read(file).map_err(|e| Error::Io { path: file.to_path_buf(), source: e })?;
-        add_bytes(ctx, &wasm, &file.display().to_string(), allow_hosts, grant_all).await
+        add_bytes(ctx, &wasm, &file.display().to_string(), allow_hosts, grant_all, None).await
     }
 
     /// [`add`] for a component already in memory (downloaded); `origin`
-    /// names where it came from.
+    /// names where it came from. `shown`: what the operator was shown and
+    /// agreed to (the interactive prompt); the plugin must still ask for
+    /// exactly that, or nothing is added.
     pub async fn add_bytes(
         ctx: &Context,
         wasm: &[u8],
         origin: &str,
         allow_hosts: &[String],
         grant_all: bool,
+        shown: Option<&[String]>,
     ) -> Result<Added, Error> {
         let file = Path::new(origin);
         let label = file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "plugin".into());
@@ -100,7 +115,7 @@ pub mod admin {
             return Err(usage(format!("{}: the plugin handles no source scheme", file.display())));
         }
         for scheme in &info.schemes {
-            if BUILTIN_SCHEMES.contains(&scheme.as_str()) {
+            if BUILTIN_SCHEMES.iter().any(|b| b.eq_ignore_ascii_case(scheme)) {
                 return Err(usage(format!(
                     "{}: scheme {scheme:?} belongs to a built-in fetcher and cannot be taken over",
                     file.display()
@@ -115,6 +130,17 @@ pub mod admin {
             }
         }
         let requested: Vec<String> = info.capabilities.iter().map(Capability::to_string).collect();
+        if let Some(shown) = shown
+            && shown != requested.as_slice()
+        {
+            return Err(usage(format!(
+                "{}: the plugin asked for {} when you were asked, and now asks for {}; \
+                 its describe() answer must not change: nothing was added",
+                file.display(),
+                shown.join(", "),
+                requested.join(", ")
+            )));
+        }
         let mut granted = Vec::new();
         for host in allow_hosts {
             let cap = host_capability(host);

@@ -466,18 +466,22 @@ async fn plugin_command(ctx: &Context, out: &output::Output, cmd: PluginCommand)
             };
             let origin = attune::sources::redact_url(&file);
             let mut grant_all = yes;
+            let mut shown = None;
             if !yes && allow_host.is_empty() && std::io::stdin().is_terminal() && !out.json {
-                // Show what it asks for before granting anything.
+                // Show what it asks for before granting anything; what is
+                // granted is what was shown (add_bytes checks it still is).
                 let p = ctx.runtime.load("plugin", &wasm).await?;
                 let asks: Vec<String> = p.info.capabilities.iter().map(|c| c.to_string()).collect();
                 if !asks.is_empty() {
-                    eprint!("plugin {:?} asks for: {}\ngrant all of it? [y/N] ", p.info.name, asks.join(", "));
+                    let e = |s: &str| attune::untrusted::escape(s).into_owned();
+                    eprint!("plugin {} asks for: {}\ngrant all of it? [y/N] ", e(&p.info.name), e(&asks.join(", ")));
                     let mut answer = String::new();
                     std::io::stdin().read_line(&mut answer)?;
                     grant_all = matches!(answer.trim(), "y" | "Y" | "yes");
                 }
+                shown = Some(asks);
             }
-            out.plugin_added(&admin::add_bytes(ctx, &wasm, &origin, &allow_host, grant_all).await?)
+            out.plugin_added(&admin::add_bytes(ctx, &wasm, &origin, &allow_host, grant_all, shown.as_deref()).await?)
         }
         PluginCommand::Info { name } => out.plugin_info(&admin::info(ctx, &name).await?),
         PluginCommand::Remove { name } => out.plugin_removed(&admin::remove(ctx, &name).await?),
@@ -493,6 +497,7 @@ pub fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("ATTUNE_LOG").unwrap_or_else(|_| filter.into()))
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .without_time()
         .with_target(false)
         .init();
@@ -510,7 +515,8 @@ fn report(json: bool, e: &anyhow::Error) -> ExitCode {
     if json {
         outln!("{}", serde_json::json!({ "error": { "message": format!("{e:#}") } }));
     } else {
-        eprintln!("error: {e:#}");
+        // Parts of an error may be a plugin's words: escaped, line by line.
+        eprintln!("error: {}", attune::untrusted::escape_lines(&format!("{e:#}")));
     }
     ExitCode::FAILURE
 }

@@ -34,8 +34,17 @@ pub(crate) fn when(t: &time::OffsetDateTime) -> String {
     t.to_offset(time::UtcOffset::UTC).format(&f).unwrap_or_else(|_| t.to_string())
 }
 
-/// Left-aligned columns, two spaces apart.
+/// Text that may have come from a plugin (or a record one made), escaped
+/// for the terminal; see `attune::untrusted`.
+pub(crate) fn e(s: &str) -> std::borrow::Cow<'_, str> {
+    attune::untrusted::escape(s)
+}
+
+/// Left-aligned columns, two spaces apart; every cell is escaped, since
+/// some hold what a plugin said.
 pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) {
+    let rows: Vec<Vec<String>> = rows.iter().map(|r| r.iter().map(|c| e(c).into_owned()).collect()).collect();
+    let rows = &rows;
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for r in rows {
         for (i, c) in r.iter().enumerate() {
@@ -173,7 +182,7 @@ impl Output {
             outln!("path         {}", i.storage_path);
             outln!("source       {} {}", i.source_type, i.source);
             if let Some(c) = &i.resolved_commit {
-                outln!("commit       {c}");
+                outln!("commit       {}", e(c));
             }
             outln!("checksum     {}", i.checksum);
             outln!(
@@ -185,7 +194,7 @@ impl Output {
                 }
             );
             outln!("installed    {} by {} via {} on {}", when(&i.installed_at), i.installed_by, i.method, i.host);
-            outln!("fetcher      {} {}", i.fetcher_name, i.fetcher_version);
+            outln!("fetcher      {} {}", e(&i.fetcher_name), e(&i.fetcher_version));
         }
         outln!("\nhistory");
         let rows: Vec<Vec<String>> = p
@@ -504,16 +513,22 @@ impl Output {
         if self.json {
             return print_json(a);
         }
-        outln!("added plugin {} {} (sha256 {})", a.plugin.name, a.plugin.version, a.plugin.sha256);
-        outln!("  schemes    {}", a.plugin.schemes.join(", "));
-        outln!("  asks for   {}", if a.requested.is_empty() { "nothing".to_string() } else { a.requested.join(", ") });
-        outln!("  granted    {}", if a.granted.is_empty() { "nothing".to_string() } else { a.granted.join(", ") });
+        outln!("added plugin {} {} (sha256 {})", e(&a.plugin.name), e(&a.plugin.version), a.plugin.sha256);
+        outln!("  schemes    {}", e(&a.plugin.schemes.join(", ")));
+        outln!(
+            "  asks for   {}",
+            if a.requested.is_empty() { "nothing".to_string() } else { e(&a.requested.join(", ")).into_owned() }
+        );
+        outln!(
+            "  granted    {}",
+            if a.granted.is_empty() { "nothing".to_string() } else { e(&a.granted.join(", ")).into_owned() }
+        );
         let missing: Vec<&String> = a.requested.iter().filter(|r| !a.granted.contains(r)).collect();
         if !missing.is_empty() {
             eprintln!(
                 "note: not granted: {}; grant with `attune plugin grant {} --allow-host HOST` (or --read-input)",
-                missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
-                a.plugin.name
+                e(&missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")),
+                e(&a.plugin.name)
             );
         }
         Ok(())
@@ -523,15 +538,15 @@ impl Output {
         if self.json {
             return print_json(&serde_json::json!({ "plugin": p, "grants": grants }));
         }
-        outln!("{} {} — {}", p.name, p.version, p.summary);
+        outln!("{} {} — {}", e(&p.name), e(&p.version), e(&p.summary));
         outln!("  sha256     {}", p.sha256);
-        outln!("  wit        attune:fetcher@{}", p.wit_version);
-        outln!("  schemes    {}", p.schemes.join(", "));
+        outln!("  wit        attune:fetcher@{}", e(&p.wit_version));
+        outln!("  schemes    {}", e(&p.schemes.join(", ")));
         outln!(
             "  asks for   {}",
-            if p.capabilities.is_empty() { "nothing".to_string() } else { p.capabilities.join(", ") }
+            if p.capabilities.is_empty() { "nothing".to_string() } else { e(&p.capabilities.join(", ")).into_owned() }
         );
-        outln!("  added      {} by {} from {}", when(&p.added_at), p.added_by, p.added_from);
+        outln!("  added      {} by {} from {}", when(&p.added_at), p.added_by, e(&p.added_from));
         outln!("\ngrants");
         let rows: Vec<Vec<String>> = grants
             .iter()
@@ -554,7 +569,7 @@ impl Output {
         if self.json {
             return print_json(p);
         }
-        outln!("removed plugin {} {}", p.name, p.version);
+        outln!("removed plugin {} {}", e(&p.name), e(&p.version));
         Ok(())
     }
 

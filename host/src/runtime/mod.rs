@@ -8,8 +8,17 @@
 //! epochs cannot reach it); and the `staging` interface as its only
 //! writable place. Compiled components are cached on disk, so a fetcher
 //! starts in milliseconds after its first run.
+//!
+//! What a fetch makes the host hold is accounted in one place ([`Limiter`]):
+//! every linear memory and table of every instance counts against the one
+//! memory limit, live resource handles are capped, and wasi:http is linked
+//! only for a fetch granted at least one host. What a fetcher says (logs,
+//! errors, answers) is capped when it arrives ([`answers`]) and escaped
+//! before anyone sees it ([`crate::untrusted`]).
 
+pub mod answers;
 pub mod blobs;
+pub mod capped;
 pub mod grants;
 pub mod http;
 pub mod since_v0_1_0;
@@ -26,7 +35,7 @@ use cap_std::fs::Dir;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime::{Config, Engine, ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder, Trap, UpdateDeadline};
+use wasmtime::{Config, Engine, ResourceLimiter, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::staging::{StagingError, StagingWriter, WriteLimits};
@@ -40,6 +49,21 @@ pub const SUPPORTED_WIT_VERSIONS: &[&str] = &[since_v0_1_0::VERSION];
 const EPOCH_TICK: Duration = Duration::from_millis(50);
 const STDERR_KEEP: usize = 16 * 1024;
 const LOG_KEEP: usize = 200;
+/// Live resource handles (files, blobs, streams, http fields…) one fetch may
+/// hold at once.
+pub const MAX_HANDLES: usize = 1024;
+/// The most one wasi:http `fields` (a header map) may hold.
+pub const MAX_HTTP_FIELDS_BYTES: usize = 32 * 1024;
+/// What one table element is counted as against the memory limit (a
+/// funcref is a pointer; counted generously).
+pub const TABLE_ELEMENT_BYTES: usize = 16;
+/// Log lines a fetcher may send in a burst, and per second after that;
+/// the rest are dropped and counted.
+pub const LOG_BURST: u32 = 200;
+pub const LOG_PER_SECOND: u32 = 50;
+/// `describe()` must be cheap: it runs under these fixed limits.
+pub const DESCRIBE_TIME: Duration = Duration::from_secs(10);
+pub const DESCRIBE_MEMORY: u64 = 64 << 20;
 
 /// What a fetcher asks for. See `wit/fetcher.wit`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -194,10 +218,23 @@ pub enum RuntimeError {
     Instantiate { plugin: String, message: String },
     #[error("fetcher `{plugin}` ran out of time: it ran longer than the limit of {}s (raise it with --limit-time)", .limit.as_secs_f64())]
     TimeLimit { plugin: String, limit: Duration },
+    #[error(
+        "plugin `{plugin}`: describe() {what}; describe() must answer at once, so it always runs under fixed \
+         limits ({}s, {} MiB) that no flag raises: the plugin is broken, report it to its author",
+        DESCRIBE_TIME.as_secs(), DESCRIBE_MEMORY >> 20
+    )]
+    Describe { plugin: String, what: String },
+    #[error("plugin `{plugin}`: its {call}() answer was refused: {error}")]
+    Answer { plugin: String, call: &'static str, error: answers::AnswerError },
+    #[error(
+        "plugin `{plugin}`: {what} is now {now}, but it was {recorded} when the plugin was added; \
+         a plugin's describe() answer may not change (remove and add it again to accept the new identity)"
+    )]
+    IdentityChanged { plugin: String, what: &'static str, recorded: String, now: String },
     #[error("fetcher `{plugin}` hit its memory limit of {} MiB (raise it with --limit-memory){}", .limit >> 20, stderr_tail(.stderr))]
     MemoryLimit { plugin: String, limit: u64, stderr: String },
-    #[error("fetcher `{plugin}` crashed: {message}{}", stderr_tail(.stderr))]
-    Trap { plugin: String, message: String, stderr: String },
+    #[error("fetcher `{plugin}` crashed: {message}{}{}", stderr_tail(.stderr), backtrace_below(.backtrace))]
+    Trap { plugin: String, message: String, stderr: String, backtrace: String },
     #[error("fetcher `{plugin}` wrote outside the rules: {error}")]
     Staging { plugin: String, error: StagingError },
     #[error("fetcher `{plugin}` failed: {error}")]
@@ -210,14 +247,26 @@ pub enum RuntimeError {
     Io { path: PathBuf, source: std::io::Error },
 }
 
+/// The last lines of a fetcher's stderr, each escaped and framed as the
+/// fetcher's, so none can pass for attune's own output.
 fn stderr_tail(stderr: &str) -> String {
     let t = stderr.trim();
     if t.is_empty() {
         return String::new();
     }
     let lines: Vec<&str> = t.lines().rev().take(5).collect();
-    let shown: Vec<&str> = lines.into_iter().rev().collect();
-    format!("\n  fetcher stderr: {}", shown.join("\n  "))
+    let shown: Vec<String> =
+        lines.into_iter().rev().map(|l| format!("\n  fetcher stderr | {}", crate::untrusted::escape(l))).collect();
+    shown.concat()
+}
+
+/// Where in the fetcher it stopped, below the cause and the stderr tail.
+fn backtrace_below(bt: &str) -> String {
+    if bt.is_empty() {
+        String::new()
+    } else {
+        format!("\n  {}", crate::untrusted::escape_lines(bt).replace('\n', "\n  "))
+    }
 }
 
 /// A compiled fetcher ready to run.
@@ -229,10 +278,56 @@ pub struct Plugin {
     component: Component,
 }
 
+/// Who a plugin is, as recorded when it was added.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub name: String,
+    pub version: String,
+    pub schemes: Vec<String>,
+    /// As stored: `read-input`, `outbound-host:…`, `larger-limits:…`.
+    pub capabilities: Vec<String>,
+    pub sha256: String,
+}
+
+impl Plugin {
+    /// Refuses a plugin whose bytes or `describe()` answer differ from what
+    /// was recorded when it was added: an install records that identity,
+    /// never a fresh answer, so a plugin cannot change its name or version
+    /// in the audit trail later.
+    pub fn expect_identity(&self, recorded: &Identity) -> Result<(), RuntimeError> {
+        let changed = |what, was: String, now: String| RuntimeError::IdentityChanged {
+            plugin: recorded.name.clone(),
+            what,
+            recorded: was,
+            now: crate::untrusted::cap(&crate::untrusted::escape(&now), 200),
+        };
+        let caps: Vec<String> = self.info.capabilities.iter().map(Capability::to_string).collect();
+        if self.sha256 != recorded.sha256 {
+            return Err(changed("its wasm's SHA-256", recorded.sha256.clone(), self.sha256.clone()));
+        }
+        if self.info.name != recorded.name {
+            return Err(changed("its name", recorded.name.clone(), self.info.name.clone()));
+        }
+        if self.info.version != recorded.version {
+            return Err(changed("its version", recorded.version.clone(), self.info.version.clone()));
+        }
+        if self.info.schemes != recorded.schemes {
+            return Err(changed("its schemes", recorded.schemes.join(", "), self.info.schemes.join(", ")));
+        }
+        if caps != recorded.capabilities {
+            return Err(changed("what it asks for", recorded.capabilities.join(", "), caps.join(", ")));
+        }
+        Ok(())
+    }
+}
+
 /// The engine, its epoch ticker and the compiled-component cache.
 pub struct Runtime {
     engine: Engine,
+    /// For fetches granted at least one host: WASI, wasi:http and attune.
     linker: Linker<FetchState>,
+    /// For every other fetch: no wasi:http at all (its imports trap).
+    linker_no_http: Linker<FetchState>,
     cache_dir: Option<PathBuf>,
     stop: Arc<AtomicBool>,
 }
@@ -250,13 +345,14 @@ impl Runtime {
         config.wasm_component_model(true).epoch_interruption(true);
         let engine = Engine::new(&config)
             .map_err(|e| RuntimeError::Instantiate { plugin: "-".into(), message: format!("{e:#}") })?;
-        let mut linker = Linker::new(&engine);
         let wire = |r: wasmtime::Result<()>| {
             r.map_err(|e| RuntimeError::Instantiate { plugin: "-".into(), message: format!("{e:#}") })
         };
-        wire(wasmtime_wasi::p2::add_to_linker_async(&mut linker))?;
+        let mut linker_no_http = Linker::new(&engine);
+        wire(wasmtime_wasi::p2::add_to_linker_async(&mut linker_no_http))?;
+        wire(since_v0_1_0::add_to_linker(&mut linker_no_http))?;
+        let mut linker = linker_no_http.clone();
         wire(wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker))?;
-        wire(since_v0_1_0::add_to_linker(&mut linker))?;
         let stop = Arc::new(AtomicBool::new(false));
         let (e, s) = (engine.weak(), stop.clone());
         std::thread::Builder::new()
@@ -271,7 +367,7 @@ impl Runtime {
                 }
             })
             .map_err(|e| RuntimeError::Io { path: "epoch thread".into(), source: e })?;
-        Ok(Runtime { engine, linker, cache_dir, stop })
+        Ok(Runtime { engine, linker, linker_no_http, cache_dir, stop })
     }
 
     /// Compiles (or loads from cache) a fetcher, checks its WIT version and
@@ -284,21 +380,46 @@ impl Runtime {
         if !SUPPORTED_WIT_VERSIONS.contains(&wit.as_str()) {
             return Err(RuntimeError::UnsupportedWit { plugin: label.to_string(), found: wit });
         }
-        let limits = Limits { time: Duration::from_secs(10), ..Limits::default() };
+        let limits = Limits { time: DESCRIBE_TIME, memory_bytes: DESCRIBE_MEMORY, ..Limits::default() };
         let scratch = tempfile::tempdir().map_err(|e| RuntimeError::Io { path: std::env::temp_dir(), source: e })?;
         let staging = StagingWriter::new(scratch.path(), WriteLimits { max_bytes: 0, max_files: 0, max_open_files: 0 })
             .map_err(|e| RuntimeError::Io { path: scratch.path().to_path_buf(), source: e })?;
         let mut store = self.store(label, staging, None, http::OutboundPolicy::deny_all(), &limits, None)?;
+        let linker = self.linker_for(&component, false)?;
         let run = async {
-            let instance = since_v0_1_0::Fetcher::instantiate_async(&mut store, &component, &self.linker)
+            let instance = linker
+                .instantiate_async(&mut store, &component)
                 .await
-                .map_err(|e| RuntimeError::Instantiate { plugin: label.to_string(), message: format!("{e:#}") })?;
+                .map_err(|e| classify(label, e, &mut store, &limits))?;
             since_v0_1_0::describe(&mut store, &instance).await.map_err(|e| classify(label, e, &mut store, &limits))
         };
-        let info = tokio::time::timeout(limits.time, run)
-            .await
-            .map_err(|_| RuntimeError::TimeLimit { plugin: label.to_string(), limit: limits.time })??;
+        let describe_failed = |what: String| RuntimeError::Describe { plugin: label.to_string(), what };
+        let info = match tokio::time::timeout(limits.time, run).await {
+            Err(_) | Ok(Err(RuntimeError::TimeLimit { .. })) => {
+                return Err(describe_failed(format!("ran longer than {}s", limits.time.as_secs())));
+            }
+            Ok(Err(RuntimeError::MemoryLimit { .. })) => {
+                return Err(describe_failed(format!("used more than {} MiB", limits.memory_bytes >> 20)));
+            }
+            Ok(r) => r?,
+        };
+        let refused = |error| RuntimeError::Answer { plugin: label.to_string(), call: "describe", error };
+        let info = info.map_err(refused)?;
+        answers::check_info(&info).map_err(refused)?;
         Ok(Plugin { info, sha256, component })
+    }
+
+    /// The linker a fetch runs with: wasi:http only when it may reach a
+    /// host; otherwise every wasi:http import is present but traps, so a
+    /// plugin without a host grant holds no http handles at all.
+    fn linker_for(&self, component: &Component, http: bool) -> Result<Linker<FetchState>, RuntimeError> {
+        if http {
+            return Ok(self.linker.clone());
+        }
+        let mut linker = self.linker_no_http.clone();
+        deny_http(&mut linker, &self.engine, component)
+            .map_err(|e| RuntimeError::Instantiate { plugin: "-".into(), message: format!("{e:#}") })?;
+        Ok(linker)
     }
 
     fn compile(&self, label: &str, wasm: &[u8], sha256: &str) -> Result<Component, RuntimeError> {
@@ -361,30 +482,25 @@ impl Runtime {
             }
             None => (None, None),
         };
-        let limiter = Limiter {
-            inner: StoreLimitsBuilder::new()
-                .memory_size(usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX))
-                .instances(32)
-                .tables(64)
-                .memories(8)
-                .table_elements(1 << 20)
-                .trap_on_grow_failure(false)
-                .build(),
-            memory_hit: false,
-        };
+        let limiter = Limiter::new(limits.memory_bytes);
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_HANDLES);
+        let mut http_ctx = wasmtime_wasi_http::WasiHttpCtx::new();
+        http_ctx.set_field_size_limit(MAX_HTTP_FIELDS_BYTES);
         let state = FetchState {
             plugin: label.to_string(),
             wasi: wasi.build(),
-            table: ResourceTable::new(),
+            table,
             staging,
             limiter,
             input_dir,
             input_file,
             scratch_count: 0,
-            http_ctx: wasmtime_wasi_http::WasiHttpCtx::new(),
+            http_ctx,
             policy,
             stderr,
             logs: VecDeque::new(),
+            log_gate: LogGate::new(Instant::now()),
             events,
         };
         let mut store = Store::new(&self.engine, state);
@@ -420,8 +536,10 @@ impl Runtime {
             denials: Arc::default(),
         };
         let mut store = self.store(&label, staging, grants.input.as_deref(), policy, limits, events)?;
+        let linker = self.linker_for(&plugin.component, !grants.outbound_hosts.is_empty())?;
         let run = async {
-            let instance = since_v0_1_0::Fetcher::instantiate_async(&mut store, &plugin.component, &self.linker)
+            let instance = linker
+                .instantiate_async(&mut store, &plugin.component)
                 .await
                 .map_err(|e| classify(&label, e, &mut store, limits))?;
             since_v0_1_0::fetch(&mut store, &instance, request)
@@ -434,14 +552,15 @@ impl Runtime {
             Ok(r) => r,
             Err(_) => return Err(RuntimeError::TimeLimit { plugin: label, limit: limits.time }),
         };
-        let state = store.into_data();
+        let mut state = store.into_data();
+        state.flush_dropped_logs();
         // A broken rule wins over whatever the fetcher claimed.
         if let Some(v) = state.staging.violation() {
             return Err(RuntimeError::Staging { plugin: label, error: v.clone() });
         }
         // A failure after the memory limit refused growth is about the limit,
         // even when the guest caught the allocation failure itself.
-        if state.limiter.memory_hit && !matches!(outcome, Ok(Ok(_))) {
+        if state.limiter.memory_hit && !matches!(outcome, Ok(Ok(Ok(_)))) {
             return Err(RuntimeError::MemoryLimit {
                 plugin: label,
                 limit: limits.memory_bytes,
@@ -450,11 +569,15 @@ impl Runtime {
         }
         // A failure after a refused request is about that refusal.
         let outcome = match (outcome, state.policy.first_denial()) {
-            (Ok(Ok(r)), _) => Ok(Ok(r)),
+            (Ok(Ok(Ok(r))), _) => Ok(Ok(Ok(r))),
             (_, Some(d)) => return Err(RuntimeError::Denied { plugin: label, denial: d.to_string() }),
             (other, None) => other,
         };
-        let result = outcome?.map_err(|error| RuntimeError::Fetch { plugin: label.clone(), error })?;
+        let refused = |error| RuntimeError::Answer { plugin: label.clone(), call: "fetch", error };
+        let result = outcome?
+            .map_err(refused)?
+            .map_err(|error| RuntimeError::Fetch { plugin: label.clone(), error: answers::tame_error(error) })?;
+        let result = answers::check_result(result).map_err(refused)?;
         let summary = state.staging.finish().map_err(|error| RuntimeError::Staging { plugin: label, error })?;
         Ok(Fetched { result, bytes: summary.bytes, entries: summary.entries, logs: state.logs.into_iter().collect() })
     }
@@ -486,6 +609,38 @@ fn wit_version(engine: &Engine, component: &Component) -> Option<String> {
     })
 }
 
+/// Defines every wasi:http import `component` has as a function that fails
+/// (and its own resource types as placeholders nothing can create), so a
+/// fetch without a host grant instantiates but cannot make one http handle.
+/// Resource types wasi:http only uses (streams, pollables) stay the real ones.
+fn deny_http(linker: &mut Linker<FetchState>, engine: &Engine, component: &Component) -> wasmtime::Result<()> {
+    use wasmtime::component::ResourceType;
+    use wasmtime::component::types::ComponentItem;
+    let mut seen: Vec<ResourceType> = Vec::new();
+    for (name, import) in component.component_type().imports(engine) {
+        let ComponentItem::ComponentInstance(instance) = import.ty else { continue };
+        let mut defs = if name.starts_with("wasi:http/") { Some(linker.instance(name)?) } else { None };
+        for (export, item) in instance.exports(engine) {
+            match (item.ty, defs.as_mut()) {
+                (ComponentItem::Resource(ty), defs) if !seen.contains(&ty) => {
+                    seen.push(ty);
+                    if let Some(defs) = defs {
+                        defs.resource(export, ResourceType::host::<()>(), |_, _| Ok(()))?;
+                    }
+                }
+                (ComponentItem::ComponentFunc(_), Some(defs)) => {
+                    let full = format!("{name}#{export}");
+                    defs.func_new(export, move |_, _, _, _| {
+                        wasmtime::bail!("unknown import: `{full}` has not been defined")
+                    })?;
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Turns a wasmtime error into the limit that caused it, if any.
 fn classify(plugin: &str, e: wasmtime::Error, store: &mut Store<FetchState>, limits: &Limits) -> RuntimeError {
     let plugin = plugin.to_string();
@@ -493,11 +648,25 @@ fn classify(plugin: &str, e: wasmtime::Error, store: &mut Store<FetchState>, lim
     if store.data().limiter.memory_hit {
         return RuntimeError::MemoryLimit { plugin, limit: limits.memory_bytes, stderr };
     }
-    match e.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => RuntimeError::TimeLimit { plugin, limit: limits.time },
-        Some(trap) => RuntimeError::Trap { plugin, message: trap.to_string(), stderr },
-        None => RuntimeError::Trap { plugin, message: format!("{e:#}"), stderr },
+    let backtrace = e.downcast_ref::<wasmtime::WasmBacktrace>().map(|b| b.to_string()).unwrap_or_default();
+    // The cause first; wasmtime puts it below the backtrace.
+    let cause = match e.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => return RuntimeError::TimeLimit { plugin, limit: limits.time },
+        Some(trap) => trap.to_string(),
+        None => e.root_cause().to_string(),
+    };
+    if cause.contains("resource table has no free keys") {
+        let message = format!("it held more than {MAX_HANDLES} resource handles at once");
+        return RuntimeError::Trap { plugin, message, stderr, backtrace: String::new() };
     }
+    if cause.contains("unknown import: `wasi:http/") {
+        let denial = "it called wasi:http, which is not linked for a fetch granted no outbound host \
+                      (grant one with --allow-host, or `attune plugin grant`)"
+            .to_string();
+        return RuntimeError::Denied { plugin, denial };
+    }
+    let message = crate::untrusted::cap(&crate::untrusted::escape(&cause), 1024);
+    RuntimeError::Trap { plugin, message, stderr, backtrace: crate::untrusted::cap(&backtrace, 4096) }
 }
 
 /// Per-fetch state owned by the store.
@@ -514,7 +683,37 @@ pub struct FetchState {
     policy: http::OutboundPolicy,
     stderr: TailPipe,
     logs: VecDeque<(LogLevel, String)>,
+    log_gate: LogGate,
     events: Option<EventSink>,
+}
+
+/// A token bucket for fetcher log lines: a burst, then a steady rate; what
+/// it drops is counted and reported as one note.
+struct LogGate {
+    tokens: f64,
+    last: Instant,
+    dropped: u64,
+}
+
+impl LogGate {
+    fn new(now: Instant) -> LogGate {
+        LogGate { tokens: f64::from(LOG_BURST), last: now, dropped: 0 }
+    }
+
+    /// Whether a line may pass now; after a gap, first the count of what
+    /// was dropped (the caller reports it).
+    fn admit(&mut self, now: Instant) -> (bool, u64) {
+        let refill = now.duration_since(self.last).as_secs_f64() * f64::from(LOG_PER_SECOND);
+        self.tokens = (self.tokens + refill).min(f64::from(LOG_BURST));
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            (true, std::mem::take(&mut self.dropped))
+        } else {
+            self.dropped += 1;
+            (false, 0)
+        }
+    }
 }
 
 impl WasiView for FetchState {
@@ -530,15 +729,37 @@ impl wasmtime_wasi_http::WasiHttpView for FetchState {
 }
 
 impl FetchState {
-    fn on_log(&mut self, level: LogLevel, mut message: String) {
-        message.truncate(message.floor_char_boundary(2048));
-        match level {
-            LogLevel::Debug => tracing::debug!(plugin = %self.plugin, "{message}"),
-            LogLevel::Info => tracing::info!(plugin = %self.plugin, "{message}"),
-            LogLevel::Warn => tracing::warn!(plugin = %self.plugin, "{message}"),
+    /// `message` is capped and escaped here, on arrival: nothing of a huge
+    /// or hostile line is kept or shown.
+    fn on_log(&mut self, level: LogLevel, message: &str) {
+        let (admitted, dropped) = self.log_gate.admit(Instant::now());
+        if dropped > 0 {
+            self.emit_log(LogLevel::Warn, format!("{dropped} log messages from the fetcher were dropped (rate limit)"));
         }
-        if let Some(sink) = &self.events {
-            sink(&Event::Log(level, message.clone()));
+        if admitted {
+            let capped = crate::untrusted::cap(message, answers::LOG_MESSAGE_MAX);
+            self.emit_log(level, crate::untrusted::escape(&capped).into_owned());
+        }
+    }
+
+    /// Reports lines the gate dropped since the last one it let through.
+    fn flush_dropped_logs(&mut self) {
+        let dropped = std::mem::take(&mut self.log_gate.dropped);
+        if dropped > 0 {
+            self.emit_log(LogLevel::Warn, format!("{dropped} log messages from the fetcher were dropped (rate limit)"));
+        }
+    }
+
+    /// One line, shown once: through the install's display when there is
+    /// one, else through the log.
+    fn emit_log(&mut self, level: LogLevel, message: String) {
+        match &self.events {
+            Some(sink) => sink(&Event::Log(level, message.clone())),
+            None => match level {
+                LogLevel::Debug => tracing::debug!(plugin = %self.plugin, "{message}"),
+                LogLevel::Info => tracing::info!(plugin = %self.plugin, "{message}"),
+                LogLevel::Warn => tracing::warn!(plugin = %self.plugin, "{message}"),
+            },
         }
         if self.logs.len() == LOG_KEEP {
             self.logs.pop_front();
@@ -576,31 +797,55 @@ impl FetchState {
     }
 }
 
-/// Records which limit stopped a guest, so the error can name it.
+/// The one accounting of what a fetch makes the host hold: every linear
+/// memory and every table of every instance, added up against the fetch's
+/// memory limit (wasmtime's own limits are per memory), plus caps on how
+/// many instances, memories and tables there are. Records which limit
+/// stopped a guest, so the error can name it.
 struct Limiter {
-    inner: StoreLimits,
+    budget: usize,
+    /// Bytes of all memories and tables, as last grown.
+    used: usize,
     memory_hit: bool,
+}
+
+impl Limiter {
+    const INSTANCES: usize = 32;
+    const MEMORIES: usize = 8;
+    const TABLES: usize = 64;
+
+    fn new(memory_bytes: u64) -> Limiter {
+        Limiter { budget: usize::try_from(memory_bytes).unwrap_or(usize::MAX), used: 0, memory_hit: false }
+    }
+
+    fn grow(&mut self, current: usize, desired: usize) -> bool {
+        let total = self.used.saturating_sub(current).saturating_add(desired);
+        if total > self.budget {
+            self.memory_hit = true;
+            return false;
+        }
+        self.used = total;
+        true
+    }
 }
 
 impl ResourceLimiter for Limiter {
     fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
-        let ok = self.inner.memory_growing(current, desired, maximum)?;
-        if !ok {
-            self.memory_hit = true;
-        }
-        Ok(ok)
+        // Past its own maximum the growth fails anyway; don't count it.
+        Ok(maximum.is_none_or(|m| desired <= m) && self.grow(current, desired))
     }
     fn table_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
-        self.inner.table_growing(current, desired, maximum)
+        let bytes = |n: usize| n.saturating_mul(TABLE_ELEMENT_BYTES);
+        Ok(maximum.is_none_or(|m| desired <= m) && self.grow(bytes(current), bytes(desired)))
     }
     fn instances(&self) -> usize {
-        self.inner.instances()
+        Self::INSTANCES
     }
     fn tables(&self) -> usize {
-        self.inner.tables()
+        Self::TABLES
     }
     fn memories(&self) -> usize {
-        self.inner.memories()
+        Self::MEMORIES
     }
 }
 
@@ -650,5 +895,47 @@ impl tokio::io::AsyncWrite for TailPipe {
         _: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
         std::task::Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_memory_and_table_counts_against_one_limit() {
+        let mut l = Limiter::new(64 << 20);
+        // Two memories of 40 MiB: the second does not fit beside the first.
+        assert!(l.memory_growing(0, 40 << 20, None).unwrap());
+        assert!(!l.memory_growing(0, 40 << 20, None).unwrap());
+        assert!(l.memory_hit);
+        // Growing the first one further counts only the difference.
+        assert!(l.memory_growing(40 << 20, 60 << 20, None).unwrap());
+        // Tables count too: 1M elements do not fit in the 4 MiB left.
+        assert!(!l.table_growing(0, 1 << 20, None).unwrap());
+        assert!(l.table_growing(0, 1024, None).unwrap());
+        assert_eq!(l.used, (60 << 20) + 1024 * TABLE_ELEMENT_BYTES);
+    }
+
+    #[test]
+    fn growth_past_its_own_maximum_is_not_counted() {
+        let mut l = Limiter::new(64 << 20);
+        assert!(!l.memory_growing(0, 2 << 20, Some(1 << 20)).unwrap());
+        assert!(!l.memory_hit);
+        assert_eq!(l.used, 0);
+    }
+
+    #[test]
+    fn log_gate_lets_a_burst_through_then_a_steady_rate_and_counts_the_rest() {
+        let t0 = Instant::now();
+        let mut g = LogGate::new(t0);
+        let passed = (0..LOG_BURST + 100).filter(|_| g.admit(t0).0).count();
+        assert_eq!(passed, LOG_BURST as usize);
+        assert_eq!(g.dropped, 100);
+        // A second later, LOG_PER_SECOND more pass; the first reports the drops.
+        let t1 = t0 + Duration::from_secs(1);
+        assert_eq!(g.admit(t1), (true, 100));
+        let more = (0..LOG_PER_SECOND * 2).filter(|_| g.admit(t1).0).count();
+        assert_eq!(more, LOG_PER_SECOND as usize - 1);
     }
 }

@@ -74,9 +74,10 @@ pub enum SourceSpec {
     /// Any source, fetched by the component in `wasm`; a source that names
     /// an existing local path is offered to it read-only.
     Plugin { wasm: PathBuf, source: String, input: Option<PathBuf> },
-    /// A source handled by an added plugin, with what the operator granted it
+    /// A source handled by an added plugin, with who it was when added (what
+    /// an install records) and what the operator granted it
     /// (`outbound-host:…`, `read-input`).
-    Added { name: String, wasm: Vec<u8>, source: String, grants: Vec<String> },
+    Added { identity: crate::runtime::Identity, wasm: Vec<u8>, source: String, grants: Vec<String> },
 }
 
 /// Facts about the fetcher that ran, recorded with the installation.
@@ -295,8 +296,9 @@ pub async fn resolve(
             let request = FetchRequest { source: url, reference: options.reference.clone(), ..Default::default() };
             (SourceKind::Git, shown, crate::plugins::GIT.load(&runtime).await?, request, offer)
         }
-        SourceSpec::Added { name, wasm, source, grants } => {
-            let plugin = runtime.load(&name, &wasm).await?;
+        SourceSpec::Added { identity, wasm, source, grants } => {
+            let plugin = runtime.load(&identity.name, &wasm).await?;
+            plugin.expect_identity(&identity)?;
             let mut offer = crate::runtime::grants::Offer {
                 allow_insecure_http: options.allow_insecure_http,
                 hosts: options.allow_hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
@@ -332,6 +334,17 @@ pub async fn resolve(
             let bytes = std::fs::read(&wasm).map_err(|e| SourceError::PluginFile { path: wasm.clone(), source: e })?;
             let label = wasm.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "plugin".into());
             let plugin = runtime.load(&label, &bytes).await?;
+            // Recorded under the name it gives: never a built-in's.
+            if let Some(b) = crate::plugins::BUILTINS.iter().find(|b| b.name == plugin.info.name) {
+                return Err(SourceError::Runtime(crate::runtime::RuntimeError::Instantiate {
+                    plugin: label,
+                    message: format!(
+                        "{}: it calls itself {:?}, the name of a built-in fetcher; a plugin file cannot",
+                        wasm.display(),
+                        b.name
+                    ),
+                }));
+            }
             let request =
                 FetchRequest { source: source.clone(), options: options.request_options(), ..Default::default() };
             (SourceKind::Plugin, redact_url(&source), plugin, request, Offer { input, ..Default::default() })

@@ -183,6 +183,14 @@ impl StagingWriter {
         Ok(Summary { bytes: self.counters.bytes.load(Ordering::Relaxed), entries: self.entries.len() as u64 })
     }
 
+    /// A path too long to be copied out of the guest at all: refused (and
+    /// remembered, like every broken rule) without seeing it.
+    pub fn refuse_long_path(&mut self, len: usize) -> StagingError {
+        let e = StagingError::InvalidPath(paths::PathError::TooLong { len });
+        let _ = self.note::<()>(Err(e.clone()));
+        e
+    }
+
     fn note<T>(&mut self, r: Result<T, StagingError>) -> Result<T, StagingError> {
         if let Err(e) = &r
             && e.is_violation()

@@ -27,7 +27,7 @@ pub enum PathError {
     ControlChar { path: String },
     #[error("{path:?}: component longer than {MAX_COMPONENT_BYTES} bytes")]
     ComponentTooLong { path: String },
-    #[error("path of {len} bytes is longer than {MAX_PATH_BYTES} bytes")]
+    #[error("<{len} bytes>: longer than the {MAX_PATH_BYTES} bytes a path may have")]
     TooLong { len: usize },
 }
 

@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+pub mod components;
 pub mod index;
 pub mod postgres;
 
@@ -111,6 +112,56 @@ impl Env {
             stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
         }
+    }
+
+    /// [`Env::run`], and the child's peak resident memory in bytes: its
+    /// own `VmHWM` (the high-water mark of its address space after exec),
+    /// read every 2 ms while it runs. `ru_maxrss` from `wait4` would not do:
+    /// Linux carries the parent's high-water mark across `vfork` + `exec`.
+    pub fn run_peak(&self, args: &[&str]) -> (Out, u64) {
+        use std::io::Read;
+        let mut child = self
+            .cmd()
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (mut so, mut se) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+        let err = std::thread::spawn(move || {
+            let mut v = Vec::new();
+            se.read_to_end(&mut v).unwrap();
+            v
+        });
+        let out = std::thread::spawn(move || {
+            let mut v = Vec::new();
+            so.read_to_end(&mut v).unwrap();
+            v
+        });
+        let status_file = format!("/proc/{}/status", child.id());
+        let mut peak_kib = 0u64;
+        let status = loop {
+            if let Ok(text) = std::fs::read_to_string(&status_file)
+                && let Some(kib) = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("VmHWM:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            {
+                peak_kib = peak_kib.max(kib);
+            }
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        };
+        let o = Out {
+            ok: status.success(),
+            code: status.code(),
+            stdout: String::from_utf8_lossy(&out.join().unwrap()).into_owned(),
+            stderr: String::from_utf8_lossy(&err.join().unwrap()).into_owned(),
+        };
+        assert!(peak_kib > 0, "no VmHWM was read for {args:?}");
+        (o, peak_kib * 1024)
     }
 
     /// A small pack with every kind of entry: exec file, symlink, empty dir.

@@ -12,6 +12,8 @@ use attune_plugin_sdk::{Capability, FetchError, FetchRequest, FetchResult, Fetch
 struct Hostile;
 
 const PACK_YAML: &[u8] = b"---\nref: hostile\nname: hostile\nversion: 1.0.0\n";
+/// Sets the window title, clears the screen, moves up and fakes a success line.
+const ESCAPES: &str = "\x1b]0;pwned\x07\x1b[2J\x1b[1A\r\u{9b}32mattune: installed ok\x1b[0m";
 
 impl Fetcher for Hostile {
     fn describe() -> FetcherInfo {
@@ -135,6 +137,73 @@ impl Fetcher for Hostile {
                     eprintln!("{line}");
                 }
                 return Err(FetchError::Other("flooded stderr".into()));
+            }
+            // Huge log lines, many times: the host keeps and shows a capped copy only.
+            "log-huge" => {
+                let line = "L".repeat(24 << 20);
+                for _ in 0..12 {
+                    attune_plugin_sdk::log::warn(&line);
+                }
+                return Err(FetchError::Other("logged huge lines".into()));
+            }
+            // Thousands of lines at once: rate-limited, the rest counted.
+            "log-storm" => {
+                for i in 0..100_000 {
+                    attune_plugin_sdk::log::warn(&format!("storm line {i}"));
+                }
+                return Err(FetchError::Other("logged a storm".into()));
+            }
+            // Terminal escapes in every channel a plugin has to the operator.
+            "escapes" => {
+                attune_plugin_sdk::log::warn(ESCAPES);
+                eprintln!("{ESCAPES}");
+                return Err(FetchError::Other(format!("failed {ESCAPES}")));
+            }
+            "escapes-panic" => panic!("{ESCAPES}"),
+            // One staging call whose arguments are almost the whole memory.
+            "huge-path" => {
+                let path = "p".repeat(40 << 20);
+                Staging::write_file(&path, false, b"x")?;
+            }
+            "huge-write" => {
+                Staging::write_file("pack.yaml", false, PACK_YAML)?;
+                let data = vec![7u8; 40 << 20];
+                Staging::write_file("big.bin", false, &data)?;
+            }
+            // Answers the host must refuse: huge metadata, a commit that is a path.
+            "metadata-huge" => {
+                Staging::write_file("pack.yaml", false, PACK_YAML)?;
+                let mut r = FetchResult::new(request.source);
+                r.metadata.push(("note".into(), "m".repeat(40 << 20)));
+                return Ok(r);
+            }
+            "metadata-many" => {
+                Staging::write_file("pack.yaml", false, PACK_YAML)?;
+                let mut r = FetchResult::new(request.source);
+                r.metadata = (0..100_000).map(|i| (format!("k{i}"), String::new())).collect();
+                return Ok(r);
+            }
+            "commit-path" => {
+                Staging::write_file("pack.yaml", false, PACK_YAML)?;
+                let mut r = FetchResult::new(request.source);
+                r.resolved_commit = Some("../../../../etc/passwd".into());
+                return Ok(r);
+            }
+            // Resource handles the host holds: pollables, then (when linked) http fields.
+            "handles" => {
+                for _ in 0..2_000_000 {
+                    std::mem::forget(wasip2::clocks::monotonic_clock::subscribe_duration(1));
+                }
+                return Err(FetchError::Other("held two million handles".into()));
+            }
+            "http-fields" => {
+                let value = vec![b'v'; 30 * 1024];
+                for _ in 0..2_000_000 {
+                    let f = wasip2::http::types::Fields::new();
+                    let _ = f.append("x-big", &value);
+                    std::mem::forget(f);
+                }
+                return Err(FetchError::Other("held two million header maps".into()));
             }
             other => return Err(FetchError::InvalidSource(format!("unknown attack {other:?}"))),
         }
