@@ -150,6 +150,20 @@ fn a_panic_is_a_clear_error() {
 }
 
 #[test]
+fn a_traps_cause_comes_before_its_backtrace() {
+    let out = refused("panic", &[]);
+    let first = out.stderr.lines().next().unwrap_or_default();
+    assert_eq!(first, "error: fetcher `hostile` crashed: wasm trap: wasm `unreachable` instruction executed");
+    let (cause, stderr, trace) = (
+        out.stderr.find("crashed").unwrap(),
+        out.stderr.find("fetcher stderr | ").unwrap(),
+        out.stderr.find("where it stopped (wasm backtrace):").unwrap(),
+    );
+    assert!(cause < stderr && stderr < trace, "{}", out.stderr);
+    assert!(out.stderr.lines().count() < 20, "{}", out.stderr);
+}
+
+#[test]
 fn a_stderr_flood_is_bounded() {
     let out = refused("stderr-flood", &["flooded stderr"]);
     assert!(out.stderr.len() < 64 * 1024, "{} bytes of stderr", out.stderr.len());
@@ -251,6 +265,11 @@ fn many_tables_count_against_the_memory_limit() {
 #[test]
 fn resource_handles_are_capped() {
     contained_attack("handles", &["more than 1024 resource handles"]);
+}
+
+#[test]
+fn wasi_random_cannot_make_the_host_allocate_much() {
+    contained_attack("random-huge", &["crashed", "exceeds limit 65536"]);
 }
 
 #[test]

@@ -85,6 +85,13 @@ fn a_plugin_reaches_only_the_hosts_it_was_granted() {
     env.run(&["plugin", "add", hostile_wasm().to_str().unwrap()]).success();
     let source = format!("hostile:fetch-url:{}", server.url("/data"));
 
+    // Granted no host at all, it does not even get wasi:http.
+    let out = env.run(&["install", "--plugin", "hostile", &source]).failure();
+    assert!(out.stderr.contains("it called wasi:http, which is not linked"), "{}", out.stderr);
+    assert!(out.stderr.contains("--allow-host"), "{}", out.stderr);
+    assert!(server.seen.lock().unwrap().is_empty(), "the plugin reached a host it was not granted");
+    // Granted another host, it has wasi:http, and this host is refused by name.
+    env.run(&["plugin", "grant", "hostile", "--allow-host", "127.0.0.2"]).success();
     let out = env.run(&["install", "--plugin", "hostile", &source]).failure();
     assert!(out.stderr.contains("a request to 127.0.0.1 was refused"), "{}", out.stderr);
     assert!(out.stderr.contains("--allow-host 127.0.0.1"), "{}", out.stderr);

@@ -99,7 +99,7 @@ impl<T: Lift, const MAX: usize> List<T, MAX> {
         let memory = cx.memory();
         let bytes = len.checked_mul(size).and_then(|n| ptr.checked_add(n)).filter(|e| *e <= memory.len());
         bytes.ok_or_else(|| wasmtime::format_err!("list pointer/length out of bounds of memory"))?;
-        if ptr % (T::ALIGN32 as usize) != 0 {
+        if !ptr.is_multiple_of(T::ALIGN32 as usize) {
             wasmtime::bail!("list pointer is not aligned");
         }
         if len > MAX {

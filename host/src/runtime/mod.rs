@@ -260,13 +260,23 @@ fn stderr_tail(stderr: &str) -> String {
     shown.concat()
 }
 
-/// Where in the fetcher it stopped, below the cause and the stderr tail.
+/// Where in the fetcher it stopped (the first frames), below the cause and
+/// the stderr tail; frame names come from the plugin, so they are escaped.
 fn backtrace_below(bt: &str) -> String {
-    if bt.is_empty() {
-        String::new()
-    } else {
-        format!("\n  {}", crate::untrusted::escape_lines(bt).replace('\n', "\n  "))
+    const FRAMES: usize = 8;
+    let frames: Vec<&str> = bt.lines().filter(|l| !l.starts_with("error while executing")).collect();
+    if frames.is_empty() {
+        return String::new();
     }
+    let mut out = String::from("\n  where it stopped (wasm backtrace):");
+    for f in frames.iter().take(FRAMES) {
+        out.push_str("\n  ");
+        out.push_str(&crate::untrusted::escape(f));
+    }
+    if frames.len() > FRAMES {
+        out.push_str(&format!("\n      … {} more frames", frames.len() - FRAMES));
+    }
+    out
 }
 
 /// A compiled fetcher ready to run.
@@ -464,6 +474,8 @@ impl Runtime {
         // thread instead of hopping to a blocking pool per call is several
         // times faster for a fetcher that copies many files.
         wasi.stderr(stderr.clone()).allow_blocking_current_thread(true);
+        // One wasi:random call allocates what it returns: keep that small.
+        wasi.max_random_size(64 * 1024);
         // A folder is mounted read-only; a single file is offered as a blob
         // only, so nothing beside it is visible.
         let (input_dir, input_file) = match input {

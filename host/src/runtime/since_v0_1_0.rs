@@ -49,7 +49,7 @@ mod bounded {
     use super::super::answers::LOG_MESSAGE_MAX;
     use super::super::{FetchState, LogLevel};
     use super::{Blob, host, types};
-    use crate::staging::{StagedFile, StagingError};
+    use crate::staging::{StagedFile, StagingError, StagingWriter};
 
     type Cx<'a> = StoreContextMut<'a, FetchState>;
     type StagingResult<T> = Result<T, types::StagingError>;
@@ -67,6 +67,20 @@ mod bounded {
             return Ok(Err(store.data_mut().staging.refuse_long_path(len)));
         }
         Ok(Ok(text.into_owned()))
+    }
+
+    /// A call taking two paths (a link and what it points at), each capped.
+    fn two_paths(
+        store: &mut Cx<'_>,
+        a: &WasmStr,
+        b: &WasmStr,
+        call: fn(&mut StagingWriter, &str, &str) -> Result<(), StagingError>,
+    ) -> wasmtime::Result<(StagingResult<()>,)> {
+        let r = match (path(store, a)?, path(store, b)?) {
+            (Ok(a), Ok(b)) => call(&mut store.data_mut().staging, &a, &b),
+            (Err(e), _) | (_, Err(e)) => Err(e),
+        };
+        Ok((r.map_err(types::StagingError::from),))
     }
 
     /// Feeds a byte list to `sink` in chunks of at most [`CHUNK`].
@@ -143,18 +157,10 @@ mod bounded {
             Ok((written,))
         })?;
         st.func_wrap("create-symlink", |mut store: Cx<'_>, (p, target): (WasmStr, WasmStr)| {
-            let r = match (path(&mut store, &p)?, path(&mut store, &target)?) {
-                (Ok(p), Ok(t)) => store.data_mut().staging.create_symlink(&p, &t),
-                (Err(e), _) | (_, Err(e)) => Err(e),
-            };
-            Ok((r.map_err(types::StagingError::from),))
+            two_paths(&mut store, &p, &target, StagingWriter::create_symlink)
         })?;
         st.func_wrap("link-file", |mut store: Cx<'_>, (p, existing): (WasmStr, WasmStr)| {
-            let r = match (path(&mut store, &p)?, path(&mut store, &existing)?) {
-                (Ok(p), Ok(e)) => store.data_mut().staging.link_file(&p, &e),
-                (Err(e), _) | (_, Err(e)) => Err(e),
-            };
-            Ok((r.map_err(types::StagingError::from),))
+            two_paths(&mut store, &p, &existing, StagingWriter::link_file)
         })?;
         st.func_wrap("[method]file.write", |mut store: Cx<'_>, (file, data): (Resource<StagedFile>, WasmList<u8>)| {
             let r = chunks(&mut store, &data, |s, b| {

@@ -196,6 +196,13 @@ impl Fetcher for Hostile {
                 }
                 return Err(FetchError::Other("held two million handles".into()));
             }
+            // WASI hands back what it allocates: ask for as much as the guest may hold.
+            "random-huge" => {
+                for _ in 0..8 {
+                    std::hint::black_box(wasip2::random::random::get_random_bytes(60 << 20));
+                }
+                return Err(FetchError::Other("got 480 MiB of random bytes".into()));
+            }
             "http-fields" => {
                 let value = vec![b'v'; 30 * 1024];
                 for _ in 0..2_000_000 {
