@@ -176,7 +176,12 @@ fn oci_plugin_end_to_end() {
     // Added but not granted: the registry is out of reach.
     env.run(&["plugin", "add", oci_wasm().to_str().unwrap()]).success();
     let out = env.run(&["install", &source]).failure();
-    assert!(out.stderr.contains("was refused") && out.stderr.contains("--allow-host"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("it called wasi:http, which is not linked")
+            && out.stderr.contains("allow the host it needs (127.0.0.1) with --allow-host"),
+        "{}",
+        out.stderr
+    );
 
     env.run(&["plugin", "grant", "oci", "--allow-host", "127.0.0.1"]).success();
     let out = env.run(&["install", &source]).success();

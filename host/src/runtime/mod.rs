@@ -241,6 +241,12 @@ pub enum RuntimeError {
     Fetch { plugin: String, error: FetchError },
     #[error("fetcher `{plugin}`: {denial}")]
     Denied { plugin: String, denial: String },
+    #[error(
+        "fetcher `{plugin}`: it called wasi:http, which is not linked for a fetch granted no outbound host; \
+         allow {} with --allow-host (or `attune plugin grant {plugin} --allow-host …` for an added plugin)",
+        .host.as_deref().map(|h| format!("the host it needs ({h})")).unwrap_or_else(|| "the host it needs".into())
+    )]
+    HttpNotLinked { plugin: String, host: Option<String> },
     #[error("{path}: cannot open the fetch input: {source}")]
     Input { path: PathBuf, source: std::io::Error },
     #[error("{path}: {source}")]
@@ -561,6 +567,12 @@ impl Runtime {
         // A little past the epoch deadline: this one catches guests parked in
         // a host wait (sleep, a stalled stream), which epochs cannot interrupt.
         let outcome = match tokio::time::timeout(limits.time + EPOCH_TICK * 4, run).await {
+            // Name the host the source names, so the hint is the flag to type.
+            Ok(Err(RuntimeError::HttpNotLinked { plugin, .. })) => {
+                let host = url::Url::parse(&request.source).ok().and_then(|u| u.host_str().map(str::to_string));
+                let host = host.map(|h| crate::untrusted::cap(&crate::untrusted::escape(&h), 255));
+                Err(RuntimeError::HttpNotLinked { plugin, host })
+            }
             Ok(r) => r,
             Err(_) => return Err(RuntimeError::TimeLimit { plugin: label, limit: limits.time }),
         };
@@ -672,10 +684,7 @@ fn classify(plugin: &str, e: wasmtime::Error, store: &mut Store<FetchState>, lim
         return RuntimeError::Trap { plugin, message, stderr, backtrace: String::new() };
     }
     if cause.contains("unknown import: `wasi:http/") {
-        let denial = "it called wasi:http, which is not linked for a fetch granted no outbound host \
-                      (grant one with --allow-host, or `attune plugin grant`)"
-            .to_string();
-        return RuntimeError::Denied { plugin, denial };
+        return RuntimeError::HttpNotLinked { plugin, host: None };
     }
     let message = crate::untrusted::cap(&crate::untrusted::escape(&cause), 1024);
     RuntimeError::Trap { plugin, message, stderr, backtrace: crate::untrusted::cap(&backtrace, 4096) }
