@@ -256,6 +256,13 @@ async fn bad_bodies_are_400_413_415_with_the_error_body(db: Backend) {
         api.req("POST", "/api/v1/packs/install", Some(&t)).header("content-type", "application/json").body(body)
     };
 
+    // The token is checked before the body or the query is read.
+    let anonymous = api.req("POST", "/api/v1/packs/install?bogus=1", None).header("content-type", "application/json");
+    let (status, v) = json_of(anonymous.body("not json").send().await.unwrap()).await;
+    assert_error(status, &v, 401, "unauthorized");
+    let (status, v) = json_of(api.req("GET", "/api/v1/packs?bogus=1", None).send().await.unwrap()).await;
+    assert_error(status, &v, 401, "unauthorized");
+
     let (status, v) = json_of(post(b"{\"source\": ".to_vec()).send().await.unwrap()).await;
     assert_error(status, &v, 400, "malformed_json");
     let (status, v) = json_of(post(b"not json".to_vec()).send().await.unwrap()).await;
@@ -922,6 +929,7 @@ async fn an_api_caller_reaches_no_loopback_spelling() {
         "git+http://127.0.0.1:{p}/r.git",
         "https://localhost:{p}/r.git",
         "http://user:p@ss@127.1:{p}/x.tgz",
+        "ftp://user:p@ss@files.example/x.tgz",
     ]
     .iter()
     .map(|s| s.replace("{p}", &p.to_string()))
@@ -935,6 +943,11 @@ async fn an_api_caller_reaches_no_loopback_spelling() {
         assert!(!message.contains("p@ss") && !message.contains("user:"), "{source}: credentials shown: {message}");
     }
     assert_eq!(internal.count(), 0, "a loopback connection was made");
+    // A name's address is not told: "resolves to a private … address", not which.
+    let body = json!({ "source": format!("https://localhost:{p}/x.tgz") });
+    let (_, v) = api.call("POST", "/api/v1/packs/install?wait=true", Some(&t), Some(body)).await;
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(message.contains("resolves to a private") && !message.contains("127.0.0.1"), "{v}");
     assert_eq!(origin.seen.lock().unwrap().len(), 1, "the allowed origin was reached, once");
     let (_, v) = api
         .call("POST", "/api/v1/packs/install?wait=true", Some(&t), Some(json!({ "source": origin.url("/hop.tgz") })))
@@ -952,6 +965,18 @@ async fn an_api_caller_reaches_no_loopback_spelling() {
     let (_, v) = api.call("POST", "/api/v1/packs/install?wait=true", Some(&t), Some(body)).await;
     assert!(v["error"].is_object() && !v.to_string().contains(&digest), "the body's digest leaked: {v}");
     assert!(query(&env, "SELECT id FROM installations").is_empty());
+
+    // A ref-shaped source is an index lookup, whether or not the server's
+    // working directory (this crate's) has a folder of that name.
+    assert!(std::path::Path::new("src").is_dir());
+    let mut answers = vec![];
+    for source in ["src", "surely_not_a_folder_here"] {
+        let body = json!({ "source": source });
+        let (status, v) = api.call("POST", "/api/v1/packs/install?wait=true", Some(&t), Some(body)).await;
+        answers.push((status, v["error"]["code"].clone()));
+    }
+    assert_eq!(answers[0], answers[1], "{answers:?}");
+    assert_ne!(answers[0].1, "local_source_refused");
 }
 
 /// A local source is opened when it is checked: replacing it with a
@@ -1080,7 +1105,7 @@ fn vm_hwm_kib(pid: u32) -> u64 {
 }
 
 /// The RSS bound of the job burst below, in MiB (measured: see the README).
-const BURST_RSS_BOUND_MIB: u64 = 400;
+const BURST_RSS_BOUND_MIB: u64 = 128;
 
 /// 50 jobs, each a 20 MB download written in 512-byte writes: progress is
 /// throttled and histories capped, so the server's peak RSS stays under
@@ -1105,12 +1130,14 @@ async fn fifty_jobs_of_20_mb_in_512_byte_writes_keep_rss_bounded() {
         assert_eq!(status, 202, "{v}");
         ids.push(v["job"]["id"].as_str().unwrap().to_string());
     }
+    let digest = common::index::sha256_hex(&vec![0u8; 20 << 20]);
     let t0 = Instant::now();
     for id in &ids {
         loop {
             let (_, v) = api.call("GET", &format!("/api/v1/jobs/{id}"), Some(&t), None).await;
             if v["job"]["state"] == "failed" {
                 assert_eq!(v["job"]["error"]["code"], "fetch_failed", "{v}");
+                assert!(!v.to_string().contains(&digest), "the body's digest leaked: {v}");
                 break;
             }
             assert!(t0.elapsed() < Duration::from_secs(600), "{v}");

@@ -438,7 +438,13 @@ pub fn for_caller(job: &str, e: crate::Error) -> ApiError {
         },
         _ => None,
     };
+    // Our own refusal is shown, but not what a name resolved to inside.
+    let resolved = matches!(&e, E::Runtime(R::Denied { .. }) | E::Source(S::Runtime(R::Denied { .. })));
     let mut api = ApiError::from(e);
+    if resolved && let Some((head, tail)) = api.message.split_once(" resolves to ") {
+        let tail = tail.split_once(", ").map_or(tail, |(_, rest)| rest);
+        api.message = format!("{head} resolves to {tail}");
+    }
     if let Some(message) = hidden {
         tracing::warn!("job {job}: {}", crate::sources::redact_url(&api.message));
         api.message = message;

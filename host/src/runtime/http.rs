@@ -422,7 +422,7 @@ mod tests {
             assert!(is_loopback_host(h), "{h}");
         }
         assert_eq!(canonical_host("0x7f.1"), "127.0.0.1");
-        assert_eq!(canonical_host("[::FFFF:7f00:1]"), "::ffff:127.0.0.1");
+        assert_eq!(canonical_host("[::FFFF:127.0.0.1]"), "::ffff:7f00:1");
         for a in
             ["::ffff:7f00:1", "::ffff:8.8.8.8", "::127.0.0.1", "64:ff9b::a00:1", "2002:7f00:1::", "fec0::1", "ff02::1"]
         {
