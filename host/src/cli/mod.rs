@@ -814,7 +814,6 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 handshake_timeout: a.handshake_timeout,
                 cache_dir: s.cache_dir.clone(),
                 gc_keep: file.gc_keep.unwrap_or(3),
-                ..Default::default()
             };
             attune::api::serve(ctx, opts, |b| out.serving(b)).await?;
         }

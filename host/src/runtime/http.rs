@@ -174,9 +174,7 @@ pub fn is_private(ip: IpAddr) -> bool {
             }
             // IPv4-compatible (::a.b.c.d), NAT64 (64:ff9b::/96) and 6to4
             // (2002::/16) carry an IPv4 address: judge that one.
-            let embedded = if s[..6] == [0; 6] {
-                Some(std::net::Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8))
-            } else if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+            let embedded = if s[..6] == [0; 6] || s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
                 Some(std::net::Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8))
             } else if s[0] == 0x2002 {
                 Some(std::net::Ipv4Addr::new((s[1] >> 8) as u8, s[1] as u8, (s[2] >> 8) as u8, s[2] as u8))
