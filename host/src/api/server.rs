@@ -13,9 +13,9 @@
 //!   handler that takes long (`?wait=true`) is not cut off,
 //! * a **connection limit** (a semaphore taken before `accept`, so excess
 //!   clients wait in the kernel's backlog, costing nothing here),
-//! * **TLS handshakes** in their own tasks with their own timeout and a cap
-//!   on how many run at once (beyond it a new connection is closed at once),
-//!   so silent TLS clients never stall accepting,
+//! * **TLS handshakes** each in its own task with its own timeout (and
+//!   counted in the connection limit), so silent TLS clients never stall
+//!   accepting or another client's handshake,
 //! * **graceful shutdown**: on stop, no more accepts, each connection
 //!   finishes its current response and closes; the caller bounds the wait.
 
@@ -33,9 +33,6 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::time::Sleep;
-
-/// TLS handshakes in flight at once; a connection beyond it is closed.
-const MAX_HANDSHAKES: usize = 128;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -55,7 +52,6 @@ pub async fn run(
     mut stop: watch::Receiver<bool>,
 ) {
     let conns = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-    let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let mut tasks = tokio::task::JoinSet::new();
     loop {
@@ -76,23 +72,16 @@ pub async fn run(
             _ = stopped(&mut stop) => break,
         };
         let _ = stream.set_nodelay(true);
-        let (app, stop, acceptor, handshakes) = (app.clone(), stop.clone(), acceptor.clone(), handshakes.clone());
+        let (app, stop, acceptor) = (app.clone(), stop.clone(), acceptor.clone());
         while tasks.try_join_next().is_some() {}
         tasks.spawn(async move {
             let _permit = permit;
             match acceptor {
                 None => serve_one(IdleIo::new(stream, limits.idle_timeout), app, limits, stop).await,
                 Some(acceptor) => {
-                    let Ok(_slot) = handshakes.try_acquire_owned() else {
-                        tracing::debug!("{peer}: too many TLS handshakes in flight; closed");
-                        return;
-                    };
                     let io = IdleIo::new(stream, limits.idle_timeout);
                     match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(io)).await {
-                        Ok(Ok(tls)) => {
-                            drop(_slot);
-                            serve_one(tls, app, limits, stop).await
-                        }
+                        Ok(Ok(tls)) => serve_one(tls, app, limits, stop).await,
                         Ok(Err(e)) => tracing::debug!("TLS handshake with {peer}: {e}"),
                         Err(_) => tracing::debug!("TLS handshake with {peer}: timed out"),
                     }
