@@ -1248,3 +1248,48 @@ async fn the_sqlite_database_and_its_wal_are_private() {
         assert_eq!(mode & 0o777, 0o600, "{}", f.display());
     }
 }
+
+/// On the default SQLite database too: a finished job is still there after
+/// a restart, and one that was running when its server was killed is
+/// marked interrupted by the next server.
+#[tokio::test(flavor = "multi_thread")]
+async fn jobs_survive_a_restart_and_a_killed_one_is_interrupted() {
+    let env = Env::new();
+    let t = token(&env, "ci", "install");
+    let server = http_server::Server::start("127.0.0.1");
+    server.route("/stall.tgz", http_server::Route::Stall { len: 1 << 20 });
+    server.route("/kept.tgz", http_server::Route::File(common::tgz(&env.make_pack("kept", "1.0.0"))));
+    let allow = server.addr.to_string();
+    let args = ["--limit-time", "60s", "--allow-host", allow.as_str()];
+    let mut api = Api::start(&env, &args);
+    let body = json!({ "source": server.url("/kept.tgz") });
+    let (status, v) = api.call("POST", "/api/v1/packs/install?wait=true", Some(&t), Some(body)).await;
+    assert_eq!(status, 201, "{v}");
+    let (status, v) =
+        api.call("POST", "/api/v1/packs/install", Some(&t), Some(json!({ "source": server.url("/stall.tgz") }))).await;
+    assert_eq!((status, v["job"]["state"].as_str()), (202, Some("running")), "{v}");
+    let stalled = v["job"]["id"].as_str().unwrap().to_string();
+    let done = query(&env, "SELECT id FROM jobs WHERE state = 'succeeded'")[0][0].clone();
+
+    let _ = api.child.kill();
+    let _ = api.child.wait();
+    drop(api);
+    let api = Api::start(&env, &args);
+    let job = api.wait_job(&t, &done).await;
+    assert_eq!((job["state"].as_str(), job["result"]["ref"].as_str()), (Some("succeeded"), Some("kept")), "{job}");
+    let t0 = Instant::now();
+    let job = loop {
+        let (_, v) = api.call("GET", &format!("/api/v1/jobs/{stalled}"), Some(&t), None).await;
+        if v["job"]["state"] != "running" {
+            break v["job"].clone();
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "{v}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(
+        (job["state"].as_str(), job["error"]["code"].as_str()),
+        (Some("interrupted"), Some("interrupted")),
+        "{job}"
+    );
+    assert!(query(&env, "SELECT id FROM installations WHERE status = 'pending'").is_empty());
+}
