@@ -3,6 +3,8 @@
 //! tokens made with `attune token create`.
 
 mod common;
+#[path = "common/git_server.rs"]
+mod git_server;
 #[path = "common/http_server.rs"]
 mod http_server;
 
@@ -1292,4 +1294,30 @@ async fn jobs_survive_a_restart_and_a_killed_one_is_interrupted() {
         "{job}"
     );
     assert!(query(&env, "SELECT id FROM installations WHERE status = 'pending'").is_empty());
+}
+
+/// A git remote's ref names are not told to an API caller (the operator
+/// allowed the remote; the caller asks for a ref that is not there).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_git_ref_does_not_list_the_remote_refs() {
+    let env = Env::new();
+    let t = token(&env, "ci", "install");
+    let (work, root) = (env.tmp.path().join("work"), env.tmp.path().join("root"));
+    std::fs::create_dir_all(&root).unwrap();
+    common::write_pack(&work, "gitpack", "1.0.0");
+    std::fs::remove_dir(work.join("empty")).unwrap();
+    git_server::git(&work, &["init", "-q", "-b", "internal-secret-branch", "."]);
+    git_server::git(&work, &["add", "-A"]);
+    git_server::git(&work, &["commit", "-q", "-m", "first"]);
+    git_server::git(&root, &["clone", "-q", "--bare", work.to_str().unwrap(), "repo.git"]);
+    let remote = git_server::GitServer::start(&root);
+    let api = Api::start(&env, &["--allow-host", &remote.addr.to_string()]);
+    let body = json!({ "source": format!("git+{}", remote.url("repo.git")), "ref_spec": "nope" });
+    let (status, v) = api.call("POST", "/api/v1/packs/install?wait=true", Some(&t), Some(body)).await;
+    assert_error(status, &v, 422, "fetch_failed");
+    assert!(!v.to_string().contains("internal-secret-branch"), "{v}");
+    // The same remote works for a ref that exists: the policy is not what failed.
+    let body = json!({ "source": format!("git+{}", remote.url("repo.git")), "ref_spec": "internal-secret-branch" });
+    let (status, v) = api.call("POST", "/api/v1/packs/install?wait=true", Some(&t), Some(body)).await;
+    assert_eq!(status, 201, "{v}");
 }

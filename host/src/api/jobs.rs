@@ -850,3 +850,47 @@ fn new_id() -> String {
     getrandom::fill(&mut b).expect("the OS random number generator works");
     hex::encode(b)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn staged(bytes: u64) -> InstallEvent {
+        InstallEvent::Staged { bytes, entries: 0 }
+    }
+
+    #[test]
+    fn progress_is_throttled_by_time_and_bytes_and_compacted_at_the_end() {
+        let live = Live::new(vec![]);
+        live.progress(InstallEvent::Phase("fetching"));
+        // A flood of small writes: only the first is recorded at once...
+        for n in 1..=10_000u64 {
+            live.progress(staged(n * 512));
+        }
+        assert_eq!(live.events_from(0).len(), 2);
+        // ...then one per 500 ms that also moved 256 KiB since the last recorded.
+        std::thread::sleep(PROGRESS_EVERY);
+        live.progress(staged(512 + PROGRESS_BYTES - 1));
+        assert_eq!(live.events_from(0).len(), 2, "not enough bytes since the last one");
+        live.progress(staged(512 + PROGRESS_BYTES));
+        assert_eq!(live.events_from(0).len(), 3);
+        live.push("done", serde_json::json!({ "state": "succeeded" }));
+        let kept: Vec<JobEvent> = serde_json::from_str(&live.compacted()).unwrap();
+        let kinds: Vec<&str> = kept.iter().map(|e| e.kind.as_str()).collect();
+        assert_eq!(kinds, ["phase", "staged", "done"], "the last progress event is kept");
+        assert_eq!(kept.last().unwrap().seq, 3, "sequence numbers survive compaction");
+    }
+
+    #[test]
+    fn a_history_is_capped_in_bytes_but_always_ends() {
+        let live = Live::new(vec![]);
+        for _ in 0..10_000 {
+            live.push("log", serde_json::json!({ "level": "warn", "message": "x".repeat(100) }));
+        }
+        live.push("failed", serde_json::json!({ "state": "failed" }));
+        let events = live.events_from(0);
+        let bytes: usize = events.iter().map(event_bytes).sum();
+        assert!(bytes <= MAX_HISTORY_BYTES + 100, "{bytes}");
+        assert_eq!(events.last().unwrap().kind, "failed");
+    }
+}
