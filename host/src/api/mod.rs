@@ -200,7 +200,8 @@ async fn authenticate(State(st): State<Arc<AppState>>, mut req: Request, next: N
 
 /// Binds, calls `ready` with the bound address, serves until SIGINT or
 /// SIGTERM, then shuts down gracefully: no new connections or installs,
-/// queued installs fail cleanly, running ones finish.
+/// the queued installs this server holds fail cleanly, running ones and
+/// open connections finish, all within `shutdown_deadline`.
 pub async fn serve(ctx: Context, opts: ServeOptions, ready: impl FnOnce(&Bound)) -> Result<(), Error> {
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host(&opts.listen)
         .await
@@ -220,6 +221,9 @@ pub async fn serve(ctx: Context, opts: ServeOptions, ready: impl FnOnce(&Bound))
     }
     if opts.max_concurrent_installs == 0 {
         return Err(Error::Usage("--max-concurrent-installs must be at least 1".into()));
+    }
+    if opts.max_connections == 0 {
+        return Err(Error::Usage("--max-connections must be at least 1".into()));
     }
     let tls = opts.tls.as_ref().map(|(c, k)| tls::server_config(c, k)).transpose()?;
     let local = local::LocalSources::new(opts.allow_local_source.as_deref())?;
