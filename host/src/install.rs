@@ -52,6 +52,31 @@ pub struct InstallRequest {
     /// Install even when the pack's runtime requirements (python / node
     /// versions) are not met here; the report lists what was ignored.
     pub ignore_runtime_requirements: bool,
+    /// The source was named by an API caller: its host may not be a
+    /// private address unless it is in `allow_hosts` (the operator's).
+    pub untrusted_caller: bool,
+    /// The local source, already opened (no-follow) and checked by the
+    /// caller: this handle, not the path, is what the fetcher reads.
+    pub opened_input: Option<std::sync::Arc<OpenedInput>>,
+}
+
+/// A local folder or file opened once, when it was checked.
+#[derive(Debug)]
+pub struct OpenedInput {
+    /// The path it had when it was opened (shown and recorded).
+    pub path: PathBuf,
+    pub handle: std::fs::File,
+    pub is_dir: bool,
+}
+
+impl OpenedInput {
+    /// A path that reopens this very handle (`/proc/self/fd/N`: the kernel
+    /// follows the descriptor, not the name, so a later swap of the name
+    /// changes nothing).
+    pub fn proc_path(&self) -> PathBuf {
+        use std::os::fd::AsRawFd as _;
+        PathBuf::from(format!("/proc/self/fd/{}", self.handle.as_raw_fd()))
+    }
 }
 
 impl InstallRequest {
@@ -76,6 +101,8 @@ impl InstallRequest {
             offline: false,
             ignore_runtime_requirements: false,
             record_reference: None,
+            untrusted_caller: false,
+            opened_input: None,
         }
     }
 }
@@ -136,9 +163,10 @@ pub async fn install(
             p(e)
         }
     };
-    let spec = match &req.plugin_file {
-        Some(wasm) => sources::parse_for_plugin(&req.source, wasm),
-        None => match crate::plugins::admin::for_source(ctx, &req.source, req.plugin.as_deref()).await? {
+    let spec = match (&req.opened_input, &req.plugin_file) {
+        (Some(o), _) => sources::SourceSpec::Opened { shown: o.path.clone(), input: o.proc_path(), is_dir: o.is_dir },
+        (None, Some(wasm)) => sources::parse_for_plugin(&req.source, wasm),
+        (None, None) => match crate::plugins::admin::for_source(ctx, &req.source, req.plugin.as_deref()).await? {
             Some(row) => {
                 let wasm = ctx.db.plugin_wasm(&row.sha256).await?.ok_or_else(|| {
                     Error::Corrupt(format!("plugin {:?}: its wasm (sha256 {}) is missing", row.name, row.sha256))
@@ -184,6 +212,7 @@ pub async fn install(
         allow_hosts: req.allow_hosts.clone(),
         allow_insecure_http: req.allow_insecure_http,
         reference: req.reference.clone(),
+        untrusted_caller: req.untrusted_caller,
         save_as: None,
     };
     let source = sources::resolve(spec, ctx.runtime.clone(), &options).await?;
@@ -398,7 +427,7 @@ fn offline_spec(
     use crate::artifacts::ArtifactError;
     use sources::SourceSpec as S;
     match spec {
-        S::Local(_) | S::Archive(_) | S::Cached { .. } => Ok(spec),
+        S::Local(_) | S::Archive(_) | S::Opened { .. } | S::Cached { .. } => Ok(spec),
         S::Http { url, .. } => {
             let artifacts = ctx.artifacts.as_ref().ok_or(ArtifactError::NoCacheDir)?;
             let shown = sources::redact_url(&url);

@@ -3,6 +3,8 @@
 //! tokens made with `attune token create`.
 
 mod common;
+#[path = "common/git_server.rs"]
+mod git_server;
 #[path = "common/http_server.rs"]
 mod http_server;
 
@@ -158,12 +160,14 @@ async fn auth_matrix(db: Backend) {
     let read = token(&env, "reader", "read");
     let install = token(&env, "installer", "install");
     let admin = token(&env, "root", "admin");
+    // An expiry must be in the future; one that has passed since is refused.
+    let out = env.run(&["token", "create", "--name", "old", "--scope", "admin", "--expires", "2020-01-01T00:00:00Z"]);
+    assert!(out.failure().stderr.contains("in the past"));
     let expired = {
-        let out = env
-            .run(&["token", "create", "--name", "old", "--scope", "admin", "--expires", "2020-01-01T00:00:00Z"])
-            .success();
+        let out = env.run(&["token", "create", "--name", "old", "--scope", "admin", "--expires", "1s"]).success();
         out.stdout.trim().to_string()
     };
+    std::thread::sleep(Duration::from_millis(1100));
     let revoked = token(&env, "gone", "admin");
     env.run(&["token", "revoke", "gone"]).success();
     // A real public id with a wrong secret.
@@ -254,6 +258,13 @@ async fn bad_bodies_are_400_413_415_with_the_error_body(db: Backend) {
         api.req("POST", "/api/v1/packs/install", Some(&t)).header("content-type", "application/json").body(body)
     };
 
+    // The token is checked before the body or the query is read.
+    let anonymous = api.req("POST", "/api/v1/packs/install?bogus=1", None).header("content-type", "application/json");
+    let (status, v) = json_of(anonymous.body("not json").send().await.unwrap()).await;
+    assert_error(status, &v, 401, "unauthorized");
+    let (status, v) = json_of(api.req("GET", "/api/v1/packs?bogus=1", None).send().await.unwrap()).await;
+    assert_error(status, &v, 401, "unauthorized");
+
     let (status, v) = json_of(post(b"{\"source\": ".to_vec()).send().await.unwrap()).await;
     assert_error(status, &v, 400, "malformed_json");
     let (status, v) = json_of(post(b"not json".to_vec()).send().await.unwrap()).await;
@@ -308,7 +319,11 @@ async fn a_burst_of_installs_stays_bounded(db: Backend) {
     // Each install stalls on the download until the 3 s time limit fails it.
     let server = http_server::Server::start("127.0.0.1");
     server.route("/stall.tgz", http_server::Route::Stall { len: 1 << 20 });
-    let api = Api::start(&env, &["--max-concurrent-installs", "1", "--max-queued", "2", "--limit-time", "3s"]);
+    // The operator allows the loopback test server (an API caller could not name it).
+    let api = Api::start(
+        &env,
+        &["--max-concurrent-installs", "1", "--max-queued", "2", "--limit-time", "3s", "--allow-host", "127.0.0.1"],
+    );
 
     let body = json!({ "source": server.url("/stall.tgz") });
     let sends = (0..12).map(|_| {
@@ -395,7 +410,9 @@ fn sse_events(text: &str) -> Vec<(String, Value)> {
 async fn an_install_job_followed_over_sse_and_by_polling(db: Backend) {
     let Some(env) = Env::on(db) else { return };
     let t = token(&env, "ci", "install");
-    let reader = token(&env, "watcher", "read");
+    // Admin sees every job; another token only its own.
+    let reader = token(&env, "watcher", "admin");
+    let other = token(&env, "other", "read");
     let src = env.make_pack("followed", "2.0.0");
     let api = Api::start(&env, &["--allow-local-source", src.parent().unwrap().to_str().unwrap()]);
 
@@ -428,12 +445,19 @@ async fn an_install_job_followed_over_sse_and_by_polling(db: Backend) {
     assert_eq!(job["state"], "succeeded");
     assert_eq!(job["result"], done["result"]);
     assert_eq!(job["token"], "ci");
-    assert_eq!(job["events"].as_u64().unwrap() as usize, events.len());
+    for path in [format!("/api/v1/jobs/{id}"), format!("/api/v1/jobs/{id}/events")] {
+        let (status, v) = api.call("GET", &path, Some(&other), None).await;
+        assert_error(status, &v, 404, "not_found");
+    }
 
-    // A late subscriber gets the whole history, then the end.
+    // A late subscriber gets the whole history, compacted (superseded
+    // progress events dropped), then the end.
     let r = api.req("GET", &format!("/api/v1/jobs/{id}/events"), Some(&reader)).send().await.unwrap();
     let late = sse_events(&r.text().await.unwrap());
-    assert_eq!(late, events);
+    let progress = |k: &str| matches!(k, "staged" | "fetch_progress");
+    let lasting: Vec<_> = events.iter().filter(|(k, _)| !progress(k)).cloned().collect();
+    assert_eq!(late.iter().filter(|(k, _)| !progress(k)).cloned().collect::<Vec<_>>(), lasting);
+    assert_eq!(job["events"].as_u64().unwrap() as usize, late.len());
 
     // A failed job ends with `failed`.
     let (status, v) = api.call("POST", "/api/v1/packs/install", Some(&t), Some(json!({ "source": src }))).await;
@@ -615,11 +639,15 @@ async fn tls_with_a_self_signed_certificate() {
         Api::start_with(&env, &["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()], client);
     assert!(api.base.starts_with("https://127.0.0.1:"), "{}", api.base);
 
-    // A client that connects and says nothing does not stall the others.
+    // 300 clients that connect and say nothing do not stall the others:
+    // each handshake waits in its own task, never in the accept loop.
     let addr = api.base.strip_prefix("https://").unwrap().to_string();
-    let _silent = std::net::TcpStream::connect(&addr).unwrap();
+    let _silent: Vec<_> = (0..300).map(|_| std::net::TcpStream::connect(&addr).unwrap()).collect();
+    let t0 = Instant::now();
     let (status, v) = api.call("GET", "/api/v1/health", None, None).await;
     assert_eq!(status, 200, "{v}");
+    eprintln!("a TLS request behind 300 silent connections took {:?}", t0.elapsed());
+    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
     let (status, v) = api.call("GET", "/api/v1/packs", Some(&t), None).await;
     assert_eq!(status, 200, "{v}");
 
@@ -649,7 +677,8 @@ async fn sigterm_fails_queued_installs_and_lets_running_ones_finish(db: Backend)
     let t = token(&env, "ci", "install");
     let server = http_server::Server::start("127.0.0.1");
     server.route("/stall.tgz", http_server::Route::Stall { len: 1 << 20 });
-    let mut api = Api::start(&env, &["--max-concurrent-installs", "1", "--limit-time", "2s"]);
+    let mut api =
+        Api::start(&env, &["--max-concurrent-installs", "1", "--limit-time", "2s", "--allow-host", "127.0.0.1"]);
     let body = json!({ "source": server.url("/stall.tgz") });
     let (s1, v1) = api.call("POST", "/api/v1/packs/install", Some(&t), Some(body.clone())).await;
     let (s2, v2) = api.call("POST", "/api/v1/packs/install", Some(&t), Some(body)).await;
@@ -769,9 +798,9 @@ fn tool_index(env: &Env) -> http_server::Server {
 
 async fn registry_installs_upgrades_switches_and_gc(db: Backend) {
     let Some(env) = Env::on(db) else { return };
-    let _index = tool_index(&env);
+    let index = tool_index(&env);
     let (installer, admin) = (token(&env, "deployer", "install"), token(&env, "root", "admin"));
-    let api = Api::start(&env, &[]);
+    let api = Api::start(&env, &["--allow-host", &index.addr.to_string()]);
     let link = || std::fs::read_link(env.packs().join("tool")).ok().map(|p| p.display().to_string());
 
     // By name: resolved against the server's indexes, dependencies first.
@@ -821,16 +850,474 @@ async fn registry_installs_upgrades_switches_and_gc(db: Backend) {
     // gc is for admins; keep 1: the active 2.0.0 stays, 1.1.0 and 1.0.0 go.
     let (status, v) = api.call("POST", "/api/v1/gc", Some(&installer), Some(json!({"keep": 1}))).await;
     assert_error(status, &v, 403, "insufficient_scope");
+    // No gc without an explicit body: `dry_run` is required.
+    for body in [None, Some(json!({})), Some(json!({"keep": 1}))] {
+        let (status, v) = api.call("POST", "/api/v1/gc", Some(&admin), body.clone()).await;
+        assert!(matches!(status, 400 | 415), "{body:?}: {status} {v}");
+    }
+    let versions = || {
+        let names = std::fs::read_dir(env.packs()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap());
+        names.filter(|n| n.starts_with("tool-")).count()
+    };
+    assert_eq!(versions(), 3, "nothing was collected");
     let (status, v) = api.call("POST", "/api/v1/gc", Some(&admin), Some(json!({"keep": 1, "dry_run": true}))).await;
     assert_eq!(status, 200, "{v}");
     let planned: Vec<&str> = v["items"].as_array().unwrap().iter().map(|i| i["version"].as_str().unwrap()).collect();
     assert_eq!(planned, ["1.1.0", "1.0.0"], "{v}");
     assert!(v["items"].as_array().unwrap().iter().all(|i| i["removed"] == false));
-    let (_, v) = api.call("POST", "/api/v1/gc", Some(&admin), Some(json!({"keep": 1}))).await;
+    let (_, v) = api.call("POST", "/api/v1/gc", Some(&admin), Some(json!({"keep": 1, "dry_run": false}))).await;
     assert!(v["items"].as_array().unwrap().iter().all(|i| i["removed"] == true), "{v}");
     let (_, v) = api.call("GET", "/api/v1/packs", Some(&installer), None).await;
     let mut left: Vec<String> =
         v["packs"].as_array().unwrap().iter().map(|p| format!("{}@{}", p["pack_ref"], p["version"])).collect();
     left.sort();
     assert_eq!(left, ["\"libx\"@\"1.0.0\"", "\"tool\"@\"2.0.0\""]);
+}
+
+// ---- issue 14: `attune serve` for untrusted callers ----
+
+/// A listener on 127.0.0.1 that counts the connections it accepts.
+struct Counter {
+    addr: std::net::SocketAddr,
+    n: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Counter {
+    fn start() -> Counter {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let n = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = n.clone();
+        std::thread::spawn(move || {
+            for c in l.incoming() {
+                seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                drop(c);
+            }
+        });
+        Counter { addr, n }
+    }
+    fn count(&self) -> usize {
+        self.n.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Every spelling of the server's own loopback (and a redirect to another
+/// port of an allowed host) installs nothing and reaches nothing; what an
+/// operator-allowed service answered is not echoed to the caller.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_api_caller_reaches_no_loopback_spelling() {
+    let env = Env::new();
+    let t = token(&env, "ci", "install");
+    let internal = Counter::start();
+    let p = internal.addr.port();
+    // The operator allows this origin (host and port); it redirects to another port of the same host.
+    let origin = http_server::Server::start("127.0.0.1");
+    origin.route("/hop.tgz", http_server::Route::Redirect(302, format!("http://127.0.0.1:{p}/x.tgz")));
+    origin.route("/teapot.tgz", http_server::Route::Status(418));
+    let secret = b"internal service answer".to_vec();
+    origin.route("/secret.tgz", http_server::Route::File(secret.clone()));
+    let api = Api::start(&env, &["--allow-host", &origin.addr.to_string()]);
+
+    let mut sources: Vec<String> = [
+        "http://127.0.0.1:{p}/x.tgz",
+        "http://localhost:{p}/x.tgz",
+        "http://localhost.:{p}/x.tgz",
+        "https://localhost.:{p}/x.tgz",
+        "http://127.1:{p}/x.tgz",
+        "http://2130706433:{p}/x.tgz",
+        "http://0x7f.1:{p}/x.tgz",
+        "http://0x7f000001:{p}/x.tgz",
+        "http://[::ffff:7f00:1]:{p}/x.tgz",
+        "https://[::ffff:127.0.0.1]:{p}/x.tgz",
+        "https://0.0.0.0:{p}/x.tgz",
+        "https://[::]:{p}/x.tgz",
+        "https://[::1]:{p}/x.tgz",
+        "git+http://127.0.0.1:{p}/r.git",
+        "https://localhost:{p}/r.git",
+        "http://user:p@ss@127.1:{p}/x.tgz",
+        "ftp://user:p@ss@files.example/x.tgz",
+    ]
+    .iter()
+    .map(|s| s.replace("{p}", &p.to_string()))
+    .collect();
+    sources.push(origin.url("/hop.tgz"));
+    for source in &sources {
+        let body = json!({ "source": source });
+        let (status, v) = api.call("POST", "/api/v1/packs/install?wait=true", Some(&t), Some(body)).await;
+        assert!((400..500).contains(&status), "{source}: {status} {v}");
+        let message = v["error"]["message"].as_str().unwrap();
+        assert!(!message.contains("p@ss") && !message.contains("user:"), "{source}: credentials shown: {message}");
+    }
+    assert_eq!(internal.count(), 0, "a loopback connection was made");
+    // A name's address is not told: "resolves to a private … address", not which.
+    let body = json!({ "source": format!("https://localhost:{p}/x.tgz") });
+    let (_, v) = api.call("POST", "/api/v1/packs/install?wait=true", Some(&t), Some(body)).await;
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(message.contains("resolves to a private") && !message.contains("127.0.0.1"), "{v}");
+    assert_eq!(origin.seen.lock().unwrap().len(), 1, "the allowed origin was reached, once");
+    let (_, v) = api
+        .call("POST", "/api/v1/packs/install?wait=true", Some(&t), Some(json!({ "source": origin.url("/hop.tgz") })))
+        .await;
+    assert!(v["error"]["message"].as_str().unwrap().contains(&format!("--allow-host 127.0.0.1:{p}")), "{v}");
+
+    // What an allowed internal service answered stays in the server's log.
+    let (_, v) = api
+        .call("POST", "/api/v1/packs/install?wait=true", Some(&t), Some(json!({ "source": origin.url("/teapot.tgz") })))
+        .await;
+    assert_eq!(v["error"]["code"], "fetch_failed", "{v}");
+    assert!(!v["error"]["message"].as_str().unwrap().contains("418"), "{v}");
+    let digest = common::index::sha256_hex(&secret);
+    let body = json!({ "source": origin.url("/secret.tgz"), "checksum": format!("sha256:{}", "0".repeat(64)) });
+    let (_, v) = api.call("POST", "/api/v1/packs/install?wait=true", Some(&t), Some(body)).await;
+    assert!(v["error"].is_object() && !v.to_string().contains(&digest), "the body's digest leaked: {v}");
+    assert!(query(&env, "SELECT id FROM installations").is_empty());
+
+    // A ref-shaped source is an index lookup, whether or not the server's
+    // working directory (this crate's) has a folder of that name.
+    assert!(std::path::Path::new("src").is_dir());
+    let mut answers = vec![];
+    for source in ["src", "surely_not_a_folder_here"] {
+        let body = json!({ "source": source });
+        let (status, v) = api.call("POST", "/api/v1/packs/install?wait=true", Some(&t), Some(body)).await;
+        answers.push((status, v["error"]["code"].clone()));
+    }
+    assert_eq!(answers[0], answers[1], "{answers:?}");
+    assert_ne!(answers[0].1, "local_source_refused");
+}
+
+/// A local source is opened when it is checked: replacing it with a
+/// symlink out of the allowed folder before the job runs changes nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_local_source_swapped_after_its_check_installs_nothing_else() {
+    let env = Env::new();
+    let t = token(&env, "ci", "install");
+    let allowed = env.tmp.path().join("allowed");
+    common::write_pack(&allowed.join("pack"), "swapped", "1.0.0");
+    let outside = env.tmp.path().join("outside");
+    common::write_pack(&outside, "swapped", "6.6.6");
+    let server = http_server::Server::start("127.0.0.1");
+    server.route("/stall.tgz", http_server::Route::Stall { len: 1 << 20 });
+    let api = Api::start(
+        &env,
+        &[
+            "--allow-local-source",
+            allowed.to_str().unwrap(),
+            "--max-concurrent-installs",
+            "1",
+            "--limit-time",
+            "2s",
+            "--allow-host",
+            &server.addr.to_string(),
+        ],
+    );
+    // The one slot is taken, so the local job waits, its source checked and opened.
+    let (status, _) =
+        api.call("POST", "/api/v1/packs/install", Some(&t), Some(json!({ "source": server.url("/stall.tgz") }))).await;
+    assert_eq!(status, 202);
+    let id = api.submit(&t, &allowed.join("pack")).await;
+    let (_, v) = api.call("GET", &format!("/api/v1/jobs/{id}"), Some(&t), None).await;
+    assert_eq!(v["job"]["state"], "queued", "{v}");
+
+    // The swap: the checked folder moves away, a symlink out takes its name.
+    std::fs::rename(allowed.join("pack"), allowed.join("pack.old")).unwrap();
+    std::os::unix::fs::symlink(&outside, allowed.join("pack")).unwrap();
+
+    let job = api.wait_job(&t, &id).await;
+    assert_eq!((job["state"].as_str(), job["result"]["version"].as_str()), (Some("succeeded"), Some("1.0.0")), "{job}");
+    let rows = query(&env, "SELECT version FROM installations WHERE pack_ref = 'swapped'");
+    assert_eq!(rows, [["1.0.0"]], "only what was checked was installed");
+    assert!(!env.packs().join("swapped-6.6.6").exists());
+    // And the symlink itself is refused when checked.
+    let (status, v) = api
+        .call("POST", "/api/v1/packs/install", Some(&t), Some(json!({ "source": allowed.join("pack"), "force": true })))
+        .await;
+    assert_error(status, &v, 403, "local_source_refused");
+}
+
+/// Opens `n` connections that send a request's start and then one byte
+/// every 200 ms; returns how long the server took to close each one.
+fn dribblers(base: &str, n: usize, start: &'static [u8]) -> Vec<std::thread::JoinHandle<Duration>> {
+    use std::io::{Read, Write};
+    let addr = base.strip_prefix("http://").unwrap().to_string();
+    (0..n)
+        .map(|_| {
+            let addr = addr.clone();
+            std::thread::spawn(move || {
+                let mut s = std::net::TcpStream::connect(&addr).unwrap();
+                let t = Instant::now();
+                let mut r = s.try_clone().unwrap();
+                let reader = std::thread::spawn(move || {
+                    let mut buf = [0u8; 1024];
+                    while matches!(r.read(&mut buf), Ok(n) if n > 0) {}
+                    t.elapsed()
+                });
+                let _ = s.write_all(start);
+                while !reader.is_finished() && t.elapsed() < Duration::from_secs(60) {
+                    if s.write_all(b"a").is_err() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                reader.join().unwrap()
+            })
+        })
+        .collect()
+}
+
+/// Slow-loris: connections that dribble headers or a body are closed
+/// within the timeouts, and SIGTERM stops the server within its deadline
+/// while such connections are open.
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_clients_are_cut_off_and_sigterm_still_stops_the_server() {
+    let env = Env::new();
+    let t = token(&env, "ci", "install");
+    let mut api = Api::start(&env, &["--header-timeout", "2s", "--body-timeout", "2s", "--shutdown-deadline", "3s"]);
+    let headers: &'static [u8] = b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\nX-Slow: ";
+    let closed: Vec<Duration> = dribblers(&api.base, 20, headers).into_iter().map(|h| h.join().unwrap()).collect();
+    let slowest = closed.iter().max().unwrap();
+    eprintln!("20 header dribblers closed after {:?} .. {slowest:?}", closed.iter().min().unwrap());
+    assert!(*slowest < Duration::from_millis(3500), "{closed:?}");
+    assert!(closed.iter().all(|d| *d >= Duration::from_millis(1500)), "the timeout closed them: {closed:?}");
+
+    // A body dribbled by an authenticated caller is cut off by the body timeout.
+    let start = format!(
+        "POST /api/v1/packs/install HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {t}\r\n\
+         Content-Type: application/json\r\nContent-Length: 60000\r\n\r\n{{\"source\": \""
+    );
+    let start: &'static [u8] = Box::leak(start.into_bytes().into_boxed_slice());
+    let closed: Vec<Duration> = dribblers(&api.base, 5, start).into_iter().map(|h| h.join().unwrap()).collect();
+    assert!(closed.iter().all(|d| *d < Duration::from_millis(3500)), "{closed:?}");
+
+    // The server still answers, and stops on SIGTERM with 20 dribblers open.
+    let (status, _) = api.call("GET", "/api/v1/health", None, None).await;
+    assert_eq!(status, 200);
+    let open = dribblers(&api.base, 20, headers);
+    std::thread::sleep(Duration::from_millis(300));
+    let t0 = Instant::now();
+    let status = tokio::task::block_in_place(|| api.terminate());
+    let took = t0.elapsed();
+    eprintln!("SIGTERM with 20 dribblers open: exited after {took:?}");
+    assert!(status.success(), "{status:?}");
+    assert!(took < Duration::from_millis(3000 + 1500), "the 3 s shutdown deadline held: {took:?}");
+    for h in open {
+        h.join().unwrap();
+    }
+}
+
+fn vm_hwm_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// The RSS bound of the job burst below, in MiB (measured: see the README).
+const BURST_RSS_BOUND_MIB: u64 = 128;
+
+/// 50 jobs, each a 20 MB download written in 512-byte writes: progress is
+/// throttled and histories capped, so the server's peak RSS stays under
+/// [`BURST_RSS_BOUND_MIB`] and each stored history is small.
+#[tokio::test(flavor = "multi_thread")]
+async fn fifty_jobs_of_20_mb_in_512_byte_writes_keep_rss_bounded() {
+    let env = Env::new();
+    let t = token(&env, "ci", "install");
+    let server = http_server::Server::start("127.0.0.1");
+    server.route("/big.tgz", http_server::Route::Dribble { len: 20 << 20, write: 512 });
+    let api = Api::start(
+        &env,
+        &["--max-concurrent-installs", "2", "--max-queued", "64", "--allow-host", &server.addr.to_string()],
+    );
+    let pid = api.child.id();
+    let before = vm_hwm_kib(pid);
+    // A wrong archive checksum: each job downloads all 20 MB, then fails.
+    let body = json!({ "source": server.url("/big.tgz"), "checksum": format!("sha256:{}", "0".repeat(64)) });
+    let mut ids = vec![];
+    for _ in 0..50 {
+        let (status, v) = api.call("POST", "/api/v1/packs/install", Some(&t), Some(body.clone())).await;
+        assert_eq!(status, 202, "{v}");
+        ids.push(v["job"]["id"].as_str().unwrap().to_string());
+    }
+    let digest = common::index::sha256_hex(&vec![0u8; 20 << 20]);
+    let t0 = Instant::now();
+    for id in &ids {
+        loop {
+            let (_, v) = api.call("GET", &format!("/api/v1/jobs/{id}"), Some(&t), None).await;
+            if v["job"]["state"] == "failed" {
+                assert_eq!(v["job"]["error"]["code"], "fetch_failed", "{v}");
+                assert!(!v.to_string().contains(&digest), "the body's digest leaked: {v}");
+                break;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(600), "{v}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let hwm = vm_hwm_kib(pid);
+    eprintln!(
+        "50 jobs x 20 MB in 512-byte writes: {:?}; VmHWM {} MiB (at start {} MiB)",
+        t0.elapsed(),
+        hwm >> 10,
+        before >> 10
+    );
+    assert!(hwm >> 10 < BURST_RSS_BOUND_MIB, "VmHWM {} MiB", hwm >> 10);
+    assert_eq!(server.seen.lock().unwrap().len(), 50, "every job downloaded");
+    let sizes = query(&env, "SELECT LENGTH(events) FROM jobs");
+    let largest = sizes.iter().map(|r| r[0].parse::<usize>().unwrap()).max().unwrap();
+    eprintln!("largest stored history: {largest} bytes");
+    assert!(largest <= attune::api::jobs::MAX_HISTORY_BYTES, "{largest}");
+}
+
+/// Two `serve` processes on one PostgreSQL: a job submitted to one is seen
+/// and completed through the other, survives a restart of the one that ran
+/// it, and a job whose server was killed is marked interrupted by the other.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_replicas_on_one_postgres_share_jobs() {
+    let Some(env) = Env::on(Backend::Postgres) else { return };
+    let t = token(&env, "ci", "install");
+    let server = http_server::Server::start("127.0.0.1");
+    server.route("/stall.tgz", http_server::Route::Stall { len: 1 << 20 });
+    server.route("/shared.tgz", http_server::Route::File(common::tgz(&env.make_pack("shared", "1.0.0"))));
+    let allow = server.addr.to_string();
+    let args = ["--max-concurrent-installs", "1", "--limit-time", "60s", "--allow-host", allow.as_str()];
+    let mut a = Api::start(&env, &args);
+    // A is busy with a download that never ends...
+    let (status, v) =
+        a.call("POST", "/api/v1/packs/install", Some(&t), Some(json!({ "source": server.url("/stall.tgz") }))).await;
+    assert_eq!(status, 202, "{v}");
+    let stalled = v["job"]["id"].as_str().unwrap().to_string();
+    let t0 = Instant::now();
+    while a.call("GET", &format!("/api/v1/jobs/{stalled}"), Some(&t), None).await.1["job"]["state"] != "running" {
+        assert!(t0.elapsed() < Duration::from_secs(20));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // ...so a job submitted to A is run by B.
+    let mut b = Api::start(&env, &args);
+    let (status, v) =
+        a.call("POST", "/api/v1/packs/install", Some(&t), Some(json!({ "source": server.url("/shared.tgz") }))).await;
+    assert_eq!(status, 202, "{v}");
+    let shared = v["job"]["id"].as_str().unwrap().to_string();
+    let job = b.wait_job(&t, &shared).await;
+    assert_eq!((job["state"].as_str(), job["result"]["ref"].as_str()), (Some("succeeded"), Some("shared")), "{job}");
+    let runners = query(&env, &format!("SELECT claimed_by FROM jobs WHERE id IN ('{stalled}', '{shared}')"));
+    assert_ne!(runners[0], runners[1], "two replicas ran them: {runners:?}");
+    let r = b.req("GET", &format!("/api/v1/jobs/{shared}/events"), Some(&t)).send().await.unwrap();
+    assert_eq!(sse_events(&r.text().await.unwrap()).last().unwrap().0, "done");
+
+    // B, which ran it, restarts: the job is still there, through both.
+    assert!(tokio::task::block_in_place(|| b.terminate()).success());
+    drop(b);
+    let b = Api::start(&env, &args);
+    for api in [&a, &b] {
+        let (_, v) = api.call("GET", &format!("/api/v1/jobs/{shared}"), Some(&t), None).await;
+        assert_eq!(
+            (v["job"]["state"].as_str(), v["job"]["result"]["ref"].as_str()),
+            (Some("succeeded"), Some("shared"))
+        );
+    }
+
+    // A dies while running: B marks its job interrupted.
+    let _ = a.child.kill();
+    let _ = a.child.wait();
+    let t0 = Instant::now();
+    let job = loop {
+        let (_, v) = b.call("GET", &format!("/api/v1/jobs/{stalled}"), Some(&t), None).await;
+        if v["job"]["state"] != "running" {
+            break v["job"].clone();
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "{v}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    eprintln!("interrupted after {:?}", t0.elapsed());
+    assert_eq!(
+        (job["state"].as_str(), job["error"]["code"].as_str()),
+        (Some("interrupted"), Some("interrupted")),
+        "{job}"
+    );
+    let r = b.req("GET", &format!("/api/v1/jobs/{stalled}/events"), Some(&t)).send().await.unwrap();
+    let events = sse_events(&r.text().await.unwrap());
+    assert_eq!(events.last().unwrap().0, "failed", "{events:?}");
+}
+
+/// The SQLite database and its WAL are the owner's alone.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sqlite_database_and_its_wal_are_private() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let env = Env::new();
+    let t = token(&env, "ci", "read");
+    // While a server holds it open, with a write done.
+    let api = Api::start(&env, &[]);
+    assert_eq!(api.call("GET", "/api/v1/packs", Some(&t), None).await.0, 200);
+    for f in [env.db_path(), env.db_path().with_extension("db-wal")] {
+        let mode = std::fs::metadata(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display())).permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{}", f.display());
+    }
+}
+
+/// On the default SQLite database too: a finished job is still there after
+/// a restart, and one that was running when its server was killed is
+/// marked interrupted by the next server.
+#[tokio::test(flavor = "multi_thread")]
+async fn jobs_survive_a_restart_and_a_killed_one_is_interrupted() {
+    let env = Env::new();
+    let t = token(&env, "ci", "install");
+    let server = http_server::Server::start("127.0.0.1");
+    server.route("/stall.tgz", http_server::Route::Stall { len: 1 << 20 });
+    server.route("/kept.tgz", http_server::Route::File(common::tgz(&env.make_pack("kept", "1.0.0"))));
+    let allow = server.addr.to_string();
+    let args = ["--limit-time", "60s", "--allow-host", allow.as_str()];
+    let mut api = Api::start(&env, &args);
+    let body = json!({ "source": server.url("/kept.tgz") });
+    let (status, v) = api.call("POST", "/api/v1/packs/install?wait=true", Some(&t), Some(body)).await;
+    assert_eq!(status, 201, "{v}");
+    let (status, v) =
+        api.call("POST", "/api/v1/packs/install", Some(&t), Some(json!({ "source": server.url("/stall.tgz") }))).await;
+    assert_eq!((status, v["job"]["state"].as_str()), (202, Some("running")), "{v}");
+    let stalled = v["job"]["id"].as_str().unwrap().to_string();
+    let done = query(&env, "SELECT id FROM jobs WHERE state = 'succeeded'")[0][0].clone();
+
+    let _ = api.child.kill();
+    let _ = api.child.wait();
+    drop(api);
+    let api = Api::start(&env, &args);
+    let job = api.wait_job(&t, &done).await;
+    assert_eq!((job["state"].as_str(), job["result"]["ref"].as_str()), (Some("succeeded"), Some("kept")), "{job}");
+    let t0 = Instant::now();
+    let job = loop {
+        let (_, v) = api.call("GET", &format!("/api/v1/jobs/{stalled}"), Some(&t), None).await;
+        if v["job"]["state"] != "running" {
+            break v["job"].clone();
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "{v}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(
+        (job["state"].as_str(), job["error"]["code"].as_str()),
+        (Some("interrupted"), Some("interrupted")),
+        "{job}"
+    );
+    assert!(query(&env, "SELECT id FROM installations WHERE status = 'pending'").is_empty());
+}
+
+/// A git remote's ref names are not told to an API caller (the operator
+/// allowed the remote; the caller asks for a ref that is not there).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_git_ref_does_not_list_the_remote_refs() {
+    let env = Env::new();
+    let t = token(&env, "ci", "install");
+    let (work, root) = (env.tmp.path().join("work"), env.tmp.path().join("root"));
+    std::fs::create_dir_all(&root).unwrap();
+    common::write_pack(&work, "gitpack", "1.0.0");
+    std::fs::remove_dir(work.join("empty")).unwrap();
+    git_server::git(&work, &["init", "-q", "-b", "internal-secret-branch", "."]);
+    git_server::git(&work, &["add", "-A"]);
+    git_server::git(&work, &["commit", "-q", "-m", "first"]);
+    git_server::git(&root, &["clone", "-q", "--bare", work.to_str().unwrap(), "repo.git"]);
+    let remote = git_server::GitServer::start(&root);
+    let api = Api::start(&env, &["--allow-host", &remote.addr.to_string()]);
+    let body = json!({ "source": format!("git+{}", remote.url("repo.git")), "ref_spec": "nope" });
+    let (status, v) = api.call("POST", "/api/v1/packs/install?wait=true", Some(&t), Some(body)).await;
+    assert_error(status, &v, 422, "fetch_failed");
+    assert!(!v.to_string().contains("internal-secret-branch"), "{v}");
+    // The same remote works for a ref that exists: the policy is not what failed.
+    let body = json!({ "source": format!("git+{}", remote.url("repo.git")), "ref_spec": "internal-secret-branch" });
+    let (status, v) = api.call("POST", "/api/v1/packs/install?wait=true", Some(&t), Some(body)).await;
+    assert_eq!(status, 201, "{v}");
 }

@@ -133,6 +133,38 @@ pub struct Caller {
     pub scope: Scope,
 }
 
+impl Caller {
+    /// 403 unless this caller's scope reaches `need`.
+    pub fn require(&self, need: Scope) -> Result<(), ApiError> {
+        if self.scope < need {
+            return Err(ApiError::forbidden(
+                "insufficient_scope",
+                format!("token {:?} has scope {}; this needs {need}", self.name, self.scope),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether this caller may see a job submitted by token `owner`: its
+    /// own, or any with `admin`.
+    pub fn sees_job_of(&self, owner: &str) -> bool {
+        self.scope == Scope::Admin || self.name == owner
+    }
+}
+
+/// The scope a route needs: reading needs `read`; `POST /gc` and
+/// `GET /tokens` need `admin`; every other change needs `install`.
+pub fn needed_scope(method: &axum::http::Method, path: &str) -> Scope {
+    use axum::http::Method;
+    if matches!(path, "/api/v1/gc" | "/api/v1/tokens") {
+        Scope::Admin
+    } else if method == Method::GET || method == Method::HEAD {
+        Scope::Read
+    } else {
+        Scope::Install
+    }
+}
+
 /// Checks the `Authorization: Bearer …` header: 401 unless a live token,
 /// 403 unless its scope reaches `need`.
 pub async fn authorize(db: &Db, headers: &HeaderMap, need: Scope) -> Result<Caller, ApiError> {

@@ -1,23 +1,28 @@
 //! Which sources the API may install from the server's own filesystem.
 //!
 //! Why it exists: a client must not make the server read its files. A source
-//! that [`crate::sources::parse`] resolves to this machine (a folder, a
-//! `file://` URL, an archive file) is refused unless the server was started
-//! with `--allow-local-source DIR`, and then only when its canonical path
-//! (symlinks and `..` resolved) lies under DIR's canonical path. A path that
-//! does not exist is refused the same way, so the answer does not reveal
-//! what exists on the server.
+//! that names this machine (a folder, a `file://` URL, an archive file) is
+//! refused unless the server was started with `--allow-local-source DIR`,
+//! and then it is opened once, through DIR's handle, never leaving DIR and
+//! never following a symlink as its last component; that open handle is
+//! what the fetcher reads (issue 14: a path checked, then opened again by
+//! name, could be swapped for a symlink in between). A path that does not
+//! exist is refused the same way, so the answer does not reveal what
+//! exists on the server.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::error::ApiError;
 use crate::context::Context;
-use crate::sources::{SourceError, SourceSpec};
+use crate::install::OpenedInput;
 
 #[derive(Debug, Clone)]
 pub struct LocalSources {
     /// Canonical; `None`: no local source is allowed.
     allowed: Option<PathBuf>,
+    /// `allowed`, opened at start: every local source is opened through it.
+    dir: Option<Arc<cap_std::fs::Dir>>,
 }
 
 impl LocalSources {
@@ -35,36 +40,67 @@ impl LocalSources {
         {
             return Err(crate::Error::Usage(format!("--allow-local-source {}: not a folder", a.display())));
         }
-        Ok(LocalSources { allowed })
+        let dir = allowed
+            .as_ref()
+            .map(|a| cap_std::fs::Dir::open_ambient_dir(a, cap_std::ambient_authority()).map(Arc::new))
+            .transpose()
+            .map_err(|e| crate::Error::Usage(format!("--allow-local-source: {e}")))?;
+        Ok(LocalSources { allowed, dir })
     }
 
-    /// The source to install: unchanged for network sources; for a local
-    /// one, its checked canonical path (so the pipeline opens exactly what
-    /// was checked). 403 when it is not allowed.
-    pub async fn check(&self, ctx: &Context, source: &str) -> Result<String, ApiError> {
-        match crate::sources::parse(source) {
-            Ok(SourceSpec::Local(p) | SourceSpec::Archive(p)) => self.allow(source, &p),
-            Ok(_) => Ok(source.to_string()),
-            Err(SourceError::NotFound { .. } | SourceError::Io { .. } | SourceError::Unsupported { .. }) => {
-                Err(self.refused(source))
-            }
-            Err(SourceError::UnknownScheme { .. }) => {
-                // An added plugin may handle the scheme; if it may read local
-                // input, what it would read is held to the same rule.
-                let plugin = crate::plugins::admin::for_source(ctx, source, None).await?;
-                if let Some(p) = plugin {
-                    let grants = ctx.db.grants(&p.name, false).await.map_err(crate::Error::from)?;
-                    if grants.iter().any(|g| g.capability == "read-input")
-                        && let Ok(path) = std::fs::canonicalize(source.strip_prefix("file://").unwrap_or(source))
-                    {
-                        self.allow(source, &path)?;
-                    }
-                }
-                Ok(source.to_string())
-            }
-            // Bad URLs and the like: the pipeline reports them.
-            Err(_) => Ok(source.to_string()),
+    /// Network sources pass unchanged (`None`). A local one is opened here,
+    /// once, relative to the allowed folder's handle: no component may
+    /// leave it (cap-std), the last one is not followed if it is a symlink,
+    /// and the open handle is what the fetcher will read, so replacing the
+    /// path afterwards changes nothing. 403 when it is not allowed.
+    pub async fn check(&self, ctx: &Context, source: &str) -> Result<Option<Arc<OpenedInput>>, ApiError> {
+        let lower = source.to_ascii_lowercase();
+        if ["https://", "http://", "git+https://", "git+http://"].iter().any(|p| lower.starts_with(p)) {
+            return Ok(None);
         }
+        if source.contains("://") && !lower.starts_with("file://") {
+            // An added plugin may handle the scheme; if it may read local
+            // input, what it would read is held to the same rule.
+            let plugin = crate::plugins::admin::for_source(ctx, source, None).await?;
+            if let Some(p) = plugin {
+                let grants = ctx.db.grants(&p.name, false).await.map_err(crate::Error::from)?;
+                if grants.iter().any(|g| g.capability == "read-input")
+                    && let Ok(path) = std::fs::canonicalize(source.strip_prefix("file://").unwrap_or(source))
+                {
+                    self.allow(source, &path)?;
+                }
+            }
+            return Ok(None);
+        }
+        self.open(source).map(|o| Some(Arc::new(o)))
+    }
+
+    /// Opens a local source under the allowed folder (see [`Self::check`]).
+    pub fn open(&self, source: &str) -> Result<OpenedInput, ApiError> {
+        let Some((root, dir)) = self.allowed.as_ref().zip(self.dir.as_ref()) else {
+            return Err(self.refused(source));
+        };
+        let raw = source.get(..7).filter(|p| p.eq_ignore_ascii_case("file://")).map_or(source, |_| &source[7..]);
+        let path = Path::new(raw);
+        // Only the folder holding it is resolved by name, to find where it
+        // sits under the allowed folder; the rest is opened through `dir`.
+        let (parent, name) = match (path.parent(), path.file_name()) {
+            (Some(p), Some(n)) if path.is_absolute() => (p, n),
+            _ => return Err(self.refused(source)),
+        };
+        let parent = std::fs::canonicalize(parent).map_err(|_| self.refused(source))?;
+        let full = parent.join(name);
+        let rel = full.strip_prefix(root).map_err(|_| self.refused(source))?;
+        let rel = if rel.as_os_str().is_empty() { Path::new(".") } else { rel };
+        let mut opts = cap_std::fs::OpenOptions::new();
+        opts.read(true);
+        cap_fs_ext::OpenOptionsFollowExt::follow(&mut opts, cap_fs_ext::FollowSymlinks::No);
+        let file = dir.open_with(rel, &opts).map_err(|_| self.refused(source))?;
+        let meta = file.metadata().map_err(|_| self.refused(source))?;
+        if !meta.is_dir() && !meta.is_file() {
+            return Err(self.refused(source));
+        }
+        Ok(OpenedInput { path: full, handle: file.into_std(), is_dir: meta.is_dir() })
     }
 
     fn allow(&self, source: &str, canonical: &Path) -> Result<String, ApiError> {

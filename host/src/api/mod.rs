@@ -4,9 +4,17 @@
 //! API is a thin layer over the same library the CLI uses: one [`Context`]
 //! opened at start and shared, installs through [`crate::install::install`]
 //! (as jobs, [`jobs`]), everything else through [`crate::ops`]. Every route
-//! but `/health` and `/openapi.json` needs a bearer token ([`auth`]); local
-//! sources are refused unless allowed ([`local`]); TLS is optional ([`tls`]),
-//! and without it only loopback addresses are served unless `--insecure`.
+//! but `/health` and `/openapi.json` needs a bearer token ([`auth`]), checked
+//! before anything of the request is parsed; local sources are refused
+//! unless allowed ([`local`]); TLS is optional ([`tls`]), and without it only
+//! loopback addresses are served unless `--insecure`.
+//!
+//! A caller is not the operator (issue 14): what it names may not reach the
+//! server's own network ([`crate::runtime::http`]), its errors never carry
+//! what a remote answered ([`jobs::for_caller`]), and it sees only its own
+//! jobs. The server is bounded under abuse ([`server`]): header, body and
+//! idle timeouts, a connection limit, TLS handshakes off the accept loop,
+//! and a shutdown deadline.
 //!
 //! Scopes: `read` lists and shows packs, installations and jobs; `install`
 //! also installs (by source or by name), uninstalls, verifies, activates,
@@ -18,6 +26,7 @@ pub mod error;
 pub mod jobs;
 pub mod local;
 mod routes;
+pub mod server;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -26,8 +35,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::handler::Handler;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 
 use crate::Error;
@@ -54,6 +65,15 @@ pub struct ServeOptions {
     /// Hosts every download may reach besides the source's own (config).
     pub allow_hosts: Vec<String>,
     pub handshake_timeout: Duration,
+    /// Time to send a request's headers (and idle time between requests).
+    pub header_timeout: Duration,
+    /// Time to send a request's body.
+    pub body_timeout: Duration,
+    /// A response the client does not read for this long closes the connection.
+    pub idle_timeout: Duration,
+    pub max_connections: usize,
+    /// How long a shutdown waits for running installs and connections.
+    pub shutdown_deadline: Duration,
     /// Where registry indexes are cached (installs by name, upgrades).
     pub cache_dir: Option<PathBuf>,
     /// `POST /gc`'s default `keep` (config `gc_keep`).
@@ -70,7 +90,12 @@ impl Default for ServeOptions {
             max_concurrent_installs: 2,
             max_queued: 16,
             allow_hosts: vec![],
-            handshake_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(5),
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 512,
+            shutdown_deadline: Duration::from_secs(30),
             cache_dir: None,
             gc_keep: 3,
         }
@@ -81,8 +106,8 @@ pub struct AppState {
     pub ctx: Arc<Context>,
     pub jobs: Arc<jobs::Jobs>,
     pub local: local::LocalSources,
-    pub allow_hosts: Vec<String>,
     pub gc_keep: usize,
+    pub body_timeout: Duration,
 }
 
 /// Where the server listens, once bound.
@@ -148,12 +173,35 @@ pub fn router(state: Arc<AppState>) -> Router {
         .fallback(error::no_route)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), authenticate))
         .with_state(state)
+}
+
+/// Routes anyone may call.
+const OPEN: &[&str] = &["/api/v1/health", "/api/v1/openapi.json"];
+
+/// Before any handler: the token and its scope (401/403 before a byte of
+/// the body or the query is read), and the body's deadline.
+async fn authenticate(State(st): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
+    let body_deadline = st.body_timeout;
+    let (parts, body) = req.into_parts();
+    req = Request::from_parts(parts, axum::body::Body::new(server::DeadlineBody::new(body, body_deadline)));
+    if OPEN.contains(&req.uri().path()) {
+        return next.run(req).await;
+    }
+    let need = auth::needed_scope(req.method(), req.uri().path());
+    let caller = match auth::authorize(&st.ctx.db, req.headers(), need).await {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    req.extensions_mut().insert(caller);
+    next.run(req).await
 }
 
 /// Binds, calls `ready` with the bound address, serves until SIGINT or
 /// SIGTERM, then shuts down gracefully: no new connections or installs,
-/// queued installs fail cleanly, running ones finish.
+/// the queued installs this server holds fail cleanly, running ones and
+/// open connections finish, all within `shutdown_deadline`.
 pub async fn serve(ctx: Context, opts: ServeOptions, ready: impl FnOnce(&Bound)) -> Result<(), Error> {
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host(&opts.listen)
         .await
@@ -174,6 +222,9 @@ pub async fn serve(ctx: Context, opts: ServeOptions, ready: impl FnOnce(&Bound))
     if opts.max_concurrent_installs == 0 {
         return Err(Error::Usage("--max-concurrent-installs must be at least 1".into()));
     }
+    if opts.max_connections == 0 {
+        return Err(Error::Usage("--max-connections must be at least 1".into()));
+    }
     let tls = opts.tls.as_ref().map(|(c, k)| tls::server_config(c, k)).transpose()?;
     let local = local::LocalSources::new(opts.allow_local_source.as_deref())?;
     let tcp = tokio::net::TcpListener::bind(addr)
@@ -182,36 +233,53 @@ pub async fn serve(ctx: Context, opts: ServeOptions, ready: impl FnOnce(&Bound))
     let bound = tcp.local_addr().map_err(|e| Error::Io { path: PathBuf::from(&opts.listen), source: e })?;
 
     let ctx = Arc::new(ctx);
-    let jobs =
-        Arc::new(jobs::Jobs::new(ctx.clone(), opts.cache_dir.clone(), opts.max_concurrent_installs, opts.max_queued));
+    let jobs = jobs::Jobs::new(
+        ctx.clone(),
+        jobs::Config {
+            cache_dir: opts.cache_dir.clone(),
+            max_concurrent: opts.max_concurrent_installs,
+            max_queued: opts.max_queued,
+            allow_hosts: opts.allow_hosts.clone(),
+        },
+    );
+    jobs.start().await?;
     let state = Arc::new(AppState {
         ctx: ctx.clone(),
         jobs: jobs.clone(),
         local,
-        allow_hosts: opts.allow_hosts,
         gc_keep: opts.gc_keep,
+        body_timeout: opts.body_timeout,
     });
     let app = router(state);
     let scheme = if tls.is_some() { "https" } else { "http" };
     ready(&Bound { listen: bound, tls: tls.is_some(), url: format!("{scheme}://{bound}") });
 
-    let j = jobs.clone();
-    let stop = async move {
-        shutdown_signal().await;
-        tracing::info!("shutting down: finishing running installs");
-        j.begin_shutdown();
+    let limits = server::Limits {
+        header_timeout: opts.header_timeout,
+        idle_timeout: opts.idle_timeout,
+        max_connections: opts.max_connections,
+        handshake_timeout: opts.handshake_timeout,
     };
-    let served = match tls {
-        Some(config) => {
-            let listener = tls::TlsListener::new(tcp, config, opts.handshake_timeout);
-            axum::serve(listener, app).with_graceful_shutdown(stop).await
-        }
-        None => axum::serve(tcp, app).with_graceful_shutdown(stop).await,
-    };
-    jobs.begin_shutdown();
-    jobs.drain().await;
-    ctx.db.close().await;
-    served.map_err(|e| Error::Io { path: PathBuf::from(&opts.listen), source: e })
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let serving = tokio::spawn(server::run(tcp, tls, app, limits, stop_rx));
+    shutdown_signal().await;
+    tracing::info!("shutting down: finishing running installs (at most {:?})", opts.shutdown_deadline);
+    let deadline = tokio::time::Instant::now() + opts.shutdown_deadline;
+    jobs.begin_shutdown().await;
+    let _ = stop_tx.send(true);
+    // Running installs and open connections get until the deadline; then
+    // the server exits anyway (a job still running is marked interrupted
+    // by the next server that sees the database).
+    let drained = tokio::time::timeout_at(deadline, async {
+        jobs.drain().await;
+        let _ = serving.await;
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("shutdown deadline reached: exiting with work still running");
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(2), ctx.db.close()).await;
+    Ok(())
 }
 
 async fn shutdown_signal() {

@@ -2,14 +2,16 @@
 //! operations the CLI runs ([`crate::install`], [`crate::ops`]).
 //!
 //! Why it exists: to keep HTTP concerns (status codes, JSON shapes, scopes)
-//! out of the pipeline. Each handler checks the caller's token first, then
-//! calls exactly one library operation.
+//! out of the pipeline. The caller's token and scope are checked before any
+//! handler runs, before its body or query is read ([`super::authenticate`]);
+//! each handler then calls exactly one library operation.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt as _;
@@ -17,12 +19,11 @@ use futures_util::stream::{self, Stream};
 use serde::Deserialize;
 
 use super::AppState;
-use super::auth::{Scope, authorize};
+use super::auth::Caller;
 use super::error::{ApiError, Json, Path, Query};
-use super::jobs::Work;
+use super::jobs::{Held, WorkSpec};
 use crate::checksum::Checksum;
 use crate::db::Method;
-use crate::install::InstallRequest;
 use crate::ops::{self, PackSpec, slim_json};
 
 type S = State<Arc<AppState>>;
@@ -39,7 +40,7 @@ pub async fn health(State(st): S) -> Response {
     Json(serde_json::json!({
         "status": if st.jobs.shutting_down() { "shutting_down" } else { "ok" },
         "version": env!("CARGO_PKG_VERSION"),
-        "installs": st.jobs.stats(),
+        "installs": st.jobs.stats().await,
     }))
     .into_response()
 }
@@ -56,15 +57,13 @@ pub struct ListQuery {
     pub all_hosts: bool,
 }
 
-pub async fn list_packs(State(st): S, headers: HeaderMap, Query(q): Query<ListQuery>) -> Result<Response, ApiError> {
-    authorize(&st.ctx.db, &headers, Scope::Read).await?;
+pub async fn list_packs(State(st): S, Query(q): Query<ListQuery>) -> Result<Response, ApiError> {
     let rows = ops::list_with_active(&st.ctx, q.all_hosts).await?;
     let packs: Vec<serde_json::Value> = rows.iter().map(ops::Listed::slim_json).collect();
     Ok(Json(serde_json::json!({ "packs": packs })).into_response())
 }
 
-pub async fn get_pack(State(st): S, headers: HeaderMap, Path(pack_ref): Path<String>) -> Result<Response, ApiError> {
-    authorize(&st.ctx.db, &headers, Scope::Read).await?;
+pub async fn get_pack(State(st): S, Path(pack_ref): Path<String>) -> Result<Response, ApiError> {
     let p = ops::info(&st.ctx, &spec(&pack_ref, None)?).await?;
     Ok(Json(serde_json::json!({
         "ref": p.pack_ref, "name": p.name, "description": p.description,
@@ -73,38 +72,35 @@ pub async fn get_pack(State(st): S, headers: HeaderMap, Path(pack_ref): Path<Str
     .into_response())
 }
 
-pub async fn pack_installations(
-    State(st): S,
-    headers: HeaderMap,
-    Path(pack_ref): Path<String>,
-) -> Result<Response, ApiError> {
-    authorize(&st.ctx.db, &headers, Scope::Read).await?;
+pub async fn pack_installations(State(st): S, Path(pack_ref): Path<String>) -> Result<Response, ApiError> {
     let p = ops::info(&st.ctx, &spec(&pack_ref, None)?).await?;
     Ok(Json(serde_json::json!({ "installations": p.history.iter().map(slim_json).collect::<Vec<_>>() }))
         .into_response())
 }
 
-pub async fn verify_pack(State(st): S, headers: HeaderMap, Path(pack_ref): Path<String>) -> Result<Response, ApiError> {
-    authorize(&st.ctx.db, &headers, Scope::Install).await?;
+pub async fn verify_pack(State(st): S, Path(pack_ref): Path<String>) -> Result<Response, ApiError> {
     let reports = ops::verify(&st.ctx, &[spec(&pack_ref, None)?]).await?;
     let ok = reports.iter().all(|r| r.status == crate::db::VerifyStatus::Ok);
     Ok(Json(serde_json::json!({ "ok": ok, "packs": reports })).into_response())
 }
 
-pub async fn delete_pack(State(st): S, headers: HeaderMap, Path(pack_ref): Path<String>) -> Result<Response, ApiError> {
-    uninstall(&st, &headers, spec(&pack_ref, None)).await
+pub async fn delete_pack(
+    State(st): S,
+    Extension(caller): Extension<Caller>,
+    Path(pack_ref): Path<String>,
+) -> Result<Response, ApiError> {
+    uninstall(&st, &caller, spec(&pack_ref, None)).await
 }
 
 pub async fn delete_pack_version(
     State(st): S,
-    headers: HeaderMap,
+    Extension(caller): Extension<Caller>,
     Path((pack_ref, version)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    uninstall(&st, &headers, spec(&pack_ref, Some(&version))).await
+    uninstall(&st, &caller, spec(&pack_ref, Some(&version))).await
 }
 
-async fn uninstall(st: &AppState, headers: &HeaderMap, spec: Result<PackSpec, ApiError>) -> Result<Response, ApiError> {
-    let caller = authorize(&st.ctx.db, headers, Scope::Install).await?;
+async fn uninstall(st: &AppState, caller: &Caller, spec: Result<PackSpec, ApiError>) -> Result<Response, ApiError> {
     if st.jobs.shutting_down() {
         return Err(super::jobs::shutting_down());
     }
@@ -146,113 +142,172 @@ pub struct InstallQuery {
 
 pub async fn install(
     State(st): S,
-    headers: HeaderMap,
+    Extension(caller): Extension<Caller>,
     Query(q): Query<InstallQuery>,
     Json(body): Json<InstallBody>,
 ) -> Result<Response, ApiError> {
-    let caller = authorize(&st.ctx.db, &headers, Scope::Install).await?;
     let _ = body.skip_tests;
-    let named = crate::registry::is_spec(&body.source);
+    // Ref-shaped is an index lookup, whatever exists on the server's disk.
+    let named = crate::registry::is_ref_shaped(&body.source);
     if named && (body.checksum.is_some() || body.ref_spec.is_some()) {
         return Err(ApiError::bad_request(format!(
             "{}: a pack from an index takes its source, ref and checksum from the index; drop checksum and ref_spec",
             body.source
         )));
     }
-    let expected = body
-        .checksum
-        .as_deref()
-        .map(|c| c.parse::<Checksum>().map_err(|e| ApiError::bad_request(format!("checksum {c:?}: {e}"))))
-        .transpose()?;
-    let source = match named {
-        true => body.source.clone(),
-        false => st.local.check(&st.ctx, &body.source).await?,
+    if let Some(c) = &body.checksum {
+        c.parse::<Checksum>().map_err(|e| ApiError::bad_request(format!("checksum {c:?}: {e}")))?;
+    }
+    let (work, held) = match named {
+        true => (
+            WorkSpec::Named {
+                spec: body.source.clone(),
+                force: body.force,
+                skip_deps: body.skip_deps,
+                ignore_runtime_requirements: body.ignore_runtime_requirements,
+            },
+            Held::default(),
+        ),
+        false => {
+            let opened = st.local.check(&st.ctx, &body.source).await?;
+            let shown = match &opened {
+                Some(o) => o.path.display().to_string(),
+                None => crate::sources::redact_url(&body.source),
+            };
+            // Credentials stay in this process, never in the jobs table.
+            let secret = (shown != body.source && opened.is_none()).then(|| body.source.clone());
+            let work = WorkSpec::Install {
+                source: shown,
+                reference: body.ref_spec.clone(),
+                force: body.force,
+                checksum: body.checksum.clone(),
+                ignore_runtime_requirements: body.ignore_runtime_requirements,
+            };
+            (work, Held { source: secret, opened })
+        }
     };
-    let req = InstallRequest {
-        force: body.force,
-        expected_checksum: expected,
-        allow_hosts: st.allow_hosts.clone(),
-        reference: body.ref_spec.clone(),
-        api_token: Some(caller.name.clone()),
-        ignore_runtime_requirements: body.ignore_runtime_requirements,
-        ..InstallRequest::new(source, st.ctx.limits, Method::Api)
-    };
-    let work = match named {
-        true => Work::Named { spec: body.source.clone(), base: req, skip_deps: body.skip_deps },
-        false => Work::Install(req),
-    };
-    submit(&st, work, &caller.name, q.wait, StatusCode::CREATED).await
+    submit(&st, &caller, work, held, q.wait, StatusCode::CREATED).await
 }
 
 /// Admits a job; with `wait`, answers with its outcome (`done` status on
 /// success), else 202 with the job and its `Location`.
-async fn submit(st: &AppState, work: Work, token: &str, wait: bool, done: StatusCode) -> Result<Response, ApiError> {
-    let job = st.jobs.submit(work, token)?;
+async fn submit(
+    st: &AppState,
+    caller: &Caller,
+    work: WorkSpec,
+    held: Held,
+    wait: bool,
+    done: StatusCode,
+) -> Result<Response, ApiError> {
+    let job = st.jobs.submit(work, held, &caller.name).await?;
+    let id = job.row.id.clone();
     if wait {
-        job.finished().await;
-        return match job.outcome() {
-            Some(Ok(report)) => Ok((done, Json(report)).into_response()),
-            Some(Err(e)) => Err(e),
-            None => Err(ApiError::internal("the job ended without an outcome")),
-        };
+        loop {
+            let job = st.jobs.get(&id).await?.ok_or_else(|| ApiError::internal("the job vanished"))?;
+            match job.outcome() {
+                Some(Ok(report)) => return Ok((done, Json(report)).into_response()),
+                Some(Err(e)) => return Err(e),
+                None => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+            }
+        }
     }
-    let location = format!("/api/v1/jobs/{}", job.id);
+    let location = format!("/api/v1/jobs/{id}");
     let mut r = (StatusCode::ACCEPTED, Json(serde_json::json!({ "job": job.view() }))).into_response();
     r.headers_mut().insert(header::LOCATION, HeaderValue::from_str(&location).expect("hex id"));
     Ok(r)
 }
 
-pub async fn get_job(State(st): S, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
-    authorize(&st.ctx.db, &headers, Scope::Read).await?;
-    let job = st.jobs.get(&id).ok_or_else(|| ApiError::not_found(format!("no job {id:?}")))?;
-    Ok(Json(serde_json::json!({ "job": job.view() })).into_response())
+/// A job this caller may see (its own; any for admin), else 404 as if
+/// there were none.
+async fn visible_job(st: &AppState, caller: &Caller, id: &str) -> Result<super::jobs::Stored, ApiError> {
+    match st.jobs.get(id).await? {
+        Some(job) if caller.sees_job_of(&job.row.token) => Ok(job),
+        _ => Err(ApiError::not_found(format!("no job {id:?}"))),
+    }
+}
+
+pub async fn get_job(
+    State(st): S,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let job = visible_job(&st, &caller, &id).await?;
+    let mut view = job.view();
+    if let Some(live) = st.jobs.live(&id) {
+        view.events = view.events.max(live.events_from(0).len());
+    }
+    Ok(Json(serde_json::json!({ "job": view })).into_response())
 }
 
 /// Server-sent events: the job's history, then live events, ending after
-/// the terminal `done` or `failed` event.
-pub async fn job_events(State(st): S, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
-    authorize(&st.ctx.db, &headers, Scope::Read).await?;
-    let job = st.jobs.get(&id).ok_or_else(|| ApiError::not_found(format!("no job {id:?}")))?;
-    Ok(Sse::new(event_stream(job)).keep_alive(KeepAlive::default()).into_response())
+/// the terminal `done` or `failed` event (or when the job is interrupted).
+/// Served from this replica's live history when it runs the job, else
+/// from the database, polled.
+pub async fn job_events(
+    State(st): S,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    visible_job(&st, &caller, &id).await?;
+    Ok(Sse::new(event_stream(st.clone(), id)).keep_alive(KeepAlive::default()).into_response())
 }
 
-fn event_stream(job: Arc<super::jobs::Job>) -> impl Stream<Item = Result<SseEvent, Infallible>> {
-    let rx = job.subscribe();
-    // (job, receiver, next event index, done)
-    let init = (job, rx, 0usize, false);
-    stream::unfold(init, |(job, mut rx, next, done)| async move {
+fn sse(e: &super::jobs::JobEvent) -> Result<SseEvent, Infallible> {
+    Ok(SseEvent::default()
+        .event(e.kind.clone())
+        .id(e.seq.to_string())
+        .json_data(&e.data)
+        .expect("event data serializes"))
+}
+
+fn event_stream(st: Arc<AppState>, id: String) -> impl Stream<Item = Result<SseEvent, Infallible>> {
+    // (state, job id, events sent so far, done)
+    stream::unfold((st, id, 0usize, false), |(st, id, next, done)| async move {
         if done {
             return None;
         }
         loop {
-            // Mark seen before reading, so an event pushed in between wakes us.
-            rx.borrow_and_update();
-            let (events, _) = job.events_from(next);
-            if !events.is_empty() {
-                let next = next + events.len();
-                let ended = events.iter().any(|e| matches!(e.kind, "done" | "failed"));
-                let batch: Vec<Result<SseEvent, Infallible>> = events
-                    .iter()
-                    .map(|e| {
-                        Ok(SseEvent::default()
-                            .event(e.kind)
-                            .id(e.seq.to_string())
-                            .json_data(&e.data)
-                            .expect("event data serializes"))
-                    })
-                    .collect();
-                return Some((stream::iter(batch), (job, rx, next, ended)));
+            // Live, here: wait on the job's own signal.
+            if let Some(live) = st.jobs.live(&id) {
+                let mut rx = live.subscribe();
+                rx.borrow_and_update();
+                let events = live.events_from(next);
+                if !events.is_empty() {
+                    let ended = events.iter().any(|e| e.is_terminal());
+                    let batch: Vec<_> = events.iter().map(sse).collect();
+                    return Some((stream::iter(batch), (st, id, next + events.len(), ended)));
+                }
+                let _ = tokio::time::timeout(std::time::Duration::from_millis(500), rx.changed()).await;
+                continue;
             }
-            if rx.changed().await.is_err() {
-                return None;
+            // Elsewhere or ended: the stored history.
+            let job = st.jobs.get(&id).await.ok().flatten()?;
+            let events = job.events();
+            let terminal = job.state().is_terminal();
+            // Compaction may have shortened a finished history: go by sequence number.
+            let fresh: Vec<_> = events.iter().filter(|e| e.seq >= next).cloned().collect();
+            if !fresh.is_empty() || terminal {
+                let last = fresh.last().map_or(next, |e| e.seq + 1);
+                let mut batch: Vec<_> = fresh.iter().map(sse).collect();
+                let ended = terminal || fresh.iter().any(|e| e.is_terminal());
+                if terminal && !fresh.iter().any(|e| e.is_terminal()) && !events.iter().any(|e| e.is_terminal()) {
+                    // Interrupted: say so, as a `failed` event.
+                    let data = serde_json::json!({ "state": job.row.state, "error": job.view().error });
+                    batch.push(Ok(SseEvent::default()
+                        .event("failed")
+                        .id(last.to_string())
+                        .json_data(&data)
+                        .expect("json")));
+                }
+                return Some((stream::iter(batch), (st, id, last, ended)));
             }
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
         }
     })
     .flatten()
 }
 
-pub async fn list_tokens(State(st): S, headers: HeaderMap) -> Result<Response, ApiError> {
-    authorize(&st.ctx.db, &headers, Scope::Admin).await?;
+pub async fn list_tokens(State(st): S) -> Result<Response, ApiError> {
     let tokens = st.ctx.db.tokens(false).await.map_err(|e| ApiError::internal(e.to_string()))?;
     Ok(Json(serde_json::json!({ "tokens": tokens })).into_response())
 }
@@ -266,11 +321,10 @@ pub struct ActivateBody {
 /// `POST /packs/{ref}/activate`: make an installed version the active one.
 pub async fn activate(
     State(st): S,
-    headers: HeaderMap,
+
     Path(pack_ref): Path<String>,
     Json(body): Json<ActivateBody>,
 ) -> Result<Response, ApiError> {
-    authorize(&st.ctx.db, &headers, Scope::Install).await?;
     let spec = spec(&pack_ref, Some(&body.version))?;
     let version = spec.version.ok_or_else(|| ApiError::bad_request("version: required"))?;
     let switch = crate::upgrade::activate(&st.ctx, &spec.pack_ref, &version).await?;
@@ -278,8 +332,7 @@ pub async fn activate(
 }
 
 /// `POST /packs/{ref}/rollback`: back to the previously active version.
-pub async fn rollback(State(st): S, headers: HeaderMap, Path(pack_ref): Path<String>) -> Result<Response, ApiError> {
-    authorize(&st.ctx.db, &headers, Scope::Install).await?;
+pub async fn rollback(State(st): S, Path(pack_ref): Path<String>) -> Result<Response, ApiError> {
     let spec = spec(&pack_ref, None)?;
     let switch = crate::upgrade::rollback(&st.ctx, &spec.pack_ref).await?;
     Ok(Json(switch).into_response())
@@ -301,25 +354,18 @@ pub struct UpgradeBody {
 /// outcome, 200).
 pub async fn upgrade(
     State(st): S,
-    headers: HeaderMap,
+    Extension(caller): Extension<Caller>,
     Path(pack_ref): Path<String>,
     Query(q): Query<InstallQuery>,
     Json(body): Json<UpgradeBody>,
 ) -> Result<Response, ApiError> {
-    let caller = authorize(&st.ctx.db, &headers, Scope::Install).await?;
     let spec = spec(&pack_ref, None)?;
-    let req = crate::upgrade::UpgradeRequest {
+    let work = WorkSpec::Upgrade {
         pack_ref: spec.pack_ref,
         to: body.to,
-        from: None,
-        base: InstallRequest {
-            allow_hosts: st.allow_hosts.clone(),
-            api_token: Some(caller.name.clone()),
-            ignore_runtime_requirements: body.ignore_runtime_requirements,
-            ..InstallRequest::new("", st.ctx.limits, Method::Api)
-        },
+        ignore_runtime_requirements: body.ignore_runtime_requirements,
     };
-    submit(&st, Work::Upgrade(req), &caller.name, q.wait, StatusCode::OK).await
+    submit(&st, &caller, work, Held::default(), q.wait, StatusCode::OK).await
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -328,13 +374,12 @@ pub struct GcBody {
     /// Versions kept per pack besides the active one (default: the server's `gc_keep`, else 3).
     #[serde(default)]
     pub keep: Option<usize>,
-    #[serde(default)]
+    /// Required: a gc is never run by an empty or defaulted body.
     pub dry_run: bool,
 }
 
 /// `POST /gc` (admin): uninstall old, inactive versions.
-pub async fn gc(State(st): S, headers: HeaderMap, Json(body): Json<GcBody>) -> Result<Response, ApiError> {
-    authorize(&st.ctx.db, &headers, Scope::Admin).await?;
+pub async fn gc(State(st): S, Json(body): Json<GcBody>) -> Result<Response, ApiError> {
     if st.jobs.shutting_down() {
         return Err(super::jobs::shutting_down());
     }

@@ -184,6 +184,15 @@ struct SyncArgs {
     limits: LimitArgs,
 }
 
+/// `10s`, `2m`, … for clap.
+fn duration(s: &str) -> Result<std::time::Duration, String> {
+    match attune::config::parse_duration(s) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        Ok(_) => Err("must be more than zero".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 #[derive(Debug, Args)]
 struct ServeArgs {
     /// Address and port to listen on (port 0: any free port).
@@ -207,6 +216,31 @@ struct ServeArgs {
     /// Installs that may wait for a free slot; more are refused with 429.
     #[arg(long, value_name = "N", default_value_t = 16)]
     max_queued: usize,
+    /// A host API installs may reach even if it is a private or loopback
+    /// address (`host` any port, `host:port` that one); repeatable; added to
+    /// the config's `allow_hosts`.
+    #[arg(long = "allow-host", value_name = "HOST")]
+    allow_hosts: Vec<String>,
+    /// Time a client has to send a request's headers (also bounds an idle
+    /// keep-alive connection waiting for its next request).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = duration)]
+    header_timeout: std::time::Duration,
+    /// Time a client has to send a request's body.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = duration)]
+    body_timeout: std::time::Duration,
+    /// A response the client does not read for this long closes the connection.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = duration)]
+    idle_timeout: std::time::Duration,
+    /// Open connections at most; more wait in the kernel's backlog.
+    #[arg(long, value_name = "N", default_value_t = 512)]
+    max_connections: usize,
+    /// On SIGTERM/SIGINT, how long running installs and open connections
+    /// get to finish before the server exits anyway.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = duration)]
+    shutdown_deadline: std::time::Duration,
+    /// Time a TLS client has to finish its handshake.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = duration)]
+    handshake_timeout: std::time::Duration,
     /// Limits of every install the server runs.
     #[command(flatten)]
     limits: LimitArgs,
@@ -244,6 +278,11 @@ async fn token_command(ctx: &Context, out: &output::Output, cmd: TokenCommand) -
                 .map(|e| auth::parse_expiry(e, time::OffsetDateTime::now_utc()))
                 .transpose()
                 .map_err(|e| anyhow::anyhow!("--expires {e}"))?;
+            if let Some(t) = expires
+                && t <= time::OffsetDateTime::now_utc()
+            {
+                anyhow::bail!("--expires {t}: that is in the past; a token must expire in the future");
+            }
             let (row, token) = auth::create(&ctx.db, &name, scope, expires, &ctx.user).await?;
             out.token_created(&row, &token)
         }
@@ -772,10 +811,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 allow_local_source: a.allow_local_source,
                 max_concurrent_installs: a.max_concurrent_installs,
                 max_queued: a.max_queued,
-                allow_hosts: file.allow_hosts.clone(),
+                allow_hosts: file.allow_hosts.iter().chain(&a.allow_hosts).cloned().collect(),
+                header_timeout: a.header_timeout,
+                body_timeout: a.body_timeout,
+                idle_timeout: a.idle_timeout,
+                max_connections: a.max_connections,
+                shutdown_deadline: a.shutdown_deadline,
+                handshake_timeout: a.handshake_timeout,
                 cache_dir: s.cache_dir.clone(),
                 gc_keep: file.gc_keep.unwrap_or(3),
-                ..Default::default()
             };
             attune::api::serve(ctx, opts, |b| out.serving(b)).await?;
         }

@@ -23,6 +23,7 @@
 mod activations;
 mod error;
 mod indexes;
+mod jobs;
 mod lock;
 mod model;
 mod plugins;
@@ -42,6 +43,7 @@ use time::OffsetDateTime;
 pub use activations::Activation;
 pub use error::{DbError, redact_url};
 pub use indexes::{IndexFetch, IndexRow};
+pub use jobs::JobRow;
 pub use lock::PackLock;
 pub use model::{Action, Installation, Method, NewInstallation, Pack, Status, VerifyStatus, version_cmp};
 use model::{now, to_unix_ms};
@@ -589,6 +591,9 @@ async fn connect_sqlite(url: &str, rest: &str) -> Result<SqlitePool, DbError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             fs_err::create_dir_all(dir).map_err(|source| DbError::CreateDir { path: dir.to_owned(), source })?;
         }
+        // Owner-only: it holds token hashes and the audit trail. SQLite gives
+        // its -wal and -shm files the database file's mode.
+        create_private(path).map_err(|e| connect_err(sqlx::Error::Io(e)))?;
         // WAL: readers never block the writer, so `attune list` can run during an install.
         options = options.create_if_missing(true).journal_mode(SqliteJournalMode::Wal);
         // SQLite has one writer at a time anyway; a few connections serve concurrent reads.
@@ -607,6 +612,16 @@ async fn connect_sqlite(url: &str, rest: &str) -> Result<SqlitePool, DbError> {
             }
             Err(e) => return Err(connect_err(e)),
         }
+    }
+}
+
+/// Creates `path` empty with mode 0600 unless it exists.
+fn create_private(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
     }
 }
 

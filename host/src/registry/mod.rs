@@ -292,6 +292,13 @@ pub fn is_spec(source: &str) -> bool {
     is_ref(r) && !std::path::Path::new(source).exists()
 }
 
+/// Whether `source` has the shape of an index spec (`ref`, `ref@range`),
+/// whatever exists on disk: over the API such a source is always an index
+/// lookup, so the answer never depends on the server's files.
+pub fn is_ref_shaped(source: &str) -> bool {
+    is_ref(source.split_once('@').map_or(source, |(r, _)| r))
+}
+
 /// The version an index picked for a request.
 #[derive(Debug, Clone, Serialize)]
 pub struct Resolved {

@@ -547,11 +547,12 @@ impl Runtime {
         let label = plugin.info.name.clone();
         let policy = http::OutboundPolicy {
             allowed: grants.outbound_hosts.clone(),
-            // Only literal names may be private addresses, never a pattern's matches.
-            named: grants.outbound_hosts.iter().filter(|h| !h.contains('*')).cloned().collect(),
+            // Only what a trusted party named literally may be a private address.
+            named: grants.private_hosts.clone(),
             allow_insecure_http: grants.allow_insecure_http,
             timeouts: http::Timeouts::within(limits.time),
             denials: Arc::default(),
+            resolver: http::system_resolver(),
         };
         let mut store = self.store(&label, staging, grants.input.as_deref(), policy, limits, events)?;
         let linker = self.linker_for(&plugin.component, !grants.outbound_hosts.is_empty())?;

@@ -71,6 +71,10 @@ pub enum SourceSpec {
     /// (`--offline`): the archive fetcher reads `path`, the install is shown
     /// and recorded as the URL's (a git one, at `git_commit`, as git).
     Cached { url: String, path: PathBuf, git_commit: Option<String> },
+    /// A local folder or archive opened once by the caller (the API): the
+    /// fetcher reads `input` (`/proc/self/fd/N`, that open handle), the
+    /// install is shown and recorded as `shown`.
+    Opened { shown: PathBuf, input: PathBuf, is_dir: bool },
     /// Any source, fetched by the component in `wasm`; a source that names
     /// an existing local path is offered to it read-only.
     Plugin { wasm: PathBuf, source: String, input: Option<PathBuf> },
@@ -158,7 +162,7 @@ pub fn parse(source: &str) -> Result<SourceSpec, SourceError> {
     let path = match source.strip_prefix("file://") {
         Some(p) => Path::new(p),
         None if source.contains("://") => {
-            return Err(SourceError::UnknownScheme { source_str: source.to_string() });
+            return Err(SourceError::UnknownScheme { source_str: redact_url(source) });
         }
         None => Path::new(source),
     };
@@ -180,8 +184,10 @@ pub fn parse(source: &str) -> Result<SourceSpec, SourceError> {
 }
 
 /// How a network source is shown, and the hosts it is offered: its own
-/// and the ones the user allowed. Plain http is refused here, before any
-/// fetcher runs, unless it is loopback or allowed.
+/// (`host:port`, so a redirect to another port of it is refused) and the
+/// ones the user allowed. Only a trusted caller's own host may be private.
+/// Plain http is refused here, before any fetcher runs, unless it is
+/// loopback or allowed.
 fn network_offer(
     url: &str,
     host: String,
@@ -194,28 +200,50 @@ fn network_offer(
     {
         return Err(SourceError::InsecureHttp { url: shown });
     }
-    let mut hosts = vec![host];
-    hosts.extend(options.allow_hosts.iter().map(|h| h.to_ascii_lowercase()));
-    let offer =
-        crate::runtime::grants::Offer { hosts, allow_insecure_http: options.allow_insecure_http, ..Default::default() };
+    let port = url::Url::parse(url).ok().and_then(|u| u.port_or_known_default()).unwrap_or(443);
+    let own = crate::runtime::grants::normalize_authority(&match host.contains(':') {
+        true => format!("[{host}]:{port}"),
+        false => format!("{host}:{port}"),
+    });
+    let allowed: Vec<String> =
+        options.allow_hosts.iter().map(|h| crate::runtime::grants::normalize_authority(h)).collect();
+    let mut hosts = vec![own.clone()];
+    hosts.extend(allowed.iter().cloned());
+    let mut trusted_hosts = allowed;
+    if !options.untrusted_caller {
+        trusted_hosts.push(own);
+    }
+    let offer = crate::runtime::grants::Offer {
+        hosts,
+        trusted_hosts,
+        allow_insecure_http: options.allow_insecure_http,
+        ..Default::default()
+    };
     Ok((shown, offer))
 }
 
-/// A URL without its credentials, for anything shown or stored.
-pub fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) => {
-            let _ = u.set_username("");
-            let _ = u.set_password(None);
-            u.to_string()
-        }
-        Err(_) => match url.split_once('@') {
-            Some((before, after)) if before.contains("://") => {
-                format!("{}://{after}", before.split("://").next().unwrap_or(""))
-            }
-            _ => url.to_string(),
-        },
+/// Removes credentials from every URL in `s` (a URL, or a message that
+/// holds some): in each authority (what follows `://` up to `/`, `?`, `#`
+/// or a space) everything up to its **last** `@` goes, so a password
+/// holding `@` does not leak its tail. The one redaction function: every
+/// source, error and record that may show a URL goes through it.
+pub fn redact_url(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find("://") {
+        out.push_str(&rest[..i + 3]);
+        let after = &rest[i + 3..];
+        let end = after
+            .find(|c: char| {
+                matches!(c, '/' | '?' | '#' | '\\') || c.is_whitespace() || matches!(c, '"' | '\'' | '>' | ')')
+            })
+            .unwrap_or(after.len());
+        let authority = &after[..end];
+        out.push_str(authority.rfind('@').map_or(authority, |at| &authority[at + 1..]));
+        rest = &after[end..];
     }
+    out.push_str(rest);
+    out
 }
 
 /// A source to be fetched by a plugin file instead of a built-in fetcher.
@@ -236,6 +264,9 @@ pub struct SourceOptions {
     pub allow_insecure_http: bool,
     /// A branch, tag or commit (`--ref`), for sources that have them.
     pub reference: Option<String>,
+    /// The source was named by an API caller, not the operator: its host
+    /// may not be a private address (only `allow_hosts`, the operator's, may).
+    pub untrusted_caller: bool,
     /// Keep a download as this one file instead of unpacking it.
     pub save_as: Option<String>,
 }
@@ -275,6 +306,23 @@ pub async fn resolve(
             let offer = Offer { input: Some(path), ..Default::default() };
             (SourceKind::Archive, shown, crate::plugins::ARCHIVE.load(&runtime).await?, request, offer)
         }
+        SourceSpec::Opened { shown, input, is_dir: true } => {
+            let shown = shown.display().to_string();
+            let request = FetchRequest { source: shown.clone(), ..Default::default() };
+            let offer = Offer { input: Some(input), ..Default::default() };
+            (SourceKind::Local, shown, crate::plugins::LOCAL.load(&runtime).await?, request, offer)
+        }
+        SourceSpec::Opened { shown, input, is_dir: false } => {
+            let request = FetchRequest {
+                source: shown.display().to_string(),
+                input_file: shown.file_name().map(|n| n.to_string_lossy().into_owned()),
+                options: options.request_options(),
+                ..Default::default()
+            };
+            let offer = Offer { input: Some(input), ..Default::default() };
+            let shown = shown.display().to_string();
+            (SourceKind::Archive, shown, crate::plugins::ARCHIVE.load(&runtime).await?, request, offer)
+        }
         SourceSpec::Cached { url, path, git_commit } => {
             let kind = if git_commit.is_some() { SourceKind::Git } else { SourceKind::Http };
             let request = FetchRequest {
@@ -299,22 +347,34 @@ pub async fn resolve(
         SourceSpec::Added { identity, wasm, source, grants } => {
             let plugin = runtime.load(&identity.name, &wasm).await?;
             plugin.expect_identity(&identity)?;
+            let allowed: Vec<String> =
+                options.allow_hosts.iter().map(|h| crate::runtime::grants::normalize_authority(h)).collect();
             let mut offer = crate::runtime::grants::Offer {
                 allow_insecure_http: options.allow_insecure_http,
-                hosts: options.allow_hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
+                hosts: allowed.clone(),
+                trusted_hosts: allowed,
                 ..Default::default()
             };
             for g in &grants {
                 match g.strip_prefix("outbound-host:") {
                     // "The host the source names": resolved here, per source.
                     Some("{source-host}") => {
-                        if let Some(h) =
-                            url::Url::parse(&source).ok().and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+                        if let Some(u) = url::Url::parse(&source).ok()
+                            && let Some(h) = u.host_str()
                         {
+                            let port = u.port_or_known_default().unwrap_or(443);
+                            let h = crate::runtime::grants::normalize_authority(&format!("{h}:{port}"));
+                            if !options.untrusted_caller {
+                                offer.trusted_hosts.push(h.clone());
+                            }
                             offer.hosts.push(h);
                         }
                     }
-                    Some(h) => offer.hosts.push(h.to_string()),
+                    // The operator granted it: trusted.
+                    Some(h) => {
+                        offer.hosts.push(h.to_string());
+                        offer.trusted_hosts.push(h.to_string());
+                    }
                     None if g.starts_with("larger-limits:") => offer.granted.push(g.clone()),
                     None if g == "read-input" => {
                         offer.input = std::fs::canonicalize(source.strip_prefix("file://").unwrap_or(&source)).ok();
@@ -351,4 +411,22 @@ pub async fn resolve(
         }
     };
     Ok(Box::new(wasm::WasmSource::new(kind, display, runtime, plugin, request, &offer)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn credentials_go_up_to_the_last_at_of_the_authority() {
+        assert_eq!(redact_url("https://u:p@ss@h.example/x@y.tgz"), "https://h.example/x@y.tgz");
+        assert_eq!(redact_url("git+https://tok@h/r.git"), "git+https://h/r.git");
+        assert_eq!(redact_url("https://h/p?q=a@b#c@d"), "https://h/p?q=a@b#c@d");
+        assert_eq!(redact_url("/srv/packs/a@b"), "/srv/packs/a@b");
+        assert_eq!(redact_url("unparseable ht!tp://u:pw@h x"), "unparseable ht!tp://h x");
+        assert_eq!(
+            redact_url("fetching \"https://a:b@one/x\" then https://c:d@e@two:8443/y failed"),
+            "fetching \"https://one/x\" then https://two:8443/y failed"
+        );
+    }
 }

@@ -30,6 +30,11 @@ pub enum Route {
     Zeros {
         mib: u64,
     },
+    /// `len` zero bytes in writes of `write` bytes each (no Nagle).
+    Dribble {
+        len: u64,
+        write: usize,
+    },
 }
 
 /// Every request seen: (path, authorization header).
@@ -140,6 +145,18 @@ fn serve(
                     break;
                 }
                 r = conn.write_all(&chunk);
+            }
+            r
+        }
+        Some(Route::Dribble { len, write }) => {
+            let _ = conn.set_nodelay(true);
+            let chunk = vec![0u8; write];
+            let mut r = conn.write_all(head("200 OK", "", len).as_bytes());
+            let mut left = len;
+            while left > 0 && r.is_ok() {
+                let n = left.min(write as u64) as usize;
+                r = conn.write_all(&chunk[..n]);
+                left -= n as u64;
             }
             r
         }
