@@ -376,7 +376,9 @@ pub async fn resolve(
                         offer.trusted_hosts.push(h.to_string());
                     }
                     None if g.starts_with("larger-limits:") => offer.granted.push(g.clone()),
-                    None if g == "read-input" => {
+                    // By path, so only for the operator: an API caller's local
+                    // input must come opened once (SourceSpec::Opened).
+                    None if g == "read-input" && !options.untrusted_caller => {
                         offer.input = std::fs::canonicalize(source.strip_prefix("file://").unwrap_or(&source)).ok();
                     }
                     None => {}
