@@ -268,6 +268,12 @@ fn resource_handles_are_capped() {
 }
 
 #[test]
+fn a_wasi_stream_write_as_large_as_memory_is_refused_before_it_is_copied() {
+    contained_attack("stderr-huge", &["crashed", "a write of 41943040 bytes is more than check-write permitted"]);
+    contained_attack("stderr-huge-blocking", &["crashed", "Buffer too large for blocking-write-and-flush"]);
+}
+
+#[test]
 fn wasi_random_cannot_make_the_host_allocate_much() {
     contained_attack("random-huge", &["crashed", "exceeds limit 65536"]);
 }

@@ -22,6 +22,7 @@ pub mod capped;
 pub mod grants;
 pub mod http;
 pub mod since_v0_1_0;
+mod wasi_bounds;
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -367,6 +368,9 @@ impl Runtime {
         let mut linker_no_http = Linker::new(&engine);
         wire(wasmtime_wasi::p2::add_to_linker_async(&mut linker_no_http))?;
         wire(since_v0_1_0::add_to_linker(&mut linker_no_http))?;
+        linker_no_http.allow_shadowing(true);
+        wire(wasi_bounds::add(&mut linker_no_http))?;
+        linker_no_http.allow_shadowing(false);
         let mut linker = linker_no_http.clone();
         wire(wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker))?;
         let stop = Arc::new(AtomicBool::new(false));

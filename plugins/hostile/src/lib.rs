@@ -196,6 +196,17 @@ impl Fetcher for Hostile {
                 }
                 return Err(FetchError::Other("held two million handles".into()));
             }
+            // One WASI stream write as large as the guest's memory.
+            "stderr-huge" => {
+                let data = vec![b'x'; 40 << 20];
+                let _ = wasip2::cli::stderr::get_stderr().write(&data);
+                return Err(FetchError::Other("wrote 40 MiB to stderr at once".into()));
+            }
+            "stderr-huge-blocking" => {
+                let data = vec![b'x'; 40 << 20];
+                let _ = wasip2::cli::stderr::get_stderr().blocking_write_and_flush(&data);
+                return Err(FetchError::Other("wrote 40 MiB to stderr at once".into()));
+            }
             // WASI hands back what it allocates: ask for as much as the guest may hold.
             "random-huge" => {
                 for _ in 0..8 {
