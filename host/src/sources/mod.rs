@@ -208,11 +208,17 @@ pub fn redact_url(url: &str) -> String {
             let _ = u.set_password(None);
             u.to_string()
         }
-        Err(_) => match url.split_once('@') {
-            Some((before, after)) if before.contains("://") => {
-                format!("{}://{after}", before.split("://").next().unwrap_or(""))
+        // Not a URL: drop everything up to the last `@` of the authority, as
+        // a URL parser would take the user info (a password may hold an `@`).
+        Err(_) => match url.split_once("://") {
+            Some((scheme, rest)) => {
+                let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+                match rest[..end].rfind('@') {
+                    Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
+                    None => url.to_string(),
+                }
             }
-            _ => url.to_string(),
+            None => url.to_string(),
         },
     }
 }
@@ -338,4 +344,20 @@ pub async fn resolve(
         }
     };
     Ok(Box::new(wasm::WasmSource::new(kind, display, runtime, plugin, request, &offer)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the `source` fuzz target: for a string that is not a URL the
+    /// credentials were cut at the first `@`, so a password holding an `@`
+    /// was shown in part (`https://u:p@ss@host:bad/` became `https://ss@host:bad/`).
+    #[test]
+    fn regression_redact_unparseable_url_with_at_in_password() {
+        assert_eq!(redact_url("https://u:p@ss@host:bad/x@y"), "https://host:bad/x@y");
+        assert_eq!(redact_url("https://user:se3\0@exampl\0@example.com/"), "https://example.com/");
+        assert_eq!(redact_url("https://user:secret@example.com/p"), "https://example.com/p");
+        assert_eq!(redact_url("weird://host:bad/a@b"), "weird://host:bad/a@b");
+    }
 }
