@@ -49,8 +49,7 @@ pub fn check(path: &str) -> Result<Vec<&str>, PathError> {
     if path.starts_with('/') {
         return Err(PathError::Absolute { path: p() });
     }
-    let b = path.as_bytes();
-    if b.len() >= 2 && b[0].is_ascii_alphabetic() && b[1] == b':' {
+    if has_drive_prefix(path) {
         return Err(PathError::Drive { path: p() });
     }
     let parts: Vec<&str> = path.split('/').collect();
@@ -69,11 +68,12 @@ pub fn check(path: &str) -> Result<Vec<&str>, PathError> {
 /// components, or `None` when it leaves the pack. Purely lexical: the target
 /// may not exist yet, and the host never follows links while staging.
 pub fn resolve_link_target(link: &[&str], target: &str) -> Option<Vec<String>> {
-    if target.is_empty() || target.starts_with('/') || target.contains('\\') || target.chars().any(|c| c.is_control()) {
-        return None;
-    }
-    let tb = target.as_bytes();
-    if tb.len() >= 2 && tb[0].is_ascii_alphabetic() && tb[1] == b':' {
+    if target.is_empty()
+        || target.starts_with('/')
+        || target.contains('\\')
+        || target.chars().any(|c| c.is_control())
+        || has_drive_prefix(target)
+    {
         return None;
     }
     let mut at: Vec<String> = link[..link.len().saturating_sub(1)].iter().map(|s| s.to_string()).collect();
@@ -86,7 +86,18 @@ pub fn resolve_link_target(link: &[&str], target: &str) -> Option<Vec<String>> {
             p => at.push(p.to_string()),
         }
     }
+    // Where it lands must be a path `check` allows, so no drive prefix even
+    // when the target only reaches one through `.` (`./C:x`).
+    if at.first().is_some_and(|first| has_drive_prefix(first)) {
+        return None;
+    }
     Some(at)
+}
+
+/// `C:…`: a drive on Windows.
+fn has_drive_prefix(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() >= 2 && b[0].is_ascii_alphabetic() && b[1] == b':'
 }
 
 /// The key two paths collide under on a case-insensitive filesystem.
@@ -150,5 +161,15 @@ mod tests {
         assert!(resolve_link_target(&["top"], "").is_none());
         assert!(resolve_link_target(&["top"], "x/../../y").is_none());
         assert_eq!(resolve_link_target(&["top"], "x/../y").unwrap(), vec!["y"]);
+    }
+
+    /// Found by the `paths` fuzz target: `./C:.` was refused only when written
+    /// `C:.`, so resolving a resolved target again gave a different answer, and
+    /// a link could point at a path no pack may hold.
+    #[test]
+    fn regression_link_target_reaching_a_drive_prefix() {
+        assert_eq!(resolve_link_target(&["a."], ".//C:./."), None);
+        assert_eq!(resolve_link_target(&["a."], "C:."), None);
+        assert_eq!(resolve_link_target(&["d", "l"], "../x/C:y").unwrap(), vec!["x", "C:y"]);
     }
 }
