@@ -172,4 +172,83 @@ mod tests {
         assert_eq!(resolve_link_target(&["a."], "C:."), None);
         assert_eq!(resolve_link_target(&["d", "l"], "../x/C:y").unwrap(), vec!["x", "C:y"]);
     }
+
+    /// Properties (proptest) over paths and link targets built from names
+    /// that make trouble: `..`, `.`, empty, case twins.
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn component() -> impl Strategy<Value = String> {
+            prop_oneof![
+                Just("..".to_string()),
+                Just(".".to_string()),
+                Just(String::new()),
+                Just("a".to_string()),
+                Just("A".to_string()),
+                "[a-z0-9._-]{1,4}",
+            ]
+        }
+
+        /// A `/`-joined sequence of troublesome components, sometimes absolute.
+        fn text() -> impl Strategy<Value = String> {
+            (any::<bool>(), prop::collection::vec(component(), 1..8))
+                .prop_map(|(abs, c)| format!("{}{}", if abs { "/" } else { "" }, c.join("/")))
+        }
+
+        /// Where a walk from the link's folder along `target` ends, or `None`
+        /// once it climbs above the pack root: a model that knows nothing of
+        /// the host's rules but depth.
+        fn model_inside(link: &[&str], target: &str) -> bool {
+            let mut depth = link.len() as i64 - 1;
+            for part in target.split('/') {
+                match part {
+                    "" | "." => {}
+                    ".." => depth -= 1,
+                    _ => depth += 1,
+                }
+                if depth < 0 {
+                    return false;
+                }
+            }
+            true
+        }
+
+        proptest! {
+            #[test]
+            fn accepted_paths_are_normalized_and_inside(path in text()) {
+                if let Ok(parts) = check(&path) {
+                    prop_assert_eq!(parts.join("/"), path.clone());
+                    prop_assert!(parts.iter().all(|p| !matches!(*p, "" | "." | "..")), "{:?}", path);
+                    // Checking the accepted path again changes nothing.
+                    let joined = parts.join("/");
+                    prop_assert_eq!(check(&joined), Ok(parts));
+                }
+            }
+
+            #[test]
+            fn normalizing_a_link_target_twice_is_once(link in text(), target in text()) {
+                let Ok(parts) = check(&link) else { return Ok(()) };
+                let Some(once) = resolve_link_target(&parts, &target) else { return Ok(()) };
+                prop_assume!(!once.is_empty());
+                let twice = resolve_link_target(&["link"], &once.join("/"));
+                prop_assert_eq!(twice, Some(once));
+            }
+
+            #[test]
+            fn accepted_link_target_stays_inside_the_pack(link in text(), target in text()) {
+                let Ok(parts) = check(&link) else { return Ok(()) };
+                match resolve_link_target(&parts, &target) {
+                    Some(at) => {
+                        prop_assert!(at.iter().all(|p| !matches!(p.as_str(), "" | "." | "..")), "{:?}", at);
+                        prop_assert!(model_inside(&parts, &target), "{link:?} -> {target:?} accepted but leaves the pack");
+                    }
+                    None => prop_assert!(
+                        target.is_empty() || target.starts_with('/') || !model_inside(&parts, &target),
+                        "{link:?} -> {target:?} refused but stays inside"
+                    ),
+                }
+            }
+        }
+    }
 }
