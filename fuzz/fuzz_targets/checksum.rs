@@ -8,12 +8,12 @@ use attune::checksum::{Algorithm, Checksum, Entry, TreeManifest};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(s) = std::str::from_utf8(data) {
-        if let Ok(c) = s.parse::<Checksum>() {
-            let printed = c.to_string();
-            assert_eq!(printed.parse::<Checksum>().ok(), Some(c));
-            assert_eq!(printed.to_ascii_lowercase(), s.to_ascii_lowercase(), "prints as it was written, but for case");
-        }
+    if let Ok(s) = std::str::from_utf8(data)
+        && let Ok(c) = s.parse::<Checksum>()
+    {
+        let printed = c.to_string();
+        assert_eq!(printed.parse::<Checksum>().ok(), Some(c));
+        assert_eq!(printed.to_ascii_lowercase(), s.to_ascii_lowercase(), "prints as it was written, but for case");
     }
     if let Ok(m) = serde_json::from_slice::<TreeManifest>(data) {
         let _ = m.validate();

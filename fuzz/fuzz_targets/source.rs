@@ -8,10 +8,11 @@ use attune::registry::{PackRequest, dep_spec};
 use attune::sources::{self, SourceSpec};
 use libfuzzer_sys::fuzz_target;
 
-/// The authority of `s` (between `://` and the next `/`, `?` or `#`), if it has a scheme.
+/// The authority of `s` (after `://` and any more slashes, up to the next
+/// `/`, `?`, `#` or `\`), if it has a scheme.
 fn authority(s: &str) -> Option<&str> {
-    let rest = &s[s.find("://")? + 3..];
-    Some(rest.split(['/', '?', '#']).next().unwrap_or(""))
+    let rest = s[s.find("://")? + 3..].trim_start_matches(['/', '\\']);
+    Some(rest.split(['/', '?', '#', '\\']).next().unwrap_or(""))
 }
 
 fuzz_target!(|data: &[u8]| {

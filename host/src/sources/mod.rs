@@ -209,12 +209,18 @@ pub fn redact_url(url: &str) -> String {
             u.to_string()
         }
         // Not a URL: drop everything up to the last `@` of the authority, as
-        // a URL parser would take the user info (a password may hold an `@`).
+        // a URL parser would take the user info (a password may hold an `@`,
+        // and extra slashes before the authority are skipped).
         Err(_) => match url.split_once("://") {
             Some((scheme, rest)) => {
-                let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-                match rest[..end].rfind('@') {
-                    Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
+                let start = rest.len() - rest.trim_start_matches(['/', '\\']).len();
+                let end = rest[start..].find(['/', '?', '#', '\\']).map_or(rest.len(), |i| start + i);
+                match rest[start..end].rfind('@') {
+                    Some(at) => {
+                        let left = format!("{scheme}://{}", &rest[start + at + 1..]);
+                        // What is left may be a URL with credentials of its own.
+                        if url::Url::parse(&left).is_ok() { redact_url(&left) } else { left }
+                    }
                     None => url.to_string(),
                 }
             }
@@ -359,5 +365,16 @@ mod tests {
         assert_eq!(redact_url("https://user:se3\0@exampl\0@example.com/"), "https://example.com/");
         assert_eq!(redact_url("https://user:secret@example.com/p"), "https://example.com/p");
         assert_eq!(redact_url("weird://host:bad/a@b"), "weird://host:bad/a@b");
+    }
+
+    /// Found by the `source` fuzz target after the fix above: what was left
+    /// after cutting the user info could itself parse as a URL with
+    /// credentials (`…@//user:pw@e:`), and extra slashes hid an authority.
+    #[test]
+    fn regression_redact_leaves_no_url_with_credentials() {
+        let shown = redact_url("https://user:e3\0%2Eamplt@e:.!@//user:e3\0%2Eamplt@e:");
+        let u = url::Url::parse(&shown).unwrap();
+        assert!(u.username().is_empty() && u.password().is_none(), "{shown}");
+        assert_eq!(redact_url("https:////u:p@host:bad/x"), "https://host:bad/x");
     }
 }
