@@ -210,22 +210,22 @@ pub fn redact_url(url: &str) -> String {
         }
         // Not a URL: drop everything up to the last `@` of the authority, as
         // a URL parser would take the user info (a password may hold an `@`,
-        // and extra slashes before the authority are skipped).
-        Err(_) => match url.split_once("://") {
-            Some((scheme, rest)) => {
+        // and extra slashes before the authority are skipped), until what is
+        // left has no user info either.
+        Err(_) => {
+            let Some((scheme, mut rest)) = url.split_once("://") else { return url.to_string() };
+            loop {
                 let start = rest.len() - rest.trim_start_matches(['/', '\\']).len();
                 let end = rest[start..].find(['/', '?', '#', '\\']).map_or(rest.len(), |i| start + i);
                 match rest[start..end].rfind('@') {
-                    Some(at) => {
-                        let left = format!("{scheme}://{}", &rest[start + at + 1..]);
-                        // What is left may be a URL with credentials of its own.
-                        if url::Url::parse(&left).is_ok() { redact_url(&left) } else { left }
-                    }
-                    None => url.to_string(),
+                    Some(at) => rest = &rest[start + at + 1..],
+                    None => break,
                 }
             }
-            None => url.to_string(),
-        },
+            let left = format!("{scheme}://{rest}");
+            // What is left may be a URL with credentials of its own.
+            if url::Url::parse(&left).is_ok() { redact_url(&left) } else { left }
+        }
     }
 }
 
@@ -376,5 +376,13 @@ mod tests {
         let u = url::Url::parse(&shown).unwrap();
         assert!(u.username().is_empty() && u.password().is_none(), "{shown}");
         assert_eq!(redact_url("https:////u:p@host:bad/x"), "https://host:bad/x");
+    }
+
+    /// Found by the `source` fuzz target after the fix above: what was left
+    /// after one cut could hold another authority with user info.
+    #[test]
+    fn regression_redact_repeats_until_no_user_info_is_left() {
+        assert_eq!(redact_url("https://[::1]:80https:@/[::1]https:@/["), "https:///[");
+        assert_eq!(redact_url("https://a:b@//c:d@//e:f@host:bad"), "https://host:bad");
     }
 }
