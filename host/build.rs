@@ -4,6 +4,12 @@
 //! `cargo build` (or `cargo install`) must produce them without a manual
 //! `--target` step. A nested cargo with its own target dir avoids waiting on
 //! the outer build's lock; the toolchain file pins the wasm target.
+//!
+//! `ATTUNE_NO_EMBEDDED_PLUGINS=1` embeds empty placeholders instead and builds
+//! no wasm at all: only for builds that never run a fetcher (the fuzz targets
+//! in `fuzz/`, which exercise the host's parsers on a nightly toolchain that
+//! need not have the wasm target). Such a binary cannot load any built-in
+//! fetcher.
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -24,6 +30,16 @@ fn main() {
         rerun_tree(&root.join(dir));
     }
     println!("cargo:rerun-if-changed={}", root.join("Cargo.lock").display());
+    println!("cargo:rerun-if-env-changed=ATTUNE_NO_EMBEDDED_PLUGINS");
+    if env::var_os("ATTUNE_NO_EMBEDDED_PLUGINS").is_some_and(|v| !v.is_empty() && v != "0") {
+        println!("cargo:warning=ATTUNE_NO_EMBEDDED_PLUGINS is set: no fetchers are embedded (fuzz builds only)");
+        for p in BUILTIN.iter().chain(TEST_ONLY) {
+            let dst = out_dir.join(format!("{}.wasm", p.replace('-', "_")));
+            std::fs::write(&dst, b"").unwrap_or_else(|e| panic!("{}: {e}", dst.display()));
+            println!("cargo:rustc-env={}={}", env_var(p), dst.display());
+        }
+        return;
+    }
 
     let target_dir = root.join("target").join("plugins");
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -73,9 +89,13 @@ fn main() {
         let src = built.join(&file);
         let dst = out_dir.join(&file);
         std::fs::copy(&src, &dst).unwrap_or_else(|e| panic!("{}: {e}", src.display()));
-        let var = format!("ATTUNE_WASM_{}", p.trim_start_matches("attune-fetcher-").to_uppercase().replace('-', "_"));
-        println!("cargo:rustc-env={var}={}", dst.display());
+        println!("cargo:rustc-env={}={}", env_var(p), dst.display());
     }
+}
+
+/// The variable that hands a plugin's path to the host: `ATTUNE_WASM_LOCAL` for `attune-fetcher-local`.
+fn env_var(package: &str) -> String {
+    format!("ATTUNE_WASM_{}", package.trim_start_matches("attune-fetcher-").to_uppercase().replace('-', "_"))
 }
 
 fn rerun_tree(dir: &Path) {

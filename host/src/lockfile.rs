@@ -150,6 +150,9 @@ impl Lockfile {
         let mut seen = std::collections::BTreeSet::new();
         for p in &lock.packs {
             let bad = |reason: String| LockfileError::BadEntry { path: path.to_path_buf(), pack: p.label(), reason };
+            if !crate::registry::is_ref(&p.pack_ref) {
+                return Err(bad(format!("ref {:?} is not a pack ref (1-64 of a-z, 0-9, _ and -)", p.pack_ref)));
+            }
             if !seen.insert((&p.pack_ref, &p.version)) {
                 return Err(bad("listed twice".into()));
             }
@@ -158,6 +161,11 @@ impl Lockfile {
                 _ => return Err(bad(format!("checksum {:?} is not a tree checksum (sha256-tree-v1:…)", p.checksum))),
             }
             semver::Version::parse(&p.version).map_err(|e| bad(format!("version {:?}: {e}", p.version)))?;
+            if let Some(a) = &p.archive_sha256
+                && !a.parse::<Checksum>().is_ok_and(|c| c.kind() == ChecksumKind::Sha256)
+            {
+                return Err(bad(format!("archive_sha256 {a:?} is not a SHA-256 (sha256:<64 hex digits>)")));
+            }
             if p.source_type == "git" && p.resolved_commit.is_none() {
                 return Err(bad("a git entry needs its resolved_commit".into()));
             }
@@ -397,5 +405,24 @@ mod tests {
         assert!(matches!(Lockfile::parse(Path::new("l"), &twice), Err(LockfileError::BadEntry { .. })));
         let bad = text.replacen("sha256-tree-v1:", "sha256:", 1);
         assert!(matches!(Lockfile::parse(Path::new("l"), &bad), Err(LockfileError::BadEntry { .. })));
+    }
+
+    /// Found by the `lockfile` fuzz target: `archive_sha256` was read as any
+    /// text (`"sha256:bc70e26f4250adc990a8c"`); the same check found that a
+    /// ref was never checked (it is shown in sync's plan, events and errors).
+    #[test]
+    fn regression_archive_sha256_and_ref_are_checked() {
+        let with = |r: &str, archive: &str| {
+            let mut p = entry(r, "1.0.0");
+            p.archive_sha256 = Some(archive.into());
+            Lockfile::parse(Path::new("l"), &Lockfile { version: 1, packs: vec![p] }.to_toml())
+        };
+        let err = with("a", "sha256:bc70e26f4250adc990a8c").unwrap_err();
+        assert!(matches!(&err, LockfileError::BadEntry { reason, .. } if reason.contains("archive_sha256")), "{err}");
+        let tree = format!("sha256-tree-v1:{}", "ab".repeat(32));
+        assert!(matches!(with("a", &tree), Err(LockfileError::BadEntry { .. })));
+        assert!(with("a", &format!("sha256:{}", "ab".repeat(32))).is_ok());
+        let err = with("a\u{1b}[2J", &format!("sha256:{}", "ab".repeat(32))).unwrap_err();
+        assert!(matches!(&err, LockfileError::BadEntry { reason, .. } if reason.contains("not a pack ref")), "{err}");
     }
 }

@@ -406,3 +406,60 @@ fn checksum_parses_and_prints() {
     assert_eq!("sha256-tree-v1".parse::<Algorithm>().unwrap(), Algorithm::TreeV1);
     assert!("attune-pack-file-v1".parse::<Algorithm>().is_err());
 }
+
+/// Properties over generated entry lists (proptest): the digest is a function
+/// of the set of entries, not of the order they were found in.
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// One entry at `path`, of a kind chosen by `k`, with content chosen by `seed`.
+    fn entry(path: String, k: u8, seed: u8) -> Entry {
+        let hex = hex::encode([seed; 32]);
+        match k % 4 {
+            0 => Entry { path, kind: EntryKind::Dir, size: 0, sha256: None, target: None },
+            1 => Entry { path, kind: EntryKind::File, size: seed as u64, sha256: Some(hex), target: None },
+            2 => Entry { path, kind: EntryKind::Executable, size: seed as u64, sha256: Some(hex), target: None },
+            _ => Entry { path, kind: EntryKind::Symlink, size: 0, sha256: None, target: Some(format!("t{seed}")) },
+        }
+    }
+
+    /// Unique valid paths (1–3 components of a small alphabet, so prefixes and
+    /// siblings are common), each with a kind and content.
+    fn entries() -> impl Strategy<Value = Vec<Entry>> {
+        let path = prop::collection::vec("[a-c._-]{1,3}", 1..4)
+            .prop_filter("no . or .. components", |c| c.iter().all(|s| s != "." && s != ".."))
+            .prop_map(|c| c.join("/"));
+        prop::collection::btree_map(path, (any::<u8>(), any::<u8>()), 0..24)
+            .prop_map(|m| m.into_iter().map(|(p, (k, s))| entry(p, k, s)).collect())
+    }
+
+    proptest! {
+        #[test]
+        fn permutation_of_entries_gives_same_digest(
+            (sorted, shuffled) in entries().prop_flat_map(|e| (Just(e.clone()), Just(e).prop_shuffle()))
+        ) {
+            let a = TreeManifest::from_entries(Algorithm::TreeV1, sorted).unwrap();
+            let b = TreeManifest::from_entries(Algorithm::TreeV1, shuffled).unwrap();
+            prop_assert_eq!(a.digest, b.digest);
+            prop_assert_eq!(&a.entries, &b.entries);
+            prop_assert!(b.validate().is_ok());
+        }
+
+        #[test]
+        fn dropping_or_changing_an_entry_changes_the_digest(e in entries(), i in any::<prop::sample::Index>()) {
+            prop_assume!(!e.is_empty());
+            let whole = TreeManifest::from_entries(Algorithm::TreeV1, e.clone()).unwrap();
+            let i = i.index(e.len());
+            let mut fewer = e.clone();
+            fewer.remove(i);
+            let fewer = TreeManifest::from_entries(Algorithm::TreeV1, fewer).unwrap();
+            prop_assert_ne!(whole.digest, fewer.digest);
+            let mut renamed = e;
+            renamed[i].path.push('z');
+            if let Ok(renamed) = TreeManifest::from_entries(Algorithm::TreeV1, renamed) {
+                prop_assert_ne!(whole.digest, renamed.digest);
+            }
+        }
+    }
+}

@@ -147,6 +147,9 @@ fn entry(e: Entry) -> Result<PackVersion, String> {
         }
     }
     for (r, range) in &ext.dependencies {
+        if !super::is_ref(r) {
+            return Err(format!("meta.x_attune.dependencies: {r:?} is not a pack ref (1-64 of a-z, 0-9, _ and -)"));
+        }
         let req =
             VersionReq::parse(range).map_err(|err| format!("meta.x_attune.dependencies.{r}: {range:?}: {err}"))?;
         dependencies.push(Dependency { pack_ref: r.clone(), req });

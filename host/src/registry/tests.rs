@@ -184,3 +184,17 @@ fn plans() {
     assert_eq!(p.source, "git+https://github.com/StackStorm-Exchange/stackstorm-aws");
     assert_eq!((p.reference.as_deref(), p.expected), (Some("v1.2.0"), None));
 }
+
+/// Found by the `index` fuzz target: a dependency named in `meta.x_attune`
+/// was taken as a ref unchecked (`"c$re"`), though the solver looks it up and
+/// its messages show it like any other ref.
+#[test]
+fn regression_extension_dependency_ref_is_checked() {
+    let index = r#"{"version": "1.0", "packs": [
+        {"ref": "a", "version": "1.0.0", "meta": {"x_attune": {"dependencies": {"c$re": "^1"}}}},
+        {"ref": "b", "version": "1.0.0", "meta": {"x_attune": {"dependencies": {"core": "^1"}}}}]}"#;
+    let i = parse(index.as_bytes(), "fuzz").unwrap();
+    assert_eq!(i.packs.keys().collect::<Vec<_>>(), ["b"]);
+    assert_eq!(i.skipped.len(), 1, "{:?}", i.skipped);
+    assert!(i.skipped[0].contains("\"c$re\" is not a pack ref"), "{:?}", i.skipped);
+}

@@ -225,21 +225,31 @@ fn network_offer(
 /// Removes credentials from every URL in `s` (a URL, or a message that
 /// holds some): in each authority (what follows `://` up to `/`, `?`, `#`
 /// or a space) everything up to its **last** `@` goes, so a password
-/// holding `@` does not leak its tail. The one redaction function: every
-/// source, error and record that may show a URL goes through it.
+/// holding `@` does not leak its tail; as a URL parser does, extra slashes
+/// before an authority are skipped, and the cut repeats until what is left
+/// holds no user info. The one redaction function: every source, error and
+/// record that may show a URL goes through it.
 pub fn redact_url(s: &str) -> String {
+    let authority_end = |a: &str| {
+        a.find(|c: char| {
+            matches!(c, '/' | '?' | '#' | '\\') || c.is_whitespace() || matches!(c, '"' | '\'' | '>' | ')')
+        })
+        .unwrap_or(a.len())
+    };
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(i) = rest.find("://") {
         out.push_str(&rest[..i + 3]);
-        let after = &rest[i + 3..];
-        let end = after
-            .find(|c: char| {
-                matches!(c, '/' | '?' | '#' | '\\') || c.is_whitespace() || matches!(c, '"' | '\'' | '>' | ')')
-            })
-            .unwrap_or(after.len());
-        let authority = &after[..end];
-        out.push_str(authority.rfind('@').map_or(authority, |at| &authority[at + 1..]));
+        let mut after = &rest[i + 3..];
+        let end = loop {
+            let slashes = after.len() - after.trim_start_matches(['/', '\\']).len();
+            let end = slashes + authority_end(&after[slashes..]);
+            match after[slashes..end].rfind('@') {
+                Some(at) => after = &after[slashes + at + 1..],
+                None => break end,
+            }
+        };
+        out.push_str(&after[..end]);
         rest = &after[end..];
     }
     out.push_str(rest);
@@ -417,7 +427,7 @@ pub async fn resolve(
 
 #[cfg(test)]
 mod tests {
-    use super::redact_url;
+    use super::*;
 
     #[test]
     fn credentials_go_up_to_the_last_at_of_the_authority() {
@@ -430,5 +440,35 @@ mod tests {
             redact_url("fetching \"https://a:b@one/x\" then https://c:d@e@two:8443/y failed"),
             "fetching \"https://one/x\" then https://two:8443/y failed"
         );
+    }
+
+    /// Found by the `source` fuzz target: for a string that is not a URL the
+    /// credentials were cut at the first `@`, so a password holding an `@`
+    /// was shown in part (`https://u:p@ss@host:bad/` became `https://ss@host:bad/`).
+    #[test]
+    fn regression_redact_unparseable_url_with_at_in_password() {
+        assert_eq!(redact_url("https://u:p@ss@host:bad/x@y"), "https://host:bad/x@y");
+        assert_eq!(redact_url("https://user:se3\0@exampl\0@example.com/"), "https://example.com/");
+        assert_eq!(redact_url("https://user:secret@example.com/p"), "https://example.com/p");
+        assert_eq!(redact_url("weird://host:bad/a@b"), "weird://host:bad/a@b");
+    }
+
+    /// Found by the `source` fuzz target after the fix above: what was left
+    /// after cutting the user info could itself parse as a URL with
+    /// credentials (`…@//user:pw@e:`), and extra slashes hid an authority.
+    #[test]
+    fn regression_redact_leaves_no_url_with_credentials() {
+        let shown = redact_url("https://user:e3\0%2Eamplt@e:.!@//user:e3\0%2Eamplt@e:");
+        let u = url::Url::parse(&shown).unwrap();
+        assert!(u.username().is_empty() && u.password().is_none(), "{shown}");
+        assert_eq!(redact_url("https:////u:p@host:bad/x"), "https://host:bad/x");
+    }
+
+    /// Found by the `source` fuzz target after the fix above: what was left
+    /// after one cut could hold another authority with user info.
+    #[test]
+    fn regression_redact_repeats_until_no_user_info_is_left() {
+        assert_eq!(redact_url("https://[::1]:80https:@/[::1]https:@/["), "https:///[");
+        assert_eq!(redact_url("https://a:b@//c:d@//e:f@host:bad"), "https://host:bad");
     }
 }

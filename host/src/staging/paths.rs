@@ -49,8 +49,7 @@ pub fn check(path: &str) -> Result<Vec<&str>, PathError> {
     if path.starts_with('/') {
         return Err(PathError::Absolute { path: p() });
     }
-    let b = path.as_bytes();
-    if b.len() >= 2 && b[0].is_ascii_alphabetic() && b[1] == b':' {
+    if has_drive_prefix(path) {
         return Err(PathError::Drive { path: p() });
     }
     let parts: Vec<&str> = path.split('/').collect();
@@ -69,11 +68,12 @@ pub fn check(path: &str) -> Result<Vec<&str>, PathError> {
 /// components, or `None` when it leaves the pack. Purely lexical: the target
 /// may not exist yet, and the host never follows links while staging.
 pub fn resolve_link_target(link: &[&str], target: &str) -> Option<Vec<String>> {
-    if target.is_empty() || target.starts_with('/') || target.contains('\\') || target.chars().any(|c| c.is_control()) {
-        return None;
-    }
-    let tb = target.as_bytes();
-    if tb.len() >= 2 && tb[0].is_ascii_alphabetic() && tb[1] == b':' {
+    if target.is_empty()
+        || target.starts_with('/')
+        || target.contains('\\')
+        || target.chars().any(|c| c.is_control())
+        || has_drive_prefix(target)
+    {
         return None;
     }
     let mut at: Vec<String> = link[..link.len().saturating_sub(1)].iter().map(|s| s.to_string()).collect();
@@ -86,7 +86,18 @@ pub fn resolve_link_target(link: &[&str], target: &str) -> Option<Vec<String>> {
             p => at.push(p.to_string()),
         }
     }
+    // Where it lands must be a path `check` allows, so no drive prefix even
+    // when the target only reaches one through `.` (`./C:x`).
+    if at.first().is_some_and(|first| has_drive_prefix(first)) {
+        return None;
+    }
     Some(at)
+}
+
+/// `C:…`: a drive on Windows.
+fn has_drive_prefix(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() >= 2 && b[0].is_ascii_alphabetic() && b[1] == b':'
 }
 
 /// The key two paths collide under on a case-insensitive filesystem.
@@ -150,5 +161,94 @@ mod tests {
         assert!(resolve_link_target(&["top"], "").is_none());
         assert!(resolve_link_target(&["top"], "x/../../y").is_none());
         assert_eq!(resolve_link_target(&["top"], "x/../y").unwrap(), vec!["y"]);
+    }
+
+    /// Found by the `paths` fuzz target: `./C:.` was refused only when written
+    /// `C:.`, so resolving a resolved target again gave a different answer, and
+    /// a link could point at a path no pack may hold.
+    #[test]
+    fn regression_link_target_reaching_a_drive_prefix() {
+        assert_eq!(resolve_link_target(&["a."], ".//C:./."), None);
+        assert_eq!(resolve_link_target(&["a."], "C:."), None);
+        assert_eq!(resolve_link_target(&["d", "l"], "../x/C:y").unwrap(), vec!["x", "C:y"]);
+    }
+
+    /// Properties (proptest) over paths and link targets built from names
+    /// that make trouble: `..`, `.`, empty, case twins.
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn component() -> impl Strategy<Value = String> {
+            prop_oneof![
+                Just("..".to_string()),
+                Just(".".to_string()),
+                Just(String::new()),
+                Just("a".to_string()),
+                Just("A".to_string()),
+                "[a-z0-9._-]{1,4}",
+            ]
+        }
+
+        /// A `/`-joined sequence of troublesome components, sometimes absolute.
+        fn text() -> impl Strategy<Value = String> {
+            (any::<bool>(), prop::collection::vec(component(), 1..8))
+                .prop_map(|(abs, c)| format!("{}{}", if abs { "/" } else { "" }, c.join("/")))
+        }
+
+        /// Where a walk from the link's folder along `target` ends, or `None`
+        /// once it climbs above the pack root: a model that knows nothing of
+        /// the host's rules but depth.
+        fn model_inside(link: &[&str], target: &str) -> bool {
+            let mut depth = link.len() as i64 - 1;
+            for part in target.split('/') {
+                match part {
+                    "" | "." => {}
+                    ".." => depth -= 1,
+                    _ => depth += 1,
+                }
+                if depth < 0 {
+                    return false;
+                }
+            }
+            true
+        }
+
+        proptest! {
+            #[test]
+            fn accepted_paths_are_normalized_and_inside(path in text()) {
+                if let Ok(parts) = check(&path) {
+                    prop_assert_eq!(parts.join("/"), path.clone());
+                    prop_assert!(parts.iter().all(|p| !matches!(*p, "" | "." | "..")), "{:?}", path);
+                    // Checking the accepted path again changes nothing.
+                    let joined = parts.join("/");
+                    prop_assert_eq!(check(&joined), Ok(parts));
+                }
+            }
+
+            #[test]
+            fn normalizing_a_link_target_twice_is_once(link in text(), target in text()) {
+                let Ok(parts) = check(&link) else { return Ok(()) };
+                let Some(once) = resolve_link_target(&parts, &target) else { return Ok(()) };
+                prop_assume!(!once.is_empty());
+                let twice = resolve_link_target(&["link"], &once.join("/"));
+                prop_assert_eq!(twice, Some(once));
+            }
+
+            #[test]
+            fn accepted_link_target_stays_inside_the_pack(link in text(), target in text()) {
+                let Ok(parts) = check(&link) else { return Ok(()) };
+                match resolve_link_target(&parts, &target) {
+                    Some(at) => {
+                        prop_assert!(at.iter().all(|p| !matches!(p.as_str(), "" | "." | "..")), "{:?}", at);
+                        prop_assert!(model_inside(&parts, &target), "{link:?} -> {target:?} accepted but leaves the pack");
+                    }
+                    None => prop_assert!(
+                        target.is_empty() || target.starts_with('/') || !model_inside(&parts, &target),
+                        "{link:?} -> {target:?} refused but stays inside"
+                    ),
+                }
+            }
+        }
     }
 }
