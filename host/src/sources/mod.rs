@@ -253,6 +253,17 @@ pub fn redact_url(s: &str) -> String {
         rest = &after[end..];
     }
     out.push_str(rest);
+    // A special scheme needs no `//` (`http:u:p@host`): whatever a URL parser
+    // still reads user info in is cleaned by that parser.
+    if let Ok(mut u) = url::Url::parse(&out)
+        && (!u.username().is_empty() || u.password().is_some())
+    {
+        let (_, _) = (u.set_username(""), u.set_password(None));
+        if u.username().is_empty() && u.password().is_none() {
+            return u.to_string();
+        }
+        return "(a URL with credentials, not shown)".to_string();
+    }
     out
 }
 
@@ -462,6 +473,16 @@ mod tests {
         let u = url::Url::parse(&shown).unwrap();
         assert!(u.username().is_empty() && u.password().is_none(), "{shown}");
         assert_eq!(redact_url("https:////u:p@host:bad/x"), "https://host:bad/x");
+    }
+
+    /// Found by the `source` fuzz target on the merged function: a special
+    /// scheme needs no `//`, so `http:.+@8` has user info with no `://` to scan for.
+    #[test]
+    fn regression_redact_special_scheme_without_slashes() {
+        let shown = redact_url("http:.+@8\0\0\0");
+        let u = url::Url::parse(&shown).unwrap();
+        assert!(u.username().is_empty() && u.password().is_none(), "{shown}");
+        assert_eq!(redact_url("https:u:p@host/x"), "https://host/x");
     }
 
     /// Found by the `source` fuzz target after the fix above: what was left
