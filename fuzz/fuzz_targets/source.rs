@@ -9,10 +9,14 @@ use attune::sources::{self, SourceSpec};
 use libfuzzer_sys::fuzz_target;
 
 /// The authority of `s` (after `://` and any more slashes, up to the next
-/// `/`, `?`, `#` or `\`), if it has a scheme.
+/// `/`, `?`, `#`, `\`, white space or quote, where `redact_url` ends a URL
+/// inside a message), if it has a scheme.
 fn authority(s: &str) -> Option<&str> {
     let rest = s[s.find("://")? + 3..].trim_start_matches(['/', '\\']);
-    Some(rest.split(['/', '?', '#', '\\']).next().unwrap_or(""))
+    let end = rest
+        .find(|c: char| matches!(c, '/' | '?' | '#' | '\\' | '"' | '\'' | '>' | ')') || c.is_whitespace())
+        .unwrap_or(rest.len());
+    Some(&rest[..end])
 }
 
 fuzz_target!(|data: &[u8]| {
