@@ -759,9 +759,7 @@ impl FetchState {
     /// or hostile line is kept or shown.
     fn on_log(&mut self, level: LogLevel, message: &str) {
         let (admitted, dropped) = self.log_gate.admit(Instant::now());
-        if dropped > 0 {
-            self.emit_log(LogLevel::Warn, format!("{dropped} log messages from the fetcher were dropped (rate limit)"));
-        }
+        self.report_dropped(dropped);
         if admitted {
             let capped = crate::untrusted::cap(message, answers::LOG_MESSAGE_MAX);
             self.emit_log(level, crate::untrusted::escape(&capped).into_owned());
@@ -771,6 +769,10 @@ impl FetchState {
     /// Reports lines the gate dropped since the last one it let through.
     fn flush_dropped_logs(&mut self) {
         let dropped = std::mem::take(&mut self.log_gate.dropped);
+        self.report_dropped(dropped);
+    }
+
+    fn report_dropped(&mut self, dropped: u64) {
         if dropped > 0 {
             self.emit_log(LogLevel::Warn, format!("{dropped} log messages from the fetcher were dropped (rate limit)"));
         }
