@@ -14,5 +14,5 @@ fuzz_target!(|data: &[u8]| {
     manifest::validate_ref(&m.r#ref).expect("an accepted manifest has a valid ref");
     let v = m.version.to_string();
     assert_eq!(semver::Version::parse(&v).ok().as_ref(), Some(&m.version), "the version prints and reads back");
-    let _ = attune::runtimes::PackRequirements::from_manifest(&m);
+    let _ = attune::interpreters::PackRequirements::from_manifest(&m);
 });

@@ -24,7 +24,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use thiserror::Error;
 
-use crate::runtime::Limits;
+use attune_app::runtime::Limits;
 
 #[derive(Debug, Error)]
 pub enum ConfigError {

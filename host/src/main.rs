@@ -1,6 +1,9 @@
-//! The `attune` command. `anyhow` lives only here, at the edge.
+//! The `attune` command: arguments (clap), the config file, terminal and JSON
+//! output, progress. Every operation is `attune-app`'s (and `attune-api`'s for
+//! `serve`); `anyhow` lives only here, at the edge.
 
 mod cli;
+mod config;
 
 use std::process::ExitCode;
 

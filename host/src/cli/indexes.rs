@@ -3,8 +3,9 @@
 
 use std::path::Path;
 
-use attune::context::Context;
-use attune::registry::admin::{self, FetchOptions, IndexReport, NamedInstall, UpdateOutcome};
+use attune_app::by_name::NamedInstall;
+use attune_app::context::Context;
+use attune_app::indexes::{self, FetchOptions, IndexReport, UpdateOutcome};
 use clap::{Args, Subcommand};
 
 use super::output::{Output, print_json, short, table, when};
@@ -63,7 +64,7 @@ pub async fn run(
 ) -> anyhow::Result<bool> {
     match cmd {
         IndexCommand::Add { name, location, net } => {
-            let r = admin::add(ctx, cache_dir, &name, &location, &net.options(config_hosts)).await?;
+            let r = indexes::add(ctx, cache_dir, &name, &location, &net.options(config_hosts)).await?;
             if out.json {
                 print_json(&r)?;
             } else {
@@ -80,7 +81,7 @@ pub async fn run(
             Ok(true)
         }
         IndexCommand::List => {
-            let rows = admin::list(ctx, cache_dir).await?;
+            let rows = indexes::list(ctx, cache_dir).await?;
             if out.json {
                 print_json(&rows)?;
             } else if rows.is_empty() {
@@ -91,7 +92,7 @@ pub async fn run(
             Ok(true)
         }
         IndexCommand::Update { name, net } => {
-            let outcomes = admin::update(ctx, cache_dir, name.as_deref(), &net.options(config_hosts)).await?;
+            let outcomes = indexes::update(ctx, cache_dir, name.as_deref(), &net.options(config_hosts)).await?;
             let ok = outcomes.iter().all(|o| o.error.is_none());
             if out.json {
                 print_json(&outcomes)?;
@@ -103,7 +104,7 @@ pub async fn run(
             Ok(ok)
         }
         IndexCommand::Remove { name } => {
-            let row = admin::remove(ctx, cache_dir, &name).await?;
+            let row = indexes::remove(ctx, cache_dir, &name).await?;
             if out.json {
                 print_json(&row)?;
             } else {

@@ -38,13 +38,13 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::config::{self, FileConfig};
 use anyhow::Context as _;
-use attune::checksum::Checksum;
-use attune::config::{self, FileConfig};
-use attune::context::{Context, Settings};
-use attune::db::Method;
-use attune::install::InstallRequest;
-use attune::ops::PackSpec;
+use attune_app::checksum::Checksum;
+use attune_app::context::{Context, Settings};
+use attune_app::db::Channel;
+use attune_app::install::InstallRequest;
+use attune_app::packs::PackSpec;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
@@ -186,7 +186,7 @@ struct SyncArgs {
 
 /// `10s`, `2m`, … for clap.
 fn duration(s: &str) -> Result<std::time::Duration, String> {
-    match attune::config::parse_duration(s) {
+    match crate::config::parse_duration(s) {
         Ok(d) if !d.is_zero() => Ok(d),
         Ok(_) => Err("must be more than zero".into()),
         Err(e) => Err(e.to_string()),
@@ -196,7 +196,7 @@ fn duration(s: &str) -> Result<std::time::Duration, String> {
 #[derive(Debug, Args)]
 struct ServeArgs {
     /// Address and port to listen on (port 0: any free port).
-    #[arg(long, value_name = "ADDR", default_value = attune::api::DEFAULT_LISTEN)]
+    #[arg(long, value_name = "ADDR", default_value = attune_api::DEFAULT_LISTEN)]
     listen: String,
     /// PEM certificate chain: serve HTTPS (with --tls-key).
     #[arg(long, value_name = "PEM", requires = "tls_key")]
@@ -269,7 +269,7 @@ enum TokenCommand {
 }
 
 async fn token_command(ctx: &Context, out: &output::Output, cmd: TokenCommand) -> anyhow::Result<()> {
-    use attune::api::auth;
+    use attune_api::auth;
     match cmd {
         TokenCommand::Create { name, scope, expires } => {
             let scope: auth::Scope = scope.parse().map_err(|e: String| anyhow::anyhow!("--scope: {e}"))?;
@@ -468,16 +468,16 @@ async fn set_grants(
     name: &str,
     what: &GrantArgs,
     allow: bool,
-) -> Result<Vec<attune::db::Grant>, attune::Error> {
-    attune::plugins::admin::set_grants(ctx, name, &what.allow_host, what.read_input, what.larger_limits, allow).await
+) -> Result<Vec<attune_app::db::Grant>, attune_app::Error> {
+    attune_app::plugins::set_grants(ctx, name, &what.allow_host, what.read_input, what.larger_limits, allow).await
 }
 
 async fn plugin_command(ctx: &Context, out: &output::Output, cmd: PluginCommand) -> anyhow::Result<()> {
-    use attune::plugins::admin;
+    use attune_app::plugins;
     match cmd {
         PluginCommand::List => {
             let mut rows = Vec::new();
-            for b in attune::plugins::BUILTINS {
+            for b in attune_app::builtins::BUILTINS {
                 let p = b.load(&ctx.runtime).await?;
                 rows.push(output::PluginLine::builtin(p.info, p.sha256));
             }
@@ -488,22 +488,21 @@ async fn plugin_command(ctx: &Context, out: &output::Output, cmd: PluginCommand)
             out.plugins(&rows)
         }
         PluginCommand::Add { file, checksum, allow_host, yes } => {
-            let lower = file.to_ascii_lowercase();
-            let wasm = if lower.starts_with("https://") || lower.starts_with("http://") {
+            let wasm = if attune_app::source::is_http_url(&file) {
                 let expected = checksum
                     .as_deref()
-                    .map(|c| c.parse::<attune::checksum::Checksum>().with_context(|| format!("--checksum {c:?}")))
+                    .map(|c| c.parse::<attune_app::checksum::Checksum>().with_context(|| format!("--checksum {c:?}")))
                     .transpose()?
                     .map(|c| c.to_hex());
-                let options = attune::sources::SourceOptions { expected_sha256: expected, ..Default::default() };
-                attune::install::download(ctx, &file, options, &ctx.limits).await?
+                let options = attune_app::sources::SourceOptions { expected_sha256: expected, ..Default::default() };
+                attune_app::install::download(ctx, &file, options, &ctx.limits).await?
             } else {
                 if checksum.is_some() {
                     anyhow::bail!("--checksum applies to a plugin downloaded from a URL");
                 }
                 std::fs::read(&file).with_context(|| file.clone())?
             };
-            let origin = attune::sources::redact_url(&file);
+            let origin = attune_app::sources::redact_url(&file);
             let mut grant_all = yes;
             let mut shown = None;
             if !yes && allow_host.is_empty() && std::io::stdin().is_terminal() && !out.json {
@@ -512,7 +511,7 @@ async fn plugin_command(ctx: &Context, out: &output::Output, cmd: PluginCommand)
                 let p = ctx.runtime.load("plugin", &wasm).await?;
                 let asks: Vec<String> = p.info.capabilities.iter().map(|c| c.to_string()).collect();
                 if !asks.is_empty() {
-                    let e = |s: &str| attune::untrusted::escape(s).into_owned();
+                    let e = |s: &str| attune_app::untrusted::escape(s).into_owned();
                     eprint!("plugin {} asks for: {}\ngrant all of it? [y/N] ", e(&p.info.name), e(&asks.join(", ")));
                     let mut answer = String::new();
                     std::io::stdin().read_line(&mut answer)?;
@@ -520,10 +519,10 @@ async fn plugin_command(ctx: &Context, out: &output::Output, cmd: PluginCommand)
                 }
                 shown = Some(asks);
             }
-            out.plugin_added(&admin::add_bytes(ctx, &wasm, &origin, &allow_host, grant_all, shown.as_deref()).await?)
+            out.plugin_added(&plugins::add_bytes(ctx, &wasm, &origin, &allow_host, grant_all, shown.as_deref()).await?)
         }
-        PluginCommand::Info { name } => out.plugin_info(&admin::info(ctx, &name).await?),
-        PluginCommand::Remove { name } => out.plugin_removed(&admin::remove(ctx, &name).await?),
+        PluginCommand::Info { name } => out.plugin_info(&plugins::info(ctx, &name).await?),
+        PluginCommand::Remove { name } => out.plugin_removed(&plugins::remove(ctx, &name).await?),
         PluginCommand::Grant { name, what } => out.grants(&name, &set_grants(ctx, &name, &what, true).await?),
         PluginCommand::Revoke { name, what } => out.grants(&name, &set_grants(ctx, &name, &what, false).await?),
     }
@@ -555,7 +554,7 @@ fn report(json: bool, e: &anyhow::Error) -> ExitCode {
         outln!("{}", serde_json::json!({ "error": { "message": format!("{e:#}") } }));
     } else {
         // Parts of an error may be a plugin's words: escaped, line by line.
-        eprintln!("error: {}", attune::untrusted::escape_lines(&format!("{e:#}")));
+        eprintln!("error: {}", attune_app::untrusted::escape_lines(&format!("{e:#}")));
     }
     ExitCode::FAILURE
 }
@@ -582,7 +581,7 @@ fn settings(g: &Global, file: &FileConfig, limits: Option<&LimitArgs>) -> anyhow
             .database_url
             .clone()
             .or_else(|| file.database_url.clone())
-            .unwrap_or_else(attune::db::Db::default_url),
+            .unwrap_or_else(attune_app::db::Db::default_url),
         cache_dir: Some(
             g.cache_dir.clone().or_else(|| file.cache_dir.clone()).unwrap_or_else(config::default_cache_dir),
         ),
@@ -599,7 +598,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     // A command that needs no installed state.
     if let Command::Pack(PackCommand::Checksum { path, format }) = &cli.command {
         let p = path.clone();
-        let computed = tokio::task::spawn_blocking(move || attune::checksum::path(&p)).await??;
+        let computed = tokio::task::spawn_blocking(move || attune_app::checksum::path(&p)).await??;
         if g.json {
             out.index_entry(path, &computed)?;
         } else {
@@ -631,8 +630,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         _ => None,
     };
     let s = settings(g, &file, limits)?;
-    let (mut ctx, recovery) = Context::open(&s).await?;
-    ctx.interpreters = attune::runtimes::Interpreters::from_env(file.python.clone(), file.node.clone());
+    let (mut ctx, recovery) = attune_app::open(&s).await?;
+    ctx.interpreters = attune_app::interpreters::Interpreters::from_env(file.python.clone(), file.node.clone());
     if !g.json
         && (recovery.leftovers_removed > 0
             || !recovery.completed.is_empty()
@@ -659,10 +658,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 reference: a.reference.clone(),
                 offline: a.offline,
                 ignore_runtime_requirements: a.fetch.ignore_runtime_requirements,
-                ..InstallRequest::new(a.source.clone(), s.limits, Method::Cli)
+                ..InstallRequest::new(a.source.clone(), s.limits, Channel::Cli)
             };
             let bar = progress::Bar::start(!g.json && std::io::stderr().is_terminal(), g.verbose);
-            if attune::registry::is_spec(&a.source) {
+            if attune_app::registry::is_spec(&a.source) {
                 // A pack from the indexes: they give the source, ref and checksum.
                 if a.checksum.is_some() || a.reference.is_some() || a.plugin.is_some() || a.plugin_file.is_some() {
                     bar.finish();
@@ -677,7 +676,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 bar.finish();
                 let mode = set_progress::Mode::pick(g.json, std::io::stderr().is_terminal());
                 let set = set_progress::SetDisplay::start(mode, g.verbose);
-                let result = attune::registry::admin::install_by_name_with(
+                let result = attune_app::by_name::install_by_name_with(
                     &ctx,
                     &cache_dir,
                     &a.source,
@@ -696,31 +695,33 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     "--skip-deps applies to a pack installed by name from an index (attune install ref@range)"
                 );
             }
-            let result = attune::install::install(&ctx, req, Some(bar.sink())).await;
+            let result = attune_app::install::install(&ctx, req, Some(bar.sink())).await;
             bar.finish();
             let report = result?;
             out.installed(&report)?;
             out.ignored_runtime_requirements(&report.ignored_runtime_requirements);
         }
-        Command::List { all_hosts } => out.list(&attune::ops::list_with_active(&ctx, all_hosts).await?, all_hosts)?,
-        Command::Info { pack } => out.info(&attune::ops::info(&ctx, &pack.parse::<PackSpec>()?).await?)?,
+        Command::List { all_hosts } => {
+            out.list(&attune_app::packs::list_with_active(&ctx, all_hosts).await?, all_hosts)?
+        }
+        Command::Info { pack } => out.info(&attune_app::packs::info(&ctx, &pack.parse::<PackSpec>()?).await?)?,
         Command::Verify { packs } => {
             let specs = packs.iter().map(|p| p.parse::<PackSpec>()).collect::<Result<Vec<_>, _>>()?;
-            let reports = attune::ops::verify(&ctx, &specs).await?;
+            let reports = attune_app::packs::verify(&ctx, &specs).await?;
             let ok = out.verify(&reports)?;
             if !ok {
                 return Ok(ExitCode::FAILURE);
             }
         }
-        Command::Uninstall { pack, force } => {
-            out.uninstalled(&attune::ops::uninstall(&ctx, &pack.parse::<PackSpec>()?, Method::Cli, None, force).await?)?
-        }
+        Command::Uninstall { pack, force } => out.uninstalled(
+            &attune_app::packs::uninstall(&ctx, &pack.parse::<PackSpec>()?, Channel::Cli, None, force).await?,
+        )?,
         Command::Activate { pack } => {
             let spec = pack.parse::<PackSpec>()?;
             let Some(version) = spec.version else {
                 anyhow::bail!("activate: name the version, e.g. `attune activate {}@1.2.3`", spec.pack_ref);
             };
-            out.switched(&attune::upgrade::activate(&ctx, &spec.pack_ref, &version).await?, "activated")?
+            out.switched(&attune_app::upgrade::activate(&ctx, &spec.pack_ref, &version).await?, "activated")?
         }
         Command::Rollback { pack } => {
             let spec = pack.parse::<PackSpec>()?;
@@ -730,7 +731,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                      to pick a version use `attune activate {pack}`"
                 );
             }
-            out.switched(&attune::upgrade::rollback(&ctx, &spec.pack_ref).await?, "rolled back")?
+            out.switched(&attune_app::upgrade::rollback(&ctx, &spec.pack_ref).await?, "rolled back")?
         }
         Command::Upgrade(a) => {
             let spec = a.pack.parse::<PackSpec>()?;
@@ -744,12 +745,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 allow_hosts: a.fetch.allow_hosts(&file.allow_hosts),
                 allow_insecure_http: a.fetch.allow_insecure_http,
                 ignore_runtime_requirements: a.fetch.ignore_runtime_requirements,
-                ..InstallRequest::new("", s.limits, Method::Cli)
+                ..InstallRequest::new("", s.limits, Channel::Cli)
             };
-            let req = attune::upgrade::UpgradeRequest { pack_ref: spec.pack_ref, to: a.to, from: a.from, base };
+            let req = attune_app::upgrade::UpgradeRequest { pack_ref: spec.pack_ref, to: a.to, from: a.from, base };
             let cache_dir = s.cache_dir.clone().expect("the CLI always sets a cache dir");
             let bar = progress::Bar::start(!g.json && std::io::stderr().is_terminal(), g.verbose);
-            let result = attune::upgrade::upgrade(&ctx, &cache_dir, req, Some(bar.sink())).await;
+            let result = attune_app::upgrade::upgrade(&ctx, &cache_dir, req, Some(bar.sink())).await;
             bar.finish();
             let report = result?;
             out.ignored_runtime_requirements(&report.ignored_runtime_requirements);
@@ -757,31 +758,30 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Gc { keep, dry_run } => {
             let keep = keep.or(file.gc_keep).unwrap_or(3);
-            let report = attune::upgrade::gc(&ctx, keep, dry_run, Method::Cli).await?;
+            let report = attune_app::upgrade::gc(&ctx, keep, dry_run, Channel::Cli).await?;
             if !out.gc(&report)? {
                 return Ok(ExitCode::FAILURE);
             }
         }
         Command::Doctor { repair } => {
-            let report = attune::ops::doctor(&ctx, recovery, repair).await?;
+            let report = attune_app::packs::doctor(&ctx, recovery, repair).await?;
             let clean = out.doctor(&report, repair)?;
             if !clean {
                 return Ok(ExitCode::FAILURE);
             }
         }
         Command::Lock { output } => {
-            let lock = attune::lockfile::Lockfile::of_host(&ctx).await?;
-            let tmp = output.with_extension("lock.tmp");
-            std::fs::write(&tmp, lock.to_toml()).with_context(|| tmp.display().to_string())?;
-            std::fs::rename(&tmp, &output).with_context(|| output.display().to_string())?;
+            let lock = attune_app::lockfile::Lockfile::of_host(&ctx).await?;
+            attune_app::fs::write_atomic(&output, lock.to_toml().as_bytes())
+                .with_context(|| output.display().to_string())?;
             out.locked(&output, &lock)?;
         }
         Command::Sync(a) => {
             if !a.locked {
                 anyhow::bail!("sync: pass --locked (install exactly what {} lists)", a.file.display());
             }
-            let lock = attune::lockfile::Lockfile::read(&a.file)?;
-            let options = attune::lockfile::SyncOptions {
+            let lock = attune_app::lockfile::Lockfile::read(&a.file)?;
+            let options = attune_app::lockfile::SyncOptions {
                 dry_run: a.dry_run,
                 offline: a.offline,
                 allow_hosts: a.fetch.allow_hosts(&file.allow_hosts),
@@ -791,20 +791,20 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             // A set, as install by name: lines per pack and an overall bar, or JSON events.
             let mode = set_progress::Mode::pick(g.json, std::io::stderr().is_terminal());
             let set = set_progress::SetDisplay::start(mode, g.verbose);
-            let result = attune::lockfile::sync_with(&ctx, &lock, &options, Some(set.sink())).await;
+            let result = attune_app::lockfile::sync_with(&ctx, &lock, &options, Some(set.sink())).await;
             set.finish(result.is_ok());
             let report = result?;
             out.synced(&report)?;
             let mut ignored = Vec::new();
             for r in &report.installed {
-                attune::runtimes::merge(&mut ignored, &r.ignored_runtime_requirements);
+                attune_app::interpreters::merge(&mut ignored, &r.ignored_runtime_requirements);
             }
             out.ignored_runtime_requirements(&ignored);
         }
         Command::Plugin(cmd) => plugin_command(&ctx, &out, cmd).await?,
         Command::Token(cmd) => token_command(&ctx, &out, cmd).await?,
         Command::Serve(a) => {
-            let opts = attune::api::ServeOptions {
+            let opts = attune_api::ServeOptions {
                 listen: a.listen,
                 tls: a.tls_cert.zip(a.tls_key),
                 insecure: a.insecure,
@@ -821,7 +821,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 cache_dir: s.cache_dir.clone(),
                 gc_keep: file.gc_keep.unwrap_or(3),
             };
-            attune::api::serve(ctx, opts, |b| out.serving(b)).await?;
+            attune_api::serve(ctx, opts, |b| out.serving(b)).await?;
         }
         Command::Index(cmd) => {
             let cache_dir = s.cache_dir.clone().expect("the CLI always sets a cache dir");

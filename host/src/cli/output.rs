@@ -2,15 +2,15 @@
 
 use std::path::Path;
 
-use attune::checksum::{Computed, EntryKind};
-use attune::context::Recovery;
-use attune::db::VerifyStatus;
-use attune::db::{ApiToken, Grant, PluginRow};
-use attune::install::InstallReport;
-use attune::ops::{DoctorReport, Finding, Listed, PackInfo, UninstallReport, VerifyReport, slim_json};
-use attune::plugins::admin::Added;
-use attune::runtime::PluginInfo;
-use attune::upgrade::{GcReport, Switch, UpgradeReport};
+use attune_app::checksum::{Computed, EntryKind};
+use attune_app::db::VerifyStatus;
+use attune_app::db::{ApiToken, Grant, PluginRow};
+use attune_app::install::InstallReport;
+use attune_app::packs::{DoctorReport, Finding, Listed, PackInfo, UninstallReport, VerifyReport, slim_json};
+use attune_app::plugins::Added;
+use attune_app::recovery::Recovery;
+use attune_app::runtime::PluginInfo;
+use attune_app::upgrade::{GcReport, Switch, UpgradeReport};
 use indicatif::HumanBytes;
 use serde::Serialize;
 
@@ -35,9 +35,9 @@ pub(crate) fn when(t: &time::OffsetDateTime) -> String {
 }
 
 /// Text that may have come from a plugin (or a record one made), escaped
-/// for the terminal; see `attune::untrusted`.
+/// for the terminal; see `attune_app::untrusted`.
 pub(crate) fn e(s: &str) -> std::borrow::Cow<'_, str> {
-    attune::untrusted::escape(s)
+    attune_app::untrusted::escape(s)
 }
 
 /// Left-aligned columns, two spaces apart; every cell is escaped, since
@@ -120,7 +120,10 @@ impl Output {
         if self.json || lines.is_empty() {
             return;
         }
-        eprintln!("warning: installed although runtime requirements are not met ({}):", attune::runtimes::IGNORE_FLAG);
+        eprintln!(
+            "warning: installed although runtime requirements are not met ({}):",
+            attune_app::interpreters::IGNORE_FLAG
+        );
         for l in lines {
             eprintln!("  {l}");
         }
@@ -256,7 +259,7 @@ impl Output {
         Ok(())
     }
 
-    pub fn locked(&self, path: &std::path::Path, lock: &attune::lockfile::Lockfile) -> anyhow::Result<()> {
+    pub fn locked(&self, path: &std::path::Path, lock: &attune_app::lockfile::Lockfile) -> anyhow::Result<()> {
         if self.json {
             return print_json(&serde_json::json!({ "path": path, "lockfile": lock }));
         }
@@ -264,11 +267,11 @@ impl Output {
         Ok(())
     }
 
-    pub fn synced(&self, r: &attune::lockfile::SyncReport) -> anyhow::Result<()> {
+    pub fn synced(&self, r: &attune_app::lockfile::SyncReport) -> anyhow::Result<()> {
         if self.json {
             return print_json(r);
         }
-        use attune::lockfile::Action;
+        use attune_app::lockfile::Action;
         for s in &r.plan {
             let verb = match (&s.action, r.dry_run) {
                 (Action::Keep, _) => "keep",
@@ -408,7 +411,7 @@ impl Output {
 
     /// A registry index entry for the pack at `path`, to fill in and publish.
     pub fn index_entry(&self, path: &Path, c: &Computed) -> anyhow::Result<()> {
-        let m = attune::manifest::read(path)?;
+        let m = attune_app::manifest::read(path)?;
         print_json(&serde_json::json!({
             "ref": m.r#ref,
             "name": m.name,
@@ -479,7 +482,7 @@ impl Output {
     }
 
     /// The bound address, first on stdout, so scripts and tests can use port 0.
-    pub fn serving(&self, b: &attune::api::Bound) {
+    pub fn serving(&self, b: &attune_api::Bound) {
         if self.json {
             outln!("{}", serde_json::to_string(b).expect("serializes"));
         } else {

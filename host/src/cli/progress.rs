@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use attune::install::{InstallEvent, InstallProgress};
-use attune::runtime::{Event, LogLevel};
+use attune_app::install::{InstallEvent, InstallProgress};
+use attune_app::runtime::{Event, LogLevel};
 use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
 
 pub struct Bar {

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use attune::registry::publish::{self, Action, IndexOptions};
+use attune_app::registry::publish::{self, Action, IndexOptions};
 use clap::Args;
 
 /// Where the version is installed from: exactly one of git or archive.

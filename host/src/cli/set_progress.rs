@@ -19,9 +19,9 @@ use std::io::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use attune::install::InstallEvent;
-use attune::registry::progress::{SetEvent, SetProgress, Skip};
-use attune::runtime::{Event, LogLevel};
+use attune_app::install::InstallEvent;
+use attune_app::runtime::{Event, LogLevel};
+use attune_app::set_progress::{SetEvent, SetProgress, Skip};
 use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{Value, json};
 
@@ -305,7 +305,7 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use attune::registry::progress::PlannedPack;
+    use attune_app::set_progress::PlannedPack;
 
     fn planned(r: &str, action: &'static str) -> PlannedPack {
         PlannedPack { pack_ref: r.into(), version: "1.0.0".into(), index: Some("main".into()), action }
@@ -313,7 +313,7 @@ mod tests {
 
     fn done(r: &str) -> SetEvent {
         SetEvent::Done {
-            report: attune::install::InstallReport {
+            report: attune_app::install::InstallReport {
                 pack_ref: r.into(),
                 version: "1.0.0".into(),
                 path: format!("/p/{r}-1.0.0").into(),
@@ -323,7 +323,11 @@ mod tests {
                 bytes: 2048,
                 source_type: "http".into(),
                 source: "http://x".into(),
-                fetcher: attune::sources::FetcherFacts { name: "http".into(), version: "0".into(), sha256: "0".into() },
+                fetcher: attune_app::sources::FetcherFacts {
+                    name: "http".into(),
+                    version: "0".into(),
+                    sha256: "0".into(),
+                },
                 installation_id: 1,
                 activated: true,
                 ignored_runtime_requirements: vec![],

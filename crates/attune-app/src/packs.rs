@@ -1,0 +1,335 @@
+//! The other operations on installed packs: list, info, verify, uninstall, doctor.
+//!
+//! Like install, each one takes the pack lock before it changes anything and
+//! changes the disk with single renames, so a kill leaves a state the start-up
+//! check understands.
+
+use std::path::PathBuf;
+
+use crate::checksum::{self, Change, TreeManifest};
+use crate::context::Context;
+use crate::db::{Channel, Installation, VerifyStatus};
+use crate::{Error, manifest};
+
+/// `ref` or `ref@version`, as typed on a command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackSpec {
+    pub pack_ref: String,
+    pub version: Option<semver::Version>,
+}
+
+impl std::str::FromStr for PackSpec {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        let (r, v) = match s.split_once('@') {
+            Some((r, v)) => (r, Some(v)),
+            None => (s, None),
+        };
+        manifest::validate_ref(r).map_err(|e| Error::Usage(format!("{s:?}: {e}")))?;
+        let version = v
+            .map(|v| {
+                semver::Version::parse(v).map_err(|e| {
+                    Error::Usage(format!("{s:?}: version {v:?} is not semver ({e}); write e.g. {r}@1.0.0"))
+                })
+            })
+            .transpose()?;
+        Ok(PackSpec { pack_ref: r.to_string(), version })
+    }
+}
+
+/// The packs installed on this host, or on every host sharing the database.
+pub async fn list(ctx: &Context, all_hosts: bool) -> Result<Vec<Installation>, Error> {
+    Ok(match all_hosts {
+        true => ctx.db.installed_on_all_hosts().await?,
+        false => ctx.db.installed(&ctx.machine).await?,
+    })
+}
+
+/// An installed version and whether it is its pack's active one on its host.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Listed {
+    #[serde(flatten)]
+    pub installation: Installation,
+    pub active: bool,
+}
+
+/// An installation as `--json` and the API show it: without its per-entry
+/// manifest (large; `verify` reads it from the database).
+pub fn slim_json(i: &Installation) -> serde_json::Value {
+    let mut v = serde_json::to_value(i).expect("installation serializes");
+    if let Some(o) = v.as_object_mut() {
+        o.remove("manifest_json");
+    }
+    v
+}
+
+impl Listed {
+    /// [`slim_json`] with `"active"`.
+    pub fn slim_json(&self) -> serde_json::Value {
+        let mut v = slim_json(&self.installation);
+        if let Some(o) = v.as_object_mut() {
+            o.insert("active".into(), self.active.into());
+        }
+        v
+    }
+}
+
+/// [`list`] with each version's active marker.
+pub async fn list_with_active(ctx: &Context, all_hosts: bool) -> Result<Vec<Listed>, Error> {
+    let rows = list(ctx, all_hosts).await?;
+    let mut active: std::collections::BTreeMap<String, Vec<crate::db::Activation>> = Default::default();
+    for row in &rows {
+        if !active.contains_key(&row.host) {
+            active.insert(row.host.clone(), ctx.db.activations(&row.host).await?);
+        }
+    }
+    Ok(rows
+        .into_iter()
+        .map(|i| {
+            let is_active = active[&i.host]
+                .iter()
+                .any(|a| a.pack_ref == i.pack_ref && a.version.as_deref() == Some(i.version.as_str()));
+            Listed { installation: i, active: is_active }
+        })
+        .collect())
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PackInfo {
+    #[serde(rename = "ref")]
+    pub pack_ref: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub installed: Vec<Installation>,
+    pub history: Vec<Installation>,
+}
+
+pub async fn info(ctx: &Context, spec: &PackSpec) -> Result<PackInfo, Error> {
+    let pack = ctx
+        .db
+        .pack(&spec.pack_ref)
+        .await?
+        .ok_or_else(|| Error::NotInstalled { spec: spec.pack_ref.clone(), installed: vec![] })?;
+    let mut installed: Vec<Installation> =
+        ctx.db.installed(&ctx.machine).await?.into_iter().filter(|i| i.pack_ref == spec.pack_ref).collect();
+    if let Some(v) = &spec.version {
+        installed.retain(|i| i.version == v.to_string());
+    }
+    let history = ctx.db.history(&spec.pack_ref).await?;
+    Ok(PackInfo { pack_ref: pack.pack_ref, name: pack.name, description: pack.description, installed, history })
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct VerifyReport {
+    #[serde(rename = "ref")]
+    pub pack_ref: String,
+    pub version: String,
+    pub path: String,
+    pub status: VerifyStatus,
+    pub expected: String,
+    pub actual: Option<String>,
+    pub changes: Vec<Change>,
+}
+
+/// Re-checksums installed packs and diffs them against the stored manifests.
+pub async fn verify(ctx: &Context, specs: &[PackSpec]) -> Result<Vec<VerifyReport>, Error> {
+    let all = ctx.db.installed(&ctx.machine).await?;
+    for s in specs {
+        if !all.iter().any(|i| matches(s, i)) {
+            return Err(not_installed(s, &all));
+        }
+    }
+    let mut out = Vec::new();
+    for row in all.into_iter().filter(|i| specs.is_empty() || specs.iter().any(|s| matches(s, i))) {
+        let expected: TreeManifest = serde_json::from_value(row.manifest_json.clone()).map_err(|e| {
+            Error::Corrupt(format!(
+                "installation {} ({}@{}): stored manifest is unreadable: {e}",
+                row.id, row.pack_ref, row.version
+            ))
+        })?;
+        let path = PathBuf::from(&row.storage_path);
+        let (status, actual, changes) = if !path.is_dir() {
+            (VerifyStatus::Missing, None, vec![])
+        } else {
+            // With the algorithm it was stored with: a newer default must not
+            // make every older pack look tampered.
+            let (p, algorithm) = (path.clone(), expected.algorithm);
+            let now = tokio::task::spawn_blocking(move || checksum::tree_as(&p, algorithm))
+                .await
+                .expect("checksum task panicked")?;
+            let changes = checksum::diff(&expected, &now);
+            let ok = changes.is_empty() && now.digest == expected.digest;
+            (if ok { VerifyStatus::Ok } else { VerifyStatus::Tampered }, Some(now.digest.to_string()), changes)
+        };
+        ctx.db.set_verify_result(row.id, status, time::OffsetDateTime::now_utc()).await?;
+        out.push(VerifyReport {
+            pack_ref: row.pack_ref,
+            version: row.version,
+            path: row.storage_path,
+            status,
+            expected: row.checksum,
+            actual,
+            changes,
+        });
+    }
+    Ok(out)
+}
+
+fn matches(spec: &PackSpec, i: &Installation) -> bool {
+    spec.pack_ref == i.pack_ref && spec.version.as_ref().is_none_or(|v| v.to_string() == i.version)
+}
+
+fn not_installed(spec: &PackSpec, all: &[Installation]) -> Error {
+    let label = match &spec.version {
+        Some(v) => format!("{}@{v}", spec.pack_ref),
+        None => spec.pack_ref.clone(),
+    };
+    let installed =
+        all.iter().filter(|i| i.pack_ref == spec.pack_ref).map(|i| format!("{}@{}", i.pack_ref, i.version)).collect();
+    Error::NotInstalled { spec: label, installed }
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct UninstallReport {
+    #[serde(rename = "ref")]
+    pub pack_ref: String,
+    pub version: String,
+    pub path: String,
+    pub installation_id: i64,
+    /// It was the active version; the pack now has none.
+    pub deactivated: bool,
+}
+
+/// Removes one installed version: out of the packs folder in one rename,
+/// then the record, then the files. `api_token` names the API token it is
+/// made with (`None` from the CLI), for the audit trail.
+///
+/// The active version is refused while other versions of the pack are
+/// installed (they would be left with none active), unless `force`; the only
+/// installed version may always go. Either way, uninstalling the active
+/// version leaves the pack with no active version and removes its link.
+pub async fn uninstall(
+    ctx: &Context,
+    spec: &PackSpec,
+    method: Channel,
+    api_token: Option<&str>,
+    force: bool,
+) -> Result<UninstallReport, Error> {
+    let _lock = ctx.lock_pack(&spec.pack_ref, std::sync::Arc::new(|| {})).await?;
+    let all = ctx.db.installed(&ctx.machine).await?;
+    let candidates: Vec<&Installation> = all.iter().filter(|i| matches(spec, i)).collect();
+    let row = match candidates.as_slice() {
+        [] => return Err(not_installed(spec, &all)),
+        [one] => *one,
+        many => {
+            return Err(Error::Usage(format!(
+                "{} has several versions installed ({}); name one, e.g. `attune uninstall {}@{}`",
+                spec.pack_ref,
+                many.iter().map(|i| i.version.as_str()).collect::<Vec<_>>().join(", "),
+                spec.pack_ref,
+                many[0].version
+            )));
+        }
+    };
+    let version = semver::Version::parse(&row.version)
+        .map_err(|e| Error::Corrupt(format!("installation {}: version {:?}: {e}", row.id, row.version)))?;
+    let is_active = ctx.db.active_version(&ctx.machine, &row.pack_ref).await?.as_deref() == Some(row.version.as_str());
+    let others: Vec<&str> = all
+        .iter()
+        .filter(|i| i.pack_ref == row.pack_ref && i.version != row.version)
+        .map(|i| i.version.as_str())
+        .collect();
+    if is_active && !others.is_empty() && !force {
+        return Err(crate::UpgradeError::UninstallActive {
+            pack_ref: row.pack_ref.clone(),
+            version: row.version.clone(),
+            others: format!("{} {}", others.join(", "), if others.len() == 1 { "is" } else { "are" }),
+        }
+        .into());
+    }
+    let aside = match ctx.store.take_out(&row.pack_ref, &version) {
+        Ok(a) => Some(a),
+        // Already gone from disk: still record the uninstall so the two agree.
+        Err(crate::store::StoreError::Missing { .. }) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let id =
+        match ctx.db.record_uninstall(&row.pack_ref, &row.version, &ctx.machine, &ctx.user, method, api_token).await {
+            Ok(id) => id,
+            Err(e) => {
+                if let Some(a) = &aside {
+                    ctx.store.restore(a, &row.pack_ref, &version)?;
+                }
+                return Err(e.into());
+            }
+        };
+    if let Some(a) = aside {
+        ctx.store.discard(&a);
+    }
+    if is_active {
+        crate::activation::deactivate_locked(ctx, &row.pack_ref, "uninstall").await?;
+    }
+    Ok(UninstallReport {
+        pack_ref: row.pack_ref.clone(),
+        version: row.version.clone(),
+        path: row.storage_path.clone(),
+        installation_id: id,
+        deactivated: is_active,
+    })
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(tag = "problem", rename_all = "kebab-case")]
+pub enum Finding {
+    /// Recorded as installed, but its folder is gone.
+    Missing { pack: String, path: String, repaired: bool },
+    /// A pack folder no installation accounts for.
+    Orphan { path: String, repaired: bool },
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DoctorReport {
+    pub recovery: crate::recovery::Recovery,
+    pub findings: Vec<Finding>,
+}
+
+/// Compares disk and database; with `repair`, makes them agree: missing
+/// folders are recorded as uninstalled, orphan folders are removed.
+pub async fn doctor(ctx: &Context, recovery: crate::recovery::Recovery, repair: bool) -> Result<DoctorReport, Error> {
+    let mut findings = Vec::new();
+    let installed = ctx.db.installed(&ctx.machine).await?;
+    for row in &installed {
+        if !PathBuf::from(&row.storage_path).is_dir() {
+            let mut repaired = false;
+            if repair {
+                let spec =
+                    PackSpec { pack_ref: row.pack_ref.clone(), version: semver::Version::parse(&row.version).ok() };
+                repaired = uninstall(ctx, &spec, Channel::Cli, None, true).await.is_ok();
+            }
+            findings.push(Finding::Missing {
+                pack: format!("{}@{}", row.pack_ref, row.version),
+                path: row.storage_path.clone(),
+                repaired,
+            });
+        }
+    }
+    for (name, r, v) in ctx.store.scan()? {
+        let path = ctx.store.root().join(&name);
+        let known = installed.iter().any(|i| i.pack_ref == r && i.version == v.to_string());
+        if known {
+            continue;
+        }
+        let mut repaired = false;
+        if repair && let Some(_lock) = ctx.store.try_lock_pack(&r)? {
+            // Re-check under the lock: an install may have finished meanwhile.
+            if ctx.db.current(&r, &v.to_string(), &ctx.machine).await?.is_none()
+                && let Ok(aside) = ctx.store.take_out(&r, &v)
+            {
+                ctx.store.discard(&aside);
+                repaired = true;
+            }
+        }
+        findings.push(Finding::Orphan { path: path.display().to_string(), repaired });
+    }
+    Ok(DoctorReport { recovery, findings })
+}

@@ -1,0 +1,17 @@
+//! attune-fetch: getting a pack's files from a source, in a sandbox.
+//!
+//! A source string is parsed and given its fetcher and grants
+//! ([`sources`]: the one factory that knows the kinds); the fetcher, a
+//! WebAssembly component, runs under wasmtime with bounded resources
+//! ([`runtime`]) and writes only through the validated staging writer
+//! ([`staging`]). The built-in fetchers are embedded ([`builtins`]).
+//!
+//! May import: `attune-core`. Knows nothing of the database, the packs
+//! folder or the install pipeline.
+
+pub mod builtins;
+pub mod runtime;
+pub mod sources;
+pub mod staging;
+
+use attune_core::{manifest, untrusted};
