@@ -40,7 +40,7 @@ use super::error::{ApiError, ErrorBody};
 use crate::context::Context;
 use crate::db::JobRow;
 use crate::install::{InstallEvent, InstallRequest, OpenedInput};
-use crate::runtime::{Event, LogLevel};
+use crate::runtime::Event;
 
 /// How often a replica says it is still running its jobs.
 pub const HEARTBEAT: Duration = Duration::from_secs(2);
@@ -289,31 +289,15 @@ impl Live {
     }
 
     fn progress(&self, e: InstallEvent) {
-        let (kind, data) = match e {
-            InstallEvent::Phase(p) => ("phase", serde_json::json!({ "phase": p })),
-            InstallEvent::Staged { bytes, entries } => {
-                if !self.due(bytes.saturating_add(entries.saturating_mul(4096))) {
-                    return;
-                }
-                ("staged", serde_json::json!({ "bytes": bytes, "entries": entries }))
-            }
-            InstallEvent::Waiting(m) => ("waiting", serde_json::json!({ "message": m })),
-            InstallEvent::Fetcher(Event::Log(level, m)) => {
-                let level = match level {
-                    LogLevel::Debug => "debug",
-                    LogLevel::Info => "info",
-                    LogLevel::Warn => "warn",
-                };
-                ("log", serde_json::json!({ "level": level, "message": m }))
-            }
-            InstallEvent::Fetcher(Event::Progress { done, total }) => {
-                if !self.due(done) {
-                    return;
-                }
-                ("fetch_progress", serde_json::json!({ "done": done, "total": total }))
-            }
+        let due = match &e {
+            InstallEvent::Staged { bytes, entries } => self.due(bytes.saturating_add(entries.saturating_mul(4096))),
+            InstallEvent::Fetcher(Event::Progress { done, .. }) => self.due(*done),
+            _ => true,
         };
-        self.push(kind, data);
+        if due {
+            let (kind, data) = e.wire();
+            self.push(kind, data);
+        }
     }
 
     /// Whether a progress event at `amount` (bytes) is due: the first one,

@@ -130,6 +130,23 @@ pub enum InstallEvent {
     Waiting(String),
 }
 
+impl InstallEvent {
+    /// The event's name and fields as JSON shows them: the one wire form of
+    /// the CLI's `--json` lines and the API's job events.
+    pub fn wire(&self) -> (&'static str, serde_json::Value) {
+        use serde_json::json;
+        match self {
+            InstallEvent::Phase(p) => ("phase", json!({ "phase": p })),
+            InstallEvent::Staged { bytes, entries } => ("staged", json!({ "bytes": bytes, "entries": entries })),
+            InstallEvent::Waiting(m) => ("waiting", json!({ "message": m })),
+            InstallEvent::Fetcher(Event::Log(level, m)) => ("log", json!({ "level": level.as_str(), "message": m })),
+            InstallEvent::Fetcher(Event::Progress { done, total }) => {
+                ("fetch_progress", json!({ "done": done, "total": total }))
+            }
+        }
+    }
+}
+
 pub type InstallProgress = Arc<dyn Fn(InstallEvent) + Send + Sync>;
 
 #[derive(Debug, Clone, serde::Serialize)]

@@ -2,13 +2,13 @@
 //! Node.js), checked against the ones this host has, before anything is
 //! installed.
 //!
-//! Not to be confused with [`crate::runtime`], the WebAssembly runtime the
-//! fetchers run in: this module is about the pack's own actions, which run
+//! Not the WebAssembly runtime the fetchers run in ([`crate::runtime`]):
+//! this module is about the pack's own actions, which run
 //! later on the host's `python3` or `node`. A pack whose actions cannot run
 //! here is better refused at install time, with the reason, than installed
 //! and broken.
 //!
-//! Requirements come from an index entry ([`crate::registry::Runtime`]: Attune's
+//! Requirements come from an index entry ([`crate::registry::RuntimeNeeds`]: Attune's
 //! `dependencies.python_version` / `nodejs_version` and `runtime_deps`, the
 //! Exchange's `python_versions`) and from the fetched `pack.yaml` (StackStorm's
 //! `python_versions`, Attune's `dependencies` mapping and `runtime_deps`).
@@ -300,7 +300,7 @@ impl PackRequirements {
     }
 
     /// What an index entry says (`origin`: e.g. `index main`).
-    pub fn from_index(pack: String, origin: &str, rt: &crate::registry::Runtime) -> PackRequirements {
+    pub fn from_index(pack: String, origin: &str, rt: &crate::registry::RuntimeNeeds) -> PackRequirements {
         let mut p = PackRequirements::new(pack);
         if let Some(v) = &rt.python {
             p.add(Kind::Python, format!("{origin}: dependencies.python_version"), Constraint::parse(v), v);
@@ -698,7 +698,7 @@ mod tests {
 
     #[test]
     fn requirements_from_an_index_entry() {
-        let rt = crate::registry::Runtime {
+        let rt = crate::registry::RuntimeNeeds {
             python: Some(">=3.9".into()),
             nodejs: Some("^18".into()),
             requires: vec!["python3".into(), "shell".into()],
@@ -732,7 +732,7 @@ mod tests {
         let node = fake(t.path(), "node20", "v20.1.0");
         let python = fake(t.path(), "py", "Python 3.11.7");
         let interp = Interpreters::with(Some(python.clone()), Some(node));
-        let rt = |py: &str, nodejs: &str| crate::registry::Runtime {
+        let rt = |py: &str, nodejs: &str| crate::registry::RuntimeNeeds {
             python: Some(py.into()),
             nodejs: Some(nodejs.into()),
             ..Default::default()

@@ -31,7 +31,8 @@ use serde::Deserialize;
 
 use super::dep_spec::{self, Declared};
 use super::{
-    Dependency, Index, IndexFormat, IndexSource, IndexSourceKind, PackVersion, RegistryError, Runtime, UrlDependency,
+    Dependency, Index, IndexFormat, IndexSource, IndexSourceKind, PackVersion, RegistryError, RuntimeNeeds,
+    UrlDependency,
 };
 use crate::checksum::{Checksum, ChecksumKind};
 
@@ -163,7 +164,7 @@ fn entry(e: Entry) -> Result<PackVersion, String> {
         tree_checksum,
         dependencies,
         url_dependencies,
-        runtime: Runtime {
+        runtime: RuntimeNeeds {
             python: deps.python_version,
             nodejs: deps.nodejs_version,
             requires: e.runtime_deps,

@@ -27,7 +27,8 @@ use serde::Deserialize;
 
 use super::dep_spec::{self, Declared};
 use super::{
-    Dependency, Index, IndexFormat, IndexSource, IndexSourceKind, PackVersion, RegistryError, Runtime, UrlDependency,
+    Dependency, Index, IndexFormat, IndexSource, IndexSourceKind, PackVersion, RegistryError, RuntimeNeeds,
+    UrlDependency,
 };
 
 #[derive(Debug, Deserialize)]
@@ -110,7 +111,7 @@ pub(super) fn read(value: serde_json::Value) -> Result<Index, RegistryError> {
                 tree_checksum: None,
                 dependencies: dependencies.clone(),
                 url_dependencies: url_dependencies.clone(),
-                runtime: Runtime { python_versions: python_versions.clone(), ..Default::default() },
+                runtime: RuntimeNeeds { python_versions: python_versions.clone(), ..Default::default() },
             });
         }
     }

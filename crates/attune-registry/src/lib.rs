@@ -104,7 +104,7 @@ pub struct PackVersion {
     /// resolved to the pack whose git source is that repository, if an index lists one.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub url_dependencies: Vec<UrlDependency>,
-    pub runtime: Runtime,
+    pub runtime: RuntimeNeeds,
 }
 
 /// A dependency written as a repository URL, with the version after its `=`.
@@ -153,7 +153,7 @@ fn serialize_display<S: serde::Serializer, T: fmt::Display>(v: &T, s: S) -> Resu
 
 /// What a version needs from the host, as the index states it (not checked yet).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Runtime {
+pub struct RuntimeNeeds {
     /// e.g. `>=3.9` (Attune `dependencies.python_version`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub python: Option<String>,

@@ -135,16 +135,12 @@ fn shown(level: LogLevel, verbose: bool) -> bool {
     verbose || level == LogLevel::Warn
 }
 
-fn level_name(level: LogLevel) -> String {
-    format!("{level:?}").to_lowercase()
-}
-
 fn quiet(e: &SetEvent, verbose: bool) {
     if let SetEvent::Pack { pack_ref, version, event } = e {
         match event {
             InstallEvent::Waiting(msg) => eprintln!("{msg}"),
             InstallEvent::Fetcher(Event::Log(level, msg)) if shown(*level, verbose) => {
-                eprintln!("{}: fetcher {}: {msg}", label(pack_ref, version), level_name(*level))
+                eprintln!("{}: fetcher {}: {msg}", label(pack_ref, version), level.as_str())
             }
             _ => {}
         }
@@ -192,7 +188,7 @@ impl State {
                     }
                     InstallEvent::Waiting(msg) => multi.suspend(|| eprintln!("{msg}")),
                     InstallEvent::Fetcher(Event::Log(level, msg)) if shown(*level, verbose) => {
-                        let text = format!("{}: fetcher {}: {msg}", label(pack_ref, version), level_name(*level));
+                        let text = format!("{}: fetcher {}: {msg}", label(pack_ref, version), level.as_str());
                         multi.suspend(|| eprintln!("{text}"));
                     }
                     InstallEvent::Fetcher(_) => {}
@@ -243,23 +239,25 @@ impl State {
                 "total": packs.iter().filter(|p| p.action == "install").count(),
                 "packs": packs,
             }),
-            SetEvent::Pack { pack_ref, version, event } => match event {
-                InstallEvent::Phase(p) => json!({"event": "phase", "ref": pack_ref, "version": version, "phase": p}),
-                InstallEvent::Staged { bytes, entries } => {
-                    let last = self.staged.insert(label(pack_ref, version), (*bytes, *entries));
-                    if last == Some((*bytes, *entries)) {
-                        return None;
+            SetEvent::Pack { pack_ref, version, event } => {
+                match event {
+                    InstallEvent::Staged { bytes, entries } => {
+                        let last = self.staged.insert(label(pack_ref, version), (*bytes, *entries));
+                        if last == Some((*bytes, *entries)) {
+                            return None;
+                        }
                     }
-                    json!({"event": "staged", "ref": pack_ref, "version": version, "bytes": bytes, "entries": entries})
+                    InstallEvent::Fetcher(Event::Log(level, _)) if shown(*level, verbose) => {}
+                    InstallEvent::Fetcher(_) => return None,
+                    InstallEvent::Phase(_) | InstallEvent::Waiting(_) => {}
                 }
-                InstallEvent::Waiting(msg) => {
-                    json!({"event": "waiting", "ref": pack_ref, "version": version, "message": msg})
+                let (kind, fields) = event.wire();
+                let mut v = json!({"event": kind, "ref": pack_ref, "version": version});
+                if let (Some(v), Value::Object(fields)) = (v.as_object_mut(), fields) {
+                    v.extend(fields);
                 }
-                InstallEvent::Fetcher(Event::Log(level, msg)) if shown(*level, verbose) => json!({
-                    "event": "log", "ref": pack_ref, "version": version, "level": level_name(*level), "message": msg,
-                }),
-                InstallEvent::Fetcher(_) => return None,
-            },
+                v
+            }
             SetEvent::Done { report } => json!({
                 "event": "done",
                 "ref": report.pack_ref,

@@ -180,6 +180,17 @@ pub enum LogLevel {
     Warn,
 }
 
+impl LogLevel {
+    /// The level's name in JSON output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+        }
+    }
+}
+
 /// Something a running fetcher reported.
 #[derive(Debug, Clone)]
 pub enum Event {

@@ -37,7 +37,7 @@ const MAX_COMPONENT_BYTES: u64 = 1024 * 1024;
 
 /// Where the published version is installed from: exactly one per entry.
 #[derive(Debug, Clone)]
-pub enum SourceSpec {
+pub enum PublishedSource {
     /// A git repository whose `ref` (tag, branch or commit) holds this folder's
     /// content at its root.
     Git { url: String, reference: String },
@@ -182,7 +182,7 @@ pub fn source_from_flags(
     archive_url: Option<&str>,
     archive_checksum: Option<&str>,
     archive: Option<&Path>,
-) -> Result<SourceSpec, PublishError> {
+) -> Result<PublishedSource, PublishError> {
     let problem = |problem| Err(PublishError::Sources { problem });
     let git = git_url.is_some() || git_ref.is_some();
     let arch = archive_url.is_some() || archive_checksum.is_some() || archive.is_some();
@@ -190,7 +190,7 @@ pub fn source_from_flags(
         (true, true) => problem("both a git and an archive source were given; publish each as its own entry"),
         (false, false) => problem("none was given"),
         (true, false) => match (git_url, git_ref) {
-            (Some(url), Some(r)) => Ok(SourceSpec::Git { url: url.to_owned(), reference: r.to_owned() }),
+            (Some(url), Some(r)) => Ok(PublishedSource::Git { url: url.to_owned(), reference: r.to_owned() }),
             (None, _) => problem("--git-ref needs --git-url"),
             (_, None) => problem("--git-url needs --git-ref (the tag, branch or commit to install)"),
         },
@@ -202,7 +202,7 @@ pub fn source_from_flags(
                 (Some(_), Some(_)) => return problem("give --archive-checksum or --archive, not both"),
                 (None, None) => return problem("--archive-url needs --archive-checksum or --archive"),
             };
-            Ok(SourceSpec::Archive { url: url.to_owned(), checksum })
+            Ok(PublishedSource::Archive { url: url.to_owned(), checksum })
         }
     }
 }
@@ -220,14 +220,14 @@ pub fn now_rfc3339() -> String {
 }
 
 /// Builds the index entry for the pack folder `dir` installed from `source`.
-pub fn entry(dir: &Path, source: &SourceSpec) -> Result<Built, PublishError> {
+pub fn entry(dir: &Path, source: &PublishedSource) -> Result<Built, PublishError> {
     let m = manifest::read(dir)?;
     let yaml = dir.join(manifest::MANIFEST_FILE);
     let fields = Fields { m: &m, path: &yaml };
     let mut warnings = Vec::new();
 
     let (source_entry, checksum, tree_checksum) = match source {
-        SourceSpec::Git { url, reference } => {
+        PublishedSource::Git { url, reference } => {
             check_git_ref(reference)?;
             let legacy = checksum::attune_pack_file_v1(dir)
                 .map_err(|source| PublishError::Checksum { path: dir.to_owned(), source })?;
@@ -235,7 +235,7 @@ pub fn entry(dir: &Path, source: &SourceSpec) -> Result<Built, PublishError> {
             let written = format!("sha256:{}", legacy.to_hex());
             (Source::Git { url: url.clone(), git_ref: reference.clone(), checksum: written }, legacy, Some(tree))
         }
-        SourceSpec::Archive { url, checksum } => {
+        PublishedSource::Archive { url, checksum } => {
             let sum = archive_checksum(checksum)?;
             (Source::Archive { url: url.clone(), checksum: sum.to_string() }, sum, None)
         }
@@ -312,8 +312,8 @@ pub fn entry(dir: &Path, source: &SourceSpec) -> Result<Built, PublishError> {
         meta,
     };
     let source_type = match source {
-        SourceSpec::Git { .. } => "git",
-        SourceSpec::Archive { .. } => "archive",
+        PublishedSource::Git { .. } => "git",
+        PublishedSource::Archive { .. } => "archive",
     };
     Ok(Built {
         pack_ref: m.r#ref.clone(),

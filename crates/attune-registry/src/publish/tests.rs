@@ -13,7 +13,7 @@ fn write_pack(dir: &Path, yaml: &str) {
 #[test]
 fn exactly_one_source() {
     let git = |u, r| source_from_flags(u, r, None, None, None);
-    assert!(matches!(git(Some("https://g/r.git"), Some("v1")), Ok(SourceSpec::Git { .. })));
+    assert!(matches!(git(Some("https://g/r.git"), Some("v1")), Ok(PublishedSource::Git { .. })));
     for bad in
         [git(None, Some("v1")), git(Some("https://g/r.git"), None), source_from_flags(None, None, None, None, None)]
     {
@@ -35,7 +35,8 @@ fn what_is_written_reads_back_with_ranges_and_the_tree_checksum() {
     );
     std::fs::create_dir_all(dir.join(".git")).unwrap();
     std::fs::write(dir.join(".git/HEAD"), "ref: refs/heads/main\n").unwrap();
-    let built = entry(&dir, &SourceSpec::Git { url: "https://g/p.git".into(), reference: "v1.0.0".into() }).unwrap();
+    let built =
+        entry(&dir, &PublishedSource::Git { url: "https://g/p.git".into(), reference: "v1.0.0".into() }).unwrap();
     assert_eq!(built.checksum.kind(), ChecksumKind::AttunePackFileV1);
 
     // The tree checksum is the folder's without .git.
@@ -65,12 +66,15 @@ fn a_folder_with_a_symlink_has_no_attune_git_checksum() {
     let d = tempfile::tempdir().unwrap();
     write_pack(d.path(), "name: p\nversion: 1.0.0\n");
     std::os::unix::fs::symlink("pack.yaml", d.path().join("link")).unwrap();
-    let err = entry(d.path(), &SourceSpec::Git { url: "https://g/p.git".into(), reference: "v1".into() }).unwrap_err();
+    let err =
+        entry(d.path(), &PublishedSource::Git { url: "https://g/p.git".into(), reference: "v1".into() }).unwrap_err();
     assert!(matches!(err, PublishError::Checksum { .. }), "{err}");
     // An archive entry needs no directory checksum.
     let sum = format!("sha256:{}", "a".repeat(64));
-    let ok =
-        entry(d.path(), &SourceSpec::Archive { url: "https://a/p.tgz".into(), checksum: ArchiveChecksum::Given(sum) });
+    let ok = entry(
+        d.path(),
+        &PublishedSource::Archive { url: "https://a/p.tgz".into(), checksum: ArchiveChecksum::Given(sum) },
+    );
     assert!(ok.is_ok(), "{ok:?}");
 }
 
@@ -78,7 +82,7 @@ fn a_folder_with_a_symlink_has_no_attune_git_checksum() {
 fn meta_fields_attune_types_are_checked() {
     let d = tempfile::tempdir().unwrap();
     let sum = format!("sha256:{}", "a".repeat(64));
-    let src = SourceSpec::Archive { url: "https://a/p.tgz".into(), checksum: ArchiveChecksum::Given(sum) };
+    let src = PublishedSource::Archive { url: "https://a/p.tgz".into(), checksum: ArchiveChecksum::Given(sum) };
     for (meta, field) in [("stars: many", "meta.stars"), ("tested_attune_versions: 1.0", "meta.tested_attune_versions")]
     {
         write_pack(d.path(), &format!("name: p\nversion: 1.0.0\nmeta:\n  {meta}\n"));
