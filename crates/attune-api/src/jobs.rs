@@ -23,7 +23,7 @@
 //! Progress is throttled (by time and by bytes) and a job's history is
 //! capped in bytes; when the job ends, superseded progress events are
 //! dropped (compaction). The running replica keeps the live history and
-//! stores it every [`FLUSH_EVERY`]; any replica serves it from the database.
+//! stores it every `FLUSH_EVERY`; any replica serves it from the database.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -17,7 +17,7 @@
 //!
 //! The `checksum` of every source reads `sha256:<hex>`, but means two things:
 //! for an archive the SHA-256 of its bytes, for git Attune's directory
-//! checksum of the checked-out tree (`attune-pack-file-v1`). [`source`] maps
+//! checksum of the checked-out tree (`attune-pack-file-v1`). `source` maps
 //! it by source type.
 //!
 //! Attune's reader denies unknown fields everywhere except inside `meta`, so

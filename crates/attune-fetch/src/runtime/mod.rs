@@ -9,7 +9,7 @@
 //! writable place. Compiled components are cached on disk, so a fetcher
 //! starts in milliseconds after its first run.
 //!
-//! What a fetch makes the host hold is accounted in one place ([`Limiter`]):
+//! What a fetch makes the host hold is accounted in one place (`Limiter`):
 //! every linear memory and table of every instance counts against the one
 //! memory limit, live resource handles are capped, and wasi:http is linked
 //! only for a fetch granted at least one host. What a fetcher says (logs,

@@ -15,7 +15,7 @@
 //! Two backends sit behind this one API: SQLite (the embedded default, one
 //! file shared by several attune processes, hence WAL and a long busy
 //! timeout) and PostgreSQL (one database shared by many hosts). The SQL text
-//! is written once and runs on either ([`on_pool!`]): `$N` placeholders,
+//! is written once and runs on either (`on_pool!`): `$N` placeholders,
 //! `ON CONFLICT`, `RETURNING`, timestamps as BIGINT unix milliseconds, JSON as
 //! TEXT. Only the schema differs, in `migrations/sqlite` and
 //! `migrations/postgres`.
