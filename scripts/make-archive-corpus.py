@@ -7,7 +7,7 @@ Every archive holds the same small, valid pack (pack.yaml, an executable
 actions/run.sh, actions/run.yaml, a symlink actions/alias.sh -> run.sh and an
 empty folder empty/); each reject case adds one attack (usually a single
 hostile entry) or is broken as a whole. OUT_DIR/cases.json lists them for
-host/tests/archive.rs:
+host/tests/it/archive.rs:
 
     {"file": "reject-dotdot.tgz", "expect": "ok" | "reject", "rule": "dotdot",
      "mention": "../evil",            # stderr must contain this (or its
