@@ -33,8 +33,7 @@ pub mod server;
 pub mod tls;
 
 use attune_app::{
-    Error, UpgradeError, artifacts, by_name, checksum, context, db, install, packs, plugins, registry, runtime,
-    sources, upgrade,
+    Error, UpgradeError, artifacts, by_name, context, db, install, packs, plugins, registry, runtime, sources, upgrade,
 };
 use std::net::SocketAddr;
 use std::path::PathBuf;

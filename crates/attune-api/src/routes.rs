@@ -22,9 +22,9 @@ use super::AppState;
 use super::auth::Caller;
 use super::error::{ApiError, Json, Path, Query};
 use super::jobs::{Held, WorkSpec};
-use crate::checksum::Checksum;
 use crate::db::Channel;
 use crate::packs::{self, PackSpec, slim_json};
+use attune_app::request::Target;
 
 type S = State<Arc<AppState>>;
 
@@ -147,17 +147,14 @@ pub async fn install(
     Json(body): Json<InstallBody>,
 ) -> Result<Response, ApiError> {
     let _ = body.skip_tests;
-    // Ref-shaped is an index lookup, whatever exists on the server's disk.
-    let named = crate::registry::is_ref_shaped(&body.source);
-    if named && (body.checksum.is_some() || body.ref_spec.is_some()) {
-        return Err(ApiError::bad_request(format!(
-            "{}: a pack from an index takes its source, ref and checksum from the index; drop checksum and ref_spec",
-            body.source
-        )));
-    }
-    if let Some(c) = &body.checksum {
-        c.parse::<Checksum>().map_err(|e| ApiError::bad_request(format!("checksum {c:?}: {e}")))?;
-    }
+    let args = attune_app::request::InstallArgs {
+        source: &body.source,
+        checksum: body.checksum.as_deref(),
+        reference: body.ref_spec.as_deref(),
+        plugin: false,
+        skip_deps: body.skip_deps,
+    };
+    let named = attune_app::request::install_target(Channel::Api, &args)? == Target::ByName;
     let (work, held) = match named {
         true => (
             WorkSpec::Named {

@@ -24,6 +24,7 @@ pub mod lockfile;
 pub mod packs;
 pub mod plugins;
 pub mod recovery;
+pub mod request;
 pub mod set_progress;
 pub mod upgrade;
 

@@ -40,11 +40,11 @@ use std::process::ExitCode;
 
 use crate::config::{self, FileConfig};
 use anyhow::Context as _;
-use attune_app::checksum::Checksum;
 use attune_app::context::{Context, Settings};
 use attune_app::db::Channel;
 use attune_app::install::InstallRequest;
 use attune_app::packs::PackSpec;
+use attune_app::request::Target;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
@@ -643,11 +643,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
     match cli.command {
         Command::Install(a) => {
-            let expected = a
-                .checksum
-                .as_deref()
-                .map(|c| c.parse::<Checksum>().with_context(|| format!("--checksum {c:?}")))
-                .transpose()?;
+            let args = attune_app::request::InstallArgs {
+                source: &a.source,
+                checksum: a.checksum.as_deref(),
+                reference: a.reference.as_deref(),
+                plugin: a.plugin.is_some() || a.plugin_file.is_some(),
+                skip_deps: a.skip_deps,
+            };
+            let target = attune_app::request::install_target(Channel::Cli, &args)?;
+            let expected = match &target {
+                Target::Source { expected_checksum } => *expected_checksum,
+                Target::ByName => None,
+            };
             let req = InstallRequest {
                 force: a.force,
                 expected_checksum: expected,
@@ -660,20 +667,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ignore_runtime_requirements: a.fetch.ignore_runtime_requirements,
                 ..InstallRequest::new(a.source.clone(), s.limits, Channel::Cli)
             };
-            let bar = progress::Bar::start(!g.json && std::io::stderr().is_terminal(), g.verbose);
-            if attune_app::registry::is_spec(&a.source) {
+            if target == Target::ByName {
                 // A pack from the indexes: they give the source, ref and checksum.
-                if a.checksum.is_some() || a.reference.is_some() || a.plugin.is_some() || a.plugin_file.is_some() {
-                    bar.finish();
-                    anyhow::bail!(
-                        "{}: a pack from an index takes its source, ref and checksum from the index; \
-                         drop --checksum, --ref, --plugin and --plugin-file",
-                        a.source
-                    );
-                }
                 let cache_dir = s.cache_dir.clone().expect("the CLI always sets a cache dir");
                 // A set: one line per pack and an overall bar, or JSON events (set_progress.rs).
-                bar.finish();
                 let mode = set_progress::Mode::pick(g.json, std::io::stderr().is_terminal());
                 let set = set_progress::SetDisplay::start(mode, g.verbose);
                 let result = attune_app::by_name::install_by_name_with(
@@ -689,12 +686,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 indexes::installed_by_name(&out, &result?)?;
                 return Ok(ExitCode::SUCCESS);
             }
-            if a.skip_deps {
-                bar.finish();
-                anyhow::bail!(
-                    "--skip-deps applies to a pack installed by name from an index (attune install ref@range)"
-                );
-            }
+            let bar = progress::Bar::start(!g.json && std::io::stderr().is_terminal(), g.verbose);
             let result = attune_app::install::install(&ctx, req, Some(bar.sink())).await;
             bar.finish();
             let report = result?;

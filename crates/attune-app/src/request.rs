@@ -1,0 +1,129 @@
+//! What an install request may say, whichever channel it came through: the
+//! one place the argument rules live, so the CLI (flags) and the API (JSON
+//! fields) cannot drift apart. Each channel names the fields its own way in
+//! the errors (`--checksum` on the command line, `checksum` in a body).
+
+use crate::Error;
+use crate::checksum::Checksum;
+use crate::db::Channel;
+
+/// An install's arguments as a front end received them.
+#[derive(Debug, Clone, Copy)]
+pub struct InstallArgs<'a> {
+    pub source: &'a str,
+    pub checksum: Option<&'a str>,
+    pub reference: Option<&'a str>,
+    /// A plugin was named for the source (`--plugin` / `--plugin-file`; CLI only).
+    pub plugin: bool,
+    pub skip_deps: bool,
+}
+
+/// What an install request is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A pack by name (`ref`, `ref@range`) from the indexes, which give its
+    /// source, ref and checksum.
+    ByName,
+    /// A source string, held to `expected_checksum` when one was given.
+    Source { expected_checksum: Option<Checksum> },
+}
+
+/// Checks `args` against the rules and says what the request is.
+///
+/// A ref-shaped source is a pack by name. On the command line it is one only
+/// when no such path exists (the operator may mean a folder named like a
+/// ref); over the API always, so the answer never depends on the server's
+/// files.
+pub fn install_target(channel: Channel, args: &InstallArgs<'_>) -> Result<Target, Error> {
+    let by_name = match channel {
+        Channel::Cli => crate::registry::is_spec(args.source),
+        Channel::Api => crate::registry::is_ref_shaped(args.source),
+    };
+    let names = Names::of(channel);
+    if by_name {
+        if args.checksum.is_some() || args.reference.is_some() || args.plugin {
+            return Err(Error::Usage(format!(
+                "{}: a pack from an index takes its source, ref and checksum from the index; drop {}",
+                args.source, names.index_fixed
+            )));
+        }
+        return Ok(Target::ByName);
+    }
+    if args.skip_deps && channel == Channel::Cli {
+        return Err(Error::Usage(format!(
+            "{} applies to a pack installed by name from an index (attune install ref@range)",
+            names.skip_deps
+        )));
+    }
+    let expected_checksum = args
+        .checksum
+        .map(|c| c.parse::<Checksum>().map_err(|e| Error::Usage(format!("{} {c:?}: {e}", names.checksum))))
+        .transpose()?;
+    Ok(Target::Source { expected_checksum })
+}
+
+/// How a channel names the fields, for its errors.
+struct Names {
+    checksum: &'static str,
+    skip_deps: &'static str,
+    index_fixed: &'static str,
+}
+
+impl Names {
+    fn of(channel: Channel) -> Names {
+        match channel {
+            Channel::Cli => Names {
+                checksum: "--checksum",
+                skip_deps: "--skip-deps",
+                index_fixed: "--checksum, --ref, --plugin and --plugin-file",
+            },
+            Channel::Api => {
+                Names { checksum: "checksum", skip_deps: "skip_deps", index_fixed: "checksum and ref_spec" }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(source: &str) -> InstallArgs<'_> {
+        InstallArgs { source, checksum: None, reference: None, plugin: false, skip_deps: false }
+    }
+
+    #[test]
+    fn a_ref_is_by_name_and_refuses_what_the_index_fixes_naming_each_channels_fields() {
+        assert_eq!(install_target(Channel::Api, &args("core@^1")).unwrap(), Target::ByName);
+        let with_ref = InstallArgs { reference: Some("v1"), ..args("core") };
+        let cli = install_target(Channel::Cli, &with_ref).unwrap_err().to_string();
+        assert!(cli.contains("drop --checksum, --ref, --plugin and --plugin-file"), "{cli}");
+        let api = install_target(Channel::Api, &with_ref).unwrap_err().to_string();
+        assert!(api.contains("drop checksum and ref_spec"), "{api}");
+    }
+
+    #[test]
+    fn over_the_api_a_ref_shaped_source_is_by_name_even_if_such_a_path_exists() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("core");
+        std::fs::create_dir(&path).unwrap();
+        let cwd_relative = path.to_str().unwrap();
+        // An absolute path is never ref-shaped; a bare name is, on both channels, unless (CLI) it exists.
+        assert!(matches!(install_target(Channel::Cli, &args(cwd_relative)).unwrap(), Target::Source { .. }));
+        assert_eq!(install_target(Channel::Api, &args("core")).unwrap(), Target::ByName);
+    }
+
+    #[test]
+    fn a_source_checks_its_checksum_and_the_cli_refuses_skip_deps() {
+        let bad = InstallArgs { checksum: Some("md5:00"), ..args("/srv/p.tgz") };
+        let cli = install_target(Channel::Cli, &bad).unwrap_err().to_string();
+        assert!(cli.starts_with("--checksum \"md5:00\": "), "{cli}");
+        let api = install_target(Channel::Api, &bad).unwrap_err().to_string();
+        assert!(api.starts_with("checksum \"md5:00\": "), "{api}");
+        let skip = InstallArgs { skip_deps: true, ..args("/srv/p.tgz") };
+        assert!(install_target(Channel::Cli, &skip).unwrap_err().to_string().contains("--skip-deps applies"));
+        let good = format!("sha256:{}", "a".repeat(64));
+        let ok = InstallArgs { checksum: Some(&good), ..args("/srv/p.tgz") };
+        assert!(matches!(install_target(Channel::Api, &ok).unwrap(), Target::Source { expected_checksum: Some(_) }));
+    }
+}
