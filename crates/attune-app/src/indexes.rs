@@ -66,13 +66,9 @@ fn check_name(name: &str) -> Result<(), RegistryError> {
     if crate::registry::is_ref(name) { Ok(()) } else { Err(RegistryError::BadName { name: name.to_owned() }) }
 }
 
-fn is_url(location: &str) -> bool {
-    crate::source::is_http_url(location)
-}
-
 /// An http(s) URL as given (no credentials allowed), or a path made absolute.
 fn normalize_location(location: &str) -> Result<String, Error> {
-    if is_url(location) {
+    if crate::source::is_http_url(location) {
         if sources::redact_url(location) != location
             || url::Url::parse(location).is_ok_and(|u| !u.username().is_empty())
         {
@@ -87,7 +83,7 @@ fn normalize_location(location: &str) -> Result<String, Error> {
 
 /// Fetches and parses an index; returns its bytes and the parsed form.
 async fn fetch(ctx: &Context, location: &str, options: &FetchOptions) -> Result<(Vec<u8>, Index), Error> {
-    let bytes = if is_url(location) {
+    let bytes = if crate::source::is_http_url(location) {
         let opts = sources::SourceOptions {
             allow_hosts: options.allow_hosts.clone(),
             allow_insecure_http: options.allow_insecure_http,

@@ -78,12 +78,7 @@ impl Artifacts {
             tmp.persist(&dest).map_err(|e| self.io(&dest, e.error))?;
         }
         if let Some(url) = url {
-            let path = self.url_path(url);
-            let dir = path.parent().expect("url entry has a parent");
-            fs_err::create_dir_all(dir).map_err(|e| self.io(dir, e))?;
-            let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| self.io(dir, e))?;
-            writeln!(tmp, "{}\n{url}", hex.to_ascii_lowercase()).map_err(|e| self.io(tmp.path(), e))?;
-            tmp.persist(&path).map_err(|e| self.io(&path, e.error))?;
+            self.write_entry(&self.url_path(url), &format!("{}\n{url}\n", hex.to_ascii_lowercase()))?;
         }
         Ok(true)
     }
