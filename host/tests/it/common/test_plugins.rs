@@ -29,6 +29,30 @@ pub fn builtin_local() -> PathBuf {
     .clone()
 }
 
+/// A cargo for a wasm build from inside a test: what would change how it
+/// builds goes (the outer build's target and build dirs, flags, wrappers);
+/// rustup's own variables stay, so the same toolchain builds it.
+pub fn nested_cargo() -> Command {
+    let mut cargo = Command::new(env!("CARGO"));
+    for (key, _) in std::env::vars() {
+        let build_setting = key.starts_with("CLIPPY")
+            || key.starts_with("CARGO_ENCODED_")
+            || matches!(
+                key.as_str(),
+                "RUSTFLAGS"
+                    | "RUSTC_WRAPPER"
+                    | "RUSTC_WORKSPACE_WRAPPER"
+                    | "CARGO_TARGET_DIR"
+                    | "CARGO_BUILD_BUILD_DIR"
+                    | "CARGO_BUILD_TARGET"
+            );
+        if build_setting {
+            cargo.env_remove(key);
+        }
+    }
+    cargo
+}
+
 fn target() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("test-plugins")
 }
@@ -37,30 +61,13 @@ fn built() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-        let mut cargo = Command::new(env!("CARGO"));
+        let mut cargo = nested_cargo();
         cargo
             .current_dir(root)
             .args(["build", "--locked", "--profile", "test-plugin", "--target", "wasm32-wasip2", "--target-dir"])
             .arg(target());
         for p in PACKAGES {
             cargo.args(["-p", p]);
-        }
-        // What would change how they build goes; rustup's own variables stay.
-        for (key, _) in std::env::vars() {
-            let build_setting = key.starts_with("CLIPPY")
-                || key.starts_with("CARGO_ENCODED_")
-                || matches!(
-                    key.as_str(),
-                    "RUSTFLAGS"
-                        | "RUSTC_WRAPPER"
-                        | "RUSTC_WORKSPACE_WRAPPER"
-                        | "CARGO_TARGET_DIR"
-                        | "CARGO_BUILD_BUILD_DIR"
-                        | "CARGO_BUILD_TARGET"
-                );
-            if build_setting {
-                cargo.env_remove(key);
-            }
         }
         let out = cargo.output().expect("running cargo to build the test plugins");
         assert!(
