@@ -102,7 +102,16 @@ fn sigkill_at_any_moment_leaves_old_or_new_state() {
             _ => vec!["uninstall", "crashy"],
         };
         let mut child = env.cmd().args(&args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-        std::thread::sleep(full * i / 12);
+        if i < 12 {
+            std::thread::sleep(full * i / 12);
+        } else {
+            // "After it finished": on a loaded machine a run can take several
+            // times the first measurement, so wait for it rather than guess.
+            let deadline = Instant::now() + (full * 10).max(Duration::from_secs(30));
+            while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
         let _ = child.kill();
         child.wait().unwrap();
 
