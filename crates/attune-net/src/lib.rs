@@ -62,6 +62,12 @@ impl NetError {
             if let Some(n) = err.downcast_ref::<NetError>() {
                 return Some(n);
             }
+            // io::Error's source() skips the error it wraps: look inside.
+            if let Some(n) =
+                err.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()?.downcast_ref::<NetError>())
+            {
+                return Some(n);
+            }
             cur = err.source();
         }
         None

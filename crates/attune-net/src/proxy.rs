@@ -29,8 +29,10 @@ pub enum ProxyError {
     Connect { proxy: String, source: std::io::Error },
     #[error("proxy {proxy}: no answer within {secs} s; check the proxy setting, or add the target to NO_PROXY")]
     Timeout { proxy: String, secs: u64 },
-    #[error("proxy {proxy} asks for credentials to reach {target} (407){given}; put user:password in the proxy URL")]
-    AuthRequired { proxy: String, target: String, given: &'static str },
+    #[error(
+        "proxy {proxy} asks for credentials to reach {target} ({status}){given}; put user:password in the proxy URL"
+    )]
+    AuthRequired { proxy: String, target: String, status: http::StatusCode, given: &'static str },
     #[error(
         "proxy {proxy} refused the tunnel to {target}: {status}; the proxy's operator decides which hosts and ports it allows"
     )]
@@ -267,10 +269,11 @@ where
         }
     };
     let status = res.status();
-    if status == http::StatusCode::PROXY_AUTHENTICATION_REQUIRED {
+    // tinyproxy answers wrong credentials with 401, not 407.
+    if status == http::StatusCode::PROXY_AUTHENTICATION_REQUIRED || status == http::StatusCode::UNAUTHORIZED {
         conn.abort();
         let given = if proxy.auth.is_some() { ", and refused the ones given" } else { "" };
-        return Err(ProxyError::AuthRequired { proxy: proxy.to_string(), target, given });
+        return Err(ProxyError::AuthRequired { proxy: proxy.to_string(), target, status, given });
     }
     if !status.is_success() {
         conn.abort();
