@@ -3,6 +3,7 @@
 
 mod config;
 mod credentials;
+mod git;
 mod proxy;
 mod support;
 mod tls;

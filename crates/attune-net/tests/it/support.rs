@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use attune_net::{Net, NetConfig, NetError};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Full};
+use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use rustls::pki_types::pem::PemObject as _;
@@ -100,8 +100,19 @@ impl Server {
     }
 }
 
+/// Answers one request (its head and whole body).
+pub type Handler = Arc<dyn Fn(http::request::Parts, Bytes) -> http::Response<Full<Bytes>> + Send + Sync>;
+
+fn hello() -> Handler {
+    Arc::new(|_, _| http::Response::new(Full::new(Bytes::from_static(b"hello"))))
+}
+
 /// TLS with `leaf`; with `client_ca`, a client certificate from it is required.
 pub async fn tls_server(leaf: &Leaf, client_ca: Option<&Ca>) -> Server {
+    tls_server_with(leaf, client_ca, hello()).await
+}
+
+pub async fn tls_server_with(leaf: &Leaf, client_ca: Option<&Ca>, handler: Handler) -> Server {
     let certs: Vec<CertificateDer<'static>> =
         CertificateDer::pem_slice_iter(leaf.cert_pem.as_bytes()).map(Result::unwrap).collect();
     let key = PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes()).unwrap();
@@ -119,15 +130,15 @@ pub async fn tls_server(leaf: &Leaf, client_ca: Option<&Ca>) -> Server {
         None => builder.with_no_client_auth(),
     };
     let config = Arc::new(builder.with_single_cert(certs, key).unwrap());
-    serve(Some(tokio_rustls::TlsAcceptor::from(config))).await
+    serve(Some(tokio_rustls::TlsAcceptor::from(config)), handler).await
 }
 
 /// Plain HTTP.
 pub async fn http_server() -> Server {
-    serve(None).await
+    serve(None, hello()).await
 }
 
-async fn serve(tls: Option<tokio_rustls::TlsAcceptor>) -> Server {
+async fn serve(tls: Option<tokio_rustls::TlsAcceptor>, handler: Handler) -> Server {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = l.local_addr().unwrap().port();
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -136,10 +147,10 @@ async fn serve(tls: Option<tokio_rustls::TlsAcceptor>) -> Server {
     tokio::spawn(async move {
         while let Ok((tcp, _)) = l.accept().await {
             n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            let (seen, tls) = (s.clone(), tls.clone());
+            let (seen, tls, handler) = (s.clone(), tls.clone(), handler.clone());
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                    let seen = seen.clone();
+                    let (seen, handler) = (seen.clone(), handler.clone());
                     async move {
                         let h = |name| {
                             req.headers()
@@ -152,7 +163,11 @@ async fn serve(tls: Option<tokio_rustls::TlsAcceptor>) -> Server {
                             authorization: h(http::header::AUTHORIZATION),
                             proxy_authorization: h(http::header::PROXY_AUTHORIZATION),
                         });
-                        Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::from_static(b"hello"))))
+                        let (parts, body) = req.into_parts();
+                        let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                        // The handler may block (a CGI process): off the runtime's threads.
+                        let res = tokio::task::spawn_blocking(move || handler(parts, body)).await.unwrap();
+                        Ok::<_, std::convert::Infallible>(res)
                     }
                 });
                 let http = hyper::server::conn::http1::Builder::new();
@@ -187,13 +202,29 @@ pub fn config() -> NetConfig {
 /// "checked" addresses), authorize, prepare, send. The error is the text a
 /// user would read.
 pub async fn get(net: &Net, url: &str) -> Result<(u16, String), String> {
+    request(net, http::Method::GET, url, &[], Bytes::new())
+        .await
+        .map(|(s, b)| (s, String::from_utf8_lossy(&b).into_owned()))
+}
+
+/// Any request, as [`get`] sends it.
+pub async fn request(
+    net: &Net,
+    method: http::Method,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> Result<(u16, Bytes), String> {
     let uri: http::Uri = url.parse().unwrap();
     let host = uri.host().unwrap().trim_start_matches('[').trim_end_matches(']').to_string();
     let tls = uri.scheme_str() == Some("https");
     let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
     let addrs = [SocketAddr::new([127, 0, 0, 1].into(), port)];
     let conn = net.connect(&host, port, tls, &addrs, Duration::from_secs(5)).await.map_err(|e| e.to_string())?;
-    let mut req = http::Request::get(uri).body(Empty::<Bytes>::new()).unwrap();
+    let mut req = http::Request::builder().method(method).uri(uri).body(Full::new(body)).unwrap();
+    for (k, v) in headers {
+        req.headers_mut().insert(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+    }
     net.authorize(&host, port, req.headers_mut());
     conn.prepare_request(&mut req).map_err(|e| e.to_string())?;
     let (mut sender, io) = hyper::client::conn::http1::handshake(TokioIo::new(conn.stream)).await.map_err(explain)?;
@@ -201,7 +232,7 @@ pub async fn get(net: &Net, url: &str) -> Result<(u16, String), String> {
     let res = sender.send_request(req).await.map_err(explain)?;
     let status = res.status().as_u16();
     let body = res.into_body().collect().await.map_err(explain)?.to_bytes();
-    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    Ok((status, body))
 }
 
 /// The `NetError` inside a hyper error when there is one, as the host will do.
@@ -262,15 +293,105 @@ impl Tinyproxy {
 
     /// The request lines tinyproxy logged (`GET http://…`, `CONNECT host:port`).
     pub fn requests(&self) -> Vec<String> {
-        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        log.lines()
+        self.log()
+            .lines()
             .filter_map(|l| l.split_once("]: Request (file descriptor "))
             .filter_map(|(_, r)| r.split_once("): "))
             .map(|(_, r)| r.to_string())
             .collect()
     }
 
+    /// Everything tinyproxy logged.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
+}
+
+/// `git http-backend` (CGI) serving the bare repositories under `root`,
+/// behind a check that the request carries `authorization`: a private git
+/// host as GitLab is one.
+pub fn git_backend(root: PathBuf, authorization: String) -> Handler {
+    Arc::new(move |parts: http::request::Parts, body: Bytes| {
+        let given = parts.headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        if given != Some(authorization.as_str()) {
+            let mut res = http::Response::new(Full::new(Bytes::from_static(b"authentication required")));
+            *res.status_mut() = http::StatusCode::UNAUTHORIZED;
+            res.headers_mut().insert(http::header::WWW_AUTHENTICATE, "Basic realm=\"git\"".parse().unwrap());
+            return res;
+        }
+        let header =
+            |name: http::HeaderName| parts.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+        let mut child = std::process::Command::new("git")
+            .arg("http-backend")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("GIT_PROJECT_ROOT", &root)
+            .env("GIT_HTTP_EXPORT_ALL", "1")
+            .env("REQUEST_METHOD", parts.method.as_str())
+            .env("PATH_INFO", parts.uri.path())
+            .env("QUERY_STRING", parts.uri.query().unwrap_or(""))
+            .env("CONTENT_TYPE", header(http::header::CONTENT_TYPE))
+            .env("CONTENT_LENGTH", body.len().to_string())
+            .env("REMOTE_USER", "attune")
+            .env("REMOTE_ADDR", "127.0.0.1")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        {
+            use std::io::Write as _;
+            let mut stdin = child.stdin.take().unwrap();
+            stdin.write_all(&body).unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
+        // CGI: header lines, a blank line, the body.
+        let split = out.stdout.windows(4).position(|w| w == b"\r\n\r\n").map(|i| (i, i + 4));
+        let split = split.or_else(|| out.stdout.windows(2).position(|w| w == b"\n\n").map(|i| (i, i + 2)));
+        let (head_end, body_start) = split.expect("git http-backend wrote CGI headers");
+        let mut res = http::Response::new(Full::new(Bytes::copy_from_slice(&out.stdout[body_start..])));
+        for line in String::from_utf8_lossy(&out.stdout[..head_end]).lines() {
+            let Some((k, v)) = line.split_once(':') else { continue };
+            let v = v.trim();
+            if k.eq_ignore_ascii_case("status") {
+                *res.status_mut() = v[..3].parse::<u16>().unwrap().try_into().unwrap();
+            } else {
+                res.headers_mut().insert(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+            }
+        }
+        res
+    })
+}
+
+/// A bare repository `name` under `root` with one commit on `main`
+/// holding a `pack.yaml`; returns that commit's id.
+pub fn git_repo(root: &Path, name: &str) -> String {
+    let git = |dir: &Path, args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .args([
+                "-c",
+                "user.name=attune",
+                "-c",
+                "user.email=attune@example.invalid",
+                "-c",
+                "init.defaultBranch=main",
+            ])
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let work = root.join(format!("{name}-work"));
+    std::fs::create_dir_all(&work).unwrap();
+    git(&work, &["init", "-q"]);
+    std::fs::write(work.join("pack.yaml"), "ref: private\nname: private\nversion: 1.0.0\n").unwrap();
+    git(&work, &["add", "pack.yaml"]);
+    git(&work, &["commit", "-q", "-m", "private pack"]);
+    git(root, &["clone", "-q", "--bare", work.to_str().unwrap(), name]);
+    git(&work, &["rev-parse", "HEAD"])
 }
