@@ -37,6 +37,8 @@ pub enum ConfigError {
     EnvTooLong { var: String, max: usize },
     #[error("{var}: {source}")]
     Proxy { var: String, source: crate::proxy::ProxyError },
+    #[error("{var} (config): {reason}")]
+    BadProxy { var: &'static str, reason: String },
     #[error("tls.hosts.{host:?}: client_cert and client_key go together; give both or neither")]
     HalfClientCert { host: String },
     #[error("{key:?} is not a host or host:port; write it as in a URL, e.g. \"git.corp.example\" or \"[::1]:8443\"")]

@@ -119,11 +119,16 @@ impl Net {
         let credentials = credentials::Credentials::build(config)?;
         // The config's proxy wins over every environment proxy; "" means none.
         let (http_proxy, https_proxy) = match &config.proxy {
-            Some(ProxySpec(p)) => (p.clone(), p.clone()),
+            Some(spec) => {
+                if let Some(reason) = spec.invalid() {
+                    return Err(config::ConfigError::BadProxy { var: "proxy", reason: reason.to_string() }.into());
+                }
+                (spec.proxy().cloned(), spec.proxy().cloned())
+            }
             None => {
-                let all = config.env.all_proxy.as_ref().and_then(|s| s.0.clone());
+                let all = config.env.all_proxy.as_ref().and_then(|s| s.proxy().cloned());
                 let pick = |s: &Option<ProxySpec>| match s {
-                    Some(ProxySpec(p)) => p.clone(),
+                    Some(spec) => spec.proxy().cloned(),
                     None => all.clone(),
                 };
                 (pick(&config.env.http_proxy), pick(&config.env.https_proxy))
@@ -230,7 +235,12 @@ async fn resolve_proxy(p: &Proxy, timeout: Duration) -> Result<Vec<SocketAddr>, 
         .await
         .map_err(|_| timed_out())?
         .map_err(|source| ProxyError::Connect { proxy: p.to_string(), source })?;
-    Ok(addrs.collect())
+    let addrs: Vec<SocketAddr> = addrs.collect();
+    if addrs.is_empty() {
+        let source = std::io::Error::new(std::io::ErrorKind::NotFound, "the name has no address");
+        return Err(ProxyError::Connect { proxy: p.to_string(), source }.into());
+    }
+    Ok(addrs)
 }
 
 /// TCP to the first of `addrs` that answers.

@@ -42,15 +42,22 @@ pub enum ProxyError {
 }
 
 /// A proxy setting as written: a proxy, or `""` for none.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "String")]
-pub struct ProxySpec(pub Option<Proxy>);
+///
+/// Read from the config file it never fails: a value that is not a proxy
+/// URL is kept as invalid and refused by [`crate::Net::build`], so the
+/// config parser's error (which quotes the line, password and all) is
+/// never shown for it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ProxySpec {
+    proxy: Option<Proxy>,
+    /// Why the value is not a proxy (no part of the value in it).
+    invalid: Option<String>,
+}
 
-impl TryFrom<String> for ProxySpec {
-    type Error = ProxyError;
-
-    fn try_from(s: String) -> Result<ProxySpec, ProxyError> {
-        ProxySpec::parse(&s)
+impl<'de> Deserialize<'de> for ProxySpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<ProxySpec, D::Error> {
+        let s = Secret::deserialize(d)?;
+        Ok(ProxySpec::parse(s.expose()).unwrap_or_else(|e| ProxySpec { proxy: None, invalid: Some(e.to_string()) }))
     }
 }
 
@@ -60,7 +67,7 @@ impl ProxySpec {
     pub fn parse(s: &str) -> Result<ProxySpec, ProxyError> {
         let s = s.trim();
         if s.is_empty() {
-            return Ok(ProxySpec(None));
+            return Ok(ProxySpec { proxy: None, invalid: None });
         }
         let with_scheme = if s.contains("://") { s.to_string() } else { format!("http://{s}") };
         let url = url::Url::parse(&with_scheme).map_err(|_| ProxyError::BadUrl)?;
@@ -85,15 +92,26 @@ impl ProxySpec {
             let pass = decode(url.password().unwrap_or("")).map_err(|_| ProxyError::BadUrl)?;
             Some(Secret::new(format!("{user}:{pass}")))
         };
-        Ok(ProxySpec(Some(Proxy { host, port, auth })))
+        Ok(ProxySpec { proxy: Some(Proxy { host, port, auth }), invalid: None })
+    }
+
+    /// The proxy, or None for "no proxy".
+    pub fn proxy(&self) -> Option<&Proxy> {
+        self.proxy.as_ref()
+    }
+
+    /// Why a value read from the config file is not a proxy.
+    pub fn invalid(&self) -> Option<&str> {
+        self.invalid.as_deref()
     }
 }
 
 impl std::fmt::Debug for ProxySpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.0 {
-            Some(p) => write!(f, "{p:?}"),
-            None => f.write_str("no proxy"),
+        match (&self.proxy, &self.invalid) {
+            (Some(p), _) => write!(f, "{p:?}"),
+            (None, Some(_)) => f.write_str("invalid proxy"),
+            (None, None) => f.write_str("no proxy"),
         }
     }
 }
@@ -292,22 +310,22 @@ mod tests {
 
     #[test]
     fn proxy_urls_read_as_curl_reads_them() {
-        let p = ProxySpec::parse("proxy.corp:3128").unwrap().0.unwrap();
+        let p = ProxySpec::parse("proxy.corp:3128").unwrap().proxy.unwrap();
         assert_eq!((p.host.as_str(), p.port, p.has_credentials()), ("proxy.corp", 3128, false));
-        assert_eq!(ProxySpec::parse("http://proxy.corp").unwrap().0.unwrap().port, 1080);
-        assert_eq!(ProxySpec::parse("http://proxy.corp:80/").unwrap().0.unwrap().port, 80);
-        assert_eq!(ProxySpec::parse("http://[::1]:8080").unwrap().0.unwrap().host, "::1");
-        assert_eq!(ProxySpec::parse("http://[::1]").unwrap().0.unwrap().port, 1080);
-        assert_eq!(ProxySpec::parse("").unwrap(), ProxySpec(None));
+        assert_eq!(ProxySpec::parse("http://proxy.corp").unwrap().proxy.unwrap().port, 1080);
+        assert_eq!(ProxySpec::parse("http://proxy.corp:80/").unwrap().proxy.unwrap().port, 80);
+        assert_eq!(ProxySpec::parse("http://[::1]:8080").unwrap().proxy.unwrap().host, "::1");
+        assert_eq!(ProxySpec::parse("http://[::1]").unwrap().proxy.unwrap().port, 1080);
+        assert_eq!(ProxySpec::parse("").unwrap().proxy(), None);
         assert!(matches!(ProxySpec::parse("socks5://p:1080"), Err(ProxyError::Unsupported { .. })));
-        let p = ProxySpec::parse("http://us%40er:p%3Ass@p:1").unwrap().0.unwrap();
+        let p = ProxySpec::parse("http://us%40er:p%3Ass@p:1").unwrap().proxy.unwrap();
         assert_eq!(p.auth.as_ref().unwrap().expose(), "us@er:p:ss");
     }
 
     #[test]
     fn proxy_credentials_are_never_shown() {
         let spec = ProxySpec::parse("http://alice:hunter2@proxy:3128").unwrap();
-        let p = spec.0.clone().unwrap();
+        let p = spec.proxy().unwrap().clone();
         for shown in [format!("{spec:?}"), format!("{p}"), format!("{p:?}")] {
             assert!(!shown.contains("hunter2") && !shown.contains("alice"), "{shown}");
         }

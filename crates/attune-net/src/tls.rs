@@ -248,8 +248,6 @@ pub(crate) fn explain(host: &str, e: &rustls::Error, client_cert: bool) -> TlsEr
         },
         rustls::Error::AlertReceived(a) => match a {
             AlertDescription::CertificateRequired => TlsError::ClientCertRequired { host },
-            // TLS 1.2 servers say handshake_failure when a required certificate is missing.
-            AlertDescription::HandshakeFailure if !client_cert => TlsError::ClientCertRequired { host },
             AlertDescription::BadCertificate
             | AlertDescription::UnknownCA
             | AlertDescription::CertificateExpired
@@ -261,6 +259,14 @@ pub(crate) fn explain(host: &str, e: &rustls::Error, client_cert: bool) -> TlsEr
             {
                 TlsError::ClientCertRefused { host, alert: format!("{a:?}") }
             }
+            // TLS 1.2 servers also say handshake_failure for a missing client certificate.
+            AlertDescription::HandshakeFailure if !client_cert => TlsError::Protocol {
+                detail: format!(
+                    "the server ended the handshake (HandshakeFailure); if it wants a client certificate, \
+                     set tls.hosts.\"{host}\".client_cert and client_key"
+                ),
+                host,
+            },
             AlertDescription::ProtocolVersion | AlertDescription::HandshakeFailure => {
                 TlsError::Protocol { host, detail: format!("the server ended the handshake ({a:?})") }
             }

@@ -105,7 +105,7 @@ async fn a_proxy_that_is_not_there_is_an_error_naming_it() {
 #[test]
 fn the_route_follows_curl_s_environment_rules() {
     let route = |env: &[(&str, &str)], host: &str, tls: bool| net(config(), env).unwrap().route(host, 443, tls);
-    let p = |s: &str| Route::Proxy(ProxySpec::parse(s).unwrap().0.unwrap());
+    let p = |s: &str| Route::Proxy(ProxySpec::parse(s).unwrap().proxy().unwrap().clone());
     // HTTP_PROXY in upper case is not read (a CGI request's Proxy: header sets it).
     assert_eq!(route(&[("HTTP_PROXY", "http://evil:1")], "h.example", false), Route::Direct);
     assert_eq!(route(&[("http_proxy", "http://p:1")], "h.example", false), p("http://p:1"));
@@ -139,4 +139,12 @@ fn an_unsupported_proxy_is_refused_naming_the_variable() {
     let err = net(config(), &[("ALL_PROXY", "socks5h://u:pw@p:1080")]).unwrap_err().to_string();
     assert!(err.contains("ALL_PROXY") && err.contains("socks5h"), "{err}");
     assert!(!err.contains("pw"), "{err}");
+}
+
+#[test]
+fn a_bad_proxy_in_the_config_file_is_refused_without_quoting_it() {
+    let c: attune_net::NetConfig = toml::from_str("netrc = \"\"\nproxy = \"ftp://u:pw-secret@p:21\"\n").unwrap();
+    let err = attune_net::Net::build(&c).unwrap_err().to_string();
+    assert!(err.contains("proxy (config)") && err.contains("ftp"), "{err}");
+    assert!(!err.contains("pw-secret") && !format!("{c:?}").contains("pw-secret"), "{err}");
 }
