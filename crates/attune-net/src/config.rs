@@ -229,3 +229,29 @@ pub fn normalize_host(h: &str) -> String {
     let h = h.trim_start_matches('[').trim_end_matches(']');
     h.strip_suffix('.').unwrap_or(h).to_ascii_lowercase()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_keys_are_read_as_a_url_names_the_host() {
+        let k = |s: &str| parse_host_key(s).unwrap();
+        assert_eq!(k("Git.Corp.Example."), ("git.corp.example".into(), None));
+        assert_eq!(k("git.corp.example:8443"), ("git.corp.example".into(), Some(8443)));
+        assert_eq!(k("h.example:80"), ("h.example".into(), Some(80)));
+        assert_eq!(k("[::1]:8443"), ("::1".into(), Some(8443)));
+        assert_eq!(k("::1"), ("::1".into(), None));
+        assert_eq!(k("0x7f.1"), ("127.0.0.1".into(), None));
+        for bad in ["", "https://h.example/", "user@h.example", "h.example/path", "h.example:99999"] {
+            assert!(parse_host_key(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_long_environment_value_is_refused_before_use() {
+        let env = Env::from([("https_proxy".to_string(), "x".repeat(MAX_ENV_VALUE + 1))]);
+        let err = NetConfig::default().with_env(&env).unwrap_err().to_string();
+        assert!(err.contains("https_proxy") && err.contains("longer than"), "{err}");
+    }
+}

@@ -9,6 +9,18 @@
 //! [`Connection::prepare_request`] plus [`Net::authorize`] add what the
 //! request needs on the wire. A fetcher (wasm) sees none of it: no token,
 //! key or proxy reaches the guest; it only sees responses.
+//!
+//! Wiring (host): build one [`Net`] per process from the config's keys
+//! (`NetConfig { proxy, no_proxy, netrc, tls, credentials, .. }`, with
+//! `--ca-cert` pushed onto `tls.ca_files`) and
+//! `.with_env(&process_env())`, and keep it in the outbound policy. In
+//! `send_request`, after the allowlist and address checks, call
+//! [`Net::connect`] with the checked addresses instead of the TCP/TLS code,
+//! then [`Net::authorize`] and [`Connection::prepare_request`] on the request
+//! instead of the origin-form rewrite, then hyper's handshake on
+//! `TokioIo::new(conn.stream)` as before. Turn a [`NetError`] (returned, or
+//! found with [`NetError::find_in`] in a hyper error) into the message the
+//! user sees.
 
 pub mod config;
 pub mod credentials;
@@ -42,10 +54,10 @@ pub enum NetError {
     Config(#[from] config::ConfigError),
     #[error("{host}:{port}: cannot connect: {source}")]
     Connect { host: String, port: u16, source: std::io::Error },
-    #[error("{host}:{port}: no connection within {secs} s; is the host reachable from here (a proxy needed)?")]
-    ConnectTimeout { host: String, port: u16, secs: u64 },
-    #[error("{host}: the TLS handshake took longer than {secs} s; is this port speaking TLS?")]
-    HandshakeTimeout { host: String, secs: u64 },
+    #[error("{host}:{port}: no connection within {limit:?}; is the host reachable from here (a proxy needed)?")]
+    ConnectTimeout { host: String, port: u16, limit: Duration },
+    #[error("{host}: the TLS handshake took longer than {limit:?}; is this port speaking TLS?")]
+    HandshakeTimeout { host: String, limit: Duration },
     #[error("{host}:{port}: no address to connect to; the caller passes the addresses it checked")]
     NoAddress { host: String, port: u16 },
     #[error("the request to {host} has no usable path: {reason}")]
@@ -177,7 +189,7 @@ impl Net {
                 let to_proxy = tcp(&p.host, p.port, &addrs, timeout).await.map_err(|e| match e {
                     NetError::Connect { source, .. } => ProxyError::Connect { proxy: p.to_string(), source }.into(),
                     NetError::ConnectTimeout { .. } => {
-                        ProxyError::Timeout { proxy: p.to_string(), secs: timeout.as_secs() }.into()
+                        ProxyError::Timeout { proxy: p.to_string(), limit: timeout }.into()
                     }
                     other => other,
                 })?;
@@ -209,7 +221,7 @@ impl Net {
         let connector = tokio_rustls::TlsConnector::from(settings.config.clone());
         let s = tokio::time::timeout(timeout, connector.connect(name, stream))
             .await
-            .map_err(|_| NetError::HandshakeTimeout { host: host.to_string(), secs: timeout.as_secs() })?
+            .map_err(|_| NetError::HandshakeTimeout { host: host.to_string(), limit: timeout })?
             .map_err(|e| match rustls_error(&e) {
                 Some(r) => NetError::Tls(tls::explain(host, r, settings.client_cert)),
                 None => NetError::Tls(TlsError::Other { host: host.to_string(), detail: e.to_string() }),
@@ -230,7 +242,7 @@ async fn resolve_proxy(p: &Proxy, timeout: Duration) -> Result<Vec<SocketAddr>, 
     if let Ok(ip) = p.host.parse::<IpAddr>() {
         return Ok(vec![SocketAddr::new(ip, p.port)]);
     }
-    let timed_out = || ProxyError::Timeout { proxy: p.to_string(), secs: timeout.as_secs() };
+    let timed_out = || ProxyError::Timeout { proxy: p.to_string(), limit: timeout };
     let addrs = tokio::time::timeout(timeout, tokio::net::lookup_host((p.host.as_str(), p.port)))
         .await
         .map_err(|_| timed_out())?
@@ -258,7 +270,7 @@ async fn tcp(
                 return Ok(s);
             }
             Ok(Err(source)) => last = NetError::Connect { host: host.to_string(), port, source },
-            Err(_) => last = NetError::ConnectTimeout { host: host.to_string(), port, secs: timeout.as_secs() },
+            Err(_) => last = NetError::ConnectTimeout { host: host.to_string(), port, limit: timeout },
         }
     }
     Err(last)

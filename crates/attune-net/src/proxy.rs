@@ -27,8 +27,8 @@ pub enum ProxyError {
     Unsupported { scheme: String },
     #[error("proxy {proxy}: cannot connect: {source}; check the proxy setting (config proxy, HTTPS_PROXY, http_proxy)")]
     Connect { proxy: String, source: std::io::Error },
-    #[error("proxy {proxy}: no answer within {secs} s; check the proxy setting, or add the target to NO_PROXY")]
-    Timeout { proxy: String, secs: u64 },
+    #[error("proxy {proxy}: no answer within {limit:?}; check the proxy setting, or add the target to NO_PROXY")]
+    Timeout { proxy: String, limit: Duration },
     #[error(
         "proxy {proxy} asks for credentials to reach {target} ({status}){given}; put user:password in the proxy URL"
     )]
@@ -260,7 +260,7 @@ where
         target: target.clone(),
         message: e.to_string(),
     };
-    let timed_out = || ProxyError::Timeout { proxy: proxy.to_string(), secs: timeout.as_secs() };
+    let timed_out = || ProxyError::Timeout { proxy: proxy.to_string(), limit: timeout };
     let (mut sender, conn) = tokio::time::timeout(timeout, hyper::client::conn::http1::handshake(TokioIo::new(io)))
         .await
         .map_err(|_| timed_out())?

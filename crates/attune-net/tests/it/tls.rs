@@ -161,3 +161,19 @@ fn a_ca_file_without_a_certificate_is_refused_naming_the_file() {
     let err = net(c, &[]).unwrap_err().to_string();
     assert!(err.contains("absent.pem"), "{err}");
 }
+
+#[tokio::test]
+async fn a_server_that_never_answers_the_handshake_times_out_naming_the_host() {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    // Accepts and holds the connection without a word.
+    let held = tokio::spawn(async move { l.accept().await.map(|(s, _)| s) });
+    let addrs = [std::net::SocketAddr::new([127, 0, 0, 1].into(), port)];
+    let n = net(config(), &[]).unwrap();
+    let started = std::time::Instant::now();
+    let err = n.connect("localhost", port, true, &addrs, std::time::Duration::from_millis(300)).await.unwrap_err();
+    assert!(matches!(err, attune_net::NetError::HandshakeTimeout { .. }), "{err}");
+    assert!(err.to_string().starts_with("localhost: the TLS handshake took longer than"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(3));
+    drop(held);
+}
