@@ -193,6 +193,12 @@ impl Net {
                     }
                     other => other,
                 })?;
+                // An https:// proxy: TLS to the proxy first (its name, the common trust).
+                let to_proxy: Box<dyn Io> = if p.tls {
+                    self.handshake(&p.host, p.port, Box::new(to_proxy), timeout).await?
+                } else {
+                    Box::new(to_proxy)
+                };
                 if tls {
                     let tunnel = proxy::connect_tunnel(to_proxy, p, &host, port, timeout).await?;
                     (Box::new(tunnel), false, None)

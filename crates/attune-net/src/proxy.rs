@@ -23,7 +23,7 @@ use crate::config::{Secret, normalize_host};
 pub enum ProxyError {
     #[error("not a proxy URL; write http://[user:password@]host:port (the value is not shown: it may hold a password)")]
     BadUrl,
-    #[error("proxy scheme {scheme}:// is not supported; use an http:// proxy (CONNECT is used for https targets)")]
+    #[error("proxy scheme {scheme}:// is not supported; use an http:// or https:// proxy (SOCKS is not supported)")]
     Unsupported { scheme: String },
     #[error("proxy {proxy}: cannot connect: {source}; check the proxy setting (config proxy, HTTPS_PROXY, http_proxy)")]
     Connect { proxy: String, source: std::io::Error },
@@ -62,8 +62,9 @@ impl<'de> Deserialize<'de> for ProxySpec {
 }
 
 impl ProxySpec {
-    /// `[http://][user:password@]host[:port]` as curl reads it (no scheme
-    /// means http, no port means 1080); `""` means no proxy.
+    /// `[http[s]://][user:password@]host[:port]` as curl reads it (no
+    /// scheme means http; no port means 1080 for http, 443 for https, which
+    /// is TLS to the proxy itself); `""` means no proxy.
     pub fn parse(s: &str) -> Result<ProxySpec, ProxyError> {
         let s = s.trim();
         if s.is_empty() {
@@ -71,17 +72,20 @@ impl ProxySpec {
         }
         let with_scheme = if s.contains("://") { s.to_string() } else { format!("http://{s}") };
         let url = url::Url::parse(&with_scheme).map_err(|_| ProxyError::BadUrl)?;
-        if url.scheme() != "http" {
-            return Err(ProxyError::Unsupported { scheme: url.scheme().to_string() });
-        }
+        let tls = match url.scheme() {
+            "http" => false,
+            "https" => true,
+            other => return Err(ProxyError::Unsupported { scheme: other.to_string() }),
+        };
         let host = normalize_host(url.host_str().ok_or(ProxyError::BadUrl)?);
-        // url hides an explicit :80 (the scheme's default): look at the authority.
+        // url hides an explicit :80 or :443 (the scheme's default): look at the authority.
         let authority = with_scheme.split("://").nth(1).unwrap_or("").split(['/', '?', '#']).next().unwrap_or("");
         let host_port = authority.rsplit('@').next().unwrap_or("");
         let explicit_port = host_port.contains(':') && !host_port.ends_with(']');
         let port = match url.port() {
             Some(p) => p,
-            None if explicit_port => 80,
+            None if explicit_port => url.port_or_known_default().unwrap_or(80),
+            None if tls => 443,
             None => 1080,
         };
         let decode = |v: &str| percent_encoding::percent_decode_str(v).decode_utf8().map(|c| c.into_owned());
@@ -92,7 +96,7 @@ impl ProxySpec {
             let pass = decode(url.password().unwrap_or("")).map_err(|_| ProxyError::BadUrl)?;
             Some(Secret::new(format!("{user}:{pass}")))
         };
-        Ok(ProxySpec { proxy: Some(Proxy { host, port, auth }), invalid: None })
+        Ok(ProxySpec { proxy: Some(Proxy { host, port, tls, auth }), invalid: None })
     }
 
     /// The proxy, or None for "no proxy".
@@ -116,11 +120,14 @@ impl std::fmt::Debug for ProxySpec {
     }
 }
 
-/// An http proxy: where it is and how to log in to it.
+/// An http proxy: where it is, whether it is reached over TLS, and how to
+/// log in to it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Proxy {
     pub host: String,
     pub port: u16,
+    /// `https://` proxy: TLS to the proxy, checked with the same trust as any host.
+    pub tls: bool,
     /// `user:password`, sent as basic auth.
     auth: Option<Secret>,
 }
@@ -140,10 +147,11 @@ impl Proxy {
     }
 }
 
-/// `http://host:port`, never the credentials.
+/// `http[s]://host:port`, never the credentials.
 impl std::fmt::Display for Proxy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "http://{}", authority(&self.host, self.port))
+        let scheme = if self.tls { "https" } else { "http" };
+        write!(f, "{scheme}://{}", authority(&self.host, self.port))
     }
 }
 
@@ -316,6 +324,10 @@ mod tests {
         assert_eq!(ProxySpec::parse("http://proxy.corp:80/").unwrap().proxy.unwrap().port, 80);
         assert_eq!(ProxySpec::parse("http://[::1]:8080").unwrap().proxy.unwrap().host, "::1");
         assert_eq!(ProxySpec::parse("http://[::1]").unwrap().proxy.unwrap().port, 1080);
+        let p = ProxySpec::parse("https://proxy.corp").unwrap().proxy.unwrap();
+        assert_eq!((p.port, p.tls, p.to_string().as_str()), (443, true, "https://proxy.corp:443"));
+        assert_eq!(ProxySpec::parse("https://proxy.corp:443").unwrap().proxy.unwrap().port, 443);
+        assert_eq!(ProxySpec::parse("https://proxy.corp:80").unwrap().proxy.unwrap().port, 80);
         assert_eq!(ProxySpec::parse("").unwrap().proxy(), None);
         assert!(matches!(ProxySpec::parse("socks5://p:1080"), Err(ProxyError::Unsupported { .. })));
         let p = ProxySpec::parse("http://us%40er:p%3Ass@p:1").unwrap().proxy.unwrap();

@@ -3,7 +3,7 @@
 
 use attune_net::{ProxySpec, Route};
 
-use crate::support::{Ca, Tinyproxy, config, get, http_server, net, tls_server};
+use crate::support::{Ca, Tinyproxy, config, get, http_server, net, tls_front, tls_server};
 
 #[tokio::test]
 async fn plain_http_goes_through_the_proxy_in_absolute_form() {
@@ -147,4 +147,33 @@ fn a_bad_proxy_in_the_config_file_is_refused_without_quoting_it() {
     let err = attune_net::Net::build(&c).unwrap_err().to_string();
     assert!(err.contains("proxy (config)") && err.contains("ftp"), "{err}");
     assert!(!err.contains("pw-secret") && !format!("{c:?}").contains("pw-secret"), "{err}");
+}
+
+#[tokio::test]
+async fn an_https_proxy_is_reached_over_tls_checked_with_the_common_trust() {
+    let Some(proxy) = Tinyproxy::start(None).await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("Corp Test CA");
+    let target = tls_server(&ca.leaf(&["localhost"]), None).await;
+    let plain = http_server().await;
+    let front = tls_front(&ca.leaf(&["127.0.0.1"]), proxy.port).await;
+    let proxy_url = format!("https://127.0.0.1:{front}");
+    let env = [("HTTPS_PROXY", proxy_url.as_str()), ("http_proxy", proxy_url.as_str())];
+    let mut c = config();
+    c.tls.ca_files.push(ca.write(dir.path(), "ca.pem"));
+    let n = net(c, &env).unwrap();
+    assert_eq!(get(&n, &format!("https://localhost:{}/a", target.port)).await.unwrap().0, 200);
+    assert_eq!(get(&n, &format!("http://127.0.0.1:{}/b", plain.port)).await.unwrap().0, 200);
+    assert_eq!(
+        proxy.requests(),
+        [
+            format!("CONNECT localhost:{} HTTP/1.1", target.port),
+            format!("GET http://127.0.0.1:{}/b HTTP/1.1", plain.port)
+        ]
+    );
+
+    // The proxy's certificate is checked like any host's.
+    let err = get(&net(config(), &env).unwrap(), &format!("http://127.0.0.1:{}/", plain.port)).await.unwrap_err();
+    assert!(err.contains("TLS to 127.0.0.1 failed") && err.contains("unknown issuer"), "{err}");
+    assert_eq!(plain.requests().len(), 1);
 }

@@ -113,6 +113,29 @@ pub async fn tls_server(leaf: &Leaf, client_ca: Option<&Ca>) -> Server {
 }
 
 pub async fn tls_server_with(leaf: &Leaf, client_ca: Option<&Ca>, handler: Handler) -> Server {
+    serve(Some(tokio_rustls::TlsAcceptor::from(server_config(leaf, client_ca))), handler).await
+}
+
+/// A TLS terminator on 127.0.0.1 in front of `127.0.0.1:to_port`: with
+/// tinyproxy behind it, an https:// proxy.
+pub async fn tls_front(leaf: &Leaf, to_port: u16) -> u16 {
+    let acceptor = tokio_rustls::TlsAcceptor::from(server_config(leaf, None));
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = l.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut outside) = acceptor.accept(tcp).await else { return };
+                let Ok(mut inside) = tokio::net::TcpStream::connect(("127.0.0.1", to_port)).await else { return };
+                let _ = tokio::io::copy_bidirectional(&mut outside, &mut inside).await;
+            });
+        }
+    });
+    port
+}
+
+fn server_config(leaf: &Leaf, client_ca: Option<&Ca>) -> Arc<rustls::ServerConfig> {
     let certs: Vec<CertificateDer<'static>> =
         CertificateDer::pem_slice_iter(leaf.cert_pem.as_bytes()).map(Result::unwrap).collect();
     let key = PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes()).unwrap();
@@ -129,8 +152,7 @@ pub async fn tls_server_with(leaf: &Leaf, client_ca: Option<&Ca>, handler: Handl
         }
         None => builder.with_no_client_auth(),
     };
-    let config = Arc::new(builder.with_single_cert(certs, key).unwrap());
-    serve(Some(tokio_rustls::TlsAcceptor::from(config)), handler).await
+    Arc::new(builder.with_single_cert(certs, key).unwrap())
 }
 
 /// Plain HTTP.
