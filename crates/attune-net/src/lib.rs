@@ -52,10 +52,10 @@ pub enum NetError {
     Credentials(#[from] CredentialError),
     #[error(transparent)]
     Config(#[from] config::ConfigError),
-    #[error("{host}:{port}: cannot connect: {source}")]
-    Connect { host: String, port: u16, source: std::io::Error },
-    #[error("{host}:{port}: no connection within {limit:?}; is the host reachable from here (a proxy needed)?")]
-    ConnectTimeout { host: String, port: u16, limit: Duration },
+    #[error("{authority}: cannot connect: {source}")]
+    Connect { authority: String, source: std::io::Error },
+    #[error("{authority}: no connection within {limit:?}; is the host reachable from here (a proxy needed)?")]
+    ConnectTimeout { authority: String, limit: Duration },
     #[error("{host}: the TLS handshake took longer than {limit:?}; is this port speaking TLS?")]
     HandshakeTimeout { host: String, limit: Duration },
     #[error("{host}:{port}: no address to connect to; the caller passes the addresses it checked")]
@@ -155,13 +155,12 @@ impl Net {
         &self.0.trust.summary
     }
 
-    /// Direct or through a proxy, for `host` (canonical: lower case, IPv6
-    /// without brackets) on `port`. Decided before connecting, so the caller
+    /// Direct or through a proxy, for `host` on `port`. Decided before connecting, so the caller
     /// can say so (and may skip its own DNS when a proxy resolves).
     pub fn route(&self, host: &str, port: u16, tls: bool) -> Route {
         let proxy = if tls { &self.0.https_proxy } else { &self.0.http_proxy };
         match proxy {
-            Some(p) if !self.0.no_proxy.matches(host, port) => Route::Proxy(p.clone()),
+            Some(p) if !self.0.no_proxy.matches(&config::normalize_host(host), port) => Route::Proxy(p.clone()),
             _ => Route::Direct,
         }
     }
@@ -275,8 +274,8 @@ async fn tcp(
                 let _ = s.set_nodelay(true);
                 return Ok(s);
             }
-            Ok(Err(source)) => last = NetError::Connect { host: host.to_string(), port, source },
-            Err(_) => last = NetError::ConnectTimeout { host: host.to_string(), port, limit: timeout },
+            Ok(Err(source)) => last = NetError::Connect { authority: proxy::authority(host, port), source },
+            Err(_) => last = NetError::ConnectTimeout { authority: proxy::authority(host, port), limit: timeout },
         }
     }
     Err(last)
