@@ -14,6 +14,7 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use crate::proxy::ProxySpec;
+pub use crate::values::{Secret, normalize_host};
 
 /// Environment variables as a map: the process's ([`process_env`]) or a test's.
 pub type Env = BTreeMap<String, String>;
@@ -43,28 +44,6 @@ pub enum ConfigError {
     HalfClientCert { host: String },
     #[error("{key:?} is not a host or host:port; write it as in a URL, e.g. \"git.corp.example\" or \"[::1]:8443\"")]
     BadHostKey { key: String },
-}
-
-/// A value that must not be shown: `Debug` prints `<redacted>`.
-#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Secret {
-        Secret(s.into())
-    }
-
-    /// The secret itself, for the one place that sends it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("<redacted>")
-    }
 }
 
 /// Everything the operator configures, in the config file's shape (these
@@ -195,7 +174,7 @@ impl NetConfig {
             if let Some(var) = &c.token_env {
                 match get(&[var.as_str()])? {
                     Some((_, v)) => {
-                        self.env.tokens.insert(var.clone(), Secret(v));
+                        self.env.tokens.insert(var.clone(), Secret::new(v));
                     }
                     None => return Err(ConfigError::MissingTokenEnv { host: host.clone(), var: var.clone() }),
                 }
@@ -222,12 +201,6 @@ pub(crate) fn parse_host_key(key: &str) -> Result<(String, Option<u16>), ConfigE
     // url drops port 80 for http: keep a port the key names.
     let port = port.or_else(|| if with_port.ends_with(":80") { Some(80) } else { None });
     Ok((normalize_host(host), port))
-}
-
-/// Lower case, no IPv6 brackets, no trailing dot.
-pub fn normalize_host(h: &str) -> String {
-    let h = h.trim_start_matches('[').trim_end_matches(']');
-    h.strip_suffix('.').unwrap_or(h).to_ascii_lowercase()
 }
 
 #[cfg(test)]

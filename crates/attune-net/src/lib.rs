@@ -21,11 +21,14 @@
 //! `TokioIo::new(conn.stream)` as before. Turn a [`NetError`] (returned, or
 //! found with [`NetError::find_in`] in a hyper error) into the message the
 //! user sees.
+//!
+//! May import: no attune crate (a lowest layer, like `attune-core`).
 
 pub mod config;
 pub mod credentials;
 pub mod proxy;
 pub mod tls;
+mod values;
 
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;

@@ -17,7 +17,7 @@ use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use thiserror::Error;
 
-use crate::config::{Secret, normalize_host};
+use crate::values::{Secret, normalize_host};
 
 #[derive(Debug, Error)]
 pub enum ProxyError {
