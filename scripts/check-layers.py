@@ -20,12 +20,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # crate -> the attune crates it may depend on (directly).
 LAYERS = {
     "attune-core": set(),
+    "attune-net": set(),
     "attune-registry": {"attune-core"},
-    "attune-fetch": {"attune-core"},
+    "attune-fetch": {"attune-core", "attune-net"},
     "attune-store": {"attune-core"},
-    "attune-app": {"attune-core", "attune-registry", "attune-fetch", "attune-store"},
+    "attune-app": {"attune-core", "attune-net", "attune-registry", "attune-fetch", "attune-store"},
     "attune-api": {"attune-app"},
-    "attune": {"attune-app", "attune-api"},
+    "attune": {"attune-app", "attune-api", "attune-net"},
 }
 DIRS = {name: os.path.join(ROOT, "crates", name) for name in LAYERS if name != "attune"}
 DIRS["attune"] = os.path.join(ROOT, "host")

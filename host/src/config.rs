@@ -16,8 +16,16 @@
 //! time = "300s"
 //! bytes = "1GiB"
 //! files = 100000
+//! # The network (attune-net's keys; see the README, "Corporate networks"):
+//! proxy = "http://proxy.corp.example:3128"
+//! no_proxy = "localhost,.corp.example"
+//! [tls]
+//! ca_files = ["/etc/attune/corp-ca.pem"]   # plus --ca-cert FILE
+//! [credentials."git.corp.example"]
+//! token_env = "GIT_TOKEN"
 //! ```
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -60,6 +68,18 @@ pub struct FileConfig {
     pub node: Option<PathBuf>,
     #[serde(default)]
     pub limits: FileLimits,
+    /// The outbound proxy (wins over `HTTPS_PROXY` and friends; `""`: none).
+    pub proxy: Option<attune_net::ProxySpec>,
+    /// Hosts reached without the proxy, in curl's `NO_PROXY` forms.
+    pub no_proxy: Option<String>,
+    /// The netrc file (default `$NETRC`, else `~/.netrc`; `""`: none).
+    pub netrc: Option<PathBuf>,
+    /// Extra CAs, and per host a CA or a client certificate.
+    #[serde(default)]
+    pub tls: attune_net::config::TlsConfig,
+    /// Per host: a token, basic credentials, or where to read a token.
+    #[serde(default)]
+    pub credentials: BTreeMap<String, attune_net::config::CredentialConfig>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -88,6 +108,21 @@ impl FileConfig {
             Err(e) => return Err(ConfigError::Io { path, source: e }),
         };
         toml::from_str(&text).map_err(|e| ConfigError::Parse { path, message: e.to_string() })
+    }
+
+    /// The network settings of this file, with `ca_certs` (`--ca-cert`)
+    /// trusted as well; the environment is added by the caller.
+    pub fn net(&self, ca_certs: &[PathBuf]) -> attune_net::NetConfig {
+        let mut tls = self.tls.clone();
+        tls.ca_files.extend(ca_certs.iter().cloned());
+        attune_net::NetConfig {
+            proxy: self.proxy.clone(),
+            no_proxy: self.no_proxy.clone(),
+            netrc: self.netrc.clone(),
+            tls,
+            credentials: self.credentials.clone(),
+            ..Default::default()
+        }
     }
 
     /// Limits from this file over the defaults.
@@ -189,5 +224,25 @@ mod tests {
         fs_err::write(&p, "[limits]\nmemroy = \"64MiB\"\n").unwrap();
         assert!(matches!(FileConfig::load(Some(&p)), Err(ConfigError::Parse { .. })));
         assert!(matches!(FileConfig::load(Some(&t.path().join("nope.toml"))), Err(ConfigError::Io { .. })));
+    }
+
+    #[test]
+    fn network_keys_are_read_and_ca_flags_add_to_the_files() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("config.toml");
+        let text = "proxy = \"http://u:pw@proxy.example:3128\"\nno_proxy = \".corp.example\"\nnetrc = \"\"\n\
+                    [tls]\nca_files = [\"/etc/a.pem\"]\n[tls.hosts.\"git.corp.example\"]\nca_file = \"/etc/g.pem\"\n\
+                    [credentials.\"git.corp.example\"]\ntoken = \"t0ken\"\n";
+        fs_err::write(&p, text).unwrap();
+        let c = FileConfig::load(Some(&p)).unwrap();
+        let net = c.net(&[PathBuf::from("/tmp/flag.pem")]);
+        assert_eq!(net.tls.ca_files, [PathBuf::from("/etc/a.pem"), PathBuf::from("/tmp/flag.pem")]);
+        assert_eq!(net.no_proxy.as_deref(), Some(".corp.example"));
+        assert!(net.credentials.contains_key("git.corp.example") && net.tls.hosts.contains_key("git.corp.example"));
+        // Neither the token nor the proxy's password shows in a debug print.
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("t0ken") && !shown.contains("pw@"), "{shown}");
+        fs_err::write(&p, "[tls]\ncafiles = []\n").unwrap();
+        assert!(matches!(FileConfig::load(Some(&p)), Err(ConfigError::Parse { .. })));
     }
 }

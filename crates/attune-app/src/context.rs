@@ -19,6 +19,9 @@ pub struct Settings {
     pub limits: Limits,
     /// The name this host is recorded under (default: its hostname).
     pub host_name: Option<String>,
+    /// How fetches reach the network (trust, proxy, credentials): the
+    /// operator's, built once per process.
+    pub net: attune_net::Net,
 }
 
 pub struct Context {
@@ -62,7 +65,7 @@ impl Context {
             .map_err(|e| Error::Io { path: settings.packs_dir.clone(), source: e })?;
         let store = Store::open(&settings.packs_dir)?;
         let db = Db::connect(&settings.database_url).await?;
-        let runtime = Arc::new(Runtime::new(settings.cache_dir.clone())?);
+        let runtime = Arc::new(Runtime::new(settings.cache_dir.clone(), settings.net.clone())?);
         let ctx = Context {
             store,
             db,

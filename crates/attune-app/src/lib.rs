@@ -9,8 +9,8 @@
 //! [`plugins`] (third-party fetchers and their grants) and [`interpreters`]
 //! (the runtimes a pack requires). Everything fails with [`Error`].
 //!
-//! May import: `attune-core`, `attune-registry`, `attune-fetch`,
-//! `attune-store`; re-exports them so that a front end (the CLI, the API)
+//! May import: `attune-core`, `attune-net`, `attune-registry`,
+//! `attune-fetch`, `attune-store`; re-exports them so that a front end (the CLI, the API)
 //! needs this crate alone. Knows nothing of HTTP serving or the terminal.
 
 pub mod activation;

@@ -6,7 +6,8 @@
 //! ([`runtime`]) and writes only through the validated staging writer
 //! ([`staging`]). The built-in fetchers are embedded ([`builtins`]).
 //!
-//! May import: `attune-core`. Knows nothing of the database, the packs
+//! May import: `attune-core`, `attune-net` (how the host's requests for a
+//! fetcher reach the network: trust, proxy, credentials). Knows nothing of the database, the packs
 //! folder or the install pipeline.
 
 pub mod builtins;

@@ -1,7 +1,7 @@
 //! `attune index …` and the output of `attune install <ref>[@range]`: kept
 //! apart from the other commands so registry work stays in one place.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use attune_app::by_name::NamedInstall;
 use attune_app::context::Context;
@@ -43,6 +43,10 @@ pub struct NetArgs {
     /// Allow plain http:// to hosts that are not loopback.
     #[arg(long)]
     allow_insecure_http: bool,
+    /// Trust this CA (a PEM file) too, besides the system store and the
+    /// config's `tls.ca_files`; repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub ca_cert: Vec<PathBuf>,
 }
 
 impl NetArgs {

@@ -364,6 +364,10 @@ struct FetchArgs {
     /// requirements (or they cannot be read); says what it ignored.
     #[arg(long, alias = "ignore-runtime")]
     ignore_runtime_requirements: bool,
+    /// Trust this CA (a PEM file) too, besides the system store and the
+    /// config's `tls.ca_files`; repeatable.
+    #[arg(long, value_name = "FILE")]
+    ca_cert: Vec<PathBuf>,
 }
 
 impl FetchArgs {
@@ -430,6 +434,9 @@ enum PluginCommand {
         /// Grant everything the plugin asks for, without asking.
         #[arg(long)]
         yes: bool,
+        /// Trust this CA (a PEM file) too for the download; repeatable.
+        #[arg(long, value_name = "FILE")]
+        ca_cert: Vec<PathBuf>,
     },
     /// Show an added plugin: hash, schemes, requests and grants.
     Info { name: String },
@@ -487,7 +494,7 @@ async fn plugin_command(ctx: &Context, out: &output::Output, cmd: PluginCommand)
             }
             out.plugins(&rows)
         }
-        PluginCommand::Add { file, checksum, allow_host, yes } => {
+        PluginCommand::Add { file, checksum, allow_host, yes, .. } => {
             let wasm = if attune_app::source::is_http_url(&file) {
                 let expected = checksum
                     .as_deref()
@@ -559,7 +566,12 @@ fn report(json: bool, e: &anyhow::Error) -> ExitCode {
     ExitCode::FAILURE
 }
 
-fn settings(g: &Global, file: &FileConfig, limits: Option<&LimitArgs>) -> anyhow::Result<Settings> {
+fn settings(
+    g: &Global,
+    file: &FileConfig,
+    limits: Option<&LimitArgs>,
+    ca_certs: &[PathBuf],
+) -> anyhow::Result<Settings> {
     let mut l = file.limits()?;
     if let Some(a) = limits {
         if let Some(m) = &a.limit_memory {
@@ -587,6 +599,7 @@ fn settings(g: &Global, file: &FileConfig, limits: Option<&LimitArgs>) -> anyhow
         ),
         limits: l,
         host_name: g.host_name.clone().or_else(|| file.host_name.clone()),
+        net: attune_net::Net::build(&file.net(ca_certs).with_env(&attune_net::process_env())?)?,
     })
 }
 
@@ -629,7 +642,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Upgrade(a) => Some(&a.limits),
         _ => None,
     };
-    let s = settings(g, &file, limits)?;
+    // `--ca-cert` of the commands that fetch; every other one uses the config's trust.
+    let ca_certs: &[PathBuf] = match &cli.command {
+        Command::Install(a) => &a.fetch.ca_cert,
+        Command::Sync(a) => &a.fetch.ca_cert,
+        Command::Upgrade(a) => &a.fetch.ca_cert,
+        Command::Index(indexes::IndexCommand::Add { net, .. } | indexes::IndexCommand::Update { net, .. }) => {
+            &net.ca_cert
+        }
+        Command::Plugin(PluginCommand::Add { ca_cert, .. }) => ca_cert,
+        _ => &[],
+    };
+    let s = settings(g, &file, limits, ca_certs)?;
     let (mut ctx, recovery) = attune_app::open(&s).await?;
     ctx.interpreters = attune_app::interpreters::Interpreters::from_env(file.python.clone(), file.node.clone());
     if !g.json

@@ -1319,3 +1319,42 @@ async fn a_missing_git_ref_does_not_list_the_remote_refs() {
     let (status, v) = api.call("POST", "/api/v1/packs/install?wait=true", Some(&t), Some(body)).await;
     assert_eq!(status, 201, "{v}");
 }
+
+/// The server fetches with its operator's network settings (a private CA
+/// and a token from its config); a caller cannot add any: a request that
+/// tries to name a CA is refused as a bad body, and the token stays out of
+/// the job and the records.
+#[test]
+fn the_server_uses_the_operators_ca_and_credentials_and_a_caller_sets_none() {
+    use crate::common::tls::{self, Ca};
+    let rt = tls::runtime();
+    let env = Env::new();
+    let t = token(&env, "ci", "install");
+    let ca = Ca::new("Corp Root CA");
+    let ca_file = ca.write(env.tmp.path(), "corp-ca.pem");
+    let dir = env.tmp.path().join("archives/web");
+    crate::common::write_pack(&dir, "web", "1.0.0");
+    let server =
+        tls::serve(&rt, Some((&ca.leaf(&["127.0.0.1"]), None)), tls::files(&[("/web.tgz", crate::common::tgz(&dir))]));
+    let secret = "operator-s3cret-token";
+    let config = env.tmp.path().join("config.toml");
+    let toml = format!("[tls]\nca_files = [{ca_file:?}]\n[credentials.\"127.0.0.1\"]\ntoken = {secret:?}\n");
+    std::fs::write(&config, toml).unwrap();
+    let authority = format!("127.0.0.1:{}", server.port);
+    let api = Api::start(&env, &["--config", config.to_str().unwrap(), "--allow-host", &authority]);
+    let source = server.url("https", "/web.tgz");
+
+    let body = json!({ "source": source, "ca_cert": ["/etc/ssl/certs/evil.pem"] });
+    let (status, v) = rt.block_on(api.call("POST", "/api/v1/packs/install?wait=true", Some(&t), Some(body)));
+    assert_eq!(status, 400, "a caller's CA was accepted: {v}");
+
+    let body = json!({ "source": source });
+    let (status, v) = rt.block_on(api.call("POST", "/api/v1/packs/install?wait=true", Some(&t), Some(body)));
+    assert!((200..300).contains(&status), "{status} {v}");
+    assert!(!v.to_string().contains(secret), "{v}");
+    let seen = server.requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].authorization.as_deref(), Some(format!("Bearer {secret}").as_str()));
+    let db = std::fs::read(env.db_path()).unwrap();
+    assert!(!db.windows(secret.len()).any(|w| w == secret.as_bytes()), "the token is in the database");
+}

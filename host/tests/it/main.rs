@@ -10,6 +10,7 @@ mod api;
 mod archive;
 mod archive_formats;
 mod cli;
+mod corporate;
 mod crash;
 mod exchange_deps;
 mod git;

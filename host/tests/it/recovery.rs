@@ -12,6 +12,7 @@ fn settings(env: &crate::common::Env) -> Settings {
         cache_dir: Some(crate::common::cache_dir()),
         limits: Limits::default(),
         host_name: None,
+        net: attune_net::Net::build(&Default::default()).unwrap(),
     }
 }
 

@@ -14,6 +14,14 @@
 //! redirect the connection (no rebinding between check and connect). Every
 //! refusal is recorded so the user's error names the host and the flag that
 //! allows it; the guest itself only learns "denied".
+//!
+//! How an admitted request travels is the operator's network setup
+//! ([`attune_net::Net`]: trust, proxy, per-host credentials, client
+//! certificates), applied after the checks above, so a proxy never sees a
+//! request to a host the policy refused. A network failure (unknown issuer,
+//! name mismatch, proxy refusal…) is recorded like a refusal, so the user
+//! reads what failed instead of the guest's bare error code; the guest sees
+//! no token, key or proxy, only responses.
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -31,9 +39,22 @@ use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 /// Why a request was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Denial {
-    NotAllowed { host: String, port: u16, other_port: bool },
-    Insecure { host: String },
-    PrivateAddress { host: String, addr: IpAddr },
+    NotAllowed {
+        host: String,
+        port: u16,
+        other_port: bool,
+    },
+    Insecure {
+        host: String,
+    },
+    PrivateAddress {
+        host: String,
+        addr: IpAddr,
+    },
+    /// The network said no (TLS, proxy, connection): attune-net's message.
+    Network {
+        message: String,
+    },
 }
 
 impl std::fmt::Display for Denial {
@@ -60,6 +81,7 @@ impl std::fmt::Display for Denial {
                 "a request to {host} was refused: it resolves to {addr}, a private, loopback or link-local address, \
                  and {host} was not named by you; allow it with --allow-host {host}"
             ),
+            Denial::Network { message } => f.write_str(message),
         }
     }
 }
@@ -101,10 +123,12 @@ pub struct OutboundPolicy {
     pub timeouts: Timeouts,
     pub denials: Arc<Mutex<Vec<Denial>>>,
     pub resolver: Resolver,
+    /// How admitted requests reach their host (the operator's, never a fetcher's).
+    pub net: attune_net::Net,
 }
 
 impl OutboundPolicy {
-    pub fn deny_all() -> OutboundPolicy {
+    pub fn deny_all(net: attune_net::Net) -> OutboundPolicy {
         OutboundPolicy {
             allowed: vec![],
             named: vec![],
@@ -112,6 +136,7 @@ impl OutboundPolicy {
             timeouts: Timeouts::within(Duration::from_secs(30)),
             denials: Arc::default(),
             resolver: system_resolver(),
+            net,
         }
     }
 
@@ -226,6 +251,11 @@ impl WasiHttpHooks for OutboundPolicy {
                 policy.deny(Denial::Insecure { host: host.clone() });
                 return Err(Error::HttpRequestDenied);
             }
+            let named = admits(&policy.named);
+            // Through a proxy, a name this host cannot resolve is the proxy's
+            // to resolve; only a name a trusted party gave may go unchecked
+            // (it may be private anyway).
+            let proxied = matches!(policy.net.route(&host, port, tls), attune_net::Route::Proxy(_));
             let addrs: Vec<SocketAddr> = match host.parse::<IpAddr>() {
                 Ok(ip) => vec![SocketAddr::new(ip, port)],
                 // Never asked of DNS, which might say otherwise (RFC 6761).
@@ -235,92 +265,123 @@ impl WasiHttpHooks for OutboundPolicy {
                         SocketAddr::new([0u16, 0, 0, 0, 0, 0, 0, 1].into(), port),
                     ]
                 }
-                Err(_) => tokio::time::timeout(policy.timeouts.connect, (policy.resolver)(host.clone(), port))
-                    .await
-                    .map_err(|_| Error::DnsTimeout)?
-                    .map_err(|e| Error::DnsError { rcode: Some(e.to_string()), info_code: None })?,
+                Err(_) => {
+                    match tokio::time::timeout(policy.timeouts.connect, (policy.resolver)(host.clone(), port)).await {
+                        Ok(Ok(a)) => a,
+                        Err(_) if !(proxied && named) => return Err(Error::DnsTimeout),
+                        Ok(Err(e)) if !(proxied && named) => {
+                            return Err(Error::DnsError { rcode: Some(e.to_string()), info_code: None });
+                        }
+                        _ => vec![],
+                    }
+                }
             };
-            let named = admits(&policy.named);
             let mut checked = Vec::new();
-            for addr in addrs {
+            for addr in &addrs {
                 if !named && is_private(addr.ip()) {
                     policy.deny(Denial::PrivateAddress { host: host.clone(), addr: addr.ip() });
                 } else {
-                    checked.push(addr);
+                    checked.push(*addr);
                 }
             }
-            if checked.is_empty() {
+            if checked.is_empty() && !(proxied && named && addrs.is_empty()) {
                 return Err(Error::DestinationIpProhibited);
             }
-            send(request, &checked, &host, tls, policy.timeouts).await
+            match send(request, &checked, &host, port, tls, &policy).await {
+                Ok(r) => Ok(r),
+                Err(Failure::Net { message, code }) => {
+                    if let Some(message) = message {
+                        policy.deny(Denial::Network { message });
+                    }
+                    Err(code)
+                }
+                Err(Failure::Http(e)) => Err(e),
+            }
         })
     }
 }
 
-trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static {}
-impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static> Io for T {}
-
-fn tls_config() -> Arc<rustls::ClientConfig> {
-    static CONFIG: std::sync::OnceLock<Arc<rustls::ClientConfig>> = std::sync::OnceLock::new();
-    CONFIG
-        .get_or_init(|| {
-            let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.into() };
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
-            let config = rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .expect("ring supports the default TLS versions")
-                .with_root_certificates(roots)
-                .with_no_client_auth();
-            Arc::new(config)
-        })
-        .clone()
+/// Why [`send`] failed: the network setup's error or the wire's.
+enum Failure {
+    /// `message` is for the user when the guest's error code cannot say it
+    /// (TLS, proxy, configuration); a refused or timed-out connection is
+    /// the fetcher's to report, as before.
+    Net {
+        message: Option<String>,
+        code: Error,
+    },
+    Http(Error),
 }
 
-/// Connects to one of the checked addresses (never resolving again) and sends.
+impl Failure {
+    fn net(e: &attune_net::NetError) -> Failure {
+        use attune_net::NetError as N;
+        let plain = matches!(e, N::Connect { .. } | N::ConnectTimeout { .. } | N::NoAddress { .. });
+        Failure::Net { message: (!plain).then(|| e.to_string()), code: error_code(e) }
+    }
+}
+
+impl From<attune_net::NetError> for Failure {
+    fn from(e: attune_net::NetError) -> Failure {
+        Failure::net(&e)
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Failure {
+        Failure::Http(e)
+    }
+}
+
+impl From<hyper::Error> for Failure {
+    fn from(e: hyper::Error) -> Failure {
+        // A TLS alert after the handshake (a refused client certificate
+        // under TLS 1.3) arrives inside hyper's error.
+        match attune_net::NetError::find_in(&e) {
+            Some(n) => Failure::net(n),
+            None => Failure::Http(e.into()),
+        }
+    }
+}
+
+/// The wasi error code closest to a network failure (the guest's view; the
+/// user reads the recorded message).
+fn error_code(e: &attune_net::NetError) -> Error {
+    use attune_net::{NetError as N, TlsError as T};
+    match e {
+        N::Tls(T::UnknownIssuer { .. } | T::NameMismatch { .. } | T::Expired { .. } | T::NotYetValid { .. }) => {
+            Error::TlsCertificateError
+        }
+        N::Tls(_) => Error::TlsProtocolError,
+        N::Proxy(_) => Error::DestinationUnavailable,
+        N::Connect { source, .. } if source.kind() == std::io::ErrorKind::ConnectionRefused => Error::ConnectionRefused,
+        N::Connect { .. } => Error::DestinationUnavailable,
+        N::ConnectTimeout { .. } | N::HandshakeTimeout { .. } => Error::ConnectionTimeout,
+        N::Request { .. } => Error::HttpRequestUriInvalid,
+        _ => Error::ConfigurationError,
+    }
+}
+
+/// Connects (directly to one of the checked addresses, never resolving
+/// again, or through the proxy) and sends, with the host's credentials.
 async fn send(
     mut req: http::Request<WasiBody>,
     addrs: &[SocketAddr],
     host: &str,
+    port: u16,
     tls: bool,
-    t: Timeouts,
-) -> SendResult {
-    let mut last = Error::ConnectionRefused;
-    let mut tcp = None;
-    for addr in addrs {
-        match tokio::time::timeout(t.connect, tokio::net::TcpStream::connect(addr)).await {
-            Ok(Ok(s)) => {
-                tcp = Some(s);
-                break;
-            }
-            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => last = Error::ConnectionRefused,
-            Ok(Err(e)) => last = Error::Connect(e),
-            Err(_) => last = Error::ConnectionTimeout,
-        }
-    }
-    let tcp = tcp.ok_or(last)?;
-    let stream: Box<dyn Io> = if tls {
-        let name = match host.parse::<IpAddr>() {
-            Ok(ip) => rustls::pki_types::ServerName::from(ip),
-            Err(_) => {
-                rustls::pki_types::ServerName::try_from(host.to_string()).map_err(|_| Error::HttpRequestUriInvalid)?
-            }
-        };
-        let s = tokio::time::timeout(t.connect, tokio_rustls::TlsConnector::from(tls_config()).connect(name, tcp))
-            .await
-            .map_err(|_| Error::ConnectionTimeout)?
-            .map_err(Error::Tls)?;
-        Box::new(s)
-    } else {
-        Box::new(tcp)
-    };
-    let (mut sender, conn) =
-        tokio::time::timeout(t.connect, hyper::client::conn::http1::handshake(TokioIo::new(stream)))
+    policy: &OutboundPolicy,
+) -> Result<(http::Response<WasiBody>, Box<dyn Future<Output = Result<(), Error>> + Send>), Failure> {
+    let t = policy.timeouts;
+    let conn = policy.net.connect(host, port, tls, addrs, t.connect).await?;
+    // The credentials of this request's own target: a redirect elsewhere gets none.
+    policy.net.authorize(host, port, req.headers_mut());
+    conn.prepare_request(&mut req)?;
+    let (mut sender, io) =
+        tokio::time::timeout(t.connect, hyper::client::conn::http1::handshake(TokioIo::new(conn.stream)))
             .await
             .map_err(|_| Error::ConnectionTimeout)??;
-    let conn = tokio::spawn(conn);
-    // Origin-form on the wire: the authority travels in the Host header.
-    let path = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/").to_string();
-    *req.uri_mut() = http::Uri::builder().path_and_query(path).build().map_err(|_| Error::HttpRequestUriInvalid)?;
+    let io = tokio::spawn(io);
     let res = tokio::time::timeout(t.first_byte, sender.send_request(req))
         .await
         .map_err(|_| Error::ConnectionReadTimeout)??;
@@ -328,7 +389,7 @@ async fn send(
         StallGuard { body, sleep: Box::pin(tokio::time::sleep(t.between_bytes)), every: t.between_bytes }.boxed_unsync()
     });
     let io = async move {
-        match conn.await {
+        match io.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(e.into()),
             Err(_) => Err(Error::ConnectionTerminated),
@@ -453,7 +514,7 @@ mod tests {
     }
 
     fn policy(allowed: &[String], named: &[String]) -> OutboundPolicy {
-        let mut p = OutboundPolicy::deny_all();
+        let mut p = OutboundPolicy::deny_all(attune_net::Net::build(&Default::default()).unwrap());
         p.allowed = allowed.to_vec();
         p.named = named.to_vec();
         // Plain http too: the address check is what is tested.

@@ -358,6 +358,8 @@ pub struct Runtime {
     linker_no_http: Linker<FetchState>,
     cache_dir: Option<PathBuf>,
     stop: Arc<AtomicBool>,
+    /// The operator's network setup, the same for every fetch of this process.
+    net: attune_net::Net,
 }
 
 impl Drop for Runtime {
@@ -367,8 +369,10 @@ impl Drop for Runtime {
 }
 
 impl Runtime {
-    /// `cache_dir`: where compiled components are kept (`None`: compile every time).
-    pub fn new(cache_dir: Option<PathBuf>) -> Result<Self, RuntimeError> {
+    /// `cache_dir`: where compiled components are kept (`None`: compile
+    /// every time); `net`: how fetches reach the network (trust, proxy,
+    /// credentials), never shown to a fetcher.
+    pub fn new(cache_dir: Option<PathBuf>, net: attune_net::Net) -> Result<Self, RuntimeError> {
         let mut config = Config::new();
         config.wasm_component_model(true).epoch_interruption(true);
         let engine = Engine::new(&config)
@@ -398,7 +402,7 @@ impl Runtime {
                 }
             })
             .map_err(|e| RuntimeError::Io { path: "epoch thread".into(), source: e })?;
-        Ok(Runtime { engine, linker, linker_no_http, cache_dir, stop })
+        Ok(Runtime { engine, linker, linker_no_http, cache_dir, stop, net })
     }
 
     /// Compiles (or loads from cache) a fetcher, checks its WIT version and
@@ -415,7 +419,8 @@ impl Runtime {
         let scratch = tempfile::tempdir().map_err(|e| RuntimeError::Io { path: std::env::temp_dir(), source: e })?;
         let staging = StagingWriter::new(scratch.path(), WriteLimits { max_bytes: 0, max_files: 0, max_open_files: 0 })
             .map_err(|e| RuntimeError::Io { path: scratch.path().to_path_buf(), source: e })?;
-        let mut store = self.store(label, staging, None, http::OutboundPolicy::deny_all(), &limits, None)?;
+        let mut store =
+            self.store(label, staging, None, http::OutboundPolicy::deny_all(self.net.clone()), &limits, None)?;
         let linker = self.linker_for(&component, false)?;
         let run = async {
             let instance = linker
@@ -568,6 +573,7 @@ impl Runtime {
             timeouts: http::Timeouts::within(limits.time),
             denials: Arc::default(),
             resolver: http::system_resolver(),
+            net: self.net.clone(),
         };
         let mut store = self.store(&label, staging, grants.input.as_deref(), policy, limits, events)?;
         let linker = self.linker_for(&plugin.component, !grants.outbound_hosts.is_empty())?;

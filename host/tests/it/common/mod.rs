@@ -12,6 +12,7 @@ pub mod http_server;
 pub mod index;
 pub mod postgres;
 pub mod test_plugins;
+pub mod tls;
 
 /// The metadata database a test runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
