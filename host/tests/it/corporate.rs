@@ -135,7 +135,7 @@ fn redirect(to: String) -> Handler {
 
 #[test]
 fn through_tinyproxy_http_https_and_git_installs_work_and_the_policy_holds_before_the_proxy() {
-    let Some(proxy) = Tinyproxy::start() else { return };
+    let proxy = Tinyproxy::start();
     let rt = tls::runtime();
     let env = Env::new();
     let ca = Ca::new("Corp Root CA");
@@ -241,4 +241,57 @@ fn a_private_git_repository_over_https_is_read_with_the_configured_token_which_i
     // Nor anywhere in the records.
     let db = std::fs::read(env.db_path()).unwrap();
     assert!(!db.windows(token.len()).any(|w| w == token.as_bytes()), "the token is in the database");
+}
+
+/// A server whose files are added after it has a port (index entries name it).
+fn shared_files(map: &std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, Vec<u8>>>>) -> Handler {
+    let map = map.clone();
+    std::sync::Arc::new(move |parts: http::request::Parts, _| {
+        let body = map.lock().unwrap().get(parts.uri.path()).cloned();
+        let mut r =
+            http::Response::new(http_body_util::Full::new(bytes::Bytes::from(body.clone().unwrap_or_default())));
+        if body.is_none() {
+            *r.status_mut() = http::StatusCode::NOT_FOUND;
+        }
+        r
+    })
+}
+
+#[test]
+fn an_index_and_a_plugin_behind_a_private_ca_are_read_with_the_flag() {
+    let rt = tls::runtime();
+    let env = Env::new();
+    let ca = Ca::new("Corp Root CA");
+    let ca_file = ca.write(env.tmp.path(), "corp-ca.pem");
+    let map = Default::default();
+    let server = tls::serve(&rt, Some((&ca.leaf(&["127.0.0.1"]), None)), shared_files(&map));
+    let pack = archive(&env, "web");
+    let entry = crate::common::index::archive_entry("web", "1.0.0", &server.url("https", "/web.tgz"), &pack, true);
+    {
+        let mut m = map.lock().unwrap();
+        m.insert("/web.tgz".into(), pack);
+        m.insert("/index.json".into(), crate::common::index::document(vec![entry]));
+        m.insert("/hostile.wasm".into(), std::fs::read(crate::common::hostile_wasm()).unwrap());
+    }
+    let index = server.url("https", "/index.json");
+
+    // Every command that fetches refuses the unknown issuer, naming the flag.
+    for args in
+        [vec!["index", "add", "corp", &index], vec!["plugin", "add", &server.url("https", "/hostile.wasm"), "--yes"]]
+    {
+        let out = env.run(&args).failure();
+        assert!(out.stderr.contains("unknown issuer") && out.stderr.contains("--ca-cert"), "{args:?}: {}", out.stderr);
+    }
+    assert!(env.run(&["index", "list", "--json"]).success().json().as_array().unwrap().is_empty());
+
+    // With --ca-cert each one works; the archive an index names needs it too.
+    env.run(&["index", "add", "corp", &index, "--ca-cert", s(&ca_file)]).success();
+    env.run(&["index", "update", "corp", "--ca-cert", s(&ca_file)]).success();
+    let out = env.run(&["install", "web"]).failure();
+    assert!(out.stderr.contains("unknown issuer"), "{}", out.stderr);
+    let out = env.run(&["install", "web", "--ca-cert", s(&ca_file)]).success();
+    assert!(out.stdout.contains("installed web 1.0.0"), "{}", out.stdout);
+    let url = server.url("https", "/hostile.wasm");
+    env.run(&["plugin", "add", &url, "--yes", "--ca-cert", s(&ca_file)]).success();
+    assert_eq!(env.run(&["plugin", "info", "hostile", "--json"]).success().json()["plugin"]["added_from"], url);
 }

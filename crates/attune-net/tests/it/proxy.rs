@@ -7,7 +7,7 @@ use crate::support::{Ca, Tinyproxy, config, get, http_server, net, tls_front, tl
 
 #[tokio::test]
 async fn plain_http_goes_through_the_proxy_in_absolute_form() {
-    let Some(proxy) = Tinyproxy::start(None).await else { return };
+    let proxy = Tinyproxy::start(None).await;
     let server = http_server().await;
     let n = net(config(), &[("http_proxy", proxy.url().as_str())]).unwrap();
     let url = format!("http://127.0.0.1:{}/p.tgz", server.port);
@@ -18,7 +18,7 @@ async fn plain_http_goes_through_the_proxy_in_absolute_form() {
 
 #[tokio::test]
 async fn https_goes_through_a_connect_tunnel_and_tls_is_end_to_end() {
-    let Some(proxy) = Tinyproxy::start(None).await else { return };
+    let proxy = Tinyproxy::start(None).await;
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new("Corp Test CA");
     let server = tls_server(&ca.leaf(&["localhost"]), None).await;
@@ -42,7 +42,7 @@ async fn https_goes_through_a_connect_tunnel_and_tls_is_end_to_end() {
 
 #[tokio::test]
 async fn no_proxy_hosts_bypass_the_proxy() {
-    let Some(proxy) = Tinyproxy::start(None).await else { return };
+    let proxy = Tinyproxy::start(None).await;
     let server = http_server().await;
     let env = [("http_proxy", proxy.url()), ("NO_PROXY", "example.org, localhost".to_string())];
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -57,7 +57,7 @@ async fn no_proxy_hosts_bypass_the_proxy() {
 
 #[tokio::test]
 async fn proxy_basic_auth_is_sent_and_its_refusal_is_explained_without_the_password() {
-    let Some(proxy) = Tinyproxy::start(Some(("alice", "s3cret-pw"))).await else { return };
+    let proxy = Tinyproxy::start(Some(("alice", "s3cret-pw"))).await;
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new("Corp Test CA");
     let tls = tls_server(&ca.leaf(&["localhost"]), None).await;
@@ -151,7 +151,7 @@ fn a_bad_proxy_in_the_config_file_is_refused_without_quoting_it() {
 
 #[tokio::test]
 async fn an_https_proxy_is_reached_over_tls_checked_with_the_common_trust() {
-    let Some(proxy) = Tinyproxy::start(None).await else { return };
+    let proxy = Tinyproxy::start(None).await;
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new("Corp Test CA");
     let target = tls_server(&ca.leaf(&["localhost"]), None).await;
