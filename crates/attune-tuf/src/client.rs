@@ -24,17 +24,16 @@ pub enum TufError {
     Verify(#[from] VerifyError),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("{role} metadata: {source}")]
+    #[error("{what}: {source}")]
     Fetch {
-        role: String,
+        what: String,
         #[source]
         source: TransportError,
     },
     #[error(
-        "{role} metadata: {url} is larger than the limit of {limit} bytes for this role (endless data attack?); \
-         nothing was trusted"
+        "{what}: {url} is larger than the limit of {limit} bytes for it (endless data attack?); nothing was trusted"
     )]
-    TooLarge { role: String, url: String, limit: u64 },
+    TooLarge { what: String, url: String, limit: u64 },
     #[error(
         "{role} metadata: expired at {expires} (now {now} by the {time_source}) (freeze attack?); the repository must \
          re-sign it, or this machine's clock is wrong"
@@ -431,16 +430,17 @@ impl<T: Transport> Client<T> {
         &self.dir
     }
 
-    async fn fetch(&self, role: &str, url: &str, max_len: u64) -> Result<Vec<u8>, TufError> {
+    /// `what` names the file in errors: `timestamp metadata`, `target index.json`.
+    async fn fetch(&self, what: &str, url: &str, max_len: u64) -> Result<Vec<u8>, TufError> {
         let bytes = match self.transport.fetch(url, max_len).await {
             Ok(b) => b,
             Err(TransportError::TooLarge { .. }) => {
-                return Err(TufError::TooLarge { role: role.into(), url: url.into(), limit: max_len });
+                return Err(TufError::TooLarge { what: what.into(), url: url.into(), limit: max_len });
             }
-            Err(source) => return Err(TufError::Fetch { role: role.into(), source }),
+            Err(source) => return Err(TufError::Fetch { what: what.into(), source }),
         };
         if bytes.len() as u64 > max_len {
-            return Err(TufError::TooLarge { role: role.into(), url: url.into(), limit: max_len });
+            return Err(TufError::TooLarge { what: what.into(), url: url.into(), limit: max_len });
         }
         Ok(bytes)
     }
@@ -452,7 +452,7 @@ impl<T: Transport> Client<T> {
             Anchor::Root(bytes) => {
                 if bytes.len() as u64 > self.limits.root {
                     return Err(TufError::TooLarge {
-                        role: "root".into(),
+                        what: "root metadata".into(),
                         url: "--root".into(),
                         limit: self.limits.root,
                     });
@@ -461,7 +461,7 @@ impl<T: Transport> Client<T> {
             }
             Anchor::RootSha256(expected) => {
                 let url = self.repo.metadata_url("1.root.json");
-                let bytes = self.fetch("root", &url, self.limits.root).await?;
+                let bytes = self.fetch("root metadata", &url, self.limits.root).await?;
                 let found = hex::encode(ring::digest::digest(&ring::digest::SHA256, &bytes));
                 if !found.eq_ignore_ascii_case(expected.trim()) {
                     return Err(TufError::PinnedRoot { expected: expected.clone(), found });
@@ -594,7 +594,7 @@ impl<T: Transport> Client<T> {
         for _ in 0..self.limits.max_root_rotations {
             let next = trusted.root.meta.version + 1;
             let url = self.repo.metadata_url(&format!("{next}.root.json"));
-            let bytes = match self.fetch("root", &url, self.limits.root).await {
+            let bytes = match self.fetch("root metadata", &url, self.limits.root).await {
                 Ok(b) => b,
                 Err(TufError::Fetch { source: TransportError::NotFound { .. }, .. }) => break,
                 Err(e) => return Err(e),
@@ -634,7 +634,7 @@ impl<T: Transport> Client<T> {
     /// Spec §5.4.
     async fn update_timestamp(&self, trusted: &mut Trusted, session: &mut Session<'_>) -> Result<(), TufError> {
         let url = self.repo.metadata_url("timestamp.json");
-        let raw = utf8("timestamp", self.fetch("timestamp", &url, self.limits.timestamp).await?)?;
+        let raw = utf8("timestamp", self.fetch("timestamp metadata", &url, self.limits.timestamp).await?)?;
         let new: Held<Timestamp> = signed_by_root(&trusted.root.meta, "timestamp", raw)?;
         let new_snap = new.meta.meta.get("snapshot.json").ok_or_else(|| missing("timestamp", "snapshot.json"))?;
         if let Some(old) = &trusted.timestamp {
@@ -678,7 +678,7 @@ impl<T: Transport> Client<T> {
             "snapshot.json".to_owned()
         };
         let max = listed.length.unwrap_or(self.limits.snapshot).min(self.limits.snapshot);
-        let bytes = self.fetch("snapshot", &self.repo.metadata_url(&file), max).await?;
+        let bytes = self.fetch("snapshot metadata", &self.repo.metadata_url(&file), max).await?;
         check_meta("snapshot", "timestamp", &listed, &bytes)?;
         let new: Held<Snapshot> = signed_by_root(&trusted.root.meta, "snapshot", utf8("snapshot", bytes)?)?;
         check_version("snapshot", "timestamp", listed.version, new.meta.version)?;
@@ -726,7 +726,7 @@ impl<T: Transport> Client<T> {
         let name = utf8_percent_encode(name, SEGMENT).to_string();
         let file = if consistent { format!("{}.{name}.json", listed.version) } else { format!("{name}.json") };
         let max = listed.length.unwrap_or(self.limits.targets).min(self.limits.targets);
-        let bytes = self.fetch(role, &self.repo.metadata_url(&file), max).await?;
+        let bytes = self.fetch(&format!("{role} metadata"), &self.repo.metadata_url(&file), max).await?;
         check_meta(role, "snapshot", listed, &bytes)?;
         utf8(role, bytes)
     }
