@@ -86,12 +86,8 @@ pub enum TufError {
     NotStored { role: String },
     #[error("target {target}: more than {limit} delegated roles visited; the repository's delegations are too deep")]
     TooManyDelegations { target: String, limit: usize },
-    #[error("{role} metadata: {source}")]
-    Schema {
-        role: String,
-        #[source]
-        source: schema::SchemaError,
-    },
+    #[error("delegated role {name:?}: has the name of a top-level role; the delegating metadata is invalid")]
+    DelegatedName { name: String },
     #[error(
         "lock: index metadata targets version {locked} is older than the version {trusted} this host trusts (rollback \
          via an old lock); update the lock"
@@ -869,6 +865,9 @@ async fn load_delegated<T: Transport>(
     pending: &Pending,
 ) -> Result<Held<Targets>, TufError> {
     let name = &pending.role.name;
+    if ["root", "timestamp", "snapshot", "targets"].contains(&name.as_str()) {
+        return Err(TufError::DelegatedName { name: name.clone() });
+    }
     let snap = trusted.snapshot.as_ref().ok_or(TufError::NotStored { role: "snapshot".into() })?;
     let file = format!("{name}.json");
     let listed = snap.meta.meta.get(&file).ok_or_else(|| missing("snapshot", &file))?;

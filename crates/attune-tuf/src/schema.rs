@@ -269,6 +269,24 @@ mod tests {
     }
 
     #[test]
+    fn delegation_hash_prefixes_match_the_sha256_of_the_path() {
+        let digest = hex::encode(ring::digest::digest(&ring::digest::SHA256, b"index.json"));
+        let role = |prefix: &str| DelegatedRole {
+            name: "bin".into(),
+            keyids: vec![],
+            threshold: 1,
+            terminating: false,
+            paths: None,
+            path_hash_prefixes: Some(vec![prefix.to_owned()]),
+        };
+        assert!(role(&digest[..2]).covers("index.json"));
+        let other = if digest.starts_with('0') { "1" } else { "0" };
+        assert!(!role(other).covers("index.json"));
+        let neither = DelegatedRole { path_hash_prefixes: None, ..role("") };
+        assert!(!neither.covers("index.json"), "a role with neither paths nor prefixes covers nothing");
+    }
+
+    #[test]
     fn canonical_sorts_keys_and_drops_spaces() {
         let v: serde_json::Value = serde_json::from_str(r#"{ "b": 1, "a": [ "x" ] }"#).unwrap();
         assert_eq!(canonical(&v).unwrap(), br#"{"a":["x"],"b":1}"#);

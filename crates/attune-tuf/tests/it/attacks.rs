@@ -114,6 +114,26 @@ async fn rollback_snapshot_refused() {
 }
 
 #[tokio::test]
+async fn rollback_targets_refused() {
+    let fx = Fixture::new().await;
+    fx.trust_now().await;
+    fx.publish(INDEX_V2);
+    fx.client().update(TARGET, &Clock::system()).await.unwrap();
+    // Leaked snapshot and timestamp keys: a newer snapshot that lists the old targets (version 1).
+    let mut snapshot = envelope(&fx.meta("2.snapshot.json"));
+    snapshot["signed"]["version"] = serde_json::json!(3);
+    snapshot["signed"]["meta"]["targets.json"] = serde_json::json!({"version": 1});
+    write_signed(&fx.meta("3.snapshot.json"), &snapshot["signed"], &[&key(&fx.keys.snapshot)]);
+    let path = fx.meta("timestamp.json");
+    let mut ts = envelope(&path);
+    ts["signed"]["version"] = serde_json::json!(3);
+    ts["signed"]["meta"]["snapshot.json"] = serde_json::json!({"version": 3});
+    write_signed(&path, &ts["signed"], &[&key(&fx.keys.timestamp)]);
+    refused(&fx, &Clock::system(), &["targets metadata", "version 1 is lower than the trusted version 2", "rollback"])
+        .await;
+}
+
+#[tokio::test]
 async fn freeze_expired_timestamp_refused() {
     let fx = Fixture::new().await;
     fx.trust_now().await;

@@ -42,3 +42,21 @@ async fn offline_target_tampered_on_disk_refused() {
     let err = fx.client().offline(TARGET, &clock_in(Duration::hours(1)), false).await.unwrap_err().to_string();
     assert!(err.contains("target index.json") && err.contains("targets metadata says"), "{err}");
 }
+
+#[tokio::test]
+async fn trusted_metadata_tampered_on_disk_refused() {
+    let fx = Fixture::new().await;
+    fx.trust_now().await;
+    // Someone with write access to the cache edits the stored targets metadata.
+    let path = fx.trust.join(attune_tuf::STATE_FILE);
+    let mut state: serde_json::Value = serde_json::from_slice(&fs_err::read(&path).unwrap()).unwrap();
+    let targets = state["targets"].as_str().unwrap().replace("\"version\": 1", "\"version\": 9");
+    state["targets"] = serde_json::json!(targets);
+    fs_err::write(&path, serde_json::to_vec(&state).unwrap()).unwrap();
+    for err in [
+        fx.client().offline(TARGET, &clock_in(Duration::hours(1)), false).await.unwrap_err().to_string(),
+        fx.client().update(TARGET, &attune_tuf::Clock::system()).await.unwrap_err().to_string(),
+    ] {
+        assert!(err.contains("targets metadata: signature threshold not met"), "{err}");
+    }
+}

@@ -78,3 +78,15 @@ async fn fast_forward_recovery_after_timestamp_key_rotation() {
     let v = fx.client().update(TARGET, &Clock::system()).await.unwrap();
     assert_eq!((v.facts.root_version, v.facts.timestamp_version), (2, 2));
 }
+
+#[tokio::test]
+async fn root_served_under_another_version_refused() {
+    let fx = Fixture::new().await;
+    fx.trust_now().await;
+    // Two rotations with the same root key: 3.root.json is validly signed by the keys of root 1.
+    let spec = fx.keys.spec();
+    publish::rotate_root(fx.repo(), &spec, &[key(&fx.keys.root)], now()).unwrap();
+    publish::rotate_root(fx.repo(), &spec, &[key(&fx.keys.root)], now()).unwrap();
+    fs_err::copy(fx.meta("3.root.json"), fx.meta("2.root.json")).unwrap();
+    refused(&fx, &Clock::system(), &["root metadata", "2.root.json holds version 3"]).await;
+}
