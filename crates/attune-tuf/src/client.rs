@@ -148,7 +148,9 @@ impl Default for Limits {
 impl Limits {
     /// The most `trusted.json` can hold: every role at its limit, JSON-escaped (×2).
     fn stored(&self) -> u64 {
-        2 * (self.root + self.timestamp + self.snapshot + self.targets * (1 + self.max_delegations as u64)) + 4096
+        let targets = self.targets.saturating_mul(1 + self.max_delegations as u64);
+        let all = self.root.saturating_add(self.timestamp).saturating_add(self.snapshot).saturating_add(targets);
+        all.saturating_mul(2).saturating_add(4096)
     }
 }
 
@@ -233,7 +235,7 @@ struct Held<T> {
     signers: Vec<String>,
 }
 
-/// The state being built by one update (or read back for offline use).
+/// How one run checks expiry: against one clock read at its start, refusing or (offline, when allowed) noting.
 struct Session<'a> {
     clock: &'a Clock,
     allow_expired: bool,

@@ -260,7 +260,7 @@ pub fn init(
         return Err(PublishError::Exists { path: dir });
     }
     let root = make_root(spec, 1, options.now)?;
-    let keys = &root.roles["root"];
+    let keys = root_keys(&root, "root")?;
     let chosen = pick("root", &keys.keyids, keys.threshold, signers)?;
     let bytes = sign_metadata(&root, &chosen)?;
     write_file(&dir.join("1.root.json"), &bytes)?;

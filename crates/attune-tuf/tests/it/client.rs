@@ -153,3 +153,21 @@ async fn lock_older_than_trusted_metadata_refused() {
     let err = check_locked(1, &trusted).unwrap_err().to_string();
     assert!(err.contains("targets version 1 is older than the version 2"), "{err}");
 }
+
+/// The host runs updates inside `attune serve`'s tasks: the futures must be `Send`.
+#[test]
+fn client_futures_are_send() {
+    fn send<F: std::future::Future + Send>(_: F) {}
+    let client = attune_tuf::Client::new(
+        crate::server::Http::default(),
+        attune_tuf::Repository::under("http://127.0.0.1:9"),
+        std::env::temp_dir().join("attune-tuf-never-written"),
+        attune_tuf::Limits::default(),
+    );
+    let clock = Clock::system();
+    let anchor = Anchor::Root(vec![]);
+    send(client.init(&anchor, TARGET, &clock));
+    send(client.update(TARGET, &clock));
+    send(client.offline(TARGET, &clock, false));
+    send(client.trusted(TARGET));
+}

@@ -166,5 +166,6 @@ pub async fn refused(fx: &Fixture, clock: &Clock, expect: &[&str]) -> String {
         assert!(err.contains(part), "error {err:?} lacks {part:?}");
     }
     assert_eq!(disk(&fx.trust), before, "a refused update changed the trusted metadata on disk");
+    eprintln!("refused as expected: {err}");
     err
 }
