@@ -47,6 +47,10 @@ pub enum PublishError {
     Threshold { role: String, threshold: u64, keys: usize },
     #[error("target {name}: not a plain relative path under targets/ (no empty, '.', '..' or '\\' parts)")]
     TargetName { name: String },
+    #[error(
+        "delegated role {name:?}: not a plain name (a-z A-Z 0-9 . _ -, not starting with .); rename it in targets.json"
+    )]
+    RoleName { name: String },
     #[error(transparent)]
     Schema(#[from] schema::SchemaError),
 }
@@ -316,6 +320,13 @@ pub fn sign(
         meta_of(new_targets.version, &targets_bytes, options.meta_hashes),
     )]);
     for role in new_targets.delegations.iter().flat_map(|d| &d.roles) {
+        // The name becomes a file name here: one plain segment only.
+        let plain = !role.name.is_empty()
+            && !role.name.starts_with('.')
+            && role.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        if !plain {
+            return Err(PublishError::RoleName { name: role.name.clone() });
+        }
         let path = dir.join(format!("{}.json", role.name));
         let bytes = read_bounded(&path)?;
         let delegated: Envelope<Targets> = serde_json::from_slice(&bytes)
