@@ -20,10 +20,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # crate -> the attune crates it may depend on (directly).
 LAYERS = {
     "attune-core": set(),
+    "attune-tuf": set(),
     "attune-registry": {"attune-core"},
     "attune-fetch": {"attune-core"},
     "attune-store": {"attune-core"},
-    "attune-app": {"attune-core", "attune-registry", "attune-fetch", "attune-store"},
+    "attune-app": {"attune-core", "attune-tuf", "attune-registry", "attune-fetch", "attune-store"},
     "attune-api": {"attune-app"},
     "attune": {"attune-app", "attune-api"},
 }

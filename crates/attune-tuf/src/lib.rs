@@ -7,6 +7,9 @@
 //! - [`publish`] makes and re-signs repositories (`attune index init|sign`).
 //!
 //! The crate opens no socket and does not depend on the host.
+//!
+//! May import: no attune crate (a lowest layer, like `attune-core`);
+//! `attune-app` wires it to the sandboxed http fetcher.
 
 mod client;
 pub mod keys;

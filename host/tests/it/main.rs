@@ -25,5 +25,6 @@ mod progress;
 mod publish;
 mod recovery;
 mod registry;
+mod tuf;
 mod runtimes;
 mod upgrades;
