@@ -48,12 +48,14 @@ impl<'a> FetcherTransport<'a> {
 
 impl Transport for FetcherTransport<'_> {
     async fn fetch(&self, url: &str, max_len: u64) -> Result<Vec<u8>, TransportError> {
-        // The fetcher's byte quota is the role's length limit: it stops writing past it.
+        // The fetcher's byte quota is the role's length limit, so it stops
+        // writing past it. The http fetcher stages a download twice (its
+        // scratch blob, then the file), both against the quota: twice the limit.
         let mut limits = self.ctx.limits;
-        limits.write.max_bytes = max_len.min(limits.write.max_bytes);
+        limits.write.max_bytes = max_len.saturating_mul(2).min(limits.write.max_bytes);
         install::download(self.ctx, url, self.options.clone(), &limits)
             .await
-            .map_err(|e| transport_error(url, limits.write.max_bytes, e))
+            .map_err(|e| transport_error(url, max_len, e))
     }
 }
 
