@@ -228,9 +228,8 @@ pub async fn install_by_name_with(
     let to_install = steps.iter().filter(|s| !s.installed).map(|s| &s.resolved);
     let mut ignored =
         crate::interpreters::check_set(&ctx.interpreters, to_install, base.ignore_runtime_requirements).await?;
-    let warnings: Vec<String> = (steps.iter().flat_map(crate::registry::deps::Step::unresolved_warnings))
-        .chain(offline_warnings)
-        .collect();
+    let warnings: Vec<String> =
+        (steps.iter().flat_map(crate::registry::deps::Step::unresolved_warnings)).chain(offline_warnings).collect();
     let packs = steps.iter().map(|s| planned(&s.resolved, s.installed)).collect();
     emit(SetEvent::Plan { spec: request.text.clone(), packs });
     let last = steps.pop().expect("the set holds at least the requested pack");

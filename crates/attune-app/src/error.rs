@@ -133,25 +133,13 @@ pub enum LockfileError {
 #[derive(Debug, thiserror::Error)]
 pub enum SignedIndexError {
     #[error("index {name}: not added: {error}")]
-    AddRefused {
-        name: String,
-        error: attune_tuf::TufError,
-    },
+    AddRefused { name: String, error: attune_tuf::TufError },
     #[error("update refused: {error}; the cached index and the trusted metadata are unchanged")]
-    UpdateRefused {
-        name: String,
-        error: attune_tuf::TufError,
-    },
+    UpdateRefused { name: String, error: attune_tuf::TufError },
     #[error("index {name}: cannot be used offline: {error}; run `attune index update {name}` while online")]
-    Offline {
-        name: String,
-        error: attune_tuf::TufError,
-    },
+    Offline { name: String, error: attune_tuf::TufError },
     #[error("index {name}: the trusted metadata on this host cannot be used: {error}")]
-    Trusted {
-        name: String,
-        error: attune_tuf::TufError,
-    },
+    Trusted { name: String, error: attune_tuf::TufError },
     #[error(
         "index {name}: {location} is not an http(s) URL; a signed index is a TUF repository served over http(s) \
          (metadata/ and targets/ under the URL)"
@@ -167,9 +155,5 @@ pub enum SignedIndexError {
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
     #[error("{pack} (from index {index}): {error}; nothing was changed")]
-    LockRollback {
-        pack: String,
-        index: String,
-        error: attune_tuf::TufError,
-    },
+    LockRollback { pack: String, index: String, error: attune_tuf::TufError },
 }

@@ -273,10 +273,10 @@ pub async fn update(
             let fetch = facts(ctx, &bytes, &index);
             write_atomic(&cache_path(cache_dir, &name, &row.location), &bytes)?;
             ctx.db.index_fetched(&name, &fetch, targets_version).await?;
-            let signed = row.signed.clone().map(|s| crate::db::IndexSigned {
-                targets_version: targets_version.unwrap_or(s.targets_version),
-                ..s
-            });
+            let signed = row
+                .signed
+                .clone()
+                .map(|s| crate::db::IndexSigned { targets_version: targets_version.unwrap_or(s.targets_version), ..s });
             Ok(IndexReport {
                 row: IndexRow { fetched: Some(fetch), signed, ..row },
                 cached: true,

@@ -393,6 +393,7 @@ mod tests {
             resolved_commit: None,
             checksum: format!("sha256-tree-v1:{}", "ab".repeat(32)),
             archive_sha256: Some(format!("sha256:{}", "cd".repeat(32))),
+            index_trust: None,
         }
     }
 

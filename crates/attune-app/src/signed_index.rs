@@ -29,7 +29,8 @@ pub struct Signing {
 impl Signing {
     /// `--root FILE`: the root metadata obtained out of band.
     pub fn from_root_file(path: &Path, target: &str) -> Result<Signing, SignedIndexError> {
-        let bytes = std::fs::read(path).map_err(|source| SignedIndexError::RootFile { path: path.to_owned(), source })?;
+        let bytes =
+            std::fs::read(path).map_err(|source| SignedIndexError::RootFile { path: path.to_owned(), source })?;
         Ok(Signing { anchor: Anchor::Root(bytes), target: target.to_owned() })
     }
 }

@@ -29,11 +29,11 @@ macro_rules! out {
 }
 
 mod indexes;
-mod tuf_publish;
 mod output;
 mod progress;
 mod publish;
 mod set_progress;
+mod tuf_publish;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;

@@ -25,6 +25,6 @@ mod progress;
 mod publish;
 mod recovery;
 mod registry;
-mod tuf;
 mod runtimes;
+mod tuf;
 mod upgrades;

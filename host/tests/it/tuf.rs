@@ -200,7 +200,8 @@ fn a_root_pinned_by_hash_is_fetched_and_another_refused() {
     let out = out.failure();
     assert!(out.stderr.contains("index signed: not added: root metadata: 1.root.json has SHA-256"), "{}", out.stderr);
     assert!(!s.cached("tuf").exists(), "nothing trusted");
-    s.env.run(&["index", "add", "signed", &url, "--root-sha256", &sha256_hex(&root), "--target", "v1/index.json"])
+    s.env
+        .run(&["index", "add", "signed", &url, "--root-sha256", &sha256_hex(&root), "--target", "v1/index.json"])
         .success();
 }
 
@@ -210,11 +211,17 @@ fn a_tampered_index_document_is_refused() {
     s.add();
     let index = s.repo.join("targets/v1/index.json");
     // The publisher signs a new release; the host then serves other bytes in its place.
-    std::fs::write(&index, exchange(&[("signed_pack", "1.0.0", s.git_url.clone()), ("new_pack", "1.0.0", s.git_url.clone())]))
-        .unwrap();
+    std::fs::write(
+        &index,
+        exchange(&[("signed_pack", "1.0.0", s.git_url.clone()), ("new_pack", "1.0.0", s.git_url.clone())]),
+    )
+    .unwrap();
     s.sign(&[]);
-    std::fs::write(&index, exchange(&[("signed_pack", "1.0.0", s.git_url.clone()), ("bad_pack", "1.0.0", s.git_url.clone())]))
-        .unwrap();
+    std::fs::write(
+        &index,
+        exchange(&[("signed_pack", "1.0.0", s.git_url.clone()), ("bad_pack", "1.0.0", s.git_url.clone())]),
+    )
+    .unwrap();
     s.publish();
     // Same length, other bytes: the signed targets metadata fixes the hashes too.
     s.refused(&["target v1/index.json: ", "but targets metadata says", "(tampered or mixed files)"]);
@@ -271,10 +278,7 @@ fn a_root_rotation_is_followed_from_the_old_root() {
     let out = s.env.run(&["index", "update", "signed"]).success();
     assert!(out.stdout.contains("signed (targets v2)"), "{}", out.stdout);
     // Only the new keys sign from now on: the old one alone is refused by the publisher.
-    let out = s
-        .env
-        .run(&["index", "sign", s.repo.to_str().unwrap(), "--key", s.key.to_str().unwrap()])
-        .failure();
+    let out = s.env.run(&["index", "sign", s.repo.to_str().unwrap(), "--key", s.key.to_str().unwrap()]).failure();
     assert!(out.stderr.contains("threshold is 1"), "{}", out.stderr);
 }
 
@@ -289,11 +293,7 @@ fn a_pack_from_a_signed_index_records_its_trust_and_an_older_lock_is_refused() {
         trusted["signatures"][0]["keyid"].as_str().unwrap().to_owned()
     };
     let info = s.env.run(&["info", "signed_pack"]).success();
-    assert!(
-        info.stdout.contains(&format!("signed by    index signed (targets v1), keys {key_id}")),
-        "{}",
-        info.stdout
-    );
+    assert!(info.stdout.contains(&format!("signed by    index signed (targets v1), keys {key_id}")), "{}", info.stdout);
     let lock = s.env.tmp.path().join("attune.lock");
     s.env.run(&["lock", "-o", lock.to_str().unwrap()]).success();
     let text = std::fs::read_to_string(&lock).unwrap();

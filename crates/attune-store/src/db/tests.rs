@@ -548,7 +548,8 @@ fn index_fetch(sha: &str, packs: i64) -> IndexFetch {
 
 async fn indexes_add_list_update_remove(db: Db) {
     assert!(db.indexes().await.unwrap().is_empty());
-    let a = db.add_index("main", "https://example.com/index.json", "tester", &index_fetch("aa", 3), None).await.unwrap();
+    let a =
+        db.add_index("main", "https://example.com/index.json", "tester", &index_fetch("aa", 3), None).await.unwrap();
     assert_eq!((a.name.as_str(), a.added_by.as_str()), ("main", "tester"));
     assert_eq!(a.fetched, Some(index_fetch("aa", 3)).map(|f| IndexFetch { at: a.fetched.as_ref().unwrap().at, ..f }));
     db.add_index("local", "/srv/index.json", "tester", &index_fetch("bb", 1), None).await.unwrap();
@@ -560,7 +561,8 @@ async fn indexes_add_list_update_remove(db: Db) {
 
     assert_eq!(a.signed, None, "unsigned unless told");
     let signed = IndexSigned { target: "v1/index.json".into(), targets_version: 2 };
-    let s = db.add_index("tuf", "https://example.com/repo", "tester", &index_fetch("ff", 1), Some(&signed)).await.unwrap();
+    let s =
+        db.add_index("tuf", "https://example.com/repo", "tester", &index_fetch("ff", 1), Some(&signed)).await.unwrap();
     assert_eq!(s.signed.as_ref(), Some(&signed));
     db.index_fetched("tuf", &index_fetch("fg", 1), Some(5)).await.unwrap();
     db.index_fetched("tuf", &index_fetch("fh", 1), None).await.unwrap();
