@@ -21,10 +21,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAYERS = {
     "attune-core": set(),
     "attune-net": set(),
+    "attune-tuf": set(),
     "attune-registry": {"attune-core"},
     "attune-fetch": {"attune-core", "attune-net"},
     "attune-store": {"attune-core"},
-    "attune-app": {"attune-core", "attune-net", "attune-registry", "attune-fetch", "attune-store"},
+    "attune-app": {"attune-core", "attune-net", "attune-tuf", "attune-registry", "attune-fetch", "attune-store"},
     "attune-api": {"attune-app"},
     "attune": {"attune-app", "attune-api", "attune-net"},
 }

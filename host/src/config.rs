@@ -9,6 +9,7 @@
 //! cache_dir = "/var/cache/attune"
 //! host_name = "web-1"
 //! allow_hosts = ["mirror.example.com"]
+//! require_signed_indexes = true            # refuse unsigned (non-TUF) indexes
 //! python = "/opt/python3.12/bin/python3"   # runtime checks (else PATH)
 //! node = "/usr/local/bin/node"
 //! [limits]
@@ -59,6 +60,8 @@ pub struct FileConfig {
     /// Hosts every download may reach besides the source's own.
     #[serde(default)]
     pub allow_hosts: Vec<String>,
+    /// Refuse unsigned indexes in `index add|update` (as `--require-signed`).
+    pub require_signed_indexes: Option<bool>,
     /// How many versions of each pack `attune gc` keeps (default 3).
     pub gc_keep: Option<usize>,
     /// The Python interpreter packs' runtime requirements are checked

@@ -99,6 +99,10 @@ impl From<crate::Error> for ApiError {
             E::Artifact(_) => (StatusCode::UNPROCESSABLE_ENTITY, "not_cached"),
             E::Lockfile(_) => (StatusCode::UNPROCESSABLE_ENTITY, "lockfile_error"),
             E::Runtimes(_) => (StatusCode::UNPROCESSABLE_ENTITY, "runtime_requirements"),
+            E::Signed(e) if matches!(**e, attune_app::SignedIndexError::Io { .. }) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+            }
+            E::Signed(_) => (StatusCode::UNPROCESSABLE_ENTITY, "signed_index"),
             E::Upgrade(u) => {
                 use crate::UpgradeError as U;
                 match &**u {

@@ -54,15 +54,19 @@ pub struct DependencyOutcome {
 /// checksum and to its ref@version claim.
 ///
 /// Reports its phases, and its end (done or failed), to `events`.
+/// What this host trusts for each signed index, by name (see `indexes::trusted_facts`).
+type Trusted = std::collections::BTreeMap<String, crate::tuf::Facts>;
+
 async fn install_resolved(
     ctx: &Context,
     resolved: &Resolved,
     base: &InstallRequest,
     events: Option<&SetProgress>,
+    trust: &Trusted,
 ) -> Result<(InstallReport, Option<String>), Error> {
     let (r, v) = (&resolved.pack.pack_ref, resolved.pack.version.to_string());
     let progress = events.map(|e| crate::set_progress::for_pack(e, r, &v));
-    let result = install_resolved_quietly(ctx, resolved, base, progress).await;
+    let result = install_resolved_quietly(ctx, resolved, base, progress, trust).await;
     if let Some(e) = events {
         e(&match &result {
             Ok((report, _)) => SetEvent::Done { report: report.clone() },
@@ -77,8 +81,14 @@ async fn install_resolved_quietly(
     resolved: &Resolved,
     base: &InstallRequest,
     progress: Option<install::InstallProgress>,
+    trust: &Trusted,
 ) -> Result<(InstallReport, Option<String>), Error> {
     let plans = resolved.plans()?;
+    let index_trust = trust.get(&resolved.index).map(|f| install::IndexTrust {
+        index: resolved.index.clone(),
+        targets_version: f.targets_version,
+        key_ids: f.key_ids.clone(),
+    });
     let mut attempts = Vec::new();
     for plan in &plans {
         let req = InstallRequest {
@@ -89,6 +99,7 @@ async fn install_resolved_quietly(
                 pack_ref: resolved.pack.pack_ref.clone(),
                 version: resolved.pack.version.to_string(),
                 origin: format!("index {}", resolved.index),
+                index_trust: index_trust.clone(),
             }),
             ..base.clone()
         };
@@ -172,7 +183,12 @@ pub async fn install_by_name_with(
         action: if installed { "keep" } else { "install" },
     };
     let request = PackRequest::parse(spec)?;
-    let indexes = crate::indexes::load_all(ctx, cache_dir).await?;
+    let (indexes, offline_warnings) = if base.offline {
+        crate::indexes::load_all_offline(ctx, cache_dir, base.allow_expired).await?
+    } else {
+        (crate::indexes::load_all(ctx, cache_dir).await?, vec![])
+    };
+    let trust = crate::indexes::trusted_facts(ctx, cache_dir).await?;
     if skip_deps {
         let resolved = crate::registry::resolve(&indexes, &request)?;
         let mut ignored =
@@ -182,12 +198,13 @@ pub async fn install_by_name_with(
             let reason = Skip::SkipDeps { req: d.req.to_string() };
             emit(SetEvent::Skipped { pack_ref: d.pack_ref.clone(), version: None, reason });
         }
-        let (install, expected_checksum) = install_resolved(ctx, &resolved, &base, events.as_ref()).await?;
+        let (install, expected_checksum) = install_resolved(ctx, &resolved, &base, events.as_ref(), &trust).await?;
         crate::interpreters::merge(&mut ignored, &install.ignored_runtime_requirements);
         let skipped_dependencies = resolved.pack.dependencies.clone();
         // URL dependencies have no ref for `skipped_dependencies`: say so here.
         let warnings = (resolved.pack.url_dependencies.iter())
             .map(|u| format!("--skip-deps: not installed either: dependency {}", u.url))
+            .chain(offline_warnings)
             .collect();
         return Ok(NamedInstall {
             resolved,
@@ -211,7 +228,8 @@ pub async fn install_by_name_with(
     let to_install = steps.iter().filter(|s| !s.installed).map(|s| &s.resolved);
     let mut ignored =
         crate::interpreters::check_set(&ctx.interpreters, to_install, base.ignore_runtime_requirements).await?;
-    let warnings: Vec<String> = steps.iter().flat_map(crate::registry::deps::Step::unresolved_warnings).collect();
+    let warnings: Vec<String> =
+        (steps.iter().flat_map(crate::registry::deps::Step::unresolved_warnings)).chain(offline_warnings).collect();
     let packs = steps.iter().map(|s| planned(&s.resolved, s.installed)).collect();
     emit(SetEvent::Plan { spec: request.text.clone(), packs });
     let last = steps.pop().expect("the set holds at least the requested pack");
@@ -235,7 +253,7 @@ pub async fn install_by_name_with(
             });
             continue;
         }
-        match install_resolved(ctx, r, &dep_base, events.as_ref()).await {
+        match install_resolved(ctx, r, &dep_base, events.as_ref(), &trust).await {
             Ok((report, expected)) => {
                 crate::interpreters::merge(&mut ignored, &report.ignored_runtime_requirements);
                 added.push((report.pack_ref.clone(), report.version.clone()));
@@ -255,7 +273,7 @@ pub async fn install_by_name_with(
     }
     let result = match failure {
         Some(f) => Err(f),
-        None => install_resolved(ctx, &last.resolved, &base, events.as_ref())
+        None => install_resolved(ctx, &last.resolved, &base, events.as_ref(), &trust)
             .await
             .map_err(|e| (format!("{}@{}", last.resolved.pack.pack_ref, last.resolved.pack.version), e)),
     };

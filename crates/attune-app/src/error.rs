@@ -28,6 +28,9 @@ pub enum Error {
     Lockfile(#[from] LockfileError),
     #[error(transparent)]
     Runtimes(#[from] crate::interpreters::RuntimesError),
+    /// Boxed: a TUF error with its context is large too.
+    #[error(transparent)]
+    Signed(Box<SignedIndexError>),
     /// Boxed: its rollback report is large, and every `Result<_, Error>` carries the largest variant.
     #[error(transparent)]
     Upgrade(Box<UpgradeError>),
@@ -48,6 +51,12 @@ pub enum Error {
     Usage(String),
     #[error("the metadata database is inconsistent: {0}; run `attune doctor`")]
     Corrupt(String),
+}
+
+impl From<SignedIndexError> for Error {
+    fn from(e: SignedIndexError) -> Error {
+        Error::Signed(Box::new(e))
+    }
 }
 
 impl From<UpgradeError> for Error {
@@ -125,4 +134,34 @@ pub enum LockfileError {
     SourceChanged { pack: String, source_str: String, expected: String, actual: String },
     #[error("{pack}: the installed folder {path} is missing; nothing was changed; run `attune doctor --repair`")]
     Missing { pack: String, path: String },
+}
+
+/// A signed (TUF) index that could not be added, updated or read (see `signed_index`).
+/// The TUF error is boxed: it is large, and every `Result` here would carry it.
+#[derive(Debug, thiserror::Error)]
+pub enum SignedIndexError {
+    #[error("index {name}: not added: {error}")]
+    AddRefused { name: String, error: Box<attune_tuf::TufError> },
+    #[error("update refused: {error}; the cached index and the trusted metadata are unchanged")]
+    UpdateRefused { name: String, error: Box<attune_tuf::TufError> },
+    #[error("index {name}: cannot be used offline: {error}; run `attune index update {name}` while online")]
+    Offline { name: String, error: Box<attune_tuf::TufError> },
+    #[error("index {name}: the trusted metadata on this host cannot be used: {error}")]
+    Trusted { name: String, error: Box<attune_tuf::TufError> },
+    #[error(
+        "index {name}: {location} is not an http(s) URL; a signed index is a TUF repository served over http(s) \
+         (metadata/ and targets/ under the URL)"
+    )]
+    NotUrl { name: String, location: String },
+    #[error(
+        "index {name}: unsigned, and signed indexes are required (--require-signed or require_signed_indexes in \
+         the config); add it with --root FILE or --root-sha256 HEX, or drop the requirement"
+    )]
+    Unsigned { name: String },
+    #[error("{path}: cannot read the root metadata: {source}; give the root.json the index's publisher distributes")]
+    RootFile { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{pack} (from index {index}): {error}; nothing was changed")]
+    LockRollback { pack: String, index: String, error: Box<attune_tuf::TufError> },
 }

@@ -45,6 +45,9 @@ pub struct InstallRequest {
     /// cache (by the expected `sha256:…`, or by what its URL served last),
     /// and anything that is not cached fails naming what is missing.
     pub offline: bool,
+    /// Offline, a signed index whose trusted metadata expired is still used
+    /// (install by name warns which roles were expired).
+    pub allow_expired: bool,
     /// The ref to record as asked for when `reference` is only how the
     /// source is fetched (`sync --locked` fetches a lockfile's commit but
     /// records the tag it was first installed from).
@@ -99,6 +102,7 @@ impl InstallRequest {
             api_token: None,
             expected_pack: None,
             offline: false,
+            allow_expired: false,
             ignore_runtime_requirements: false,
             record_reference: None,
             untrusted_caller: false,
@@ -114,6 +118,20 @@ pub struct ExpectedPack {
     pub version: String,
     /// Who claims it, e.g. `index main`.
     pub origin: String,
+    /// When the claim comes from a signed index: what vouched for it,
+    /// recorded with the installation (`index_trust` in its metadata).
+    pub index_trust: Option<IndexTrust>,
+}
+
+/// A pack installed by name from a signed (TUF) index: the index, the
+/// targets metadata version this host trusted, and the ids of the keys whose
+/// signatures on it met the threshold. `info` shows it and `lock` writes it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IndexTrust {
+    pub index: String,
+    pub targets_version: u64,
+    pub key_ids: Vec<String>,
 }
 
 /// What the pipeline is doing, for progress displays.
@@ -373,10 +391,16 @@ pub async fn install(
         fetcher_version: source.fetcher().version,
         fetcher_hash: Some(source.fetcher().sha256),
         host: ctx.machine.clone(),
-        metadata: serde_json::json!({
-            "resolved_source": fetched.result.resolved_source,
-            "fetcher": metadata,
-        }),
+        metadata: {
+            let mut m = serde_json::json!({
+                "resolved_source": fetched.result.resolved_source,
+                "fetcher": metadata,
+            });
+            if let Some(trust) = req.expected_pack.as_ref().and_then(|e| e.index_trust.as_ref()) {
+                m["index_trust"] = serde_json::to_value(trust).expect("trust serializes");
+            }
+            m
+        },
         api_token: req.api_token.clone(),
     };
     let id = ctx.db.begin_install(&new).await?;

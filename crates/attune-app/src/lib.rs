@@ -5,11 +5,12 @@
 //! [`install`] (the one pipeline every channel uses), [`packs`] (list, info,
 //! verify, uninstall, doctor), [`activation`] and [`upgrade`] (active
 //! versions, upgrades, rollback, gc), [`indexes`] and [`by_name`] (indexes
-//! and installs by name with dependencies), [`lockfile`] (lock and sync),
+//! and installs by name with dependencies; [`signed_index`] verifies the
+//! signed ones with TUF), [`lockfile`] (lock and sync),
 //! [`plugins`] (third-party fetchers and their grants) and [`interpreters`]
 //! (the runtimes a pack requires). Everything fails with [`Error`].
 //!
-//! May import: `attune-core`, `attune-net`, `attune-registry`,
+//! May import: `attune-core`, `attune-net`, `attune-tuf`, `attune-registry`,
 //! `attune-fetch`, `attune-store`; re-exports them so that a front end (the CLI, the API)
 //! needs this crate alone. Knows nothing of HTTP serving or the terminal.
 
@@ -26,11 +27,13 @@ pub mod plugins;
 pub mod recovery;
 pub mod request;
 pub mod set_progress;
+pub mod signed_index;
 pub mod upgrade;
 
 pub use attune_core::{checksum, fs, manifest, source, untrusted};
 pub use attune_fetch::{builtins, runtime, sources, staging};
 pub use attune_registry as registry;
 pub use attune_store::{artifacts, db, store};
-pub use error::{Error, LockfileError, UpgradeError};
+pub use attune_tuf as tuf;
+pub use error::{Error, LockfileError, SignedIndexError, UpgradeError};
 pub use recovery::open;

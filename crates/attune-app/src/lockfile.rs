@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::checksum::{self, Checksum, ChecksumKind};
 use crate::context::Context;
 use crate::db::{Channel, Installation};
-use crate::install::{ExpectedPack, InstallReport, InstallRequest};
+use crate::install::{ExpectedPack, IndexTrust, InstallReport, InstallRequest};
 use crate::packs::{PackSpec, UninstallReport};
 use crate::{Error, LockfileError};
 
@@ -50,6 +50,9 @@ pub struct LockedPack {
     /// The archive's own SHA-256 (`sha256:<hex>`), for archive and http sources.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub archive_sha256: Option<String>,
+    /// Installed by name from a signed index: which, at what targets version, signed by which keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index_trust: Option<IndexTrust>,
 }
 
 impl LockedPack {
@@ -71,6 +74,7 @@ impl LockedPack {
             resolved_commit: i.resolved_commit.clone(),
             checksum: i.checksum.clone(),
             archive_sha256,
+            index_trust: serde_json::from_value(i.metadata_json["index_trust"].clone()).ok(),
         }
     }
 
@@ -183,6 +187,33 @@ pub struct SyncOptions {
     /// Install even when a pack's runtime requirements are not met here
     /// (each install report lists what was ignored).
     pub ignore_runtime_requirements: bool,
+    /// Where this host keeps its indexes' trusted metadata: an entry locked
+    /// from a signed index is refused when its targets version is older than
+    /// the one this host trusts now.
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// Refuses a lock whose index metadata is older than what this host trusts
+/// for that index (a replayed old lock would reinstall what a newer signed
+/// index dropped); an index not signed or not known here is not checked.
+async fn check_index_trust(ctx: &Context, cache_dir: &Path, lock: &Lockfile) -> Result<(), Error> {
+    if !lock.packs.iter().any(|p| p.index_trust.is_some()) {
+        return Ok(());
+    }
+    let trusted = crate::indexes::trusted_facts(ctx, cache_dir).await?;
+    for p in &lock.packs {
+        let Some(t) = &p.index_trust else { continue };
+        if let Some(facts) = trusted.get(&t.index) {
+            attune_tuf::check_locked(t.targets_version, facts).map_err(|error| {
+                crate::SignedIndexError::LockRollback {
+                    pack: p.label(),
+                    index: t.index.clone(),
+                    error: Box::new(error),
+                }
+            })?;
+        }
+    }
+    Ok(())
 }
 
 /// Makes this host match `lock`: checks every installed pack the lockfile
@@ -213,6 +244,9 @@ pub async fn sync_with(
             p(&e)
         }
     };
+    if let Some(cache_dir) = &options.cache_dir {
+        check_index_trust(ctx, cache_dir, lock).await?;
+    }
     let installed = ctx.db.installed(&ctx.machine).await?;
     let mut plan = Vec::new();
     for want in &lock.packs {
@@ -305,6 +339,8 @@ pub async fn sync_with(
                 pack_ref: want.pack_ref.clone(),
                 version: want.version.clone(),
                 origin: "the lockfile".into(),
+                // Recorded again as locked, so this host's lockfile comes out the same.
+                index_trust: want.index_trust.clone(),
             }),
             offline: options.offline,
             ignore_runtime_requirements: options.ignore_runtime_requirements,
@@ -361,6 +397,7 @@ mod tests {
             resolved_commit: None,
             checksum: format!("sha256-tree-v1:{}", "ab".repeat(32)),
             archive_sha256: Some(format!("sha256:{}", "cd".repeat(32))),
+            index_trust: None,
         }
     }
 

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use attune_app::by_name::NamedInstall;
 use attune_app::context::Context;
 use attune_app::indexes::{self, FetchOptions, IndexReport, UpdateOutcome};
+use attune_app::signed_index::Signing;
+use attune_app::tuf::Anchor;
 use clap::{Args, Subcommand};
 
 use super::output::{Output, print_json, short, table, when};
@@ -17,8 +19,19 @@ pub enum IndexCommand {
     Add {
         /// A name for it: 1-64 of a-z, 0-9, `_`, `-`.
         name: String,
-        /// An http(s) URL (fetched through the sandboxed http fetcher) or a file path.
+        /// An http(s) URL (fetched through the sandboxed http fetcher) or a file path;
+        /// for a signed index, the TUF repository's URL (metadata/ and targets/ under it).
         location: String,
+        /// A signed index: its TUF root metadata, obtained from the publisher out of band.
+        #[arg(long, value_name = "FILE", conflicts_with = "root_sha256")]
+        root: Option<PathBuf>,
+        /// A signed index: fetch its 1.root.json and trust it if its SHA-256 is this.
+        #[arg(long, value_name = "HEX")]
+        root_sha256: Option<String>,
+        /// The target that is the index document (with --root or --root-sha256):
+        /// index.json (Attune) or v1/index.json (StackStorm Exchange).
+        #[arg(long, value_name = "NAME", default_value = "index.json")]
+        target: String,
         #[command(flatten)]
         net: NetArgs,
     },
@@ -30,8 +43,15 @@ pub enum IndexCommand {
         #[command(flatten)]
         net: NetArgs,
     },
-    /// Unregister an index and drop its cached copy.
+    /// Unregister an index and drop its cached copy and trusted metadata.
     Remove { name: String },
+    /// Write a new signing key (ed25519 PKCS#8 PEM) for `index init|sign`.
+    Keygen(super::tuf_publish::KeygenArgs),
+    /// Make a folder a signed (TUF) index: root, targets, snapshot and timestamp metadata.
+    Init(super::tuf_publish::InitArgs),
+    /// Publish the index document again (new targets, snapshot, timestamp),
+    /// re-sign only the timestamp, or rotate the root keys.
+    Sign(super::tuf_publish::SignArgs),
 }
 
 /// How an index download may reach the network (as for installs).
@@ -47,15 +67,25 @@ pub struct NetArgs {
     /// config's `tls.ca_files`; repeatable.
     #[arg(long, value_name = "FILE")]
     pub ca_cert: Vec<PathBuf>,
+    /// Refuse unsigned indexes (also `require_signed_indexes = true` in the config).
+    #[arg(long)]
+    require_signed: bool,
 }
 
 impl NetArgs {
-    fn options(&self, config_hosts: &[String]) -> FetchOptions {
+    fn options(&self, config: &IndexConfig) -> FetchOptions {
         FetchOptions {
-            allow_hosts: self.allow_host.iter().chain(config_hosts).cloned().collect(),
+            allow_hosts: self.allow_host.iter().chain(&config.allow_hosts).cloned().collect(),
             allow_insecure_http: self.allow_insecure_http,
+            require_signed: self.require_signed || config.require_signed,
         }
     }
+}
+
+/// What the config file says about indexes.
+pub struct IndexConfig {
+    pub allow_hosts: Vec<String>,
+    pub require_signed: bool,
 }
 
 /// Runs an index command; returns false when something failed (exit 1).
@@ -63,20 +93,26 @@ pub async fn run(
     ctx: &Context,
     out: &Output,
     cache_dir: &Path,
-    config_hosts: &[String],
+    config: &IndexConfig,
     cmd: IndexCommand,
 ) -> anyhow::Result<bool> {
     match cmd {
-        IndexCommand::Add { name, location, net } => {
-            let r = indexes::add(ctx, cache_dir, &name, &location, &net.options(config_hosts)).await?;
+        IndexCommand::Add { name, location, root, root_sha256, target, net } => {
+            let signing = match (root, root_sha256) {
+                (Some(path), _) => Some(Signing::from_root_file(&path, &target)?),
+                (None, Some(hex)) => Some(Signing { anchor: Anchor::RootSha256(hex), target }),
+                (None, None) => None,
+            };
+            let r = indexes::add(ctx, cache_dir, &name, &location, &net.options(config), signing.as_ref()).await?;
             if out.json {
                 print_json(&r)?;
             } else {
                 let f = r.row.fetched.as_ref();
                 outln!(
-                    "added index {} ({}): {} packs, {} versions",
+                    "added index {} ({}, {}): {} packs, {} versions",
                     r.row.name,
                     f.map_or("", |f| f.format.as_str()),
+                    trust(&r),
                     f.map_or(0, |f| f.packs),
                     f.map_or(0, |f| f.versions)
                 );
@@ -96,7 +132,7 @@ pub async fn run(
             Ok(true)
         }
         IndexCommand::Update { name, net } => {
-            let outcomes = indexes::update(ctx, cache_dir, name.as_deref(), &net.options(config_hosts)).await?;
+            let outcomes = indexes::update(ctx, cache_dir, name.as_deref(), &net.options(config)).await?;
             let ok = outcomes.iter().all(|o| o.error.is_none());
             if out.json {
                 print_json(&outcomes)?;
@@ -116,6 +152,17 @@ pub async fn run(
             }
             Ok(true)
         }
+        IndexCommand::Keygen(_) | IndexCommand::Init(_) | IndexCommand::Sign(_) => {
+            unreachable!("publishing commands run before a context is opened")
+        }
+    }
+}
+
+/// `signed (targets v3)` or `unsigned`.
+fn trust(r: &IndexReport) -> String {
+    match &r.row.signed {
+        Some(s) => format!("signed (targets v{})", s.targets_version),
+        None => "unsigned".into(),
     }
 }
 
@@ -140,11 +187,12 @@ fn list_table(rows: &[IndexReport]) {
                     (_, false) => "not fetched on this host".into(),
                     (None, true) => "-".into(),
                 },
+                trust(r),
                 r.row.location.clone(),
             ]
         })
         .collect();
-    table(&["NAME", "FORMAT", "PACKS", "VERSIONS", "FETCHED", "LOCATION"], &rows);
+    table(&["NAME", "FORMAT", "PACKS", "VERSIONS", "FETCHED", "TRUST", "LOCATION"], &rows);
 }
 
 fn update_lines(outcomes: &[UpdateOutcome]) {
@@ -153,8 +201,9 @@ fn update_lines(outcomes: &[UpdateOutcome]) {
             (Some(r), _) => {
                 let f = r.row.fetched.as_ref();
                 outln!(
-                    "updated {}: {} packs, {} versions{}",
+                    "updated {} ({}): {} packs, {} versions{}",
                     o.name,
+                    trust(r),
                     f.map_or(0, |f| f.packs),
                     f.map_or(0, |f| f.versions),
                     if o.changed { "" } else { " (unchanged)" }

@@ -33,6 +33,7 @@ mod output;
 mod progress;
 mod publish;
 mod set_progress;
+mod tuf_publish;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -341,9 +342,14 @@ struct InstallArgs {
     skip_deps: bool,
     /// Never touch the network: an http(s) archive or a git tree is installed from
     /// the artifact cache (filled by earlier online installs), a pack by name
-    /// resolves against the cached indexes; anything not cached fails.
+    /// resolves against the cached indexes; anything not cached fails. A signed
+    /// index is read from its trusted metadata, refused once that expired.
     #[arg(long)]
     offline: bool,
+    /// With --offline: use a signed index even when its trusted metadata has
+    /// expired (the install warns which roles were expired).
+    #[arg(long, requires = "offline")]
+    allow_expired: bool,
     #[command(flatten)]
     fetch: FetchArgs,
     #[command(flatten)]
@@ -632,6 +638,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Pack(PackCommand::IndexEntry(a)) => return publish::entry(a),
         Command::Pack(PackCommand::IndexUpdate(a)) => return publish::update(a, g.json),
+        Command::Index(indexes::IndexCommand::Keygen(a)) => return tuf_publish::keygen(a, g.json),
+        Command::Index(indexes::IndexCommand::Init(a)) => return tuf_publish::init(a, g.json),
+        Command::Index(indexes::IndexCommand::Sign(a)) => return tuf_publish::sign(a, g.json),
         _ => {}
     }
 
@@ -688,6 +697,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 allow_insecure_http: a.fetch.allow_insecure_http,
                 reference: a.reference.clone(),
                 offline: a.offline,
+                allow_expired: a.allow_expired,
                 ignore_runtime_requirements: a.fetch.ignore_runtime_requirements,
                 ..InstallRequest::new(a.source.clone(), s.limits, Channel::Cli)
             };
@@ -803,6 +813,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 allow_hosts: a.fetch.allow_hosts(&file.allow_hosts),
                 allow_insecure_http: a.fetch.allow_insecure_http,
                 ignore_runtime_requirements: a.fetch.ignore_runtime_requirements,
+                cache_dir: s.cache_dir.clone(),
             };
             // A set, as install by name: lines per pack and an overall bar, or JSON events.
             let mode = set_progress::Mode::pick(g.json, std::io::stderr().is_terminal());
@@ -841,7 +852,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Index(cmd) => {
             let cache_dir = s.cache_dir.clone().expect("the CLI always sets a cache dir");
-            if !indexes::run(&ctx, &out, &cache_dir, &file.allow_hosts, cmd).await? {
+            let config = indexes::IndexConfig {
+                allow_hosts: file.allow_hosts.clone(),
+                require_signed: file.require_signed_indexes.unwrap_or(false),
+            };
+            if !indexes::run(&ctx, &out, &cache_dir, &config, cmd).await? {
                 return Ok(ExitCode::FAILURE);
             }
         }

@@ -198,6 +198,16 @@ impl Output {
             );
             outln!("installed    {} by {} via {} on {}", when(&i.installed_at), i.installed_by, i.method, i.host);
             outln!("fetcher      {} {}", e(&i.fetcher_name), e(&i.fetcher_version));
+            if let Some(t) = i.metadata_json.get("index_trust").filter(|t| !t.is_null()) {
+                let keys: Vec<&str> =
+                    t["key_ids"].as_array().into_iter().flatten().filter_map(|k| k.as_str()).collect();
+                outln!(
+                    "signed by    index {} (targets v{}), keys {}",
+                    e(t["index"].as_str().unwrap_or("?")),
+                    t["targets_version"],
+                    e(&keys.join(", "))
+                );
+            }
         }
         outln!("\nhistory");
         let rows: Vec<Vec<String>> = p

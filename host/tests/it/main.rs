@@ -27,4 +27,5 @@ mod publish;
 mod recovery;
 mod registry;
 mod runtimes;
+mod tuf;
 mod upgrades;

@@ -24,6 +24,17 @@ pub struct IndexRow {
     /// Facts of the last successful fetch, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fetched: Option<IndexFetch>,
+    /// Set when the index is a TUF repository; `None`: unsigned.
+    pub signed: Option<IndexSigned>,
+}
+
+/// How a signed index is verified: which target is the index document, and
+/// the targets metadata version its last verified fetch trusted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IndexSigned {
+    pub target: String,
+    /// 0 before the first verified fetch is recorded.
+    pub targets_version: i64,
 }
 
 /// What the last successful fetch of an index found.
@@ -56,6 +67,13 @@ fn row_to_index(r: &impl Columns) -> Result<IndexRow, DbError> {
             versions: r.col::<Option<i64>>("version_count").map_err(q())?.unwrap_or_default(),
         }),
     };
+    let signed = match r.col::<Option<String>>("tuf_target").map_err(q())? {
+        None => None,
+        Some(target) => Some(IndexSigned {
+            target,
+            targets_version: r.col::<Option<i64>>("tuf_targets_version").map_err(q())?.unwrap_or_default(),
+        }),
+    };
     Ok(IndexRow {
         id: r.col("id").map_err(q())?,
         name: r.col("name").map_err(q())?,
@@ -63,11 +81,13 @@ fn row_to_index(r: &impl Columns) -> Result<IndexRow, DbError> {
         added_at: ms(r.col("added_at").map_err(q())?)?,
         added_by: r.col("added_by").map_err(q())?,
         fetched,
+        signed,
     })
 }
 
 impl Db {
-    /// Registers index `name` at `location` together with its first fetch.
+    /// Registers index `name` at `location` together with its first fetch
+    /// (and, for a signed index, its target and trusted targets version).
     /// Fails with [`DbError::Query`] (a unique violation) if the name is taken.
     pub async fn add_index(
         &self,
@@ -75,13 +95,15 @@ impl Db {
         location: &str,
         by: &str,
         fetch: &IndexFetch,
+        signed: Option<&IndexSigned>,
     ) -> Result<IndexRow, DbError> {
         on_pool!(self, pool => {
             let what = "adding an index";
             let row = sqlx::query(
                 "INSERT INTO indexes (name, location, added_at, added_by,
-                                      format, fetched_at, fetched_by, content_sha256, pack_count, version_count)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                                      format, fetched_at, fetched_by, content_sha256, pack_count, version_count,
+                                      tuf_target, tuf_targets_version)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
                  RETURNING *",
             )
             .bind(name)
@@ -94,6 +116,8 @@ impl Db {
             .bind(&fetch.sha256)
             .bind(fetch.packs)
             .bind(fetch.versions)
+            .bind(signed.map(|s| s.target.clone()))
+            .bind(signed.map(|s| s.targets_version))
             .fetch_one(pool)
             .await
             .map_err(DbError::query(what))?;
@@ -123,12 +147,19 @@ impl Db {
         })
     }
 
-    /// Records a successful fetch of index `name`.
-    pub async fn index_fetched(&self, name: &str, fetch: &IndexFetch) -> Result<(), DbError> {
+    /// Records a successful fetch of index `name`; `targets_version` is the
+    /// trusted targets metadata version of a signed index (kept when `None`).
+    pub async fn index_fetched(
+        &self,
+        name: &str,
+        fetch: &IndexFetch,
+        targets_version: Option<i64>,
+    ) -> Result<(), DbError> {
         on_pool!(self, pool => {
             let done = sqlx::query(
                 "UPDATE indexes SET format = $2, fetched_at = $3, fetched_by = $4, content_sha256 = $5,
-                                    pack_count = $6, version_count = $7
+                                    pack_count = $6, version_count = $7,
+                                    tuf_targets_version = COALESCE($8, tuf_targets_version)
                  WHERE name = $1",
             )
             .bind(name)
@@ -138,6 +169,7 @@ impl Db {
             .bind(&fetch.sha256)
             .bind(fetch.packs)
             .bind(fetch.versions)
+            .bind(targets_version)
             .execute(pool)
             .await
             .map_err(DbError::query("recording an index fetch"))?;

@@ -42,7 +42,7 @@ use time::OffsetDateTime;
 
 pub use activations::Activation;
 pub use error::{DbError, redact_url};
-pub use indexes::{IndexFetch, IndexRow};
+pub use indexes::{IndexFetch, IndexRow, IndexSigned};
 pub use jobs::JobRow;
 pub use lock::PackLock;
 pub use model::{Action, Channel, Installation, NewInstallation, Pack, Status, VerifyStatus, version_cmp};

@@ -548,20 +548,32 @@ fn index_fetch(sha: &str, packs: i64) -> IndexFetch {
 
 async fn indexes_add_list_update_remove(db: Db) {
     assert!(db.indexes().await.unwrap().is_empty());
-    let a = db.add_index("main", "https://example.com/index.json", "tester", &index_fetch("aa", 3)).await.unwrap();
+    let a =
+        db.add_index("main", "https://example.com/index.json", "tester", &index_fetch("aa", 3), None).await.unwrap();
     assert_eq!((a.name.as_str(), a.added_by.as_str()), ("main", "tester"));
     assert_eq!(a.fetched, Some(index_fetch("aa", 3)).map(|f| IndexFetch { at: a.fetched.as_ref().unwrap().at, ..f }));
-    db.add_index("local", "/srv/index.json", "tester", &index_fetch("bb", 1)).await.unwrap();
+    db.add_index("local", "/srv/index.json", "tester", &index_fetch("bb", 1), None).await.unwrap();
     // Names are unique.
-    assert!(db.add_index("main", "/other.json", "tester", &index_fetch("cc", 1)).await.is_err());
+    assert!(db.add_index("main", "/other.json", "tester", &index_fetch("cc", 1), None).await.is_err());
 
     let names: Vec<String> = db.indexes().await.unwrap().into_iter().map(|r| r.name).collect();
     assert_eq!(names, ["main", "local"], "in the order added");
 
-    db.index_fetched("local", &index_fetch("dd", 7)).await.unwrap();
+    assert_eq!(a.signed, None, "unsigned unless told");
+    let signed = IndexSigned { target: "v1/index.json".into(), targets_version: 2 };
+    let s =
+        db.add_index("tuf", "https://example.com/repo", "tester", &index_fetch("ff", 1), Some(&signed)).await.unwrap();
+    assert_eq!(s.signed.as_ref(), Some(&signed));
+    db.index_fetched("tuf", &index_fetch("fg", 1), Some(5)).await.unwrap();
+    db.index_fetched("tuf", &index_fetch("fh", 1), None).await.unwrap();
+    let s = db.index("tuf").await.unwrap().unwrap();
+    assert_eq!(s.signed.map(|s| (s.target, s.targets_version)), Some(("v1/index.json".into(), 5)), "None keeps it");
+    assert!(db.remove_index("tuf").await.unwrap());
+
+    db.index_fetched("local", &index_fetch("dd", 7), None).await.unwrap();
     let local = db.index("local").await.unwrap().unwrap();
     assert_eq!(local.fetched.as_ref().map(|f| (f.sha256.as_str(), f.packs, f.versions)), Some(("dd", 7, 14)));
-    assert!(matches!(db.index_fetched("nope", &index_fetch("ee", 1)).await, Err(DbError::NotFound { .. })));
+    assert!(matches!(db.index_fetched("nope", &index_fetch("ee", 1), None).await, Err(DbError::NotFound { .. })));
 
     assert!(db.remove_index("main").await.unwrap());
     assert!(!db.remove_index("main").await.unwrap());

@@ -77,6 +77,18 @@ impl Server {
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
+
+    /// Serves every file under `dir` at `{prefix}/{relative path}`, as read
+    /// now (call again after changing the folder; files gone stay served).
+    pub fn serve_dir(&self, prefix: &str, dir: &std::path::Path) -> &Self {
+        for e in walkdir::WalkDir::new(dir).into_iter().filter_map(|e| e.ok()) {
+            if e.file_type().is_file() {
+                let rel = e.path().strip_prefix(dir).unwrap().to_string_lossy().replace('\\', "/");
+                self.route(&format!("{prefix}/{rel}"), Route::File(std::fs::read(e.path()).unwrap()));
+            }
+        }
+        self
+    }
 }
 
 impl Drop for Server {
