@@ -11,12 +11,10 @@ use attune_tuf::{Anchor, Client, Clock, Limits, Repository};
 use crate::fixture::{Fixture, INDEX_V1, TARGET};
 use crate::server::{Http, Server};
 
-fn python_tuf() -> bool {
+/// The interop tests are not optional: without python-tuf they fail, saying how to get it.
+fn require_python_tuf() {
     let ok = Command::new("python3").args(["-c", "import tuf"]).status().is_ok_and(|s| s.success());
-    if !ok {
-        eprintln!("SKIPPED: python-tuf is not installed (pip install tuf); the interop tests did not run");
-    }
-    ok
+    assert!(ok, "python-tuf is not installed: pip install tuf (.ci/run installs it)");
 }
 
 fn script(name: &str) -> PathBuf {
@@ -25,9 +23,7 @@ fn script(name: &str) -> PathBuf {
 
 #[tokio::test]
 async fn python_tuf_repository_verifies() {
-    if !python_tuf() {
-        return;
-    }
+    require_python_tuf();
     let dir = tempfile::tempdir().unwrap();
     let repo = dir.path().join("repo");
     let out = Command::new("python3").arg(script("python_tuf_repo.py")).arg(&repo).output().unwrap();
@@ -52,9 +48,7 @@ async fn python_tuf_repository_verifies() {
 
 #[tokio::test]
 async fn python_tuf_client_reads_our_repository() {
-    if !python_tuf() {
-        return;
-    }
+    require_python_tuf();
     let fx = Fixture::new().await;
     let out_file = fx.tmp.path().join("downloaded");
     let (base, root, out) = (fx.server.base.clone(), fx.meta("1.root.json"), out_file.clone());
