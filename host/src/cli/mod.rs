@@ -684,6 +684,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 skip_deps: a.skip_deps,
             };
             let target = attune_app::request::install_target(Channel::Cli, &args)?;
+            if !out.json && matches!(target, Target::Source { .. }) && attune_app::registry::is_ref_shaped(&a.source) {
+                // An existing path wins over an index spec of the same name: say so.
+                eprintln!(
+                    "note: {0} is a file or folder here, so it is installed from there; \
+                     `attune install {0}@latest` installs {0} from the indexes",
+                    a.source
+                );
+            }
             let expected = match &target {
                 Target::Source { expected_checksum } => *expected_checksum,
                 Target::ByName => None,

@@ -363,6 +363,14 @@ fn an_existing_path_wins_over_an_index_spec() {
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{stdout}{}", String::from_utf8_lossy(&o.stderr));
     assert!(stdout.contains("installed core_utils 7.0.0") && stdout.contains("source    local"), "{stdout}");
+    // It says so, and how to reach the index instead; `@latest` does.
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("note: core_utils is a file or folder here"), "{stderr}");
+    assert!(stderr.contains("`attune install core_utils@latest`"), "{stderr}");
+    let o = env.cmd().current_dir(&cwd).args(["install", "core_utils@latest"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{stdout}{}", String::from_utf8_lossy(&o.stderr));
+    assert!(stdout.contains("installed core_utils 1.") && !stdout.contains("source    local"), "{stdout}");
 }
 
 #[test]
