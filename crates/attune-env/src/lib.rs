@@ -29,6 +29,6 @@ pub mod verify;
 pub use events::{EnvEvent, Runtime};
 pub use lock::{LockedRequirement, NodeLock, NodePackage, PythonLock, PythonTarget};
 pub use node::{NodeEnv, NodeError, NodeRequest, build_node, node_lockfile};
-pub use python::{PythonEnv, PythonError, PythonRequest, PythonSources, build_python, requirement_files};
+pub use python::{LinkMode, PythonEnv, PythonError, PythonRequest, PythonSources, build_python, requirement_files};
 pub use tool::{Npm, ToolError, Uv};
 pub use verify::{Difference, VerifyError, verify_python};

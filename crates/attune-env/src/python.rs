@@ -48,7 +48,7 @@ pub enum PythonError {
         "the locked requirements were resolved for {locked}, this host's interpreter is {host}; \
          write the lock again on a matching host, or rebuild without the lock"
     )]
-    LockedForOtherPython { locked: PythonTarget, host: PythonTarget },
+    LockedForOtherPython { locked: String, host: String },
     #[error(
         "no requirement set satisfies {files}:\n{detail}\nnothing was installed; fix the pack's requirements or the indexes it is resolved from"
     )]
@@ -99,6 +99,33 @@ impl PythonSources {
     }
 }
 
+/// How uv puts files from its cache into the environment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkMode {
+    /// Copies: nothing is shared with the cache, so an action that writes
+    /// into its own environment cannot change the cache or another pack.
+    #[default]
+    Copy,
+    /// Copy-on-write clones where the filesystem has them (btrfs, xfs);
+    /// elsewhere uv falls back to hard links, with `Hardlink`'s sharing.
+    Clone,
+    /// Hard links into uv's cache (uv's fallback on ext4): fastest, but a
+    /// file changed in one environment changes in the cache and in every
+    /// environment linked from it.
+    Hardlink,
+}
+
+impl LinkMode {
+    fn as_uv(self) -> &'static str {
+        match self {
+            LinkMode::Copy => "copy",
+            LinkMode::Clone => "clone",
+            LinkMode::Hardlink => "hardlink",
+        }
+    }
+}
+
 /// What to build; [`PythonRequest::new`] sets the defaults.
 #[derive(Debug, Clone)]
 pub struct PythonRequest {
@@ -120,6 +147,7 @@ pub struct PythonRequest {
     /// Environments of other versions of the pack; one built from the same
     /// lock with the same interpreter is hard-linked instead of installed.
     pub reuse_from: Vec<PathBuf>,
+    pub link_mode: LinkMode,
     /// For each uv command.
     pub timeout: Duration,
 }
@@ -136,6 +164,7 @@ impl PythonRequest {
             cache_dir: None,
             locked: None,
             reuse_from: vec![],
+            link_mode: LinkMode::default(),
             timeout: Duration::from_secs(15 * 60),
         }
     }
@@ -205,7 +234,10 @@ async fn build(
         Some(l) => {
             l.validate()?;
             if !l.python.compatible_with(&target) {
-                return Err(PythonError::LockedForOtherPython { locked: l.python.clone(), host: target });
+                return Err(PythonError::LockedForOtherPython {
+                    locked: l.python.to_string(),
+                    host: target.to_string(),
+                });
             }
             if l.needs_source_builds && !req.allow_source_builds {
                 let packages = vec!["a locked requirement".to_owned()];
@@ -246,6 +278,7 @@ async fn build(
         let mut sync = uv.command(scratch);
         sync.args(["pip", "sync", "--quiet", "--require-hashes", "--python"]).arg(dest.join("bin/python"));
         common_args(&mut sync, req, stamp.lock.needs_source_builds);
+        sync.args(["--link-mode", req.link_mode.as_uv()]);
         sync.arg(&locked_txt);
         expect_success(tool::run(sync, &uv.program, "pip sync", req.timeout).await?, "pip sync", &req.sources)?;
     }
