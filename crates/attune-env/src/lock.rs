@@ -87,30 +87,7 @@ pub struct PythonLock {
 impl PythonLock {
     /// Checks every field's shape (a lock read back from outside).
     pub fn validate(&self) -> Result<(), LockError> {
-        let bad = |reason: String| Err(LockError::Invalid { reason });
-        if self.requirements.len() > MAX_REQUIREMENTS {
-            return bad(format!("{} requirements (at most {MAX_REQUIREMENTS})", self.requirements.len()));
-        }
-        for r in &self.requirements {
-            if !is_name(&r.name) {
-                return bad(format!("{:?} is not a package name", r.name));
-            }
-            if !is_version(&r.version) {
-                return bad(format!("{}: {:?} is not a version", r.name, r.version));
-            }
-            if r.hashes.is_empty() || r.hashes.len() > MAX_HASHES {
-                return bad(format!("{}: {} hashes (1 to {MAX_HASHES})", r.name, r.hashes.len()));
-            }
-            if let Some(h) = r.hashes.iter().find(|h| !is_sha256(h)) {
-                return bad(format!("{}: {h:?} is not sha256:<64 hex digits>", r.name));
-            }
-        }
-        let mut names: Vec<&str> = self.requirements.iter().map(|r| r.name.as_str()).collect();
-        names.sort_unstable();
-        if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
-            return bad(format!("{} is listed twice", w[0]));
-        }
-        Ok(())
+        validate_requirements(&self.requirements)
     }
 
     /// The hash-pinned requirements file uv installs from.
@@ -125,6 +102,34 @@ impl PythonLock {
         }
         out
     }
+}
+
+/// Checks each requirement's shape: what reaches uv's requirements file.
+pub fn validate_requirements(requirements: &[LockedRequirement]) -> Result<(), LockError> {
+    let bad = |reason: String| Err(LockError::Invalid { reason });
+    if requirements.len() > MAX_REQUIREMENTS {
+        return bad(format!("{} requirements (at most {MAX_REQUIREMENTS})", requirements.len()));
+    }
+    for r in requirements {
+        if !is_name(&r.name) {
+            return bad(format!("{:?} is not a package name", r.name));
+        }
+        if !is_version(&r.version) {
+            return bad(format!("{}: {:?} is not a version", r.name, r.version));
+        }
+        if r.hashes.is_empty() || r.hashes.len() > MAX_HASHES {
+            return bad(format!("{}: {} hashes (1 to {MAX_HASHES})", r.name, r.hashes.len()));
+        }
+        if let Some(h) = r.hashes.iter().find(|h| !is_sha256(h)) {
+            return bad(format!("{}: {h:?} is not sha256:<64 hex digits>", r.name));
+        }
+    }
+    let mut names: Vec<&str> = requirements.iter().map(|r| r.name.as_str()).collect();
+    names.sort_unstable();
+    if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+        return bad(format!("{} is listed twice", w[0]));
+    }
+    Ok(())
 }
 
 /// A pack's node dependencies as `npm ci` installed them.

@@ -21,7 +21,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::events::{EnvEvent, Runtime};
-use crate::lock::{self, LockError, PythonLock, PythonTarget, REQUIREMENTS_FILE_LIMIT};
+use crate::lock::{self, LockError, LockedRequirement, PythonLock, PythonTarget, REQUIREMENTS_FILE_LIMIT};
 use crate::tool::{self, ToolError, Uv, redact_url};
 use crate::verify;
 
@@ -229,10 +229,27 @@ async fn build(
     scratch: &Path,
     events: &(dyn Fn(EnvEvent) + Send + Sync),
 ) -> Result<PythonEnv, PythonError> {
-    let (target, base) = probe_interpreter(&req.interpreter, scratch, req.timeout).await?;
-    let (lock, from_lock) = match &req.locked {
-        Some(l) => {
-            l.validate()?;
+    // The probe, the resolution and the venv do not depend on each other: run
+    // them at once (the venv only when no reuse may make it unnecessary).
+    let create_venv_now = req.reuse_from.is_empty();
+    let resolution = async {
+        match &req.locked {
+            Some(l) => l.validate().map(|()| None).map_err(PythonError::from),
+            None => {
+                events(EnvEvent::Resolving { runtime: Runtime::Python });
+                resolve(uv, req, scratch).await.map(Some)
+            }
+        }
+    };
+    let venv = async { if create_venv_now { create_venv(uv, req, dest, scratch).await } else { Ok(()) } };
+    let (probed, resolved, venv) =
+        tokio::join!(probe_interpreter(&req.interpreter, scratch, req.timeout), resolution, venv);
+    let (target, base) = probed?;
+    let lock = match (resolved?, &req.locked) {
+        (Some((requirements, needs_source_builds)), _) => {
+            PythonLock { python: target, requirements, needs_source_builds }
+        }
+        (None, Some(l)) => {
             if !l.python.compatible_with(&target) {
                 return Err(PythonError::LockedForOtherPython {
                     locked: l.python.to_string(),
@@ -243,32 +260,33 @@ async fn build(
                 let packages = vec!["a locked requirement".to_owned()];
                 return Err(PythonError::SourceBuildRefused { packages });
             }
-            (l.clone(), true)
+            l.clone()
         }
-        None => {
-            events(EnvEvent::Resolving { runtime: Runtime::Python });
-            (resolve(uv, req, scratch, target).await?, false)
-        }
+        (None, None) => unreachable!("no lock given means a resolution"),
     };
-    events(EnvEvent::Resolved { runtime: Runtime::Python, packages: lock.requirements.len(), from_lock });
+    venv?;
+    events(EnvEvent::Resolved {
+        runtime: Runtime::Python,
+        packages: lock.requirements.len(),
+        from_lock: req.locked.is_some(),
+    });
     let stamp = Stamp { base_python: base, lock };
 
-    for candidate in &req.reuse_from {
-        if reusable(candidate, &stamp) {
-            events(EnvEvent::Reused { runtime: Runtime::Python, from: candidate.clone() });
-            crate::link::hardlink_tree(candidate, dest)?;
-            return Ok(PythonEnv {
-                path: dest.to_path_buf(),
-                built_from_source: false,
-                lock: stamp.lock,
-                reused_from: Some(candidate.clone()),
-            });
+    if !create_venv_now {
+        for candidate in &req.reuse_from {
+            if reusable(candidate, &stamp) {
+                events(EnvEvent::Reused { runtime: Runtime::Python, from: candidate.clone() });
+                crate::link::hardlink_tree(candidate, dest)?;
+                return Ok(PythonEnv {
+                    path: dest.to_path_buf(),
+                    built_from_source: false,
+                    lock: stamp.lock,
+                    reused_from: Some(candidate.clone()),
+                });
+            }
         }
+        create_venv(uv, req, dest, scratch).await?;
     }
-
-    let mut venv = uv.command(scratch);
-    venv.args(["venv", "--quiet", "--relocatable", "--python"]).arg(&req.interpreter).arg(dest);
-    expect_success(tool::run(venv, &uv.program, "venv", req.timeout).await?, "venv", &req.sources)?;
 
     let n = stamp.lock.requirements.len();
     events(EnvEvent::Installing { runtime: Runtime::Python, packages: n });
@@ -290,6 +308,14 @@ async fn build(
         lock: stamp.lock,
         reused_from: None,
     })
+}
+
+/// `uv venv --relocatable`: activation scripts and launchers find the
+/// environment from where they are, so it works after the rename.
+async fn create_venv(uv: &Uv, req: &PythonRequest, dest: &Path, scratch: &Path) -> Result<(), PythonError> {
+    let mut venv = uv.command(scratch);
+    venv.args(["venv", "--quiet", "--relocatable", "--python"]).arg(&req.interpreter).arg(dest);
+    expect_success(tool::run(venv, &uv.program, "venv", req.timeout).await?, "venv", &req.sources)
 }
 
 /// Flags every uv command that reaches an index shares.
@@ -331,12 +357,7 @@ async fn probe_interpreter(
 }
 
 /// `uv pip compile` of the pack's checked requirements for `target`.
-async fn resolve(
-    uv: &Uv,
-    req: &PythonRequest,
-    scratch: &Path,
-    target: PythonTarget,
-) -> Result<PythonLock, PythonError> {
+async fn resolve(uv: &Uv, req: &PythonRequest, scratch: &Path) -> Result<(Vec<LockedRequirement>, bool), PythonError> {
     let files = requirement_files(&req.pack_dir, req.with_tests);
     let mut input = String::new();
     for f in &files {
@@ -351,7 +372,7 @@ async fn resolve(
     let shown_files =
         if shown_files.is_empty() { "the pack's requirements".to_owned() } else { shown_files.join(" + ") };
     if input.trim().is_empty() {
-        return Ok(PythonLock { python: target, requirements: vec![], needs_source_builds: false });
+        return Ok((vec![], false));
     }
     let input_path = scratch.join("requirements.in");
     fs_err::write(&input_path, &input)?;
@@ -383,9 +404,8 @@ async fn resolve(
         .into());
     }
     let requirements = lock::parse_compiled(&String::from_utf8_lossy(&ran.stdout), &uv.version)?;
-    let lock = PythonLock { python: target, requirements, needs_source_builds };
-    lock.validate()?;
-    Ok(lock)
+    lock::validate_requirements(&requirements)?;
+    Ok((requirements, needs_source_builds))
 }
 
 fn read_bounded(path: &Path, shown: &str) -> Result<String, PythonError> {
