@@ -108,7 +108,6 @@ async fn main() {
         w.join(format!("{what}-{n}"))
     };
 
-    // attune-env: cold (new uv cache each time) and warm (one cache, filled first).
     let attune = |cache: PathBuf, mode: LinkMode| {
         let mut r =
             PythonRequest::new(&pack, &py, PythonSources { index_url: Some(index.clone()), find_links: vec![] });
@@ -116,44 +115,6 @@ async fn main() {
         r.link_mode = mode;
         r
     };
-    let mut rows: Vec<(&str, Duration)> = Vec::new();
-    let mut times = Vec::new();
-    for _ in 0..reps {
-        let req = attune(fresh("attune-cache"), LinkMode::Copy);
-        let dest = fresh("attune-env");
-        let start = Instant::now();
-        build_python(&uv, &req, &dest, &|_| {}).await.unwrap();
-        times.push(start.elapsed());
-    }
-    rows.push(("attune-env, cold cache", median(times)));
-    let warm_cache = fresh("attune-warm-cache");
-    build_python(&uv, &attune(warm_cache.clone(), LinkMode::Copy), &fresh("attune-fill"), &|_| {}).await.unwrap();
-    for (label, mode) in
-        [("attune-env, warm cache (copy)", LinkMode::Copy), ("attune-env, warm cache (hardlink)", LinkMode::Hardlink)]
-    {
-        let mut times = Vec::new();
-        for _ in 0..reps {
-            let dest = fresh("attune-env");
-            let start = Instant::now();
-            build_python(&uv, &attune(warm_cache.clone(), mode), &dest, &|_| {}).await.unwrap();
-            times.push(start.elapsed());
-        }
-        rows.push((label, median(times)));
-    }
-    let source = fresh("attune-env");
-    build_python(&uv, &attune(warm_cache.clone(), LinkMode::Copy), &source, &|_| {}).await.unwrap();
-    let mut times = Vec::new();
-    for _ in 0..reps {
-        let mut req = attune(warm_cache.clone(), LinkMode::Copy);
-        req.reuse_from = vec![source.clone()];
-        let dest = fresh("attune-env");
-        let start = Instant::now();
-        let env = build_python(&uv, &req, &dest, &|_| {}).await.unwrap();
-        assert!(env.reused_from.is_some());
-        times.push(start.elapsed());
-    }
-    rows.push(("attune-env, reuse of an identical env", median(times)));
-
     // Bare uv: `uv venv` + `uv pip install -r` (uv's defaults: no hashes, its link mode).
     let bare_uv = |cache: &Path, dest: &Path| {
         let start = Instant::now();
@@ -170,14 +131,6 @@ async fn main() {
             .env("UV_CACHE_DIR", cache));
         start.elapsed()
     };
-    let times = (0..reps).map(|_| bare_uv(&fresh("uv-cache"), &fresh("uv-env"))).collect();
-    rows.push(("uv venv + uv pip install, cold cache", median(times)));
-    let uv_warm = fresh("uv-warm-cache");
-    bare_uv(&uv_warm, &fresh("uv-env"));
-    let times = (0..reps).map(|_| bare_uv(&uv_warm, &fresh("uv-env"))).collect();
-    rows.push(("uv venv + uv pip install, warm cache", median(times)));
-
-    // python -m venv + pip install -r.
     let venv_pip = |cache: &Path, dest: &Path| {
         let start = Instant::now();
         sh(Command::new(&py).args(["-m", "venv"]).arg(dest));
@@ -188,12 +141,56 @@ async fn main() {
             .arg(pack.join("requirements.txt")));
         start.elapsed()
     };
-    let times = (0..reps).map(|_| venv_pip(&fresh("pip-cache"), &fresh("pip-env"))).collect();
-    rows.push(("python -m venv + pip install -r, cold cache", median(times)));
+
+    // Warm caches are filled once; cold ones are new each time.
+    let attune_warm = fresh("attune-warm-cache");
+    let reuse_source = fresh("attune-env");
+    build_python(&uv, &attune(attune_warm.clone(), LinkMode::Copy), &reuse_source, &|_| {}).await.unwrap();
+    let uv_warm = fresh("uv-warm-cache");
+    bare_uv(&uv_warm, &fresh("uv-env"));
     let pip_warm = fresh("pip-warm-cache");
     venv_pip(&pip_warm, &fresh("pip-env"));
-    let times = (0..reps).map(|_| venv_pip(&pip_warm, &fresh("pip-env"))).collect();
-    rows.push(("python -m venv + pip install -r, warm cache", median(times)));
+
+    // Round robin, so load from elsewhere on the machine falls on every row alike.
+    const LABELS: [&str; 8] = [
+        "attune-env, cold cache",
+        "attune-env, warm cache (copy)",
+        "attune-env, warm cache (hardlink)",
+        "attune-env, warm cache, reuse of an identical env",
+        "uv venv + uv pip install, cold cache",
+        "uv venv + uv pip install, warm cache",
+        "python -m venv + pip install -r, cold cache",
+        "python -m venv + pip install -r, warm cache",
+    ];
+    let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); LABELS.len()];
+    for _ in 0..reps {
+        for (i, sample) in samples.iter_mut().enumerate() {
+            let d = match i {
+                0..=3 => {
+                    let mut req = match i {
+                        0 => attune(fresh("attune-cache"), LinkMode::Copy),
+                        2 => attune(attune_warm.clone(), LinkMode::Hardlink),
+                        _ => attune(attune_warm.clone(), LinkMode::Copy),
+                    };
+                    if i == 3 {
+                        req.reuse_from = vec![reuse_source.clone()];
+                    }
+                    let dest = fresh("attune-env");
+                    let start = Instant::now();
+                    let env = build_python(&uv, &req, &dest, &|_| {}).await.unwrap();
+                    let d = start.elapsed();
+                    assert_eq!(env.reused_from.is_some(), i == 3);
+                    d
+                }
+                4 => bare_uv(&fresh("uv-cache"), &fresh("uv-env")),
+                5 => bare_uv(&uv_warm, &fresh("uv-env")),
+                6 => venv_pip(&fresh("pip-cache"), &fresh("pip-env")),
+                _ => venv_pip(&pip_warm, &fresh("pip-env")),
+            };
+            sample.push(d);
+        }
+    }
+    let rows: Vec<(&str, Duration)> = LABELS.iter().copied().zip(samples.into_iter().map(median)).collect();
 
     let get = |label: &str| rows.iter().find(|(l, _)| *l == label).map(|(_, d)| d.as_secs_f64()).expect("measured");
     println!("\n{PACKAGES} wheel requirements from a loopback index; median of {reps}; {}\n", uv.version);

@@ -42,6 +42,10 @@ pub enum NodeError {
     LocalDependency { file: PathBuf, entry: String, reason: String },
     #[error("{dest}: already exists; the node environment is built into a new folder")]
     DestinationExists { dest: PathBuf },
+    #[error(
+        "offline, and npm's cache lacks what the lockfile pins:\n{detail}\nnothing was installed; install once online (or with the registry reachable) to fill the cache, then retry"
+    )]
+    OfflineMissing { detail: String },
     #[error("npm {what} failed:\n{detail}\nnothing was installed; see npm's message above")]
     Npm { what: String, detail: String },
 }
@@ -160,6 +164,9 @@ async fn build(
     if !ran.status.success() {
         let detail = tool::tail(&ran.stderr, 12);
         let detail = req.registry.iter().fold(detail, |d, r| d.replace(r.as_str(), &tool::redact_url(r)));
+        if req.offline && ran.stderr.contains("ENOTCACHED") {
+            return Err(NodeError::OfflineMissing { detail });
+        }
         return Err(NodeError::Npm { what: what.into(), detail });
     }
     let name = lockfile.unwrap_or("package-lock.json");

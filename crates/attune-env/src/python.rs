@@ -229,22 +229,23 @@ async fn build(
     scratch: &Path,
     events: &(dyn Fn(EnvEvent) + Send + Sync),
 ) -> Result<PythonEnv, PythonError> {
-    // The probe, the resolution and the venv do not depend on each other: run
-    // them at once (the venv only when no reuse may make it unnecessary).
+    // The probe first: uv is then handed the real executable, not a wrapper
+    // (a pyenv shim costs a shell and `pyenv exec` each time it is run).
+    let (target, base) = probe_interpreter(&req.interpreter, scratch, req.timeout).await?;
+    // The resolution and the venv do not depend on each other: run them at
+    // once (the venv only when no reuse may make it unnecessary).
     let create_venv_now = req.reuse_from.is_empty();
     let resolution = async {
         match &req.locked {
             Some(l) => l.validate().map(|()| None).map_err(PythonError::from),
             None => {
                 events(EnvEvent::Resolving { runtime: Runtime::Python });
-                resolve(uv, req, scratch).await.map(Some)
+                resolve(uv, req, &base, scratch).await.map(Some)
             }
         }
     };
-    let venv = async { if create_venv_now { create_venv(uv, req, dest, scratch).await } else { Ok(()) } };
-    let (probed, resolved, venv) =
-        tokio::join!(probe_interpreter(&req.interpreter, scratch, req.timeout), resolution, venv);
-    let (target, base) = probed?;
+    let venv = async { if create_venv_now { create_venv(uv, req, &base, dest, scratch).await } else { Ok(()) } };
+    let (resolved, venv) = tokio::join!(resolution, venv);
     let lock = match (resolved?, &req.locked) {
         (Some((requirements, needs_source_builds)), _) => {
             PythonLock { python: target, requirements, needs_source_builds }
@@ -285,7 +286,7 @@ async fn build(
                 });
             }
         }
-        create_venv(uv, req, dest, scratch).await?;
+        create_venv(uv, req, &stamp.base_python, dest, scratch).await?;
     }
 
     let n = stamp.lock.requirements.len();
@@ -312,9 +313,15 @@ async fn build(
 
 /// `uv venv --relocatable`: activation scripts and launchers find the
 /// environment from where they are, so it works after the rename.
-async fn create_venv(uv: &Uv, req: &PythonRequest, dest: &Path, scratch: &Path) -> Result<(), PythonError> {
+async fn create_venv(
+    uv: &Uv,
+    req: &PythonRequest,
+    python: &Path,
+    dest: &Path,
+    scratch: &Path,
+) -> Result<(), PythonError> {
     let mut venv = uv.command(scratch);
-    venv.args(["venv", "--quiet", "--relocatable", "--python"]).arg(&req.interpreter).arg(dest);
+    venv.args(["venv", "--quiet", "--relocatable", "--python"]).arg(python).arg(dest);
     expect_success(tool::run(venv, &uv.program, "venv", req.timeout).await?, "venv", &req.sources)
 }
 
@@ -357,7 +364,12 @@ async fn probe_interpreter(
 }
 
 /// `uv pip compile` of the pack's checked requirements for `target`.
-async fn resolve(uv: &Uv, req: &PythonRequest, scratch: &Path) -> Result<(Vec<LockedRequirement>, bool), PythonError> {
+async fn resolve(
+    uv: &Uv,
+    req: &PythonRequest,
+    python: &Path,
+    scratch: &Path,
+) -> Result<(Vec<LockedRequirement>, bool), PythonError> {
     let files = requirement_files(&req.pack_dir, req.with_tests);
     let mut input = String::new();
     for f in &files {
@@ -380,7 +392,7 @@ async fn resolve(uv: &Uv, req: &PythonRequest, scratch: &Path) -> Result<(Vec<Lo
     let compile = |source_builds: bool| {
         let mut cmd = uv.command(scratch);
         cmd.args(["pip", "compile", "--quiet", "--generate-hashes", "--no-header", "--no-annotate", "--python"])
-            .arg(&req.interpreter);
+            .arg(python);
         common_args(&mut cmd, req, source_builds);
         cmd.arg(&input_path);
         tool::run(cmd, &uv.program, "pip compile", req.timeout)

@@ -3,6 +3,7 @@
 //! tests with a loud note, except under `CI=true`.
 
 mod node;
+mod node_offline;
 mod python;
 mod support;
 mod tools;
