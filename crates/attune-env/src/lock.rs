@@ -260,9 +260,10 @@ fn first_word(s: &str) -> String {
     s.split_whitespace().next().unwrap_or("").chars().take(80).collect()
 }
 
-/// Reads what `uv pip compile --generate-hashes --no-header --no-annotate`
-/// printed: `name==version` lines with `--hash=sha256:…` continuations.
-pub(crate) fn parse_compiled(text: &str, uv: &str) -> Result<Vec<LockedRequirement>, LockError> {
+/// Reads a hash-pinned requirements file as [`PythonLock::requirements_txt`]
+/// writes it (and `uv pip compile --generate-hashes` prints it).
+#[cfg(test)]
+fn parse_compiled(text: &str, uv: &str) -> Result<Vec<LockedRequirement>, LockError> {
     let unreadable = |reason: String| LockError::Unreadable { uv: uv.to_owned(), reason };
     let mut reqs = Vec::new();
     for (line, entry) in logical_lines(text) {
@@ -286,9 +287,77 @@ pub(crate) fn parse_compiled(text: &str, uv: &str) -> Result<Vec<LockedRequireme
     Ok(reqs)
 }
 
+/// Reads what `uv pip compile --format pylock.toml` wrote (PEP 751): each
+/// package's name, version and the sha256 of its wheels and sdist.
+pub(crate) fn parse_pylock(text: &str, uv: &str) -> Result<Vec<LockedRequirement>, LockError> {
+    #[derive(Deserialize)]
+    struct Pylock {
+        #[serde(default)]
+        packages: Vec<Package>,
+    }
+    #[derive(Deserialize)]
+    struct Package {
+        name: String,
+        version: Option<String>,
+        #[serde(default)]
+        wheels: Vec<Artifact>,
+        sdist: Option<Artifact>,
+    }
+    #[derive(Deserialize)]
+    struct Artifact {
+        #[serde(default)]
+        hashes: std::collections::BTreeMap<String, String>,
+    }
+    let unreadable = |reason: String| LockError::Unreadable { uv: uv.to_owned(), reason };
+    let lock: Pylock = toml::from_str(text).map_err(|e| unreadable(format!("pylock.toml: {e}")))?;
+    let mut reqs = Vec::new();
+    for p in lock.packages {
+        let version = p.version.ok_or_else(|| unreadable(format!("{}: no version (not from an index)", p.name)))?;
+        let mut hashes: Vec<String> = p
+            .wheels
+            .iter()
+            .chain(p.sdist.as_ref())
+            .filter_map(|a| a.hashes.get("sha256"))
+            .map(|h| format!("sha256:{h}"))
+            .collect();
+        hashes.sort();
+        hashes.dedup();
+        reqs.push(LockedRequirement { name: p.name, version, hashes });
+    }
+    reqs.sort();
+    Ok(reqs)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pylock_packages_become_locked_requirements() {
+        let a = "a".repeat(64);
+        let b = "b".repeat(64);
+        let text = format!(
+            "lock-version = \"1.0\"\ncreated-by = \"uv\"\n\n[[packages]]\nname = \"zeta\"\nversion = \"2.0\"\n\
+             sdist = {{ url = \"http://127.0.0.1:1/zeta-2.0.tar.gz\", hashes = {{ sha256 = \"{b}\" }} }}\n\n\
+             [[packages]]\nname = \"alpha\"\nversion = \"1.0.0\"\n\
+             wheels = [{{ url = \"http://127.0.0.1:1/alpha-1.0.0-py3-none-any.whl\", hashes = {{ sha256 = \"{a}\" }} }}]\n"
+        );
+        let reqs = parse_pylock(&text, "uv").unwrap();
+        assert_eq!(
+            reqs,
+            [
+                LockedRequirement {
+                    name: "alpha".into(),
+                    version: "1.0.0".into(),
+                    hashes: vec![format!("sha256:{a}")]
+                },
+                LockedRequirement { name: "zeta".into(), version: "2.0".into(), hashes: vec![format!("sha256:{b}")] },
+            ]
+        );
+        validate_requirements(&reqs).unwrap();
+        let no_version = "[[packages]]\nname = \"x\"\ndirectory = { path = \"/etc\" }\n";
+        assert!(matches!(parse_pylock(no_version, "uv"), Err(LockError::Unreadable { .. })));
+    }
 
     #[test]
     fn compiled_output_round_trips_through_the_lock() {

@@ -65,6 +65,12 @@ pub enum PythonError {
         .missing.join(", ")
     )]
     OfflineMissing { missing: Vec<String> },
+    #[error(
+        "{}: the index now serves other bytes than the lock recorded (hash mismatch); nothing was installed; \
+         find out why the distribution changed, then write the lock again",
+        .packages.join(", ")
+    )]
+    HashMismatch { packages: Vec<String> },
     #[error("uv {what} failed:\n{detail}\nnothing was installed; see uv's message above")]
     Uv { what: String, detail: String },
     #[error(transparent)]
@@ -246,9 +252,11 @@ async fn build(
     };
     let venv = async { if create_venv_now { create_venv(uv, req, &base, dest, scratch).await } else { Ok(()) } };
     let (resolved, venv) = tokio::join!(resolution, venv);
+    let mut pylock = None;
     let lock = match (resolved?, &req.locked) {
-        (Some((requirements, needs_source_builds)), _) => {
-            PythonLock { python: target, requirements, needs_source_builds }
+        (Some(r), _) => {
+            pylock = r.pylock;
+            PythonLock { python: target, requirements: r.requirements, needs_source_builds: r.needs_source_builds }
         }
         (None, Some(l)) => {
             if !l.python.compatible_with(&target) {
@@ -292,8 +300,16 @@ async fn build(
     let n = stamp.lock.requirements.len();
     events(EnvEvent::Installing { runtime: Runtime::Python, packages: n });
     if n > 0 {
-        let locked_txt = scratch.join("locked.txt");
-        fs_err::write(&locked_txt, stamp.lock.requirements_txt())?;
+        // Just resolved: uv's pylock names the very files. From a recorded
+        // lock: names, versions and hashes, found on the index again.
+        let locked_txt = match pylock {
+            Some(p) => p,
+            None => {
+                let p = scratch.join("locked.txt");
+                fs_err::write(&p, stamp.lock.requirements_txt())?;
+                p
+            }
+        };
         let mut sync = uv.command(scratch);
         sync.args(["pip", "sync", "--quiet", "--require-hashes", "--python"]).arg(dest.join("bin/python"));
         common_args(&mut sync, req, stamp.lock.needs_source_builds);
@@ -363,18 +379,22 @@ async fn probe_interpreter(
     Ok((PythonTarget { implementation: p.implementation, version: p.version, platform: p.platform }, p.base))
 }
 
-/// `uv pip compile` of the pack's checked requirements for `target`.
-async fn resolve(
-    uv: &Uv,
-    req: &PythonRequest,
-    python: &Path,
-    scratch: &Path,
-) -> Result<(Vec<LockedRequirement>, bool), PythonError> {
+/// A resolution: the pinned set, whether it needs source builds, and uv's
+/// `pylock.toml` of it (exact file URLs), installed without asking the
+/// index again.
+struct Resolved {
+    requirements: Vec<LockedRequirement>,
+    needs_source_builds: bool,
+    pylock: Option<PathBuf>,
+}
+
+/// `uv pip compile` of the pack's checked requirements for `python`.
+async fn resolve(uv: &Uv, req: &PythonRequest, python: &Path, scratch: &Path) -> Result<Resolved, PythonError> {
     let files = requirement_files(&req.pack_dir, req.with_tests);
     let mut input = String::new();
     for f in &files {
         let shown = f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let text = read_bounded(f, &shown)?;
+        let text = read_bounded(f, &shown, REQUIREMENTS_FILE_LIMIT)?;
         for line in lock::check_requirements(&shown, &text)? {
             input.push_str(&line);
             input.push('\n');
@@ -384,15 +404,18 @@ async fn resolve(
     let shown_files =
         if shown_files.is_empty() { "the pack's requirements".to_owned() } else { shown_files.join(" + ") };
     if input.trim().is_empty() {
-        return Ok((vec![], false));
+        return Ok(Resolved { requirements: vec![], needs_source_builds: false, pylock: None });
     }
     let input_path = scratch.join("requirements.in");
     fs_err::write(&input_path, &input)?;
+    let pylock = scratch.join("pylock.toml");
 
     let compile = |source_builds: bool| {
         let mut cmd = uv.command(scratch);
-        cmd.args(["pip", "compile", "--quiet", "--generate-hashes", "--no-header", "--no-annotate", "--python"])
-            .arg(python);
+        cmd.args(["pip", "compile", "--quiet", "--format", "pylock.toml", "--generate-hashes", "--python"])
+            .arg(python)
+            .arg("--output-file")
+            .arg(&pylock);
         common_args(&mut cmd, req, source_builds);
         cmd.arg(&input_path);
         tool::run(cmd, &uv.program, "pip compile", req.timeout)
@@ -407,30 +430,18 @@ async fn resolve(
     if !ran.status.success() {
         return Err(classify(&ran.stderr, "pip compile", &shown_files, &req.sources));
     }
-    if ran.stdout_truncated {
-        return Err(LockError::TooLarge {
-            file: "uv's resolution".into(),
-            reason: "too long".into(),
-            limit: tool::OUTPUT_LIMIT as usize,
-        }
-        .into());
-    }
-    let requirements = lock::parse_compiled(&String::from_utf8_lossy(&ran.stdout), &uv.version)?;
+    let text = read_bounded(&pylock, "uv's pylock.toml", tool::OUTPUT_LIMIT as usize)?;
+    let requirements = lock::parse_pylock(&text, &uv.version)?;
     lock::validate_requirements(&requirements)?;
-    Ok((requirements, needs_source_builds))
+    Ok(Resolved { requirements, needs_source_builds, pylock: Some(pylock) })
 }
 
-fn read_bounded(path: &Path, shown: &str) -> Result<String, PythonError> {
+fn read_bounded(path: &Path, shown: &str, limit: usize) -> Result<String, PythonError> {
     use std::io::Read;
     let mut bytes = Vec::new();
-    fs_err::File::open(path)?.take(REQUIREMENTS_FILE_LIMIT as u64 + 1).read_to_end(&mut bytes)?;
-    if bytes.len() > REQUIREMENTS_FILE_LIMIT {
-        return Err(LockError::TooLarge {
-            file: shown.to_owned(),
-            reason: "too large".into(),
-            limit: REQUIREMENTS_FILE_LIMIT,
-        }
-        .into());
+    fs_err::File::open(path)?.take(limit as u64 + 1).read_to_end(&mut bytes)?;
+    if bytes.len() > limit {
+        return Err(LockError::TooLarge { file: shown.to_owned(), reason: "too large".into(), limit }.into());
     }
     String::from_utf8(bytes).map_err(|_| {
         LockError::Refused { file: shown.to_owned(), line: 0, reason: "it is not UTF-8 text".into() }.into()
@@ -446,6 +457,10 @@ fn classify(stderr: &str, what: &str, files: &str, sources: &PythonSources) -> P
     let refused = refused_builds(stderr);
     if !refused.is_empty() {
         return PythonError::SourceBuildRefused { packages: refused };
+    }
+    let mismatched = backticked(stderr, "Hash mismatch for `");
+    if !mismatched.is_empty() {
+        return PythonError::HashMismatch { packages: mismatched };
     }
     if stderr.contains("Network connectivity is disabled") || stderr.contains("not found in the cache") {
         let mut missing = backticked(stderr, "Failed to download `");

@@ -16,7 +16,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// How long `--version` may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(20);
-/// What a tool may print before the rest is dropped (stdout of `uv pip compile` is the lock).
+/// What a tool may print, and the largest file it writes that is read back.
 pub(crate) const OUTPUT_LIMIT: u64 = 8 << 20;
 
 #[derive(Debug, thiserror::Error)]
@@ -44,7 +44,6 @@ pub(crate) struct Ran {
     pub stdout: Vec<u8>,
     /// Lossy text, bounded; what the tool said when it failed.
     pub stderr: String,
-    pub stdout_truncated: bool,
 }
 
 /// Runs `cmd` (stdin closed), keeping at most [`OUTPUT_LIMIT`] bytes of each stream.
@@ -70,18 +69,19 @@ pub(crate) async fn run(
     match tokio::time::timeout(timeout, work).await {
         Err(_) => Err(ToolError::Timeout { program: program.to_path_buf(), what: what.to_owned(), after: timeout }),
         Ok(Err(source)) => Err(ToolError::Output { program: program.to_path_buf(), what: what.to_owned(), source }),
-        Ok(Ok(((stdout, stdout_truncated), (stderr, _), status))) => {
-            Ok(Ran { status, stdout, stderr: String::from_utf8_lossy(&stderr).into_owned(), stdout_truncated })
+        // What is cut is the end: JSON or a message, it then fails to read as such.
+        Ok(Ok((stdout, stderr, status))) => {
+            Ok(Ran { status, stdout, stderr: String::from_utf8_lossy(&stderr).into_owned() })
         }
     }
 }
 
 /// Reads up to the limit, then drains (and drops) the rest so the child never blocks.
-async fn bounded(mut r: impl AsyncRead + Unpin) -> std::io::Result<(Vec<u8>, bool)> {
+async fn bounded(mut r: impl AsyncRead + Unpin) -> std::io::Result<Vec<u8>> {
     let mut kept = Vec::new();
     (&mut r).take(OUTPUT_LIMIT).read_to_end(&mut kept).await?;
-    let rest = tokio::io::copy(&mut r, &mut tokio::io::sink()).await?;
-    Ok((kept, rest > 0))
+    tokio::io::copy(&mut r, &mut tokio::io::sink()).await?;
+    Ok(kept)
 }
 
 /// The last `n` lines of a tool's complaint, for an error message.

@@ -23,7 +23,7 @@ fn pack_with_tarball(t: &std::path::Path, marker: &std::path::Path, lock: bool) 
     std::fs::write(dep.join("index.js"), "module.exports = 42;\n").unwrap();
     let pack = t.join("pack");
     std::fs::create_dir_all(&pack).unwrap();
-    support::sh(Command::new("npm").args(["pack", "--silent", "--pack-destination"]).arg(&pack).current_dir(&dep));
+    support::sh(npm_cmd().args(["pack", "--silent", "--pack-destination"]).arg(&pack).current_dir(&dep));
     std::fs::write(pack.join("pack.yaml"), "ref: nodey\nversion: 1.0.0\n").unwrap();
     std::fs::write(
         pack.join("package.json"),
@@ -34,12 +34,19 @@ fn pack_with_tarball(t: &std::path::Path, marker: &std::path::Path, lock: bool) 
     std::fs::write(pack.join(".npmrc"), "registry=http://127.0.0.1:9/\nignore-scripts=false\n").unwrap();
     if lock {
         support::sh(
-            Command::new("npm")
-                .args(["install", "--package-lock-only", "--ignore-scripts", "--no-audit", "--no-fund"])
+            npm_cmd()
+                .args(["install", "--offline", "--package-lock-only", "--ignore-scripts", "--no-audit", "--no-fund"])
                 .current_dir(&pack),
         );
     }
     pack
+}
+
+/// npm for the fixtures: no update check or audit, which would leave the machine.
+fn npm_cmd() -> Command {
+    let mut c = Command::new("npm");
+    c.env("npm_config_update_notifier", "false").env("npm_config_audit", "false").env("npm_config_fund", "false");
+    c
 }
 
 fn snapshot(dir: &std::path::Path) -> Vec<String> {

@@ -128,6 +128,31 @@ async fn a_loopback_index_build_rebuilds_identically_from_its_lock_offline_with_
 }
 
 #[tokio::test]
+async fn a_distribution_whose_bytes_changed_since_the_lock_is_refused() {
+    let Some(uv) = support::uv().await else { return };
+    let t = tempfile::tempdir().unwrap();
+    let links = find_links(&uv, t.path());
+    let pack = support::pack(t.path(), "jira", "1.0.0", "alpha\n");
+    let first =
+        build_python(&uv, &request(&pack, t.path(), local(&links)), &t.path().join("first"), &|_| {}).await.unwrap();
+
+    // Same name and version, other bytes: what a compromised index would serve.
+    let other = t.path().join("other");
+    std::fs::create_dir_all(other.join("x")).unwrap();
+    support::wheel(&uv, &other.join("x"), &other, "beta", "1.0.0", &["alpha<0"]);
+    std::fs::copy(other.join("beta-1.0.0-py3-none-any.whl"), links.join("beta-1.0.0-py3-none-any.whl")).unwrap();
+    let mut req = request(&pack, t.path(), local(&links));
+    req.locked = Some(first.lock);
+    req.cache_dir = Some(t.path().join("fresh-cache"));
+    let dest = t.path().join("second");
+
+    let err = build_python(&uv, &req, &dest, &|_| {}).await.unwrap_err();
+
+    assert!(matches!(&err, PythonError::HashMismatch { packages } if packages == &["beta==1.0.0"]), "{err:?}");
+    assert!(!dest.exists());
+}
+
+#[tokio::test]
 async fn an_sdist_only_requirement_is_refused_and_its_setup_py_never_runs() {
     let Some(uv) = support::uv().await else { return };
     let t = tempfile::tempdir().unwrap();
