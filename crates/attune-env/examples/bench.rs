@@ -5,13 +5,17 @@
 //! an identical environment. Prints a table with ratios.
 //!
 //! `cargo run -p attune-env --example bench [-- REPS]` (default 3 repetitions,
-//! the median shown). Needs uv, python3 with venv and pip; builds its wheels
-//! locally and serves them with `python3 -m http.server` on 127.0.0.1.
+//! the median shown; the rows take turns, so load from elsewhere falls on all
+//! alike). Needs uv, python3 with venv and pip; builds its wheels locally and
+//! serves them with `python3 -m http.server` on 127.0.0.1, each project page
+//! listing its files with their sha256 as PEP 503 indexes do.
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use sha2::Digest as _;
 
 use attune_env::{LinkMode, PythonRequest, PythonSources, Uv, build_python};
 
@@ -55,6 +59,17 @@ fn wheels(uv: &Uv, work: &Path, index: &Path) {
             .arg(&out)
             .arg(&project)
             .env("UV_CACHE_DIR", work.join("build-cache")));
+        // The project page, with each file's sha256 as real indexes give it
+        // (without, `--generate-hashes` downloads every file to hash it).
+        let mut page = String::from("<html><body>\n");
+        for f in std::fs::read_dir(&out).unwrap() {
+            let f = f.unwrap().file_name().to_string_lossy().into_owned();
+            if f.ends_with(".whl") {
+                let digest = sha2::Sha256::digest(std::fs::read(out.join(&f)).unwrap());
+                page.push_str(&format!("<a href=\"{f}#sha256={digest:x}\">{f}</a>\n"));
+            }
+        }
+        std::fs::write(out.join("index.html"), page + "</body></html>\n").unwrap();
     }
 }
 
