@@ -41,3 +41,19 @@ pub enum EnvEvent {
         packages: usize,
     },
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_serialise_as_tagged_json_for_json_output() {
+        let e = EnvEvent::Resolved { runtime: Runtime::Python, packages: 2, from_lock: false };
+        assert_eq!(
+            serde_json::to_value(&e).unwrap(),
+            serde_json::json!({"event": "resolved", "runtime": "python", "packages": 2, "from_lock": false})
+        );
+        let e = EnvEvent::Reused { runtime: Runtime::Python, from: PathBuf::from("/envs/a-1.0.0") };
+        assert_eq!(serde_json::to_value(&e).unwrap()["event"], "reused");
+    }
+}

@@ -84,11 +84,22 @@ async fn bounded(mut r: impl AsyncRead + Unpin) -> std::io::Result<Vec<u8>> {
     Ok(kept)
 }
 
-/// The last `n` lines of a tool's complaint, for an error message.
+/// The last `n` lines of a tool's complaint, for an error message: at most
+/// 4000 characters, control characters escaped (the text may quote what an
+/// index served, and it reaches terminals and logs).
 pub(crate) fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     let start = lines.len().saturating_sub(n);
-    lines[start..].join("\n").chars().take(4000).collect()
+    lines[start..]
+        .join("\n")
+        .chars()
+        .take(4000)
+        .flat_map(|c| match c {
+            '\n' | '\t' => vec![c],
+            c if c.is_control() => c.escape_default().collect(),
+            c => vec![c],
+        })
+        .collect()
 }
 
 /// A URL as it may be shown: no user name or password.
@@ -220,5 +231,26 @@ impl Npm {
         let mut cmd = tokio::process::Command::new(&self.program);
         cmd.current_dir(cwd).env("NO_COLOR", "1");
         cmd
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tool_messages_reach_the_terminal_without_control_characters() {
+        let said = "ok\nerror: \u{1b}[2Jpackage `x\u{7}` a\rb\n\n  cause: gone\n";
+        let shown = tail(said, 2);
+        assert_eq!(shown, "error: \\u{1b}[2Jpackage `x\\u{7}` a\\rb\n  cause: gone");
+        assert!(!shown.chars().any(|c| c.is_control() && c != '\n'));
+        assert_eq!(tail(&"x".repeat(10_000), 1).len(), 4000);
+    }
+
+    #[test]
+    fn urls_are_shown_without_credentials() {
+        assert_eq!(redact_url("https://user:secret@index.example/simple/"), "https://index.example/simple/");
+        assert_eq!(redact_url("http://127.0.0.1:1/simple/"), "http://127.0.0.1:1/simple/");
+        assert_eq!(redact_url("/srv/wheels"), "/srv/wheels");
     }
 }

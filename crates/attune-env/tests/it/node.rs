@@ -110,3 +110,36 @@ async fn a_package_json_without_lockfile_is_refused_unless_unlocked_is_allowed()
     assert!(built.lock.packages.is_empty());
     assert!(!pack.join("package-lock.json").exists(), "the pack folder gets no lockfile");
 }
+
+#[tokio::test]
+async fn python_and_node_share_one_env_folder() {
+    let (Some(uv), Some(npm)) = (support::uv().await, support::npm().await) else { return };
+    let t = tempfile::tempdir().unwrap();
+    let marker = t.path().join("install-script-ran");
+    let pack = pack_with_tarball(t.path(), &marker, true);
+    let links = t.path().join("links");
+    std::fs::create_dir_all(&links).unwrap();
+    support::wheel(&uv, t.path(), &links, "alpha", "1.0.0", &[]);
+    std::fs::write(pack.join("requirements.txt"), "alpha\n").unwrap();
+    let mut py = attune_env::PythonRequest::new(
+        &pack,
+        support::python(),
+        attune_env::PythonSources { index_url: None, find_links: vec![links.display().to_string()] },
+    );
+    py.cache_dir = Some(t.path().join("uv-cache"));
+    let mut node = NodeRequest::new(&pack);
+    node.cache_dir = Some(t.path().join("npm-cache"));
+    let staged = t.path().join("staged");
+
+    let built = attune_env::build_python(&uv, &py, &staged, &|_| {}).await.unwrap();
+    build_node(&npm, &node, &staged, &|_| {}).await.unwrap();
+    let env = t.path().join("nodey-1.0.0");
+    std::fs::rename(&staged, &env).unwrap();
+
+    assert_eq!(support::run_python(&env, "import alpha; print(alpha.VALUE)"), "alpha\n");
+    let out =
+        support::sh(Command::new("node").args(["-e", "console.log(require('dep'))"]).current_dir(env.join("node")));
+    assert_eq!(out, "42\n");
+    assert_eq!(attune_env::verify_python(&env, &built.lock).unwrap(), []);
+    assert!(!marker.exists());
+}

@@ -319,3 +319,25 @@ async fn an_identical_lock_is_reused_by_hard_links_and_a_tampered_one_is_not() {
     assert_eq!(third.reused_from, None);
     assert_eq!(support::run_python(&env3, "import beta; print(beta.VALUE)"), "beta\n");
 }
+
+#[tokio::test]
+async fn a_hung_interpreter_is_stopped_at_the_time_limit() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = tempfile::tempdir().unwrap();
+    let hung = t.path().join("python3");
+    std::fs::write(&hung, "#!/bin/sh\nexec sleep 60\n").unwrap();
+    std::fs::set_permissions(&hung, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let pack = support::pack(t.path(), "jira", "1.0.0", "alpha\n");
+    let mut req = PythonRequest::new(&pack, &hung, PythonSources::default());
+    req.timeout = std::time::Duration::from_secs(1);
+    // The interpreter is asked first; uv is never reached.
+    let uv = attune_env::Uv { program: t.path().join("no-uv"), version: "none".into() };
+    let dest = t.path().join("env");
+
+    let started = std::time::Instant::now();
+    let err = build_python(&uv, &req, &dest, &|_| {}).await.unwrap_err();
+
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "{:?}", started.elapsed());
+    assert!(matches!(&err, PythonError::Interpreter { why, .. } if why.contains("did not finish within 1s")), "{err}");
+    assert!(!dest.exists());
+}
