@@ -133,9 +133,11 @@ async fn build(
     }
     let package_json = read_bounded(&req.pack_dir.join("package.json"), PACKAGE_JSON_LIMIT)?;
     fs_err::write(work.join("package.json"), &package_json)?;
+    let mut locked_count = 0;
     if let Some(name) = lockfile {
         let from = req.pack_dir.join(name);
         let bytes = read_bounded(&from, LOCKFILE_LIMIT)?;
+        locked_count = packages(&from, &bytes)?.keys().filter(|k| !k.is_empty()).count();
         for local in local_tarballs(&from, &bytes)? {
             let to = work.join(&local);
             if let Some(parent) = to.parent() {
@@ -146,7 +148,10 @@ async fn build(
         fs_err::write(work.join(name), &bytes)?;
     }
 
-    events(EnvEvent::Resolving { runtime: Runtime::Node });
+    match lockfile {
+        Some(_) => events(EnvEvent::Resolved { runtime: Runtime::Node, packages: locked_count, from_lock: true }),
+        None => events(EnvEvent::Resolving { runtime: Runtime::Node }),
+    }
     let what = if lockfile.is_some() { "ci" } else { "install" };
     let mut cmd = npm.command(work);
     cmd.args([what, "--ignore-scripts", "--no-audit", "--no-fund", "--no-update-notifier", "--loglevel", "error"]);
@@ -159,7 +164,8 @@ async fn build(
     if let Some(c) = &req.cache_dir {
         cmd.arg("--cache").arg(c);
     }
-    events(EnvEvent::Installing { runtime: Runtime::Node, packages: 0 });
+    // Unlocked, the count is known only afterwards (0 here).
+    events(EnvEvent::Installing { runtime: Runtime::Node, packages: locked_count });
     let ran = tool::run(cmd, &npm.program, what, req.timeout).await?;
     if !ran.status.success() {
         let detail = tool::tail(&ran.stderr, 12);
@@ -173,7 +179,9 @@ async fn build(
     let written = work.join(name);
     let bytes = read_bounded(&written, LOCKFILE_LIMIT)?;
     let lock = node_lock(&written, name, &bytes)?;
-    events(EnvEvent::Resolved { runtime: Runtime::Node, packages: lock.packages.len(), from_lock: lockfile.is_some() });
+    if lockfile.is_none() {
+        events(EnvEvent::Resolved { runtime: Runtime::Node, packages: lock.packages.len(), from_lock: false });
+    }
     events(EnvEvent::Installed { runtime: Runtime::Node, packages: lock.packages.len() });
     Ok(NodeEnv { path: work.to_path_buf(), lock, unlocked: lockfile.is_none() })
 }

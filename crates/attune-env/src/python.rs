@@ -252,10 +252,8 @@ async fn build(
     };
     let venv = async { if create_venv_now { create_venv(uv, req, &base, dest, scratch).await } else { Ok(()) } };
     let (resolved, venv) = tokio::join!(resolution, venv);
-    let mut pylock = None;
     let lock = match (resolved?, &req.locked) {
         (Some(r), _) => {
-            pylock = r.pylock;
             PythonLock { python: target, requirements: r.requirements, needs_source_builds: r.needs_source_builds }
         }
         (None, Some(l)) => {
@@ -300,16 +298,12 @@ async fn build(
     let n = stamp.lock.requirements.len();
     events(EnvEvent::Installing { runtime: Runtime::Python, packages: n });
     if n > 0 {
-        // Just resolved: uv's pylock names the very files. From a recorded
-        // lock: names, versions and hashes, found on the index again.
-        let locked_txt = match pylock {
-            Some(p) => p,
-            None => {
-                let p = scratch.join("locked.txt");
-                fs_err::write(&p, stamp.lock.requirements_txt())?;
-                p
-            }
-        };
+        // Installed from names, versions and hashes, found on the index, as
+        // a recorded lock is: a fresh build and a rebuild take one path and
+        // fill uv's cache alike (uv caches a pylock's file URLs apart, so an
+        // offline rebuild from the record would miss them).
+        let locked_txt = scratch.join("locked.txt");
+        fs_err::write(&locked_txt, stamp.lock.requirements_txt())?;
         let mut sync = uv.command(scratch);
         sync.args(["pip", "sync", "--quiet", "--require-hashes", "--python"]).arg(dest.join("bin/python"));
         common_args(&mut sync, req, stamp.lock.needs_source_builds);
@@ -379,13 +373,10 @@ async fn probe_interpreter(
     Ok((PythonTarget { implementation: p.implementation, version: p.version, platform: p.platform }, p.base))
 }
 
-/// A resolution: the pinned set, whether it needs source builds, and uv's
-/// `pylock.toml` of it (exact file URLs), installed without asking the
-/// index again.
+/// A resolution: the pinned set and whether it needs source builds.
 struct Resolved {
     requirements: Vec<LockedRequirement>,
     needs_source_builds: bool,
-    pylock: Option<PathBuf>,
 }
 
 /// `uv pip compile` of the pack's checked requirements for `python`.
@@ -404,7 +395,7 @@ async fn resolve(uv: &Uv, req: &PythonRequest, python: &Path, scratch: &Path) ->
     let shown_files =
         if shown_files.is_empty() { "the pack's requirements".to_owned() } else { shown_files.join(" + ") };
     if input.trim().is_empty() {
-        return Ok(Resolved { requirements: vec![], needs_source_builds: false, pylock: None });
+        return Ok(Resolved { requirements: vec![], needs_source_builds: false });
     }
     let input_path = scratch.join("requirements.in");
     fs_err::write(&input_path, &input)?;
@@ -433,7 +424,7 @@ async fn resolve(uv: &Uv, req: &PythonRequest, python: &Path, scratch: &Path) ->
     let text = read_bounded(&pylock, "uv's pylock.toml", tool::OUTPUT_LIMIT as usize)?;
     let requirements = lock::parse_pylock(&text, &uv.version)?;
     lock::validate_requirements(&requirements)?;
-    Ok(Resolved { requirements, needs_source_builds, pylock: Some(pylock) })
+    Ok(Resolved { requirements, needs_source_builds })
 }
 
 fn read_bounded(path: &Path, shown: &str, limit: usize) -> Result<String, PythonError> {

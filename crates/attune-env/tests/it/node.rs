@@ -84,7 +84,15 @@ async fn npm_ci_installs_a_local_tarball_without_running_its_install_script() {
     assert!(!marker.exists(), "dep's install script ran");
     assert_eq!(snapshot(&pack), before, "the pack folder is untouched");
     assert!(!env.join("node/.npmrc").exists());
-    assert!(!events.take().is_empty());
+    use attune_env::{EnvEvent, Runtime};
+    assert_eq!(
+        events.take(),
+        [
+            EnvEvent::Resolved { runtime: Runtime::Node, packages: 1, from_lock: true },
+            EnvEvent::Installing { runtime: Runtime::Node, packages: 1 },
+            EnvEvent::Installed { runtime: Runtime::Node, packages: 1 },
+        ]
+    );
 }
 
 #[tokio::test]

@@ -113,6 +113,13 @@ async fn a_loopback_index_build_rebuilds_identically_from_its_lock_offline_with_
     assert!(!events.take().contains(&EnvEvent::Resolving { runtime: Runtime::Python }), "a lock is not resolved again");
     assert_eq!(support::run_python(&first, "import alpha; print(alpha.VALUE)"), "alpha\n");
 
+    // Without the lock, offline resolves from uv's cache alone.
+    let mut unlocked = req.clone();
+    unlocked.locked = None;
+    let resolved = build_python(&uv, &unlocked, &t.path().join("unlocked"), &|_| {}).await.unwrap();
+    assert_eq!(resolved.lock, built.lock);
+    assert_eq!(support::listing(&t.path().join("unlocked")), before);
+
     // With an empty cache, offline names what is missing and leaves nothing.
     let mut cold = req.clone();
     cold.cache_dir = Some(t.path().join("empty-cache"));

@@ -182,14 +182,23 @@ impl Drop for Server {
     }
 }
 
-/// A simple index (`/simple/{name}/{files}`) of these distribution files.
+/// A simple index (`/simple/{name}/{files}`) of these distribution files,
+/// each project page listing its files with their sha256 as real indexes
+/// do (uv needs them to resolve with hashes from its cache alone).
 pub fn simple_index(root: &Path, files: &[PathBuf]) {
+    use sha2::{Digest, Sha256};
+    let mut pages: std::collections::BTreeMap<PathBuf, String> = Default::default();
     for f in files {
         let name = f.file_name().unwrap().to_string_lossy();
         let project = name.split('-').next().unwrap().replace('_', "-").to_lowercase();
         let dir = root.join("simple").join(project);
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::copy(f, dir.join(&*name)).unwrap();
+        let digest = Sha256::digest(std::fs::read(f).unwrap());
+        pages.entry(dir).or_default().push_str(&format!("<a href=\"{name}#sha256={digest:x}\">{name}</a>\n"));
+    }
+    for (dir, links) in pages {
+        std::fs::write(dir.join("index.html"), format!("<html><body>\n{links}</body></html>\n")).unwrap();
     }
 }
 
