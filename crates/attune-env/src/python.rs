@@ -510,6 +510,10 @@ fn backticked(text: &str, prefix: &str) -> Vec<String> {
 /// still verifies clean.
 fn reusable(candidate: &Path, stamp: &Stamp) -> bool {
     use std::io::Read;
+    // A real folder: an active-version link would be copied as a link.
+    if !fs_err::symlink_metadata(candidate).is_ok_and(|m| m.is_dir()) {
+        return false;
+    }
     let mut bytes = Vec::new();
     let read = fs_err::File::open(candidate.join(STAMP_FILE))
         .and_then(|f| f.take(STAMP_LIMIT).read_to_end(&mut bytes).map(|_| ()));
