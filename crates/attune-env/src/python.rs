@@ -61,6 +61,12 @@ pub enum PythonError {
     )]
     SourceBuildRefused { packages: Vec<String> },
     #[error(
+        "the locked requirements were resolved with source builds (a requirement has no wheel), and installing them \
+         would run build code (setup.py); nothing was installed; pass --allow-source-builds, or lock again from an \
+         index with wheels"
+    )]
+    LockNeedsSourceBuilds,
+    #[error(
         "offline, and not in the cache: {}; nothing was installed; build once online (or with the index reachable) to fill uv's cache, then retry",
         .missing.join(", ")
     )]
@@ -264,8 +270,7 @@ async fn build(
                 });
             }
             if l.needs_source_builds && !req.allow_source_builds {
-                let packages = vec!["a locked requirement".to_owned()];
-                return Err(PythonError::SourceBuildRefused { packages });
+                return Err(PythonError::LockNeedsSourceBuilds);
             }
             l.clone()
         }

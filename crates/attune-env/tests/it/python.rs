@@ -201,7 +201,8 @@ async fn allowed_source_builds_run_the_build_backend_and_say_so() {
     let mut again = request(&pack, t.path(), local(&links));
     again.locked = Some(built.lock);
     let err = build_python(&uv, &again, &t.path().join("env2"), &|_| {}).await.unwrap_err();
-    assert!(matches!(err, PythonError::SourceBuildRefused { .. }), "{err:?}");
+    assert!(matches!(err, PythonError::LockNeedsSourceBuilds), "{err:?}");
+    assert!(err.to_string().contains("--allow-source-builds"), "{err}");
     assert!(!marker.exists());
 }
 
