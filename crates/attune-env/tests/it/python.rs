@@ -349,3 +349,42 @@ async fn a_hung_interpreter_is_stopped_at_the_time_limit() {
     assert!(matches!(&err, PythonError::Interpreter { why, .. } if why.contains("did not finish within 1s")), "{err}");
     assert!(!dest.exists());
 }
+
+#[tokio::test]
+async fn uv_config_files_and_their_indexes_are_ignored() {
+    let Some(uv) = support::uv().await else { return };
+    let t = tempfile::tempdir().unwrap();
+    let links = find_links(&uv, t.path());
+    // A decoy index, the only one that has `delta`, named by uv config files
+    // where uv would find them: above the folder it runs in.
+    let decoy_files = t.path().join("decoy-src");
+    std::fs::create_dir_all(&decoy_files).unwrap();
+    let delta = support::wheel(&uv, &decoy_files, &decoy_files, "delta", "1.0.0", &[]);
+    support::simple_index(&t.path().join("decoy"), &[delta]);
+    let log = t.path().join("decoy.log");
+    let decoy = Server::start_logging(&t.path().join("decoy"), Some(&log));
+    let envs = t.path().join("envs");
+    std::fs::create_dir_all(&envs).unwrap();
+    let index = format!("extra-index-url = [\"{}\"]\n", decoy.url("simple/"));
+    std::fs::write(envs.join("uv.toml"), format!("[pip]\n{index}")).unwrap();
+    std::fs::write(
+        envs.join("pyproject.toml"),
+        format!("[project]\nname = \"x\"\nversion = \"0\"\n[tool.uv.pip]\n{index}"),
+    )
+    .unwrap();
+    let pack = support::pack(t.path(), "jira", "1.0.0", "alpha\ndelta\n");
+
+    // The operator's index (with --no-index config indexes are moot anyway).
+    let files: Vec<PathBuf> = std::fs::read_dir(&links).unwrap().map(|e| e.unwrap().path()).collect();
+    support::simple_index(&t.path().join("www"), &files);
+    let server = Server::start(&t.path().join("www"));
+    let sources = PythonSources { index_url: Some(server.url("simple/")), find_links: vec![] };
+
+    let err =
+        build_python(&uv, &request(&pack, t.path(), sources), &envs.join("jira-1.0.0"), &|_| {}).await.unwrap_err();
+
+    assert!(matches!(err, PythonError::Unsatisfiable { .. }), "{err:?}");
+    decoy.stop();
+    let requests = std::fs::read_to_string(&log).unwrap();
+    assert!(!requests.contains("GET"), "the decoy index was asked: {requests}");
+}
