@@ -22,10 +22,11 @@ LAYERS = {
     "attune-core": set(),
     "attune-net": set(),
     "attune-tuf": set(),
+    "attune-env": set(),
     "attune-registry": {"attune-core"},
     "attune-fetch": {"attune-core", "attune-net"},
     "attune-store": {"attune-core"},
-    "attune-app": {"attune-core", "attune-net", "attune-tuf", "attune-registry", "attune-fetch", "attune-store"},
+    "attune-app": {"attune-core", "attune-net", "attune-tuf", "attune-env", "attune-registry", "attune-fetch", "attune-store"},
     "attune-api": {"attune-app"},
     "attune": {"attune-app", "attune-api", "attune-net"},
 }
