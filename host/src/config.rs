@@ -12,6 +12,12 @@
 //! require_signed_indexes = true            # refuse unsigned (non-TUF) indexes
 //! python = "/opt/python3.12/bin/python3"   # runtime checks (else PATH)
 //! node = "/usr/local/bin/node"
+//! # Packs' runtime environments (see the README, "Runtime environments"):
+//! envs_dir = "/srv/attune/envs"            # default: {packs_dir}-envs
+//! uv = "/usr/local/bin/uv"                 # default: $ATTUNE_UV, then PATH
+//! python_index_url = "https://pypi.corp.example/simple/"
+//! python_find_links = ["/srv/wheels"]
+//! npm_registry = "https://npm.corp.example/"
 //! [limits]
 //! memory = "256MiB"
 //! time = "300s"
@@ -69,6 +75,20 @@ pub struct FileConfig {
     pub python: Option<PathBuf>,
     /// The Node.js interpreter, likewise (default: `node`, then `nodejs`; `$ATTUNE_NODE` wins).
     pub node: Option<PathBuf>,
+    /// Where packs' runtime environments live (default: `{packs_dir}-envs`).
+    pub envs_dir: Option<PathBuf>,
+    /// uv, which builds Python environments (`$ATTUNE_UV` wins; default: PATH).
+    pub uv: Option<PathBuf>,
+    /// npm, which installs node packages (`$ATTUNE_NPM` wins; default: PATH).
+    pub npm: Option<PathBuf>,
+    /// The Python package index environments are built from (default: PyPI,
+    /// unless only `python_find_links` is set).
+    pub python_index_url: Option<String>,
+    /// Folders or pages of Python distributions (`--find-links`).
+    #[serde(default)]
+    pub python_find_links: Vec<String>,
+    /// The npm registry (default: npm's own configuration).
+    pub npm_registry: Option<String>,
     #[serde(default)]
     pub limits: FileLimits,
     /// The outbound proxy (wins over `HTTPS_PROXY` and friends; `""`: none).
@@ -125,6 +145,17 @@ impl FileConfig {
             tls,
             credentials: self.credentials.clone(),
             ..Default::default()
+        }
+    }
+
+    /// How this file says environments are built.
+    pub fn env_config(&self) -> attune_app::context::EnvConfig {
+        attune_app::context::EnvConfig {
+            uv: self.uv.clone(),
+            npm: self.npm.clone(),
+            python_index_url: self.python_index_url.clone(),
+            python_find_links: self.python_find_links.clone(),
+            npm_registry: self.npm_registry.clone(),
         }
     }
 

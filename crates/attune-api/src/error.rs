@@ -99,6 +99,7 @@ impl From<crate::Error> for ApiError {
             E::Artifact(_) => (StatusCode::UNPROCESSABLE_ENTITY, "not_cached"),
             E::Lockfile(_) => (StatusCode::UNPROCESSABLE_ENTITY, "lockfile_error"),
             E::Runtimes(_) => (StatusCode::UNPROCESSABLE_ENTITY, "runtime_requirements"),
+            E::Environment { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "environment_failed"),
             E::Signed(e) if matches!(**e, attune_app::SignedIndexError::Io { .. }) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal")
             }

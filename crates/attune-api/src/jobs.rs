@@ -68,12 +68,45 @@ pub enum WorkSpec {
         force: bool,
         checksum: Option<String>,
         ignore_runtime_requirements: bool,
+        #[serde(default)]
+        env: EnvSpec,
     },
     /// Install a pack by name from the registered indexes, with its
     /// dependencies unless `skip_deps`.
-    Named { spec: String, force: bool, skip_deps: bool, ignore_runtime_requirements: bool },
+    Named {
+        spec: String,
+        force: bool,
+        skip_deps: bool,
+        ignore_runtime_requirements: bool,
+        #[serde(default)]
+        env: EnvSpec,
+    },
     /// Upgrade a pack, rolling back on any failure.
-    Upgrade { pack_ref: String, to: Option<String>, ignore_runtime_requirements: bool },
+    Upgrade {
+        pack_ref: String,
+        to: Option<String>,
+        ignore_runtime_requirements: bool,
+        #[serde(default)]
+        env: EnvSpec,
+    },
+}
+
+/// What an API caller may ask of a pack's runtime environment: the CLI's
+/// `--no-env` and `--rebuild-env`. Source builds (which run a package's
+/// build code) and unlocked node installs stay the operator's CLI choices.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvSpec {
+    #[serde(default)]
+    pub no_env: bool,
+    #[serde(default)]
+    pub rebuild_env: bool,
+}
+
+impl EnvSpec {
+    fn options(self) -> attune_app::environments::EnvOptions {
+        attune_app::environments::EnvOptions { skip: self.no_env, rebuild: self.rebuild_env, ..Default::default() }
+    }
 }
 
 impl WorkSpec {
@@ -671,7 +704,7 @@ impl Jobs {
             ..InstallRequest::new(source, self.ctx.limits, crate::db::Channel::Api)
         };
         Ok(match spec {
-            WorkSpec::Install { source, reference, force, checksum, ignore_runtime_requirements } => {
+            WorkSpec::Install { source, reference, force, checksum, ignore_runtime_requirements, env } => {
                 let expected_checksum = checksum
                     .as_deref()
                     .map(|c| c.parse().map_err(|e| ApiError::bad_request(format!("checksum {c:?}: {e}"))))
@@ -683,20 +716,26 @@ impl Jobs {
                     reference,
                     ignore_runtime_requirements,
                     opened_input: held.opened,
+                    env: env.options(),
                     ..base(source)
                 }))
             }
-            WorkSpec::Named { spec, force, skip_deps, ignore_runtime_requirements } => Work::Named {
+            WorkSpec::Named { spec, force, skip_deps, ignore_runtime_requirements, env } => Work::Named {
                 spec,
-                base: Box::new(InstallRequest { force, ignore_runtime_requirements, ..base(String::new()) }),
+                base: Box::new(InstallRequest {
+                    force,
+                    ignore_runtime_requirements,
+                    env: env.options(),
+                    ..base(String::new())
+                }),
                 skip_deps,
             },
-            WorkSpec::Upgrade { pack_ref, to, ignore_runtime_requirements } => {
+            WorkSpec::Upgrade { pack_ref, to, ignore_runtime_requirements, env } => {
                 Work::Upgrade(Box::new(crate::upgrade::UpgradeRequest {
                     pack_ref,
                     to,
                     from: None,
-                    base: InstallRequest { ignore_runtime_requirements, ..base(String::new()) },
+                    base: InstallRequest { ignore_runtime_requirements, env: env.options(), ..base(String::new()) },
                 }))
             }
         })

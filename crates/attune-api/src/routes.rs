@@ -21,7 +21,7 @@ use serde::Deserialize;
 use super::AppState;
 use super::auth::Caller;
 use super::error::{ApiError, Json, Path, Query};
-use super::jobs::{Held, WorkSpec};
+use super::jobs::{EnvSpec, Held, WorkSpec};
 use crate::db::Channel;
 use crate::packs::{self, PackSpec, slim_json};
 use attune_app::request::Target;
@@ -132,6 +132,18 @@ pub struct InstallBody {
     /// runtime requirements (the report lists what was ignored).
     #[serde(default)]
     pub ignore_runtime_requirements: bool,
+    /// Install without the pack's runtime environment (the CLI's `--no-env`).
+    #[serde(default)]
+    pub no_env: bool,
+    /// Build the environment afresh (the CLI's `--rebuild-env`).
+    #[serde(default)]
+    pub rebuild_env: bool,
+}
+
+impl InstallBody {
+    fn env(&self) -> EnvSpec {
+        EnvSpec { no_env: self.no_env, rebuild_env: self.rebuild_env }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -162,6 +174,7 @@ pub async fn install(
                 force: body.force,
                 skip_deps: body.skip_deps,
                 ignore_runtime_requirements: body.ignore_runtime_requirements,
+                env: body.env(),
             },
             Held::default(),
         ),
@@ -179,6 +192,7 @@ pub async fn install(
                 force: body.force,
                 checksum: body.checksum.clone(),
                 ignore_runtime_requirements: body.ignore_runtime_requirements,
+                env: body.env(),
             };
             (work, Held { source: secret, opened })
         }
@@ -345,6 +359,12 @@ pub struct UpgradeBody {
     /// requirements (the report lists what was ignored).
     #[serde(default)]
     pub ignore_runtime_requirements: bool,
+    /// Upgrade without the new version's runtime environment (`--no-env`).
+    #[serde(default)]
+    pub no_env: bool,
+    /// Build the new version's environment afresh (`--rebuild-env`).
+    #[serde(default)]
+    pub rebuild_env: bool,
 }
 
 /// `POST /packs/{ref}/upgrade`: a job, like an install (`?wait=true` for the
@@ -361,6 +381,7 @@ pub async fn upgrade(
         pack_ref: spec.pack_ref,
         to: body.to,
         ignore_runtime_requirements: body.ignore_runtime_requirements,
+        env: EnvSpec { no_env: body.no_env, rebuild_env: body.rebuild_env },
     };
     submit(&st, &caller, work, Held::default(), q.wait, StatusCode::OK).await
 }

@@ -2,7 +2,8 @@
 //! runs. Recorded twice on purpose: in the database (`activations`, one row
 //! per switch, newest wins: the audit trail, where `rollback` looks) and on
 //! disk as the link `{packs_dir}/{ref}` → `{ref}-{version}` (what the
-//! automation that runs the packs follows). The one place that changes both,
+//! automation that runs the packs follows), and `{envs_dir}/{ref}` to the
+//! same version's environment. The one place that changes both,
 //! used by install (a first version becomes active), uninstall, upgrade,
 //! `activate`/`rollback` and the start-up backfill.
 
@@ -25,12 +26,19 @@ pub async fn activate_locked(
     }
     let previous = ctx.db.active_version(&ctx.machine, pack_ref).await?;
     ctx.store.set_active(pack_ref, version)?;
+    crate::environments::link(ctx, pack_ref, Some(version))?;
     match ctx.db.record_activation(&ctx.machine, pack_ref, Some(&v), &ctx.user, reason).await {
         Ok(a) => Ok(a),
         Err(e) => {
             match previous.as_deref().map(semver::Version::parse) {
-                Some(Ok(p)) => ctx.store.set_active(pack_ref, &p)?,
-                _ => ctx.store.clear_active(pack_ref)?,
+                Some(Ok(p)) => {
+                    ctx.store.set_active(pack_ref, &p)?;
+                    crate::environments::link(ctx, pack_ref, Some(&p))?;
+                }
+                _ => {
+                    ctx.store.clear_active(pack_ref)?;
+                    crate::environments::link(ctx, pack_ref, None)?;
+                }
             }
             Err(e.into())
         }
@@ -42,6 +50,7 @@ pub async fn activate_locked(
 pub async fn deactivate_locked(ctx: &Context, pack_ref: &str, reason: &str) -> Result<(), Error> {
     ctx.db.record_activation(&ctx.machine, pack_ref, None, &ctx.user, reason).await?;
     ctx.store.clear_active(pack_ref)?;
+    crate::environments::link(ctx, pack_ref, None)?;
     Ok(())
 }
 

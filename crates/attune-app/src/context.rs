@@ -22,6 +22,17 @@ pub struct Settings {
     /// How fetches reach the network (trust, proxy, credentials): the
     /// operator's, built once per process.
     pub net: attune_net::Net,
+    /// Where packs' runtime environments live (default: [`default_envs_dir`]).
+    pub envs_dir: Option<PathBuf>,
+}
+
+/// `{packs_dir}-envs` beside the packs folder (`/var/lib/attune/packs` →
+/// `/var/lib/attune/packs-envs`): on the same filesystem, so an environment
+/// is published by rename, and never shared by two packs folders.
+pub fn default_envs_dir(packs_dir: &std::path::Path) -> PathBuf {
+    let mut name = packs_dir.file_name().map(|n| n.to_os_string()).unwrap_or_else(|| "packs".into());
+    name.push("-envs");
+    packs_dir.with_file_name(name)
 }
 
 pub struct Context {
@@ -39,6 +50,40 @@ pub struct Context {
     /// Where packs' runtime requirements are checked (`ATTUNE_PYTHON` /
     /// `ATTUNE_NODE`, else PATH; the CLI adds the config file's keys).
     pub interpreters: crate::interpreters::Interpreters,
+    /// Packs' runtime environments, `{ref}-{version}/` with an active link
+    /// per pack, as the packs folder (see [`crate::environments`]).
+    pub envs: Store,
+    /// How environments are built (uv, npm, the Python indexes); the CLI
+    /// fills it from the config file. Used by [`crate::environments`].
+    pub env_config: EnvConfig,
+}
+
+/// The operator's settings for building environments (config file and
+/// environment variables; see the README).
+#[derive(Debug, Clone, Default)]
+pub struct EnvConfig {
+    /// `uv` (default: `$ATTUNE_UV`, then `PATH`).
+    pub uv: Option<PathBuf>,
+    /// `npm` (default: `$ATTUNE_NPM`, then `PATH`).
+    pub npm: Option<PathBuf>,
+    /// A PEP 503 simple index; with neither this nor `python_find_links`, PyPI.
+    pub python_index_url: Option<String>,
+    /// Folders or pages of distributions (`--find-links`).
+    pub python_find_links: Vec<String>,
+    /// The npm registry (default: npm's own configuration).
+    pub npm_registry: Option<String>,
+}
+
+impl EnvConfig {
+    pub(crate) fn python_sources(&self) -> attune_env::PythonSources {
+        if self.python_index_url.is_none() && self.python_find_links.is_empty() {
+            return attune_env::PythonSources::pypi();
+        }
+        attune_env::PythonSources {
+            index_url: self.python_index_url.clone(),
+            find_links: self.python_find_links.clone(),
+        }
+    }
 }
 
 /// Held while a pack is changed; see [`Context::lock_pack`].
@@ -64,6 +109,9 @@ impl Context {
         std::fs::create_dir_all(&settings.packs_dir)
             .map_err(|e| Error::Io { path: settings.packs_dir.clone(), source: e })?;
         let store = Store::open(&settings.packs_dir)?;
+        let envs_dir = settings.envs_dir.clone().unwrap_or_else(|| default_envs_dir(&settings.packs_dir));
+        std::fs::create_dir_all(&envs_dir).map_err(|e| Error::Io { path: envs_dir.clone(), source: e })?;
+        let envs = Store::open(&envs_dir)?;
         let db = Db::connect(&settings.database_url).await?;
         let runtime = Arc::new(Runtime::new(settings.cache_dir.clone(), settings.net.clone())?);
         let ctx = Context {
@@ -75,6 +123,8 @@ impl Context {
             user: username(),
             artifacts: settings.cache_dir.as_deref().map(crate::artifacts::Artifacts::new),
             interpreters: crate::interpreters::Interpreters::from_env(None, None),
+            envs,
+            env_config: Default::default(),
         };
         Ok(ctx)
     }

@@ -61,6 +61,8 @@ pub struct InstallRequest {
     /// The local source, already opened (no-follow) and checked by the
     /// caller: this handle, not the path, is what the fetcher reads.
     pub opened_input: Option<std::sync::Arc<OpenedInput>>,
+    /// The pack's runtime environment (`--no-env`, `--rebuild-env`, …).
+    pub env: crate::environments::EnvOptions,
 }
 
 /// A local folder or file opened once, when it was checked.
@@ -107,6 +109,7 @@ impl InstallRequest {
             record_reference: None,
             untrusted_caller: false,
             opened_input: None,
+            env: Default::default(),
         }
     }
 }
@@ -146,6 +149,8 @@ pub enum InstallEvent {
     Fetcher(Event),
     /// Waiting for another process that holds the pack's lock.
     Waiting(String),
+    /// A step of building the pack's runtime environment.
+    Env(attune_env::EnvEvent),
 }
 
 impl InstallEvent {
@@ -157,6 +162,13 @@ impl InstallEvent {
             InstallEvent::Phase(p) => ("phase", json!({ "phase": p })),
             InstallEvent::Staged { bytes, entries } => ("staged", json!({ "bytes": bytes, "entries": entries })),
             InstallEvent::Waiting(m) => ("waiting", json!({ "message": m })),
+            InstallEvent::Env(e) => {
+                let mut v = serde_json::to_value(e).expect("env events serialize");
+                // Its own tag becomes `step`: `event` is the wire's.
+                let step = v.as_object_mut().and_then(|o| o.remove("event")).unwrap_or_default();
+                v["step"] = step;
+                ("env", v)
+            }
             InstallEvent::Fetcher(Event::Log(level, m)) => ("log", json!({ "level": level.as_str(), "message": m })),
             InstallEvent::Fetcher(Event::Progress { done, total }) => {
                 ("fetch_progress", json!({ "done": done, "total": total }))
@@ -186,6 +198,20 @@ pub struct InstallReport {
     /// Runtime requirements not met here, installed anyway as asked.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ignored_runtime_requirements: Vec<String>,
+    /// The runtime environment built with it (`{envs_dir}/{ref}-{version}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub environment: Option<EnvReport>,
+}
+
+/// A built environment, as an install reports it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EnvReport {
+    pub path: PathBuf,
+    #[serde(flatten)]
+    pub record: crate::environments::EnvRecord,
+    /// Linked from another version, built from source, resolved unlocked.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 pub async fn install(
@@ -349,6 +375,16 @@ pub async fn install(
         }
     }
 
+    // Built before the lock (it may take a while), published with the pack.
+    let env = {
+        let (python, node) = crate::environments::needed(&root, &req.env);
+        if (python || node) && !req.env.skip {
+            emit(InstallEvent::Phase("environment"));
+        }
+        let events = |e: attune_env::EnvEvent| emit(InstallEvent::Env(e));
+        crate::environments::build(ctx, &root, &manifest.r#ref, &req.env, req.offline, &events).await?
+    };
+
     let pack_ref = manifest.r#ref.clone();
     let version = manifest.version.clone();
     let lock = {
@@ -399,16 +435,48 @@ pub async fn install(
             if let Some(trust) = req.expected_pack.as_ref().and_then(|e| e.index_trust.as_ref()) {
                 m["index_trust"] = serde_json::to_value(trust).expect("trust serializes");
             }
+            if let Some(b) = &env {
+                m["environment"] = serde_json::to_value(&b.record).expect("environment serializes");
+            }
             m
         },
         api_token: req.api_token.clone(),
     };
     let id = ctx.db.begin_install(&new).await?;
+    // The environment goes first and comes back out if the pack cannot follow.
+    let (env_report, published, stale_env) = match env {
+        Some(built) => {
+            let report = EnvReport {
+                path: ctx.envs.pack_dir(&pack_ref, &version),
+                record: built.record.clone(),
+                notes: built.notes.clone(),
+            };
+            match crate::environments::publish(ctx, built, &pack_ref, &version) {
+                Ok(p) => (Some(report), Some(p), None),
+                Err(e) => {
+                    ctx.db.fail_install(id, &e.to_string()).await?;
+                    return Err(e);
+                }
+            }
+        }
+        // A version reinstalled without one loses the one it had.
+        None => (None, None, crate::environments::take_out(ctx, &pack_ref, &version)?),
+    };
     if let Err(e) = ctx.store.commit(&staging, &root, &pack_ref, &version, req.force) {
+        if let Some(p) = published {
+            p.undo(ctx);
+        }
+        if let Some(aside) = &stale_env {
+            let _ = ctx.envs.restore(aside, &pack_ref, &version);
+        }
         ctx.db.fail_install(id, &e.to_string()).await?;
         return Err(e.into());
     }
     ctx.db.complete_install(id).await?;
+    drop(published);
+    if let Some(aside) = stale_env {
+        ctx.envs.discard(&aside);
+    }
     if let (Some((artifacts, url)), Some(commit)) = (cache_git_as, &fetched.result.resolved_commit) {
         let (dir, reference, commit) = (dest.clone(), req.reference.clone(), commit.clone());
         let cached = tokio::task::spawn_blocking(move || {
@@ -430,8 +498,9 @@ pub async fn install(
         }
         Some(active) => {
             if active == version.to_string() {
-                // A reinstall of the active version: keep the link right.
+                // A reinstall of the active version: keep the links right.
                 ctx.store.set_active(&pack_ref, &version)?;
+                crate::environments::link(ctx, &pack_ref, Some(&version))?;
             }
             false
         }
@@ -452,6 +521,7 @@ pub async fn install(
         installation_id: id,
         activated,
         ignored_runtime_requirements,
+        environment: env_report,
     })
 }
 

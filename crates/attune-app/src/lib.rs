@@ -10,13 +10,14 @@
 //! [`plugins`] (third-party fetchers and their grants) and [`interpreters`]
 //! (the runtimes a pack requires). Everything fails with [`Error`].
 //!
-//! May import: `attune-core`, `attune-net`, `attune-tuf`, `attune-registry`,
+//! May import: `attune-core`, `attune-net`, `attune-tuf`, `attune-env`, `attune-registry`,
 //! `attune-fetch`, `attune-store`; re-exports them so that a front end (the CLI, the API)
 //! needs this crate alone. Knows nothing of HTTP serving or the terminal.
 
 pub mod activation;
 pub mod by_name;
 pub mod context;
+pub mod environments;
 mod error;
 pub mod indexes;
 pub mod install;
@@ -31,6 +32,7 @@ pub mod signed_index;
 pub mod upgrade;
 
 pub use attune_core::{checksum, fs, manifest, source, untrusted};
+pub use attune_env as env;
 pub use attune_fetch::{builtins, runtime, sources, staging};
 pub use attune_registry as registry;
 pub use attune_store::{artifacts, db, store};

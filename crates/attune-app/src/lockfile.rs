@@ -32,7 +32,7 @@ pub struct Lockfile {
 }
 
 /// One installed pack.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LockedPack {
     #[serde(rename = "ref")]
@@ -53,6 +53,10 @@ pub struct LockedPack {
     /// Installed by name from a signed index: which, at what targets version, signed by which keys.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub index_trust: Option<IndexTrust>,
+    /// Its runtime environment's resolved requirements, with their hashes:
+    /// `sync --locked` installs exactly these.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<crate::environments::EnvRecord>,
 }
 
 impl LockedPack {
@@ -75,6 +79,7 @@ impl LockedPack {
             checksum: i.checksum.clone(),
             archive_sha256,
             index_trust: serde_json::from_value(i.metadata_json["index_trust"].clone()).ok(),
+            environment: crate::environments::EnvRecord::of_metadata(&i.metadata_json).ok().flatten(),
         }
     }
 
@@ -92,7 +97,7 @@ impl Lockfile {
     pub async fn of_host(ctx: &Context) -> Result<Lockfile, Error> {
         let mut packs: Vec<LockedPack> =
             ctx.db.installed(&ctx.machine).await?.iter().map(LockedPack::from_installation).collect();
-        packs.sort();
+        packs.sort_by(|a, b| (&a.pack_ref, &a.version, &a.source).cmp(&(&b.pack_ref, &b.version, &b.source)));
         Ok(Lockfile { version: FORMAT_VERSION, packs })
     }
 
@@ -191,6 +196,8 @@ pub struct SyncOptions {
     /// from a signed index is refused when its targets version is older than
     /// the one this host trusts now.
     pub cache_dir: Option<PathBuf>,
+    /// `--no-env`, `--rebuild-env`…; each entry's locked environment is added.
+    pub env: crate::environments::EnvOptions,
 }
 
 /// Refuses a lock whose index metadata is older than what this host trusts
@@ -344,12 +351,15 @@ pub async fn sync_with(
             }),
             offline: options.offline,
             ignore_runtime_requirements: options.ignore_runtime_requirements,
+            // Source builds stay this host's operator's choice (--allow-source-builds),
+            // whatever the locking host allowed.
+            env: crate::environments::EnvOptions { locked: want.environment.clone(), ..options.env.clone() },
             ..InstallRequest::new(want.install_source(), ctx.limits, Channel::Cli)
         };
         let progress = events.as_ref().map(|e| set::for_pack(e, &want.pack_ref, &want.version));
         match crate::install::install(ctx, req, progress).await {
             Ok(r) => {
-                emit(SetEvent::Done { report: r.clone() });
+                emit(SetEvent::Done { report: Box::new(r.clone()) });
                 report.installed.push(r)
             }
             Err(e) => {
@@ -398,6 +408,7 @@ mod tests {
             checksum: format!("sha256-tree-v1:{}", "ab".repeat(32)),
             archive_sha256: Some(format!("sha256:{}", "cd".repeat(32))),
             index_trust: None,
+            environment: None,
         }
     }
 

@@ -129,6 +129,10 @@ pub struct VerifyReport {
     pub expected: String,
     pub actual: Option<String>,
     pub changes: Vec<Change>,
+    /// How its runtime environment differs from what was recorded (empty:
+    /// as built, or it has none).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub environment: Vec<String>,
 }
 
 /// Re-checksums installed packs and diffs them against the stored manifests.
@@ -161,6 +165,18 @@ pub async fn verify(ctx: &Context, specs: &[PackSpec]) -> Result<Vec<VerifyRepor
             let ok = changes.is_empty() && now.digest == expected.digest;
             (if ok { VerifyStatus::Ok } else { VerifyStatus::Tampered }, Some(now.digest.to_string()), changes)
         };
+        let environment = match (
+            crate::environments::EnvRecord::of_metadata(&row.metadata_json),
+            semver::Version::parse(&row.version),
+        ) {
+            (Ok(Some(record)), Ok(v)) => crate::environments::verify(ctx, &row.pack_ref, &v, &record),
+            (Err(e), _) => vec![format!("the recorded environment is unreadable: {e}")],
+            _ => vec![],
+        };
+        let status = match status {
+            VerifyStatus::Ok if !environment.is_empty() => VerifyStatus::Tampered,
+            s => s,
+        };
         ctx.db.set_verify_result(row.id, status, time::OffsetDateTime::now_utc()).await?;
         out.push(VerifyReport {
             pack_ref: row.pack_ref,
@@ -170,6 +186,7 @@ pub async fn verify(ctx: &Context, specs: &[PackSpec]) -> Result<Vec<VerifyRepor
             expected: row.checksum,
             actual,
             changes,
+            environment,
         });
     }
     Ok(out)
@@ -253,6 +270,15 @@ pub async fn uninstall(
         Err(crate::store::StoreError::Missing { .. }) => None,
         Err(e) => return Err(e.into()),
     };
+    let env_aside = match crate::environments::take_out(ctx, &row.pack_ref, &version) {
+        Ok(a) => a,
+        Err(e) => {
+            if let Some(a) = &aside {
+                ctx.store.restore(a, &row.pack_ref, &version)?;
+            }
+            return Err(e);
+        }
+    };
     let id =
         match ctx.db.record_uninstall(&row.pack_ref, &row.version, &ctx.machine, &ctx.user, method, api_token).await {
             Ok(id) => id,
@@ -260,11 +286,17 @@ pub async fn uninstall(
                 if let Some(a) = &aside {
                     ctx.store.restore(a, &row.pack_ref, &version)?;
                 }
+                if let Some(a) = &env_aside {
+                    ctx.envs.restore(a, &row.pack_ref, &version)?;
+                }
                 return Err(e.into());
             }
         };
     if let Some(a) = aside {
         ctx.store.discard(&a);
+    }
+    if let Some(a) = env_aside {
+        ctx.envs.discard(&a);
     }
     if is_active {
         crate::activation::deactivate_locked(ctx, &row.pack_ref, "uninstall").await?;
@@ -285,6 +317,11 @@ pub enum Finding {
     Missing { pack: String, path: String, repaired: bool },
     /// A pack folder no installation accounts for.
     Orphan { path: String, repaired: bool },
+    /// An installed version whose recorded environment is gone; repaired by
+    /// building it again from the recorded lock.
+    MissingEnvironment { pack: String, path: String, repaired: bool, error: Option<String> },
+    /// An environment folder no installed version accounts for.
+    OrphanEnvironment { path: String, repaired: bool },
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -331,5 +368,85 @@ pub async fn doctor(ctx: &Context, recovery: crate::recovery::Recovery, repair: 
         }
         findings.push(Finding::Orphan { path: path.display().to_string(), repaired });
     }
+    environment_findings(ctx, repair, &mut findings).await?;
     Ok(DoctorReport { recovery, findings })
+}
+
+/// Environments without their pack, and packs without their environment.
+async fn environment_findings(ctx: &Context, repair: bool, findings: &mut Vec<Finding>) -> Result<(), Error> {
+    let installed = ctx.db.installed(&ctx.machine).await?;
+    let recorded = |r: &str, v: &semver::Version| {
+        installed
+            .iter()
+            .find(|i| i.pack_ref == r && i.version == v.to_string())
+            .map(|i| crate::environments::EnvRecord::of_metadata(&i.metadata_json).ok().flatten())
+    };
+    for row in &installed {
+        let (Ok(Some(record)), Ok(v)) =
+            (crate::environments::EnvRecord::of_metadata(&row.metadata_json), semver::Version::parse(&row.version))
+        else {
+            continue;
+        };
+        let path = ctx.envs.pack_dir(&row.pack_ref, &v);
+        if path.is_dir() || !PathBuf::from(&row.storage_path).is_dir() {
+            continue;
+        }
+        let (mut repaired, mut error) = (false, None);
+        if repair {
+            match rebuild(ctx, &row.pack_ref, &v, &PathBuf::from(&row.storage_path), record).await {
+                Ok(()) => repaired = true,
+                Err(e) => error = Some(e.to_string()),
+            }
+        }
+        findings.push(Finding::MissingEnvironment {
+            pack: format!("{}@{}", row.pack_ref, row.version),
+            path: path.display().to_string(),
+            repaired,
+            error,
+        });
+    }
+    for (name, r, v) in ctx.envs.scan()? {
+        if matches!(recorded(&r, &v), Some(Some(_))) {
+            continue;
+        }
+        let mut repaired = false;
+        if repair && let Some(_lock) = ctx.try_lock_pack(&r).await? {
+            // Re-check under the lock: an install may have finished meanwhile.
+            let now = ctx.db.current(&r, &v.to_string(), &ctx.machine).await?;
+            let has_env = now
+                .is_some_and(|i| matches!(crate::environments::EnvRecord::of_metadata(&i.metadata_json), Ok(Some(_))));
+            if !has_env && let Ok(aside) = ctx.envs.take_out(&r, &v) {
+                ctx.envs.discard(&aside);
+                repaired = true;
+            }
+        }
+        findings.push(Finding::OrphanEnvironment { path: ctx.envs.root().join(&name).display().to_string(), repaired });
+    }
+    Ok(())
+}
+
+/// Builds an installed version's environment again from its record (the
+/// same distributions, checked by their hashes) and publishes it.
+async fn rebuild(
+    ctx: &Context,
+    pack_ref: &str,
+    version: &semver::Version,
+    pack_dir: &std::path::Path,
+    record: crate::environments::EnvRecord,
+) -> Result<(), Error> {
+    let lock = ctx.lock_pack(pack_ref, std::sync::Arc::new(|| {})).await?;
+    let opts = crate::environments::EnvOptions {
+        allow_source_builds: record.python.as_ref().is_some_and(|p| p.built_from_source),
+        allow_unlocked: record.node.as_ref().is_some_and(|n| n.unlocked),
+        locked: Some(record),
+        ..Default::default()
+    };
+    if let Some(built) = crate::environments::build(ctx, pack_dir, pack_ref, &opts, false, &|_| {}).await? {
+        drop(crate::environments::publish(ctx, built, pack_ref, version)?);
+    }
+    if ctx.db.active_version(&ctx.machine, pack_ref).await?.as_deref() == Some(version.to_string().as_str()) {
+        crate::environments::link(ctx, pack_ref, Some(version))?;
+    }
+    lock.release().await;
+    Ok(())
 }

@@ -67,7 +67,8 @@ async fn backfill_active(ctx: &Context) -> Result<Vec<String>, Error> {
 
 /// Finishes or rolls back installs a killed process left pending.
 pub async fn recover(ctx: &Context) -> Result<Recovery, Error> {
-    let mut r = Recovery { leftovers_removed: ctx.store.clean_leftovers()?, ..Default::default() };
+    let leftovers = ctx.store.clean_leftovers()? + ctx.envs.clean_leftovers()?;
+    let mut r = Recovery { leftovers_removed: leftovers, ..Default::default() };
     for row in ctx.db.pending(&ctx.machine).await? {
         debug_assert_eq!(row.status, Status::Pending);
         // A held lock means the install is alive in another process: the
@@ -92,6 +93,13 @@ pub async fn recover(ctx: &Context) -> Result<Recovery, Error> {
             ctx.db
                 .fail_install(row.id, "interrupted before the pack was moved into place; the previous state was kept")
                 .await?;
+            // An environment published just before the kill belongs to no installed version.
+            if ctx.db.current(&row.pack_ref, &row.version, &ctx.machine).await?.is_none()
+                && let Ok(v) = semver::Version::parse(&row.version)
+                && let Ok(Some(aside)) = crate::environments::take_out(ctx, &row.pack_ref, &v)
+            {
+                ctx.envs.discard(&aside);
+            }
             r.rolled_back.push(label);
         }
     }

@@ -42,7 +42,8 @@ pub enum SetEvent {
     /// What the install pipeline is doing for one pack.
     Pack { pack_ref: String, version: String, event: InstallEvent },
     /// One pack is installed.
-    Done { report: InstallReport },
+    /// Boxed: a report is much larger than the other events.
+    Done { report: Box<InstallReport> },
     /// One pack is not installed, and why.
     Skipped { pack_ref: String, version: Option<String>, reason: Skip },
     /// One pack failed; the set stops here (and is rolled back).

@@ -62,6 +62,9 @@ struct Global {
     /// Where packs are stored, as {ref}-{version}/ folders.
     #[arg(long, global = true, env = "ATTUNE_PACKS_DIR", value_name = "DIR")]
     packs_dir: Option<PathBuf>,
+    /// Where packs' runtime environments are kept (default: {packs_dir}-envs).
+    #[arg(long, global = true, env = "ATTUNE_ENVS_DIR", value_name = "DIR")]
+    envs_dir: Option<PathBuf>,
     /// Metadata database, e.g. sqlite:///var/lib/attune/attune.db.
     #[arg(long, global = true, env = "ATTUNE_DATABASE_URL", value_name = "URL")]
     database_url: Option<String>,
@@ -374,9 +377,37 @@ struct FetchArgs {
     /// config's `tls.ca_files`; repeatable.
     #[arg(long, value_name = "FILE")]
     ca_cert: Vec<PathBuf>,
+    /// Install the pack without its runtime environment (Python virtualenv,
+    /// node_modules).
+    #[arg(long)]
+    no_env: bool,
+    /// Build the environment afresh, not linked from another version's.
+    #[arg(long, conflicts_with = "no_env")]
+    rebuild_env: bool,
+    /// Let a requirement without a wheel be built from source (runs its build
+    /// code, e.g. setup.py).
+    #[arg(long)]
+    allow_source_builds: bool,
+    /// Also install requirements-tests.txt.
+    #[arg(long)]
+    with_tests: bool,
+    /// A package.json without a lockfile is resolved (not reproducible).
+    #[arg(long)]
+    allow_unlocked: bool,
 }
 
 impl FetchArgs {
+    fn env(&self) -> attune_app::environments::EnvOptions {
+        attune_app::environments::EnvOptions {
+            skip: self.no_env,
+            rebuild: self.rebuild_env,
+            allow_source_builds: self.allow_source_builds,
+            with_tests: self.with_tests,
+            allow_unlocked: self.allow_unlocked,
+            locked: None,
+        }
+    }
+
     /// The hosts given here and the config's, for an install request.
     fn allow_hosts(&self, config: &[String]) -> Vec<String> {
         self.allow_host.iter().chain(config).cloned().collect()
@@ -605,6 +636,7 @@ fn settings(
         ),
         limits: l,
         host_name: g.host_name.clone().or_else(|| file.host_name.clone()),
+        envs_dir: g.envs_dir.clone().or_else(|| file.envs_dir.clone()),
         net: attune_net::Net::build(&file.net(ca_certs).with_env(&attune_net::process_env())?)?,
     })
 }
@@ -665,6 +697,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let s = settings(g, &file, limits, ca_certs)?;
     let (mut ctx, recovery) = attune_app::open(&s).await?;
     ctx.interpreters = attune_app::interpreters::Interpreters::from_env(file.python.clone(), file.node.clone());
+    ctx.env_config = file.env_config();
     if !g.json
         && (recovery.leftovers_removed > 0
             || !recovery.completed.is_empty()
@@ -707,6 +740,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 offline: a.offline,
                 allow_expired: a.allow_expired,
                 ignore_runtime_requirements: a.fetch.ignore_runtime_requirements,
+                env: a.fetch.env(),
                 ..InstallRequest::new(a.source.clone(), s.limits, Channel::Cli)
             };
             if target == Target::ByName {
@@ -779,6 +813,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 allow_hosts: a.fetch.allow_hosts(&file.allow_hosts),
                 allow_insecure_http: a.fetch.allow_insecure_http,
                 ignore_runtime_requirements: a.fetch.ignore_runtime_requirements,
+                env: a.fetch.env(),
                 ..InstallRequest::new("", s.limits, Channel::Cli)
             };
             let req = attune_app::upgrade::UpgradeRequest { pack_ref: spec.pack_ref, to: a.to, from: a.from, base };
@@ -822,6 +857,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 allow_insecure_http: a.fetch.allow_insecure_http,
                 ignore_runtime_requirements: a.fetch.ignore_runtime_requirements,
                 cache_dir: s.cache_dir.clone(),
+                env: a.fetch.env(),
             };
             // A set, as install by name: lines per pack and an overall bar, or JSON events.
             let mode = set_progress::Mode::pick(g.json, std::io::stderr().is_terminal());

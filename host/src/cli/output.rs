@@ -102,6 +102,12 @@ impl Output {
         outln!("  files     {} ({})", r.files, HumanBytes(r.bytes));
         outln!("  source    {} {}", r.source_type, r.source);
         outln!("  fetcher   {} {}", r.fetcher.name, r.fetcher.version);
+        if let Some(env) = &r.environment {
+            outln!("  env       {} ({})", env.path.display(), env.record.summary());
+            for n in &env.notes {
+                outln!("            {n}");
+            }
+        }
         match r.activated {
             true => outln!("  active    yes ({} links to it)", r.pack_ref),
             false => outln!(
@@ -208,6 +214,23 @@ impl Output {
                     e(&keys.join(", "))
                 );
             }
+            match attune_app::environments::EnvRecord::of_metadata(&i.metadata_json) {
+                Ok(Some(env)) => {
+                    outln!("environment  {}", e(&env.summary()));
+                    if let Some(p) = &env.python {
+                        for r in &p.lock.requirements {
+                            outln!("  {} {} ({})", e(&r.name), e(&r.version), e(&r.hashes.join(", ")));
+                        }
+                    }
+                    if let Some(n) = &env.node {
+                        for pkg in &n.lock.packages {
+                            outln!("  {} {}", e(&pkg.path), e(pkg.version.as_deref().unwrap_or("-")));
+                        }
+                    }
+                }
+                Ok(None) => {}
+                Err(err) => outln!("environment  (unreadable record: {})", e(&err)),
+            }
         }
         outln!("\nhistory");
         let rows: Vec<Vec<String>> = p
@@ -246,6 +269,9 @@ impl Output {
                     outln!("TAMPERED  {} {}: {}", r.pack_ref, r.version, r.path);
                     for c in &r.changes {
                         outln!("  {c}");
+                    }
+                    for d in &r.environment {
+                        outln!("  environment: {}", attune_app::untrusted::escape(d));
                     }
                 }
             }
@@ -359,7 +385,10 @@ impl Output {
     /// Returns whether nothing was wrong (or everything was repaired).
     pub fn doctor(&self, r: &DoctorReport, repair: bool) -> anyhow::Result<bool> {
         let clean = r.findings.iter().all(|f| match f {
-            Finding::Missing { repaired, .. } | Finding::Orphan { repaired, .. } => *repaired,
+            Finding::Missing { repaired, .. }
+            | Finding::Orphan { repaired, .. }
+            | Finding::MissingEnvironment { repaired, .. }
+            | Finding::OrphanEnvironment { repaired, .. } => *repaired,
         });
         if self.json {
             print_json(r)?;
@@ -377,6 +406,18 @@ impl Output {
                 Finding::Orphan { path, repaired } => {
                     outln!("{path}: not recorded as installed{}", if *repaired { "; removed" } else { "" })
                 }
+                Finding::MissingEnvironment { pack, path, repaired, error } => outln!(
+                    "{pack}: its environment {path} is missing{}",
+                    match (repaired, error) {
+                        (true, _) => "; built again from its recorded lock".to_string(),
+                        (false, Some(e)) => format!("; could not be built again: {e}"),
+                        (false, None) => String::new(),
+                    }
+                ),
+                Finding::OrphanEnvironment { path, repaired } => outln!(
+                    "{path}: an environment no installed version accounts for{}",
+                    if *repaired { "; removed" } else { "" }
+                ),
             }
         }
         if !clean && !repair {

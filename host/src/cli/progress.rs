@@ -53,6 +53,11 @@ impl Bar {
                 }
             }
             InstallEvent::Fetcher(Event::Progress { .. }) => {}
+            InstallEvent::Env(e) => {
+                if let Some(b) = &bar {
+                    b.set_message(env_step(&e));
+                }
+            }
         })
     }
 
@@ -60,5 +65,18 @@ impl Bar {
         if let Some(b) = &self.bar {
             b.finish_and_clear();
         }
+    }
+}
+
+/// An environment build step as a progress message.
+pub fn env_step(e: &attune_app::env::EnvEvent) -> String {
+    use attune_app::env::EnvEvent as E;
+    let rt = |r: &attune_app::env::Runtime| format!("{r:?}").to_lowercase();
+    match e {
+        E::Resolving { runtime } => format!("{}: resolving", rt(runtime)),
+        E::Resolved { runtime, packages, .. } => format!("{}: {packages} packages", rt(runtime)),
+        E::Reused { runtime, from } => format!("{}: linking from {}", rt(runtime), from.display()),
+        E::Installing { runtime, packages } => format!("{}: installing {packages} packages", rt(runtime)),
+        E::Installed { runtime, packages } => format!("{}: installed {packages} packages", rt(runtime)),
     }
 }

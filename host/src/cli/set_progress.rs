@@ -192,6 +192,11 @@ impl State {
                         multi.suspend(|| eprintln!("{text}"));
                     }
                     InstallEvent::Fetcher(_) => {}
+                    InstallEvent::Env(e) => {
+                        if let Some(l) = line {
+                            l.set_message(crate::cli::progress::env_step(e));
+                        }
+                    }
                 }
             }
             SetEvent::Done { report } => {
@@ -249,7 +254,7 @@ impl State {
                     }
                     InstallEvent::Fetcher(Event::Log(level, _)) if shown(*level, verbose) => {}
                     InstallEvent::Fetcher(_) => return None,
-                    InstallEvent::Phase(_) | InstallEvent::Waiting(_) => {}
+                    InstallEvent::Phase(_) | InstallEvent::Waiting(_) | InstallEvent::Env(_) => {}
                 }
                 let (kind, fields) = event.wire();
                 let mut v = json!({"event": kind, "ref": pack_ref, "version": version});
@@ -311,7 +316,7 @@ mod tests {
 
     fn done(r: &str) -> SetEvent {
         SetEvent::Done {
-            report: attune_app::install::InstallReport {
+            report: Box::new(attune_app::install::InstallReport {
                 pack_ref: r.into(),
                 version: "1.0.0".into(),
                 path: format!("/p/{r}-1.0.0").into(),
@@ -329,7 +334,8 @@ mod tests {
                 installation_id: 1,
                 activated: true,
                 ignored_runtime_requirements: vec![],
-            },
+                environment: None,
+            }),
         }
     }
 

@@ -12,6 +12,7 @@ mod archive_formats;
 mod cli;
 mod corporate;
 mod crash;
+mod envs;
 mod exchange_deps;
 mod git;
 mod hostile;

@@ -13,6 +13,7 @@ fn settings(env: &crate::common::Env) -> Settings {
         limits: Limits::default(),
         host_name: None,
         net: attune_net::Net::build(&Default::default()).unwrap(),
+        envs_dir: None,
     }
 }
 

@@ -9,27 +9,14 @@ use std::sync::Mutex;
 
 use attune_env::{EnvEvent, Npm, Uv};
 
-/// uv, or `None` after a loud note (a failure under `CI=true`, where it is installed).
-pub async fn uv() -> Option<Uv> {
-    match Uv::discover(None).await {
-        Ok(uv) => Some(uv),
-        Err(e) => {
-            assert!(std::env::var("CI").as_deref() != Ok("true"), "uv is required under CI=true: {e}");
-            eprintln!("\n*** SKIPPED: {e} ***\n");
-            None
-        }
-    }
+/// uv; the tests need it (`.ci/run` installs it), so its absence fails them.
+pub async fn uv() -> Uv {
+    Uv::discover(None).await.unwrap_or_else(|e| panic!("uv is required by these tests: {e}"))
 }
 
-pub async fn npm() -> Option<Npm> {
-    match Npm::discover(None).await {
-        Ok(npm) => Some(npm),
-        Err(e) => {
-            assert!(std::env::var("CI").as_deref() != Ok("true"), "npm is required under CI=true: {e}");
-            eprintln!("\n*** SKIPPED: {e} ***\n");
-            None
-        }
-    }
+/// npm, likewise.
+pub async fn npm() -> Npm {
+    Npm::discover(None).await.unwrap_or_else(|e| panic!("npm is required by these tests: {e}"))
 }
 
 /// The interpreter the host would have checked: `ATTUNE_PYTHON` or `python3` on `PATH`.
