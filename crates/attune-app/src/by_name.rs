@@ -69,7 +69,7 @@ async fn install_resolved(
     let result = install_resolved_quietly(ctx, resolved, base, progress, trust).await;
     if let Some(e) = events {
         e(&match &result {
-            Ok((report, _)) => SetEvent::Done { report: report.clone() },
+            Ok((report, _)) => SetEvent::Done { report: Box::new(report.clone()) },
             Err(err) => SetEvent::Failed { pack_ref: r.clone(), version: v.clone(), error: err.to_string() },
         });
     }

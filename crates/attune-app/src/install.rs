@@ -186,6 +186,10 @@ pub struct InstallReport {
     /// Runtime requirements not met here, installed anyway as asked.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ignored_runtime_requirements: Vec<String>,
+    /// What was read differently from how it was written (a short
+    /// `version: 0.2` recorded as 0.2.0); a front end shows them as notes.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 pub async fn install(
@@ -303,8 +307,23 @@ pub async fn install(
         Err(manifest::ManifestError::NotFound { .. }) if source.kind().allows_wrapper_folder() => {
             return Err(Error::NoManifest { source_str: source.display() });
         }
-        r => r?,
+        // Named by the source as given (`./my_pack`), not the staging folder it was fetched into.
+        r => r.map_err(|e| {
+            let given = match &req.opened_input {
+                None if !req.source.is_empty() => sources::redact_url(&req.source),
+                _ => source.display(),
+            };
+            e.shown_as(&root, &given)
+        })?,
     };
+    let notes: Vec<String> = (manifest.version_written.iter())
+        .map(|w| {
+            format!(
+                "{}: pack.yaml version {w} is not full semver; recorded as {} (as StackStorm does since 2.1)",
+                manifest.r#ref, manifest.version
+            )
+        })
+        .collect();
     if let Some(want) = &req.expected_pack
         && (manifest.r#ref != want.pack_ref || manifest.version.to_string() != want.version)
     {
@@ -452,6 +471,7 @@ pub async fn install(
         installation_id: id,
         activated,
         ignored_runtime_requirements,
+        notes,
     })
 }
 

@@ -349,7 +349,7 @@ pub async fn sync_with(
         let progress = events.as_ref().map(|e| set::for_pack(e, &want.pack_ref, &want.version));
         match crate::install::install(ctx, req, progress).await {
             Ok(r) => {
-                emit(SetEvent::Done { report: r.clone() });
+                emit(SetEvent::Done { report: Box::new(r.clone()) });
                 report.installed.push(r)
             }
             Err(e) => {

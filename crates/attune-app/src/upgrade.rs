@@ -293,6 +293,48 @@ async fn upgrade_locked(
     Err(UpgradeError::Failed { pack_ref, from: old, to: new, step, error, rolled_back: done }.into())
 }
 
+/// One pack of `upgrade --all` / `upgrade a b c`: its report, or why it
+/// failed (that pack rolled back; the others are not affected).
+#[derive(Debug, Clone, Serialize)]
+pub struct UpgradeOutcome {
+    #[serde(rename = "ref")]
+    pub pack_ref: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub report: Option<UpgradeReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The refs `upgrade --all` upgrades: every pack active on this host.
+pub async fn active_refs(ctx: &Context) -> Result<Vec<String>, Error> {
+    let activations = ctx.db.activations(&ctx.machine).await?;
+    Ok(activations.into_iter().filter(|a| a.version.is_some()).map(|a| a.pack_ref).collect())
+}
+
+/// Upgrades each of `refs` in turn, each through [`upgrade`] (its own
+/// transaction: a failure rolls back that pack alone and the next one is
+/// tried), to the highest version the indexes offer. Each pack's dependencies
+/// are solved with what is installed by then, so packs upgraded earlier in
+/// the run count. `progress(ref)` gives the progress sink of one pack.
+pub async fn upgrade_many(
+    ctx: &Context,
+    cache_dir: &Path,
+    refs: &[String],
+    base: &InstallRequest,
+    progress: impl Fn(&str) -> Option<InstallProgress>,
+) -> Vec<UpgradeOutcome> {
+    let mut out = Vec::new();
+    for pack_ref in refs {
+        let req = UpgradeRequest { pack_ref: pack_ref.clone(), to: None, from: None, base: base.clone() };
+        let outcome = match upgrade(ctx, cache_dir, req, progress(pack_ref)).await {
+            Ok(report) => UpgradeOutcome { pack_ref: pack_ref.clone(), report: Some(report), error: None },
+            Err(e) => UpgradeOutcome { pack_ref: pack_ref.clone(), report: None, error: Some(e.to_string()) },
+        };
+        out.push(outcome);
+    }
+    out
+}
+
 fn kept(old: &str) -> String {
     format!("nothing was switched; {old} stays active")
 }

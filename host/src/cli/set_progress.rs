@@ -311,7 +311,7 @@ mod tests {
 
     fn done(r: &str) -> SetEvent {
         SetEvent::Done {
-            report: attune_app::install::InstallReport {
+            report: Box::new(attune_app::install::InstallReport {
                 pack_ref: r.into(),
                 version: "1.0.0".into(),
                 path: format!("/p/{r}-1.0.0").into(),
@@ -329,7 +329,8 @@ mod tests {
                 installation_id: 1,
                 activated: true,
                 ignored_runtime_requirements: vec![],
-            },
+                notes: vec![],
+            }),
         }
     }
 

@@ -27,5 +27,6 @@ mod publish;
 mod recovery;
 mod registry;
 mod runtimes;
+mod st2_parity;
 mod tuf;
 mod upgrades;
