@@ -1,7 +1,7 @@
 //! Finding packs and keeping them current, from the cached indexes alone (no
 //! network: `attune index update` refreshes them): `attune search`,
-//! `attune show` and `attune outdated`. `attune upgrade --all` is
-//! [`crate::upgrade::upgrade_many`].
+//! `attune show` and `attune outdated` (whose "compatible" version is what
+//! `attune upgrade --all` upgrades to).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -122,9 +122,26 @@ pub struct Outdated {
     pub newest: String,
     /// The index offering `newest`.
     pub index: String,
-    /// What the installed packs that depend on it require of it (`dependent@version: range`).
+    /// What the installed packs that depend on it require of it.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub required_by: Vec<String>,
+    pub required_by: Vec<Requirement>,
+}
+
+/// An installed pack's requirement on another.
+#[derive(Debug, Clone, Serialize)]
+pub struct Requirement {
+    /// The dependent, `ref@version`.
+    pub by: String,
+    /// The versions it accepts.
+    pub range: String,
+}
+
+impl Outdated {
+    /// `app@1.0.0 requires ^1, …`, for messages.
+    pub fn requirements_text(&self) -> String {
+        let each: Vec<String> = self.required_by.iter().map(|r| format!("{} requires {}", r.by, r.range)).collect();
+        each.join(", ")
+    }
 }
 
 /// What `attune outdated` found.
@@ -171,7 +188,7 @@ pub async fn outdated(ctx: &Context, cache_dir: &Path) -> Result<OutdatedReport,
             compatible,
             newest: newest.to_string(),
             index: index.to_owned(),
-            required_by: reqs.iter().map(|(by, r)| format!("{by}: {r}")).collect(),
+            required_by: reqs.iter().map(|(by, r)| Requirement { by: by.clone(), range: r.to_string() }).collect(),
         });
     }
     Ok(report)

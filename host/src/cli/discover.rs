@@ -116,7 +116,7 @@ impl Output {
                 .collect();
             table(&["REF", "CURRENT", "COMPATIBLE", "NEWEST", "INDEX"], &rows);
             for o in r.outdated.iter().filter(|o| o.compatible.as_ref() != Some(&o.newest)) {
-                outln!("note: {} {} is held back by {}", o.pack_ref, o.newest, e(&o.required_by.join(", ")));
+                outln!("note: {} {} is held back: {}", o.pack_ref, o.newest, e(&o.requirements_text()));
             }
         }
         if !r.not_in_indexes.is_empty() {
@@ -133,22 +133,25 @@ impl Output {
             return Ok(failed.is_empty());
         }
         for o in outcomes {
-            match (&o.report, &o.error) {
-                (Some(r), _) => self.upgraded(r)?,
-                (None, Some(err)) => outln!("failed {}: {}", o.pack_ref, e(err)),
-                (None, None) => {}
+            match (&o.report, &o.held_back, &o.error) {
+                (Some(r), _, _) => self.upgraded(r)?,
+                (_, Some(why), _) => outln!("held back {}: {}", o.pack_ref, e(why)),
+                (_, _, Some(err)) => outln!("failed {}: {}", o.pack_ref, e(err)),
+                _ => {}
             }
         }
-        let upgraded = outcomes.iter().filter(|o| o.report.as_ref().is_some_and(|r| r.upgraded)).count();
-        match failed.is_empty() {
-            true => outln!("{upgraded} upgraded, {} already current", outcomes.len() - upgraded),
-            false => outln!(
-                "{upgraded} upgraded, {} already current, {} failed and rolled back: {}",
-                outcomes.len() - upgraded - failed.len(),
-                failed.len(),
-                failed.join(", ")
-            ),
+        let count = |f: &dyn Fn(&UpgradeOutcome) -> bool| outcomes.iter().filter(|o| f(o)).count();
+        let upgraded = count(&|o| o.report.as_ref().is_some_and(|r| r.upgraded));
+        let current = count(&|o| o.report.as_ref().is_some_and(|r| !r.upgraded));
+        let held = count(&|o| o.held_back.is_some());
+        let mut summary = format!("{upgraded} upgraded, {current} already current");
+        if held > 0 {
+            summary.push_str(&format!(", {held} held back by their dependents"));
         }
+        if !failed.is_empty() {
+            summary.push_str(&format!(", {} failed and rolled back: {}", failed.len(), failed.join(", ")));
+        }
+        outln!("{summary}");
         Ok(failed.is_empty())
     }
 }

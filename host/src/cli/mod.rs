@@ -671,7 +671,7 @@ async fn upgrade_command(
         false => refs,
     };
     // One line per pack when it is done (the report), no spinner per pack.
-    let outcomes = attune_app::upgrade::upgrade_many(ctx, &cache_dir, &refs, &base, |_| None).await;
+    let outcomes = attune_app::upgrade::upgrade_many(ctx, &cache_dir, &refs, &base, |_| None).await?;
     for o in &outcomes {
         if let Some(r) = &o.report {
             out.ignored_runtime_requirements(&r.ignored_runtime_requirements);

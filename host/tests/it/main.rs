@@ -12,6 +12,7 @@ mod archive_formats;
 mod cli;
 mod corporate;
 mod crash;
+mod discover;
 mod exchange_deps;
 mod git;
 mod hostile;
