@@ -344,7 +344,8 @@ struct InstallArgs {
     /// A pack folder (./my_pack), an archive (./pack.tar.gz, .tgz, .tar, .tar.zst, .tar.xz, .zip),
     /// an http(s) URL of one, a git repository (git+https://host/org/repo.git), or a pack
     /// from the configured indexes: ref, ref@1.2.3 (or st2's ref=1.2.3) or ref@^1.2 (an
-    /// existing path wins). Several are installed one after the other, each reported.
+    /// existing path wins). Several: the packs by name are solved and installed as one
+    /// set, other sources one by one; each is reported.
     #[arg(required = true, value_name = "SOURCE")]
     sources: Vec<String>,
     /// Replace an installed copy of the same version.
@@ -569,10 +570,10 @@ async fn plugin_command(ctx: &Context, out: &output::Output, cmd: PluginCommand)
     }
 }
 
-/// `attune install SOURCE…`: each source in turn (a pack by name solves its
-/// dependencies with what is installed by then, so a later pack reuses what
-/// an earlier one brought), each reported; one failing does not stop the rest,
-/// and the exit code says whether any failed.
+/// `attune install SOURCE…`. The packs by name are solved and installed as
+/// one set (all or nothing, as one pack with its dependencies is); every other
+/// source is installed on its own after them. Each is reported; one failing
+/// does not stop the others, and the exit code says whether any failed.
 async fn install_command(
     ctx: &Context,
     s: &Settings,
@@ -592,15 +593,40 @@ async fn install_command(
             a.sources.join(", ")
         );
     }
-    let mut outcomes = Vec::new();
-    for source in &a.sources {
-        let result = install_one(ctx, s, file, g, &a, source).await;
+    let (by_name, others): (Vec<&String>, Vec<&String>) =
+        a.sources.iter().partition(|source| attune_app::registry::is_spec(source));
+    let mut outcomes: Vec<(String, anyhow::Result<Installed>)> = Vec::new();
+    let mut report = |source: String, result: anyhow::Result<Installed>| -> anyhow::Result<()> {
         match &result {
             Ok(r) if !out.json => r.print(out)?,
             Err(e) if !out.json => eprintln!("error: {}", attune_app::untrusted::escape_lines(&error_text(e))),
             _ => {}
         }
-        outcomes.push((source.clone(), result));
+        outcomes.push((source, result));
+        Ok(())
+    };
+    if !by_name.is_empty() {
+        let specs: Vec<&str> = by_name.iter().map(|s| s.as_str()).collect();
+        let cache_dir = s.cache_dir.clone().expect("the CLI always sets a cache dir");
+        let mode = set_progress::Mode::pick(g.json, std::io::stderr().is_terminal());
+        let set = set_progress::SetDisplay::start(mode, g.verbose);
+        let req = install_request(s, file, &a, "", None);
+        let result =
+            attune_app::by_name::install_set_by_name_with(ctx, &cache_dir, &specs, req, Some(set.sink()), a.skip_deps)
+                .await;
+        set.finish(result.is_ok());
+        match result {
+            Ok(all) => {
+                for (spec, n) in specs.iter().zip(all) {
+                    report(spec.to_string(), Ok(Installed::ByName(Box::new(n))))?;
+                }
+            }
+            Err(e) => report(specs.join(" "), Err(e.into()))?,
+        }
+    }
+    for source in others {
+        let result = install_one(ctx, s, file, g, &a, source).await;
+        report(source.clone(), result)?;
     }
     let failed: Vec<&str> = outcomes.iter().filter(|(_, r)| r.is_err()).map(|(s, _)| s.as_str()).collect();
     if out.json {
@@ -615,11 +641,34 @@ async fn install_command(
     } else {
         let done = outcomes.len() - failed.len();
         match failed.is_empty() {
-            true => eprintln!("installed all {done} packs"),
+            true => eprintln!("installed all {done}: {}", a.sources.join(", ")),
             false => eprintln!("installed {done} of {}; failed: {}", outcomes.len(), failed.join(", ")),
         }
     }
     Ok(if failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// The install request of `source` with the command's options.
+fn install_request(
+    s: &Settings,
+    file: &FileConfig,
+    a: &InstallArgs,
+    source: &str,
+    expected_checksum: Option<attune_app::checksum::Checksum>,
+) -> InstallRequest {
+    InstallRequest {
+        force: a.force,
+        expected_checksum,
+        plugin_file: a.plugin_file.clone(),
+        plugin: a.plugin.clone(),
+        allow_hosts: a.fetch.allow_hosts(&file.allow_hosts),
+        allow_insecure_http: a.fetch.allow_insecure_http,
+        reference: a.reference.clone(),
+        offline: a.offline,
+        allow_expired: a.allow_expired,
+        ignore_runtime_requirements: a.fetch.ignore_runtime_requirements,
+        ..InstallRequest::new(source.to_owned(), s.limits, Channel::Cli)
+    }
 }
 
 /// `attune upgrade PACK [--to|--from]`, or several packs / `--all`, each
@@ -735,19 +784,7 @@ async fn install_one(
         Target::Source { expected_checksum } => *expected_checksum,
         Target::ByName => None,
     };
-    let req = InstallRequest {
-        force: a.force,
-        expected_checksum: expected,
-        plugin_file: a.plugin_file.clone(),
-        plugin: a.plugin.clone(),
-        allow_hosts: a.fetch.allow_hosts(&file.allow_hosts),
-        allow_insecure_http: a.fetch.allow_insecure_http,
-        reference: a.reference.clone(),
-        offline: a.offline,
-        allow_expired: a.allow_expired,
-        ignore_runtime_requirements: a.fetch.ignore_runtime_requirements,
-        ..InstallRequest::new(source.to_owned(), s.limits, Channel::Cli)
-    };
+    let req = install_request(s, file, a, source, expected);
     if target == Target::ByName {
         // A pack from the indexes: they give the source, ref and checksum.
         let cache_dir = s.cache_dir.clone().expect("the CLI always sets a cache dir");

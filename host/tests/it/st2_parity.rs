@@ -23,7 +23,7 @@ fn index(env: &Env) -> Server {
     server
 }
 
-fn active(env: &Env) -> Vec<String> {
+fn installed(env: &Env) -> Vec<String> {
     let list = env.run(&["list", "--json"]).success().json();
     let mut out: Vec<String> = (list.as_array().unwrap().iter())
         .map(|r| format!("{}@{}", r["pack_ref"].as_str().unwrap(), r["version"].as_str().unwrap()))
@@ -39,19 +39,28 @@ fn ref_equals_version_installs_exactly_that_version_and_several_packs_install_in
     let out = env.run(&["install", "core_utils=1.4.2", "other"]).success();
     assert!(out.stdout.contains("installed core_utils 1.4.2"), "{}", out.stdout);
     assert!(out.stdout.contains("installed other 1.0.0"), "{}", out.stdout);
-    assert!(out.stderr.contains("installed all 2 packs"), "{}", out.stderr);
-    assert_eq!(active(&env), ["core_utils@1.4.2", "other@1.0.0"]);
+    assert!(out.stderr.contains("installed all 2: core_utils=1.4.2, other"), "{}", out.stderr);
+    assert_eq!(installed(&env), ["core_utils@1.4.2", "other@1.0.0"]);
 
-    // One failing does not stop the others; the exit code and JSON say which.
-    let out = env.run(&["--json", "install", "core_utils@^1.5", "nothere=1.0.0", "--force"]).failure();
+    // The packs by name are one set: all or nothing.
+    let out = env.run(&["--json", "install", "core_utils@^1.5", "nothere=1.0.0"]).failure();
+    let v = out.json();
+    assert_eq!(v["packs"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v["packs"][0]["source"], "core_utils@^1.5 nothere=1.0.0");
+    assert_eq!(v["packs"][0]["ok"], false);
+    assert!(v["packs"][0]["error"].as_str().unwrap().contains("nothere=1.0.0: no matching version"), "{v}");
+    assert_eq!(installed(&env), ["core_utils@1.4.2", "other@1.0.0"], "nothing of the set was installed");
+
+    // Another source failing does not stop the set; the exit code and JSON say which failed.
+    let missing = env.tmp.path().join("missing-folder");
+    let out = env.run(&["--json", "install", "core_utils@^1.5", missing.to_str().unwrap()]).failure();
     let v = out.json();
     let packs = v["packs"].as_array().unwrap();
-    assert_eq!(packs.len(), 2);
     assert_eq!((packs[0]["source"].as_str(), packs[0]["ok"].as_bool()), (Some("core_utils@^1.5"), Some(true)));
     assert_eq!(packs[0]["result"]["install"]["version"], "1.5.0");
-    assert_eq!((packs[1]["source"].as_str(), packs[1]["ok"].as_bool()), (Some("nothere=1.0.0"), Some(false)));
-    assert!(packs[1]["error"].as_str().unwrap().contains("nothere=1.0.0: no matching version"), "{v}");
-    assert_eq!(active(&env), ["core_utils@1.4.2", "core_utils@1.5.0", "other@1.0.0"]);
+    assert_eq!((packs[1]["source"].as_str(), packs[1]["ok"].as_bool()), (Some(missing.to_str().unwrap()), Some(false)));
+    assert!(packs[1]["error"].as_str().unwrap().contains("no such file or folder"), "{v}");
+    assert_eq!(installed(&env), ["core_utils@1.4.2", "core_utils@1.5.0", "other@1.0.0"]);
 
     // What applies to one source is refused for several.
     let out = env.run(&["install", "core_utils", "other", "--checksum", "sha256:00"]).failure();
@@ -71,7 +80,7 @@ fn a_short_pack_yaml_version_is_normalized_recorded_so_and_noted_on_stderr() {
         assert!(out.stderr.contains(&note), "{}", out.stderr);
         assert!(env.packs().join(format!("short-{recorded}")).is_dir());
     }
-    assert_eq!(active(&env), ["short@0.2.0", "short@1.0.0"]);
+    assert_eq!(installed(&env), ["short@0.2.0", "short@1.0.0"]);
     env.run(&["verify", "short@0.2.0"]).success();
 }
 
