@@ -303,18 +303,17 @@ pub async fn install(
         true => pack_root(&pack_path),
         false => pack_path.clone(),
     };
+    // What the pack's errors name: the source as given (`./my_pack`), not the
+    // staging folder it was fetched into.
+    let given = match &req.opened_input {
+        None if !req.source.is_empty() => sources::redact_url(&req.source),
+        _ => source.display(),
+    };
     let manifest = match manifest::read(&root) {
         Err(manifest::ManifestError::NotFound { .. }) if source.kind().allows_wrapper_folder() => {
-            return Err(Error::NoManifest { source_str: source.display() });
+            return Err(Error::NoManifest { source_str: given });
         }
-        // Named by the source as given (`./my_pack`), not the staging folder it was fetched into.
-        r => r.map_err(|e| {
-            let given = match &req.opened_input {
-                None if !req.source.is_empty() => sources::redact_url(&req.source),
-                _ => source.display(),
-            };
-            e.shown_as(&root, &given)
-        })?,
+        r => r.map_err(|e| e.shown_as(&root, &given))?,
     };
     let notes: Vec<String> = (manifest.version_written.iter())
         .map(|w| {

@@ -108,6 +108,12 @@ fn errors_name_the_source_given_not_the_staging_folder() {
     let out = env.cmd().current_dir(env.tmp.path()).args(["install", "./my_pack"]).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.starts_with("error: ./my_pack/pack.yaml: version \"banana\""), "{stderr}");
+
+    std::fs::remove_file(env.tmp.path().join("my_pack/pack.yaml")).unwrap();
+    tgz(&env.tmp.path().join("my_pack"));
+    let out = env.cmd().current_dir(env.tmp.path()).args(["install", "./my_pack.tgz"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.starts_with("error: ./my_pack.tgz: no pack.yaml at the archive's root"), "{stderr}");
 }
 
 #[test]
