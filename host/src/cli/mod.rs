@@ -1101,3 +1101,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::error_text;
+
+    #[test]
+    fn a_cause_already_in_the_message_is_said_once() {
+        let io = std::io::Error::from_raw_os_error(20);
+        let e = anyhow::Error::from(attune_app::Error::Io { path: "/srv/f/packs".into(), source: io });
+        // anyhow's own `{:#}` repeats it: the message holds the cause, which is also the source.
+        assert_eq!(format!("{e:#}").matches("os error 20").count(), 2, "{e:#}");
+        assert_eq!(error_text(&e), "/srv/f/packs: Not a directory (os error 20)");
+        let e = e.context("opening the packs folder");
+        assert_eq!(error_text(&e), "opening the packs folder: /srv/f/packs: Not a directory (os error 20)");
+    }
+}
