@@ -174,7 +174,14 @@ fn search_and_show_read_the_stackstorm_exchange_index() {
     let out = env.run(&["search", "cloud"]).success();
     insta::assert_snapshot!("search_exchange", env.redact(&out.stdout));
 
+    env.run(&["outdated"]).success();
+    // An older aws installed here (from a folder): the Exchange has newer ones.
+    env.run(&["install", env.make_pack("aws", "1.0.0").to_str().unwrap()]).success();
     let out = env.run(&["show", "aws@^1"]).success();
     insta::assert_snapshot!("show_exchange", env.redact(&out.stdout));
-    env.run(&["outdated"]).success();
+    let v = env.run(&["--json", "outdated"]).failure().json();
+    assert_eq!(
+        v["outdated"],
+        json!([{"ref": "aws", "current": "1.0.0", "compatible": "1.2.1", "newest": "1.2.1", "index": "exchange"}])
+    );
 }
