@@ -187,8 +187,9 @@ pub struct InstallReport {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ignored_runtime_requirements: Vec<String>,
     /// What was read differently from how it was written (a short
-    /// `version: 0.2` recorded as 0.2.0); a front end shows them as notes.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    /// `version: 0.2` recorded as 0.2.0): notes a front end shows apart
+    /// (the CLI on stderr), not part of the report's JSON.
+    #[serde(skip)]
     pub notes: Vec<String>,
 }
 

@@ -76,6 +76,7 @@ fn a_short_pack_yaml_version_is_normalized_recorded_so_and_noted_on_stderr() {
         assert!(yaml.contains(&format!("\nversion: {written}\n")), "{yaml}");
         let out = env.run(&["--json", "install", src.to_str().unwrap()]).success();
         assert_eq!(out.json()["version"], recorded, "stdout is the JSON report alone");
+        assert!(!out.stdout.contains("not full semver"), "the note is on stderr only: {}", out.stdout);
         let note = format!("note: short: pack.yaml version {written} is not full semver; recorded as {recorded}");
         assert!(out.stderr.contains(&note), "{}", out.stderr);
         assert!(env.packs().join(format!("short-{recorded}")).is_dir());
