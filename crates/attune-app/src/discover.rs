@@ -38,7 +38,7 @@ async fn loaded(ctx: &Context, cache_dir: &Path) -> Result<Vec<(String, Index)>,
     let indexes = crate::indexes::load_all(ctx, cache_dir).await?;
     if indexes.is_empty() {
         return Err(Error::Usage(
-            "no index is configured to search; add one with `attune index add <name> <url|path>`".into(),
+            "no index is configured to look packs up in; add one with `attune index add <name> <url|path>`".into(),
         ));
     }
     Ok(indexes)
@@ -156,7 +156,7 @@ pub struct OutdatedReport {
 /// `attune outdated`: every active pack with a newer release in an index.
 /// A pre-release counts only for a pack whose active version is one.
 pub async fn outdated(ctx: &Context, cache_dir: &Path) -> Result<OutdatedReport, Error> {
-    let indexes = crate::indexes::load_all(ctx, cache_dir).await?;
+    let indexes = loaded(ctx, cache_dir).await?;
     let active = active_versions(ctx).await?;
     let requirements = requirements(ctx, &indexes, &active);
     let mut report = OutdatedReport { outdated: vec![], not_in_indexes: vec![] };

@@ -713,7 +713,8 @@ async fn upgrade_command(
         return Ok(ExitCode::SUCCESS);
     }
     if a.to.is_some() || a.from.is_some() {
-        anyhow::bail!("upgrade: --to and --from apply to one pack; upgrade {} one at a time", refs.join(", "));
+        let which = if a.all { "every pack".to_owned() } else { refs.join(", ") };
+        anyhow::bail!("upgrade: --to and --from apply to one pack; upgrade {which} one at a time");
     }
     let refs = match a.all {
         true => attune_app::upgrade::active_refs(ctx).await?,

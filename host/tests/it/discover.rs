@@ -111,6 +111,10 @@ fn show_lists_each_version_with_sources_checksums_dependencies_and_what_is_insta
 #[test]
 fn outdated_tells_current_compatible_and_newest_and_exits_1() {
     let env = Env::new();
+    for args in [&["outdated"][..], &["search", "x"], &["upgrade", "--all"]] {
+        let out = env.run(args).failure();
+        assert!(out.stderr.starts_with("error: no index is configured to look packs up in"), "{}", out.stderr);
+    }
     let server = index(&env);
     let out = env.run(&["outdated"]).success();
     assert!(out.stdout.starts_with("every installed pack is at the newest"), "{}", out.stdout);
