@@ -171,6 +171,25 @@ pub async fn install_by_name_with(
     events: Option<SetProgress>,
     skip_deps: bool,
 ) -> Result<NamedInstall, Error> {
+    let mut all = install_set_by_name_with(ctx, cache_dir, &[spec], base, events, skip_deps).await?;
+    Ok(all.pop().expect("one spec gives one install"))
+}
+
+/// Several packs by name as one set (`attune install a b=1.0.0 c@^2`): solved
+/// together with their dependencies ([`crate::registry::deps::solve_set`]),
+/// installed dependencies first, all or nothing as for one pack. Returns one
+/// [`NamedInstall`] per spec, in the order given, each with the dependencies
+/// it brought; the set's warnings and ignored runtime requirements are on the last.
+/// `--force` applies to the named packs; a dependency already installed at the
+/// chosen version is left as it is.
+pub async fn install_set_by_name_with(
+    ctx: &Context,
+    cache_dir: &Path,
+    specs: &[&str],
+    base: InstallRequest,
+    events: Option<SetProgress>,
+    skip_deps: bool,
+) -> Result<Vec<NamedInstall>, Error> {
     let emit = |e: SetEvent| {
         if let Some(p) = &events {
             p(&e)
@@ -182,57 +201,59 @@ pub async fn install_by_name_with(
         index: Some(r.index.clone()),
         action: if installed { "keep" } else { "install" },
     };
-    let request = PackRequest::parse(spec)?;
+    let requests = specs.iter().map(|s| PackRequest::parse(s)).collect::<Result<Vec<_>, _>>()?;
+    let spec_text = specs.join(" ");
     let (indexes, offline_warnings) = if base.offline {
         crate::indexes::load_all_offline(ctx, cache_dir, base.allow_expired).await?
     } else {
         (crate::indexes::load_all(ctx, cache_dir).await?, vec![])
     };
     let trust = crate::indexes::trusted_facts(ctx, cache_dir).await?;
-    if skip_deps {
-        let resolved = crate::registry::resolve(&indexes, &request)?;
-        let mut ignored =
-            crate::interpreters::check_set(&ctx.interpreters, [&resolved], base.ignore_runtime_requirements).await?;
-        emit(SetEvent::Plan { spec: request.text.clone(), packs: vec![planned(&resolved, false)] });
-        for d in &resolved.pack.dependencies {
-            let reason = Skip::SkipDeps { req: d.req.to_string() };
-            emit(SetEvent::Skipped { pack_ref: d.pack_ref.clone(), version: None, reason });
-        }
-        let (install, expected_checksum) = install_resolved(ctx, &resolved, &base, events.as_ref(), &trust).await?;
-        crate::interpreters::merge(&mut ignored, &install.ignored_runtime_requirements);
-        let skipped_dependencies = resolved.pack.dependencies.clone();
-        // URL dependencies have no ref for `skipped_dependencies`: say so here.
-        let warnings = (resolved.pack.url_dependencies.iter())
-            .map(|u| format!("--skip-deps: not installed either: dependency {}", u.url))
-            .chain(offline_warnings)
-            .collect();
-        return Ok(NamedInstall {
-            resolved,
-            expected_checksum,
-            install,
-            dependencies: vec![],
-            skipped_dependencies,
-            ignored_runtime_requirements: ignored,
-            warnings,
-        });
-    }
 
-    let mut installed: BTreeMap<String, BTreeSet<semver::Version>> = BTreeMap::new();
-    for row in ctx.db.installed(&ctx.machine).await? {
-        if let Ok(v) = row.version.parse() {
-            installed.entry(row.pack_ref).or_default().insert(v);
+    // The set in install order; with --skip-deps, just the named packs.
+    let mut steps: Vec<crate::registry::deps::Step> = if skip_deps {
+        let resolved = requests.iter().map(|q| crate::registry::resolve(&indexes, q)).collect::<Result<Vec<_>, _>>()?;
+        resolved
+            .into_iter()
+            .map(|resolved| crate::registry::deps::Step { resolved, installed: false, unresolved: vec![] })
+            .collect()
+    } else {
+        let mut installed: BTreeMap<String, BTreeSet<semver::Version>> = BTreeMap::new();
+        for row in ctx.db.installed(&ctx.machine).await? {
+            if let Ok(v) = row.version.parse() {
+                installed.entry(row.pack_ref).or_default().insert(v);
+            }
         }
+        crate::registry::deps::solve_set(&indexes, &requests, &installed)?
+    };
+    let named = |r: &str| requests.iter().any(|q| q.pack_ref == r);
+    // A named pack is always installed (an installed one is refused unless --force).
+    for s in steps.iter_mut().filter(|s| named(&s.resolved.pack.pack_ref)) {
+        s.installed = false;
     }
-    let mut steps = crate::registry::deps::solve(&indexes, &request, &installed)?;
     // Before anything is fetched: every pack to install must be able to run here.
     let to_install = steps.iter().filter(|s| !s.installed).map(|s| &s.resolved);
     let mut ignored =
         crate::interpreters::check_set(&ctx.interpreters, to_install, base.ignore_runtime_requirements).await?;
-    let warnings: Vec<String> =
-        (steps.iter().flat_map(crate::registry::deps::Step::unresolved_warnings)).chain(offline_warnings).collect();
-    let packs = steps.iter().map(|s| planned(&s.resolved, s.installed)).collect();
-    emit(SetEvent::Plan { spec: request.text.clone(), packs });
-    let last = steps.pop().expect("the set holds at least the requested pack");
+    let mut warnings: Vec<String> = steps.iter().flat_map(crate::registry::deps::Step::unresolved_warnings).collect();
+    if skip_deps {
+        // URL dependencies have no ref for `skipped_dependencies`: say so here.
+        let urls = steps.iter().flat_map(|s| &s.resolved.pack.url_dependencies);
+        warnings.extend(urls.map(|u| format!("--skip-deps: not installed either: dependency {}", u.url)));
+    }
+    warnings.extend(offline_warnings);
+    emit(SetEvent::Plan {
+        spec: spec_text.clone(),
+        packs: steps.iter().map(|s| planned(&s.resolved, s.installed)).collect(),
+    });
+    if skip_deps {
+        for d in steps.iter().flat_map(|s| &s.resolved.pack.dependencies) {
+            let reason = Skip::SkipDeps { req: d.req.to_string() };
+            emit(SetEvent::Skipped { pack_ref: d.pack_ref.clone(), version: None, reason });
+        }
+    }
+
+    let mut done: Vec<NamedInstall> = Vec::new();
     let mut dependencies = Vec::new();
     // Packs this run installed, to take back out if a later one fails.
     let mut added: Vec<(String, String)> = Vec::new();
@@ -240,7 +261,6 @@ pub async fn install_by_name_with(
     let mut failure: Option<(String, Error)> = None;
     for step in &steps {
         let r = &step.resolved;
-        let label = format!("{}@{}", r.pack.pack_ref, r.pack.version);
         if step.installed {
             let (pack_ref, version) = (r.pack.pack_ref.clone(), Some(r.pack.version.to_string()));
             emit(SetEvent::Skipped { pack_ref, version, reason: Skip::AlreadyInstalled });
@@ -253,58 +273,64 @@ pub async fn install_by_name_with(
             });
             continue;
         }
-        match install_resolved(ctx, r, &dep_base, events.as_ref(), &trust).await {
+        let is_named = named(&r.pack.pack_ref);
+        let req = if is_named { &base } else { &dep_base };
+        match install_resolved(ctx, r, req, events.as_ref(), &trust).await {
             Ok((report, expected)) => {
                 crate::interpreters::merge(&mut ignored, &report.ignored_runtime_requirements);
                 added.push((report.pack_ref.clone(), report.version.clone()));
-                dependencies.push(DependencyOutcome {
-                    pack_ref: r.pack.pack_ref.clone(),
-                    version: r.pack.version.to_string(),
-                    index: r.index.clone(),
-                    action: "installed",
-                    expected_checksum: expected,
-                });
+                if is_named {
+                    done.push(NamedInstall {
+                        resolved: r.clone(),
+                        expected_checksum: expected,
+                        install: report,
+                        dependencies: std::mem::take(&mut dependencies),
+                        skipped_dependencies: if skip_deps { r.pack.dependencies.clone() } else { vec![] },
+                        ignored_runtime_requirements: vec![],
+                        warnings: vec![],
+                    });
+                } else {
+                    dependencies.push(DependencyOutcome {
+                        pack_ref: r.pack.pack_ref.clone(),
+                        version: r.pack.version.to_string(),
+                        index: r.index.clone(),
+                        action: "installed",
+                        expected_checksum: expected,
+                    });
+                }
             }
             Err(e) => {
-                failure = Some((label, e));
+                failure = Some((format!("{}@{}", r.pack.pack_ref, r.pack.version), e));
                 break;
             }
         }
     }
-    let result = match failure {
-        Some(f) => Err(f),
-        None => install_resolved(ctx, &last.resolved, &base, events.as_ref(), &trust)
-            .await
-            .map_err(|e| (format!("{}@{}", last.resolved.pack.pack_ref, last.resolved.pack.version), e)),
-    };
-    match result {
-        Ok((install, expected_checksum)) => {
-            crate::interpreters::merge(&mut ignored, &install.ignored_runtime_requirements);
-            Ok(NamedInstall {
-                resolved: last.resolved,
-                expected_checksum,
-                install,
-                dependencies,
-                skipped_dependencies: vec![],
-                ignored_runtime_requirements: ignored,
-                warnings,
-            })
-        }
-        // Nothing of ours to take back: the pipeline's own error says it best.
-        Err((_, error)) if added.is_empty() => Err(error),
-        Err((failed, error)) => {
-            let mut rolled_back = Vec::new();
-            for (r, v) in added.iter().rev() {
-                let spec = crate::packs::PackSpec { pack_ref: r.clone(), version: v.parse().ok() };
-                let outcome = crate::packs::uninstall(ctx, &spec, base.method, base.api_token.as_deref(), true).await;
-                let not_removed = outcome.err().map(|e| e.to_string());
-                rolled_back.push(match &not_removed {
-                    None => format!("{r}@{v}"),
-                    Some(e) => format!("{r}@{v} (could not be removed: {e})"),
-                });
-                emit(SetEvent::RolledBack { pack_ref: r.clone(), version: v.clone(), error: not_removed });
+    let (failed, error) = match failure {
+        None => {
+            // In the order the specs were given.
+            done.sort_by_key(|n| requests.iter().position(|q| q.pack_ref == n.resolved.pack.pack_ref));
+            if let Some(last) = done.last_mut() {
+                last.ignored_runtime_requirements = ignored;
+                last.warnings = warnings;
             }
-            Err(RegistryError::SetFailed { spec: request.text, failed, error: error.to_string(), rolled_back }.into())
+            return Ok(done);
         }
+        Some(f) => f,
+    };
+    // Nothing of ours to take back: the pipeline's own error says it best.
+    if added.is_empty() {
+        return Err(error);
     }
+    let mut rolled_back = Vec::new();
+    for (r, v) in added.iter().rev() {
+        let spec = crate::packs::PackSpec { pack_ref: r.clone(), version: v.parse().ok() };
+        let outcome = crate::packs::uninstall(ctx, &spec, base.method, base.api_token.as_deref(), true).await;
+        let not_removed = outcome.err().map(|e| e.to_string());
+        rolled_back.push(match &not_removed {
+            None => format!("{r}@{v}"),
+            Some(e) => format!("{r}@{v} (could not be removed: {e})"),
+        });
+        emit(SetEvent::RolledBack { pack_ref: r.clone(), version: v.clone(), error: not_removed });
+    }
+    Err(RegistryError::SetFailed { spec: spec_text, failed, error: error.to_string(), rolled_back }.into())
 }

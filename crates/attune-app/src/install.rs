@@ -201,6 +201,11 @@ pub struct InstallReport {
     /// The runtime environment built with it (`{envs_dir}/{ref}-{version}`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub environment: Option<EnvReport>,
+    /// What was read differently from how it was written (a short
+    /// `version: 0.2` recorded as 0.2.0): notes a front end shows apart
+    /// (the CLI on stderr), not part of the report's JSON.
+    #[serde(skip)]
+    pub notes: Vec<String>,
 }
 
 /// A built environment, as an install reports it.
@@ -325,12 +330,26 @@ pub async fn install(
         true => pack_root(&pack_path),
         false => pack_path.clone(),
     };
+    // What the pack's errors name: the source as given (`./my_pack`), not the
+    // staging folder it was fetched into.
+    let given = match &req.opened_input {
+        None if !req.source.is_empty() => sources::redact_url(&req.source),
+        _ => source.display(),
+    };
     let manifest = match manifest::read(&root) {
         Err(manifest::ManifestError::NotFound { .. }) if source.kind().allows_wrapper_folder() => {
-            return Err(Error::NoManifest { source_str: source.display() });
+            return Err(Error::NoManifest { source_str: given });
         }
-        r => r?,
+        r => r.map_err(|e| e.shown_as(&root, &given))?,
     };
+    let notes: Vec<String> = (manifest.version_written.iter())
+        .map(|w| {
+            format!(
+                "{}: pack.yaml version {w} is not full semver; recorded as {} (as StackStorm does since 2.1)",
+                manifest.r#ref, manifest.version
+            )
+        })
+        .collect();
     if let Some(want) = &req.expected_pack
         && (manifest.r#ref != want.pack_ref || manifest.version.to_string() != want.version)
     {
@@ -522,6 +541,7 @@ pub async fn install(
         activated,
         ignored_runtime_requirements,
         environment: env_report,
+        notes,
     })
 }
 

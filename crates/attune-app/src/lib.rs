@@ -6,7 +6,7 @@
 //! verify, uninstall, doctor), [`activation`] and [`upgrade`] (active
 //! versions, upgrades, rollback, gc), [`indexes`] and [`by_name`] (indexes
 //! and installs by name with dependencies; [`signed_index`] verifies the
-//! signed ones with TUF), [`lockfile`] (lock and sync),
+//! signed ones with TUF), [`discover`] (search, show, outdated), [`lockfile`] (lock and sync),
 //! [`plugins`] (third-party fetchers and their grants) and [`interpreters`]
 //! (the runtimes a pack requires). Everything fails with [`Error`].
 //!
@@ -17,6 +17,7 @@
 pub mod activation;
 pub mod by_name;
 pub mod context;
+pub mod discover;
 pub mod environments;
 mod error;
 pub mod indexes;

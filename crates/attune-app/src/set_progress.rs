@@ -41,8 +41,7 @@ pub enum SetEvent {
     Plan { spec: String, packs: Vec<PlannedPack> },
     /// What the install pipeline is doing for one pack.
     Pack { pack_ref: String, version: String, event: InstallEvent },
-    /// One pack is installed.
-    /// Boxed: a report is much larger than the other events.
+    /// One pack is installed (boxed: a report is large beside the other events).
     Done { report: Box<InstallReport> },
     /// One pack is not installed, and why.
     Skipped { pack_ref: String, version: Option<String>, reason: Skip },

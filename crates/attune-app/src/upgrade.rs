@@ -293,6 +293,67 @@ async fn upgrade_locked(
     Err(UpgradeError::Failed { pack_ref, from: old, to: new, step, error, rolled_back: done }.into())
 }
 
+/// One pack of `upgrade --all` / `upgrade a b c`: its report, why it was
+/// held back, or why it failed (that pack rolled back; the others are not
+/// affected).
+#[derive(Debug, Clone, Serialize)]
+pub struct UpgradeOutcome {
+    #[serde(rename = "ref")]
+    pub pack_ref: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub report: Option<UpgradeReport>,
+    /// A newer version exists, but no newer one every installed dependent
+    /// accepts: left as it is, and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held_back: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The refs `upgrade --all` upgrades: every pack active on this host.
+pub async fn active_refs(ctx: &Context) -> Result<Vec<String>, Error> {
+    let activations = ctx.db.activations(&ctx.machine).await?;
+    Ok(activations.into_iter().filter(|a| a.version.is_some()).map(|a| a.pack_ref).collect())
+}
+
+/// Upgrades each of `refs` in turn, each through [`upgrade`] (its own
+/// transaction: a failure rolls back that pack alone and the next one is
+/// tried), to the newest version the indexes offer that the installed packs
+/// depending on it accept (what `attune outdated` calls compatible; a pack
+/// with none is held back). Each pack's own dependencies are solved with
+/// what is installed by then. `progress(ref)` gives one pack's progress sink.
+pub async fn upgrade_many(
+    ctx: &Context,
+    cache_dir: &Path,
+    refs: &[String],
+    base: &InstallRequest,
+    progress: impl Fn(&str) -> Option<InstallProgress>,
+) -> Result<Vec<UpgradeOutcome>, Error> {
+    let outdated = crate::discover::outdated(ctx, cache_dir).await?;
+    let mut out = Vec::new();
+    for pack_ref in refs {
+        let outcome =
+            |report, held_back, error| UpgradeOutcome { pack_ref: pack_ref.clone(), report, held_back, error };
+        let to = match outdated.outdated.iter().find(|o| &o.pack_ref == pack_ref) {
+            Some(o) => match &o.compatible {
+                Some(v) => Some(format!("={v}")),
+                None => {
+                    let why = format!("{} is newer, but {}", o.newest, o.requirements_text());
+                    out.push(outcome(None, Some(why), None));
+                    continue;
+                }
+            },
+            None => None,
+        };
+        let req = UpgradeRequest { pack_ref: pack_ref.clone(), to, from: None, base: base.clone() };
+        out.push(match upgrade(ctx, cache_dir, req, progress(pack_ref)).await {
+            Ok(report) => outcome(Some(report), None, None),
+            Err(e) => outcome(None, None, Some(e.to_string())),
+        });
+    }
+    Ok(out)
+}
+
 fn kept(old: &str) -> String {
     format!("nothing was switched; {old} stays active")
 }

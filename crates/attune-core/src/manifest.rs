@@ -38,6 +38,11 @@ pub struct PackManifest {
     /// Display name; Attune packs may omit it and give `label` or just `ref`.
     pub name: String,
     pub version: semver::Version,
+    /// The version as pack.yaml wrote it, when it was short (`0.2`, `1`) and
+    /// [`version`](Self::version) is its normalized form (`0.2.0`, `1.0.0`),
+    /// as StackStorm does since 2.1.
+    #[serde(skip)]
+    pub version_written: Option<String>,
     pub description: Option<String>,
     pub author: Option<String>,
     pub email: Option<String>,
@@ -53,7 +58,7 @@ pub struct PackManifest {
 
 #[derive(Debug, Error)]
 pub enum ManifestError {
-    #[error("pack.yaml not found at {}{}", .dir.display(), not_found_hint(.hint))]
+    #[error("pack.yaml not found in {}{}", .dir.display(), not_found_hint(.hint))]
     NotFound { dir: PathBuf, hint: Option<PathBuf> },
     #[error("{}: must be a regular file at the pack root (symlinks, folders and devices are refused)", .path.display())]
     NotAFile { path: PathBuf },
@@ -78,6 +83,33 @@ pub enum ManifestError {
     AliasBomb { path: PathBuf },
     #[error("{}: {source}", .path.display())]
     Io { path: PathBuf, source: std::io::Error },
+}
+
+impl ManifestError {
+    /// The same error with paths under `root` (where a fetched pack was
+    /// staged) shown under `shown` (the source the user gave), so that it
+    /// names `./my_pack`, not a staging folder.
+    pub fn shown_as(self, root: &Path, shown: &str) -> ManifestError {
+        let fix = |p: PathBuf| match p.strip_prefix(root) {
+            Ok(rest) if rest.as_os_str().is_empty() => PathBuf::from(shown),
+            Ok(rest) => Path::new(shown).join(rest),
+            Err(_) => p,
+        };
+        use ManifestError as E;
+        match self {
+            E::NotFound { dir, hint } => E::NotFound { dir: fix(dir), hint: hint.map(fix) },
+            E::NotAFile { path } => E::NotAFile { path: fix(path) },
+            E::TooLarge { path, size, max } => E::TooLarge { path: fix(path), size, max },
+            E::Yaml { path, line, column, message } => E::Yaml { path: fix(path), line, column, message },
+            E::NotAMapping { path } => E::NotAMapping { path: fix(path) },
+            E::MissingField { path, field } => E::MissingField { path: fix(path), field },
+            E::WrongType { path, field, expected } => E::WrongType { path: fix(path), field, expected },
+            E::InvalidRef { path, value, reason } => E::InvalidRef { path: path.map(fix), value, reason },
+            E::InvalidVersion { path, value, reason } => E::InvalidVersion { path: fix(path), value, reason },
+            E::AliasBomb { path } => E::AliasBomb { path: fix(path) },
+            E::Io { path, source } => E::Io { path: fix(path), source },
+        }
+    }
 }
 
 fn not_found_hint(hint: &Option<PathBuf>) -> String {
@@ -252,11 +284,12 @@ pub fn parse(text: &str, origin: &Path) -> Result<PackManifest, ManifestError> {
         };
         return Err(ManifestError::InvalidRef { path: Some(path), value: r#ref, reason });
     }
-    let version = take_version(&mut fields, text, &path)?;
+    let (version, version_written) = take_version(&mut fields, text, &path)?;
     Ok(PackManifest {
         r#ref,
         name,
         version,
+        version_written,
         description: take_string(&mut fields, "description", &path)?,
         author: take_string(&mut fields, "author", &path)?,
         email: take_string(&mut fields, "email", &path)?,
@@ -399,22 +432,47 @@ fn yaml_error(path: &Path, e: serde_yaml_ng::Error) -> ManifestError {
     }
 }
 
-fn take_version(fields: &mut Map<String, Value>, text: &str, path: &Path) -> Result<semver::Version, ManifestError> {
+fn take_version(
+    fields: &mut Map<String, Value>,
+    text: &str,
+    path: &Path,
+) -> Result<(semver::Version, Option<String>), ManifestError> {
     let invalid =
         |value: String, reason: String| ManifestError::InvalidVersion { path: path.to_path_buf(), value, reason };
     match fields.remove("version") {
         None | Some(Value::Null) => Err(ManifestError::MissingField { path: path.to_path_buf(), field: "version" }),
-        Some(Value::String(s)) => semver::Version::parse(&s).map_err(|e| invalid(format!("{s:?}"), e.to_string())),
-        // `version: 1.0` is a YAML float; show it as written, not as 1 or 1.0 re-rendered.
+        Some(Value::String(s)) => match semver::Version::parse(&s) {
+            Ok(v) => Ok((v, None)),
+            Err(e) => match short_version(&s) {
+                Some(v) => Ok((v, Some(s))),
+                None => Err(invalid(format!("{s:?}"), e.to_string())),
+            },
+        },
+        // `version: 1.0` is a YAML float; read it as written, not as 1 or 1.0 re-rendered.
         Some(Value::Number(n)) => {
             let written = raw_top_level_value(text, "version").unwrap_or_else(|| n.to_string());
-            Err(invalid(written, "YAML reads it as a number; a version must be text like 1.0.0".into()))
+            match short_version(&written) {
+                Some(v) => Ok((v, Some(written))),
+                None => Err(invalid(written, "YAML reads it as a number; a version must be text like 1.0.0".into())),
+            }
         }
         Some(_) => Err(ManifestError::WrongType {
             path: path.to_path_buf(),
             field: "version".into(),
             expected: "text like 1.0.0",
         }),
+    }
+}
+
+/// StackStorm's short versions (`0.2`, `1`, quoted or not), padded with
+/// `.0` to semver as st2 has done since 2.1; anything else is not one.
+fn short_version(written: &str) -> Option<semver::Version> {
+    let bare = written.trim_matches(|c| c == '"' || c == '\'');
+    let parts: Vec<&str> = bare.split('.').collect();
+    let numeric = parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    match parts.len() {
+        1 | 2 if numeric => semver::Version::parse(&format!("{bare}{}", ".0".repeat(3 - parts.len()))).ok(),
+        _ => None,
     }
 }
 
@@ -607,18 +665,32 @@ mod tests {
     }
 
     #[test]
+    fn short_versions_are_normalized_as_st2_does_and_say_how_they_were_written() {
+        for (yaml, want, written) in [
+            ("version: 0.2  # old style", "0.2.0", "0.2"),
+            ("version: 1", "1.0.0", "1"),
+            ("version: 1.10", "1.10.0", "1.10"),
+            ("version: \"1.0\"", "1.0.0", "1.0"),
+            ("version: '3'", "3.0.0", "3"),
+        ] {
+            let m = p(&format!("name: x\n{yaml}\n")).unwrap();
+            assert_eq!(m.version.to_string(), want, "{yaml}");
+            assert_eq!(m.version_written.as_deref(), Some(written), "{yaml}");
+        }
+        assert_eq!(p("name: x\nversion: 1.0.0\n").unwrap().version_written, None);
+        for bad in ["version: 1.", "version: .1", "version: 1.x", "version: -1", "version: 1.0e3"] {
+            assert!(matches!(p(&format!("name: x\n{bad}\n")), Err(ManifestError::InvalidVersion { .. })), "{bad}");
+        }
+    }
+
+    #[test]
     fn versions() {
         assert_eq!(p("name: x\nversion: 1.0.0\n").unwrap().version, semver::Version::new(1, 0, 0));
         assert_eq!(p("name: x\nversion: 1.0.0-rc.1\n").unwrap().version.pre.as_str(), "rc.1");
-        let e = err("name: x\nversion: 1.0  # old style\n");
-        assert!(matches!(p("name: x\nversion: 1.0\n"), Err(ManifestError::InvalidVersion { .. })));
-        assert!(e.contains("version 1.0 is not strict semver") && e.contains("number"), "{e}");
-        assert!(e.ends_with("write version: 1.0.0"), "{e}");
-        assert!(err("name: x\nversion: 1.10\n").ends_with("write version: 1.10.0"), "written text, not the float");
-        assert!(err("name: x\nversion: 2\n").ends_with("write version: 2.0.0"));
         let e = err("name: x\nversion: v1.0.0\n");
         assert!(e.contains("version \"v1.0.0\" is not strict semver") && e.ends_with("write version: 1.0.0"), "{e}");
-        assert!(err("name: x\nversion: \"1.0\"\n").ends_with("write version: 1.0.0"));
+        let e = err("name: x\nversion: 1.0.0.1\n");
+        assert!(e.contains("is not strict semver"), "{e}");
         assert!(err("name: x\nversion: banana\n").ends_with("e.g. version: 1.0.0"));
         assert!(matches!(p("name: x\nversion: [1]\n"), Err(ManifestError::WrongType { .. })));
     }
@@ -711,17 +783,23 @@ mod tests {
 
         let e = read(dir).unwrap_err();
         assert!(matches!(e, ManifestError::NotFound { hint: None, .. }), "{e}");
-        assert!(e.to_string().starts_with(&format!("pack.yaml not found at {}", dir.display())), "{e}");
+        assert!(e.to_string().starts_with(&format!("pack.yaml not found in {}", dir.display())), "{e}");
         assert!(e.to_string().contains("pack.yml is not read"), "{e}");
 
         std::fs::create_dir(dir.join("inner")).unwrap();
         std::fs::write(dir.join("inner/pack.yaml"), "name: x\nversion: 1.0.0\n").unwrap();
         let e = read(dir).unwrap_err().to_string();
         let want = format!(
-            "pack.yaml not found at {d}; found {d}/inner/pack.yaml — is the pack inside a subfolder?",
+            "pack.yaml not found in {d}; found {d}/inner/pack.yaml — is the pack inside a subfolder?",
             d = dir.display()
         );
         assert_eq!(e, want);
+        // A fetched pack's error names the source the user gave, not where it was staged.
+        let shown = read(dir).unwrap_err().shown_as(dir, "./my_pack").to_string();
+        assert_eq!(
+            shown,
+            "pack.yaml not found in ./my_pack; found ./my_pack/inner/pack.yaml — is the pack inside a subfolder?"
+        );
 
         std::os::unix::fs::symlink("inner/pack.yaml", dir.join("pack.yaml")).unwrap();
         let e = read(dir).unwrap_err();

@@ -51,7 +51,11 @@ struct Entry {
     pack_ref: String,
     version: String,
     #[serde(default)]
+    label: Option<String>,
+    #[serde(default)]
     description: Option<String>,
+    #[serde(default)]
+    keywords: Vec<serde_json::Value>,
     #[serde(default)]
     runtime_deps: Vec<String>,
     #[serde(default)]
@@ -159,7 +163,9 @@ fn entry(e: Entry) -> Result<PackVersion, String> {
     Ok(PackVersion {
         pack_ref: e.pack_ref,
         version,
+        name: e.label,
         description: e.description,
+        keywords: super::keywords(&e.keywords),
         sources,
         tree_checksum,
         dependencies,

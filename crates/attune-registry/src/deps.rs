@@ -49,7 +49,8 @@ const REQUEST_VERSION: Version = Version::new(0, 0, 0);
 /// What the solver may pick from: every version of every ref in any index
 /// (on equal versions the earlier index), and what is installed here.
 struct Provider<'a> {
-    request: &'a PackRequest,
+    /// What was asked for: one pack, or several installed as one set.
+    requests: &'a [PackRequest],
     candidates: BTreeMap<&'a str, BTreeMap<Version, (&'a str, &'a PackVersion)>>,
     installed: &'a BTreeMap<String, BTreeSet<Version>>,
     /// A git repository ([`dep_spec::repo_key`]) → the ref of the pack an
@@ -61,7 +62,7 @@ struct Provider<'a> {
 impl<'a> Provider<'a> {
     fn new(
         indexes: &'a [(String, Index)],
-        request: &'a PackRequest,
+        requests: &'a [PackRequest],
         installed: &'a BTreeMap<String, BTreeSet<Version>>,
     ) -> Self {
         let mut candidates: BTreeMap<&str, BTreeMap<Version, (&str, &PackVersion)>> = BTreeMap::new();
@@ -76,7 +77,7 @@ impl<'a> Provider<'a> {
                 }
             }
         }
-        Provider { request, candidates, installed, repos }
+        Provider { requests, candidates, installed, repos }
     }
 
     /// Every dependency of `v` by ref: its own, and its URL dependencies
@@ -148,8 +149,8 @@ impl DependencyProvider for Provider<'_> {
         let Some(versions) = self.candidates.get(r.as_str()) else { return Ok(None) };
         let listed = |v: &&Version| versions.contains_key(*v) && range.contains(v);
         // For a dependency, an installed version that fits wins; else (and
-        // always for the requested pack) the highest listed one.
-        let installed = match *r == self.request.pack_ref {
+        // always for a requested pack) the highest listed one.
+        let installed = match self.requests.iter().any(|q| q.pack_ref == *r) {
             true => None,
             false => self.installed.get(r).and_then(|vs| vs.iter().rev().find(listed)),
         };
@@ -162,11 +163,11 @@ impl DependencyProvider for Provider<'_> {
         version: &Version,
     ) -> Result<Dependencies<Node, Ranges<Version>, String>, Infallible> {
         let deps = match package {
-            Node::Request => {
-                [(Node::Pack(self.request.pack_ref.clone()), self.ranges(&self.request.pack_ref, &self.request.req))]
-                    .into_iter()
-                    .collect()
-            }
+            Node::Request => self
+                .requests
+                .iter()
+                .map(|q| (Node::Pack(q.pack_ref.clone()), self.ranges(&q.pack_ref, &q.req)))
+                .collect(),
             Node::Pack(r) => {
                 let Some((_, v)) = self.candidates.get(r.as_str()).and_then(|vs| vs.get(version)) else {
                     return Ok(Dependencies::Unavailable("it is not in any index".into()));
@@ -223,19 +224,41 @@ pub fn solve(
     request: &PackRequest,
     installed: &BTreeMap<String, BTreeSet<Version>>,
 ) -> Result<Vec<Step>, RegistryError> {
+    solve_set(indexes, std::slice::from_ref(request), installed)
+}
+
+/// Solves several requests as one set (`attune install a b=1.0.0 c@^2`): one
+/// version of each pack that every request and dependency accepts. Returns
+/// the set in install order: for each request in turn, the dependencies it
+/// brings first (those an earlier request did not), then the pack itself.
+/// Two requests for the same ref are refused.
+pub fn solve_set(
+    indexes: &[(String, Index)],
+    requests: &[PackRequest],
+    installed: &BTreeMap<String, BTreeSet<Version>>,
+) -> Result<Vec<Step>, RegistryError> {
+    let spec = requests.iter().map(|q| q.text.as_str()).collect::<Vec<_>>().join(" ");
     if indexes.is_empty() {
-        return Err(RegistryError::NoIndexes { spec: request.text.clone() });
+        return Err(RegistryError::NoIndexes { spec });
     }
-    // A plain miss reads better from the one-pack resolver (it lists what there is).
-    super::resolve(indexes, request)?;
-    let provider = Provider::new(indexes, request, installed);
+    for (i, q) in requests.iter().enumerate() {
+        if let Some(other) = requests[..i].iter().find(|o| o.pack_ref == q.pack_ref) {
+            return Err(RegistryError::BadSpec {
+                spec: q.text.clone(),
+                reason: format!("{} is asked for twice (also as {:?}); name it once", q.pack_ref, other.text),
+            });
+        }
+        // A plain miss reads better from the one-pack resolver (it lists what there is).
+        super::resolve(indexes, q)?;
+    }
+    let provider = Provider::new(indexes, requests, installed);
     let solution = match pubgrub::resolve(&provider, Node::Request, REQUEST_VERSION) {
         Ok(s) => s,
         Err(PubGrubError::NoSolution(mut tree)) => {
             tree.collapse_no_versions();
             let chain =
                 DefaultStringReporter::report(&tree).replace(&format!("the request {REQUEST_VERSION}"), "the request");
-            return Err(RegistryError::Conflict { spec: request.text.clone(), chain });
+            return Err(RegistryError::Conflict { spec, chain });
         }
         Err(e) => unreachable!("the provider cannot fail: {e}"),
     };
@@ -247,7 +270,7 @@ pub fn solve(
         })
         .collect();
 
-    // Dependencies first: depth-first post-order from the requested pack.
+    // Dependencies first: depth-first post-order from each requested pack.
     let mut order: Vec<String> = Vec::new();
     let mut seen = BTreeSet::new();
     fn visit(
@@ -266,7 +289,9 @@ pub fn solve(
         }
         order.push(r.to_owned());
     }
-    visit(&request.pack_ref, &provider, &chosen, &mut seen, &mut order);
+    for q in requests {
+        visit(&q.pack_ref, &provider, &chosen, &mut seen, &mut order);
+    }
 
     Ok(order
         .into_iter()
@@ -377,6 +402,25 @@ mod tests {
         let steps = solve_one(idx, "app", &[("base", "1.0.0")]).unwrap();
         assert_eq!(names(&steps), ["base@1.0.0", "app@1.0.0"]);
         assert!(steps[0].installed && !steps[1].installed);
+    }
+
+    #[test]
+    fn several_requests_are_solved_as_one_set_each_after_the_dependencies_it_brings() {
+        let idx = index(&[
+            ("left", "1.0.0", &[("base", "^1")]),
+            ("right", "1.0.0", &[("base", "<1.5"), ("util", "*")]),
+            ("base", "1.0.0", &[]),
+            ("base", "1.4.0", &[]),
+            ("base", "1.9.0", &[]),
+            ("util", "1.0.0", &[]),
+        ]);
+        let requests = [PackRequest::parse("left").unwrap(), PackRequest::parse("right=1.0.0").unwrap()];
+        let steps = solve_set(&[("main".into(), idx.clone())], &requests, &BTreeMap::new()).unwrap();
+        // Alone, left would take base 1.9.0; with right in the set, both get 1.4.0.
+        assert_eq!(names(&steps), ["base@1.4.0", "left@1.0.0", "util@1.0.0", "right@1.0.0"]);
+        let twice = [PackRequest::parse("left").unwrap(), PackRequest::parse("left@1").unwrap()];
+        let e = solve_set(&[("main".into(), idx)], &twice, &BTreeMap::new()).unwrap_err().to_string();
+        assert!(e.contains("left is asked for twice"), "{e}");
     }
 
     #[test]

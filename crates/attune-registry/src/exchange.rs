@@ -49,6 +49,8 @@ struct Pack {
     #[serde(default)]
     description: Option<String>,
     #[serde(default)]
+    keywords: Vec<serde_json::Value>,
+    #[serde(default)]
     python_versions: Vec<serde_json::Value>,
     /// A list; `null` or a missing key is none, and a single string is one.
     #[serde(default)]
@@ -100,7 +102,9 @@ pub(super) fn read(value: serde_json::Value) -> Result<Index, RegistryError> {
             };
             index.add(PackVersion {
                 pack_ref: pack_ref.clone(),
+                name: Some(p.name.clone()),
                 description: p.description.clone(),
+                keywords: super::keywords(&p.keywords),
                 sources: vec![IndexSource {
                     kind: IndexSourceKind::Git,
                     url: p.repo_url.clone(),

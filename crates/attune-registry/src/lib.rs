@@ -8,7 +8,8 @@
 //!   version is a git tag `v<version>` of the pack's repository.
 //!
 //! [`resolve`] picks the version an install spec (`core_utils@^1.4`) means,
-//! [`deps`] solves it together with its dependencies, and [`publish`] writes
+//! [`deps`] solves it together with its dependencies, [`search`] finds packs
+//! by words, and [`publish`] writes
 //! index entries for pack folders. Fetching, caching and installing from an
 //! index are the app's (`attune_app::indexes`, `attune_app::by_name`).
 //!
@@ -19,6 +20,7 @@ pub mod dep_spec;
 pub mod deps;
 pub mod exchange;
 pub mod publish;
+pub mod search;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -90,8 +92,13 @@ pub struct PackVersion {
     #[serde(rename = "ref")]
     pub pack_ref: String,
     pub version: Version,
+    /// Display name (Attune `label`, Exchange `name`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub keywords: Vec<String>,
     /// In the index's order of preference.
     pub sources: Vec<IndexSource>,
     /// attune's own tree checksum of the pack, when the index carries it (an
@@ -180,7 +187,7 @@ pub enum RegistryError {
     UnknownFormat { origin: String },
     #[error("{origin}: Attune index format version {version:?} is not supported (attune reads 1.x); upgrade attune")]
     UnsupportedVersion { origin: String, version: String },
-    #[error("{spec:?}: not a pack spec: {reason}; write `ref`, `ref@1.2.3` or `ref@^1.2`")]
+    #[error("{spec:?}: not a pack spec: {reason}; write `ref`, `ref@1.2.3` (or `ref=1.2.3`) or `ref@^1.2`")]
     BadSpec { spec: String, reason: String },
     #[error(
         "{spec}: no such file or folder, and no index is configured to look it up in; \
@@ -242,6 +249,11 @@ pub fn parse(bytes: &[u8], origin: &str) -> Result<Index, RegistryError> {
     }
 }
 
+/// An entry's `keywords`: the strings among them (an index may hold anything).
+fn keywords(raw: &[serde_json::Value]) -> Vec<String> {
+    raw.iter().filter_map(|k| k.as_str().map(str::to_owned)).collect()
+}
+
 /// A pack ref as pack.yaml allows it: 1–64 of `a-z 0-9 _ -`.
 pub fn is_ref(s: &str) -> bool {
     (1..=64).contains(&s.len())
@@ -257,15 +269,23 @@ pub struct PackRequest {
     pub text: String,
 }
 
+/// A spec's ref and what follows its separator: `ref@range`, or StackStorm's
+/// `ref=version` (`st2 pack install ref=1.2.3`). `@` wins, so `ref@=1.2.3`
+/// stays a range.
+fn split_spec(spec: &str) -> (&str, Option<&str>) {
+    match spec.split_once('@').or_else(|| spec.split_once('=')) {
+        Some((r, v)) => (r, Some(v)),
+        None => (spec, None),
+    }
+}
+
 impl PackRequest {
-    /// `ref` (highest release), `ref@1.2.3` (exactly that), `ref@^1.2`,
-    /// `ref@~1.2.3`, `ref@>=1.0, <2` (a semver range), `ref@latest`.
+    /// `ref` (highest release), `ref@1.2.3` or `ref=1.2.3` (exactly that),
+    /// `ref@^1.2`, `ref@~1.2.3`, `ref@>=1.0, <2` (a semver range), `ref@latest`.
     pub fn parse(spec: &str) -> Result<PackRequest, RegistryError> {
         let bad = |reason: &str| RegistryError::BadSpec { spec: spec.to_owned(), reason: reason.to_owned() };
-        let (r, v) = match spec.split_once('@') {
-            Some((r, v)) => (r, Some(v.trim())),
-            None => (spec, None),
-        };
+        let (r, v) = split_spec(spec);
+        let v = v.map(str::trim);
         if !is_ref(r) {
             return Err(bad("a pack ref is 1-64 of a-z, 0-9, `_` and `-`"));
         }
@@ -288,15 +308,14 @@ impl PackRequest {
 /// spec rather than a folder, archive or URL. An existing path always wins;
 /// see `docs/registry.md`.
 pub fn is_spec(source: &str) -> bool {
-    let r = source.split_once('@').map_or(source, |(r, _)| r);
-    is_ref(r) && !std::path::Path::new(source).exists()
+    is_ref_shaped(source) && !std::path::Path::new(source).exists()
 }
 
 /// Whether `source` has the shape of an index spec (`ref`, `ref@range`),
 /// whatever exists on disk: over the API such a source is always an index
 /// lookup, so the answer never depends on the server's files.
 pub fn is_ref_shaped(source: &str) -> bool {
-    is_ref(source.split_once('@').map_or(source, |(r, _)| r))
+    is_ref(split_spec(source).0)
 }
 
 /// The version an index picked for a request.

@@ -118,7 +118,12 @@ fn specs() {
     assert_eq!(req("core_utils@1.4.2").req, "=1.4.2".parse().unwrap(), "a bare version is exact");
     assert_eq!(req("core_utils@^1.4").req, "^1.4".parse().unwrap());
     assert_eq!(req("core_utils@>=1.0, <2").req, ">=1.0, <2".parse().unwrap());
-    for bad in ["Core", "core@", "core@nope", "a/b", ""] {
+    // StackStorm's `st2 pack install ref=version`: exactly that version.
+    assert_eq!(req("core_utils=1.4.2").req, "=1.4.2".parse().unwrap());
+    assert_eq!(req("core_utils=1.4.2").pack_ref, "core_utils");
+    assert_eq!(req("core_utils@=1.4.2").req, "=1.4.2".parse().unwrap(), "`@` wins over `=`");
+    assert!(is_spec("surely_not_a_folder_here=1.0.0"));
+    for bad in ["Core", "core@", "core=", "core@nope", "a/b", ""] {
         assert!(PackRequest::parse(bad).is_err(), "{bad}");
     }
     assert!(is_spec("surely_not_a_folder_here@^1"));

@@ -28,6 +28,7 @@ macro_rules! out {
     }};
 }
 
+mod discover;
 mod indexes;
 mod output;
 mod progress;
@@ -123,6 +124,19 @@ enum Command {
     /// Install a newer version beside the active one, switch to it and verify it;
     /// any failure rolls back to the old version.
     Upgrade(UpgradeArgs),
+    /// Find packs in the cached indexes by ref, name, description and keywords.
+    Search {
+        /// Words that must all match (none: every pack).
+        terms: Vec<String>,
+    },
+    /// What the indexes offer of a pack (versions, sources, checksums,
+    /// dependencies, runtime requirements) and what of it is installed here.
+    Show {
+        /// ref or ref@range (ref=version too)
+        pack: String,
+    },
+    /// Installed packs an index has a newer version of; exits 1 when there is any.
+    Outdated,
     /// Return to the version that was active before the current one.
     Rollback {
         /// ref
@@ -165,6 +179,13 @@ enum Command {
     /// Bearer tokens for the HTTP API.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Print a shell completion script (e.g. `attune completions bash > /etc/bash_completion.d/attune`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff; e.g. `attune man > /usr/local/share/man/man1/attune.1`).
+    Man,
 }
 
 #[derive(Debug, Args)]
@@ -302,8 +323,13 @@ async fn token_command(ctx: &Context, out: &output::Output, cmd: TokenCommand) -
 
 #[derive(Debug, Args)]
 struct UpgradeArgs {
-    /// The pack's ref.
-    pack: String,
+    /// The packs' refs; several are upgraded one after the other, each on
+    /// its own (one failing rolls back that pack alone).
+    #[arg(value_name = "PACK", required_unless_present = "all")]
+    packs: Vec<String>,
+    /// Every pack active on this host.
+    #[arg(long, conflicts_with = "packs")]
+    all: bool,
     /// A version or range (default: the highest version newer than the active one).
     #[arg(long, value_name = "VERSION|RANGE", conflicts_with = "from")]
     to: Option<String>,
@@ -320,8 +346,11 @@ struct UpgradeArgs {
 struct InstallArgs {
     /// A pack folder (./my_pack), an archive (./pack.tar.gz, .tgz, .tar, .tar.zst, .tar.xz, .zip),
     /// an http(s) URL of one, a git repository (git+https://host/org/repo.git), or a pack
-    /// from the configured indexes: ref, ref@1.2.3 or ref@^1.2 (an existing path wins).
-    source: String,
+    /// from the configured indexes: ref, ref@1.2.3 (or st2's ref=1.2.3) or ref@^1.2 (an
+    /// existing path wins). Several: the packs by name are solved and installed as one
+    /// set, other sources one by one; each is reported.
+    #[arg(required = true, value_name = "SOURCE")]
+    sources: Vec<String>,
     /// Replace an installed copy of the same version.
     #[arg(long)]
     force: bool,
@@ -572,6 +601,242 @@ async fn plugin_command(ctx: &Context, out: &output::Output, cmd: PluginCommand)
     }
 }
 
+/// `attune install SOURCE…`. The packs by name are solved and installed as
+/// one set (all or nothing, as one pack with its dependencies is); every other
+/// source is installed on its own after them. Each is reported; one failing
+/// does not stop the others, and the exit code says whether any failed.
+async fn install_command(
+    ctx: &Context,
+    s: &Settings,
+    file: &FileConfig,
+    g: &Global,
+    out: &output::Output,
+    a: InstallArgs,
+) -> anyhow::Result<ExitCode> {
+    if let [source] = a.sources.as_slice() {
+        let result = install_one(ctx, s, file, g, &a, source).await?;
+        result.print(out)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if a.checksum.is_some() || a.reference.is_some() || a.plugin.is_some() || a.plugin_file.is_some() {
+        anyhow::bail!(
+            "--checksum, --ref, --plugin and --plugin-file apply to one source; install {} one at a time",
+            a.sources.join(", ")
+        );
+    }
+    let (by_name, others): (Vec<&String>, Vec<&String>) =
+        a.sources.iter().partition(|source| attune_app::registry::is_spec(source));
+    let mut outcomes: Vec<(String, anyhow::Result<Installed>)> = Vec::new();
+    let mut report = |source: String, result: anyhow::Result<Installed>| -> anyhow::Result<()> {
+        match &result {
+            Ok(r) if !out.json => r.print(out)?,
+            Err(e) if !out.json => eprintln!("error: {}", attune_app::untrusted::escape_lines(&error_text(e))),
+            _ => {}
+        }
+        outcomes.push((source, result));
+        Ok(())
+    };
+    if !by_name.is_empty() {
+        let specs: Vec<&str> = by_name.iter().map(|s| s.as_str()).collect();
+        let cache_dir = s.cache_dir.clone().expect("the CLI always sets a cache dir");
+        let mode = set_progress::Mode::pick(g.json, std::io::stderr().is_terminal());
+        let set = set_progress::SetDisplay::start(mode, g.verbose);
+        let req = install_request(s, file, &a, "", None);
+        let result =
+            attune_app::by_name::install_set_by_name_with(ctx, &cache_dir, &specs, req, Some(set.sink()), a.skip_deps)
+                .await;
+        set.finish(result.is_ok());
+        match result {
+            Ok(all) => {
+                for (spec, n) in specs.iter().zip(all) {
+                    report(spec.to_string(), Ok(Installed::ByName(Box::new(n))))?;
+                }
+            }
+            Err(e) => report(specs.join(" "), Err(e.into()))?,
+        }
+    }
+    for source in others {
+        let result = install_one(ctx, s, file, g, &a, source).await;
+        report(source.clone(), result)?;
+    }
+    let failed: Vec<&str> = outcomes.iter().filter(|(_, r)| r.is_err()).map(|(s, _)| s.as_str()).collect();
+    if out.json {
+        let packs: Vec<serde_json::Value> = outcomes
+            .iter()
+            .map(|(source, r)| match r {
+                Ok(r) => serde_json::json!({ "source": source, "ok": true, "result": r.json() }),
+                Err(e) => serde_json::json!({ "source": source, "ok": false, "error": error_text(e) }),
+            })
+            .collect();
+        output::print_json(&serde_json::json!({ "packs": packs }))?;
+    } else {
+        let done = outcomes.len() - failed.len();
+        match failed.is_empty() {
+            true => eprintln!("installed all {done}: {}", a.sources.join(", ")),
+            false => eprintln!("installed {done} of {}; failed: {}", outcomes.len(), failed.join(", ")),
+        }
+    }
+    Ok(if failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// The install request of `source` with the command's options.
+fn install_request(
+    s: &Settings,
+    file: &FileConfig,
+    a: &InstallArgs,
+    source: &str,
+    expected_checksum: Option<attune_app::checksum::Checksum>,
+) -> InstallRequest {
+    InstallRequest {
+        force: a.force,
+        expected_checksum,
+        plugin_file: a.plugin_file.clone(),
+        plugin: a.plugin.clone(),
+        allow_hosts: a.fetch.allow_hosts(&file.allow_hosts),
+        allow_insecure_http: a.fetch.allow_insecure_http,
+        reference: a.reference.clone(),
+        offline: a.offline,
+        allow_expired: a.allow_expired,
+        ignore_runtime_requirements: a.fetch.ignore_runtime_requirements,
+        env: a.fetch.env(),
+        ..InstallRequest::new(source.to_owned(), s.limits, Channel::Cli)
+    }
+}
+
+/// `attune upgrade PACK [--to|--from]`, or several packs / `--all`, each
+/// through the one transactional upgrade.
+async fn upgrade_command(
+    ctx: &Context,
+    s: &Settings,
+    file: &FileConfig,
+    g: &Global,
+    out: &output::Output,
+    a: UpgradeArgs,
+) -> anyhow::Result<ExitCode> {
+    let base = InstallRequest {
+        allow_hosts: a.fetch.allow_hosts(&file.allow_hosts),
+        allow_insecure_http: a.fetch.allow_insecure_http,
+        ignore_runtime_requirements: a.fetch.ignore_runtime_requirements,
+        env: a.fetch.env(),
+        ..InstallRequest::new("", s.limits, Channel::Cli)
+    };
+    let cache_dir = s.cache_dir.clone().expect("the CLI always sets a cache dir");
+    let refs = a
+        .packs
+        .iter()
+        .map(|p| {
+            let spec = p.parse::<PackSpec>()?;
+            if spec.version.is_some() {
+                anyhow::bail!(
+                    "upgrade: name just the ref and the target with --to, e.g. `attune upgrade {} --to 2.0.0`",
+                    spec.pack_ref
+                );
+            }
+            Ok(spec.pack_ref)
+        })
+        .collect::<anyhow::Result<Vec<String>>>()?;
+    if let ([pack_ref], false) = (refs.as_slice(), a.all) {
+        let req = attune_app::upgrade::UpgradeRequest { pack_ref: pack_ref.clone(), to: a.to, from: a.from, base };
+        let bar = progress::Bar::start(!g.json && std::io::stderr().is_terminal(), g.verbose);
+        let result = attune_app::upgrade::upgrade(ctx, &cache_dir, req, Some(bar.sink())).await;
+        bar.finish();
+        let report = result?;
+        out.ignored_runtime_requirements(&report.ignored_runtime_requirements);
+        out.upgraded(&report)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if a.to.is_some() || a.from.is_some() {
+        let which = if a.all { "every pack".to_owned() } else { refs.join(", ") };
+        anyhow::bail!("upgrade: --to and --from apply to one pack; upgrade {which} one at a time");
+    }
+    let refs = match a.all {
+        true => attune_app::upgrade::active_refs(ctx).await?,
+        false => refs,
+    };
+    // One line per pack when it is done (the report), no spinner per pack.
+    let outcomes = attune_app::upgrade::upgrade_many(ctx, &cache_dir, &refs, &base, |_| None).await?;
+    for o in &outcomes {
+        if let Some(r) = &o.report {
+            out.ignored_runtime_requirements(&r.ignored_runtime_requirements);
+        }
+    }
+    Ok(if out.upgraded_many(&outcomes)? { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// What installing one source gave.
+enum Installed {
+    ByName(Box<attune_app::by_name::NamedInstall>),
+    Source(Box<attune_app::install::InstallReport>),
+}
+
+impl Installed {
+    fn print(&self, out: &output::Output) -> anyhow::Result<()> {
+        match self {
+            Installed::ByName(n) => indexes::installed_by_name(out, n),
+            Installed::Source(r) => {
+                out.installed(r)?;
+                out.ignored_runtime_requirements(&r.ignored_runtime_requirements);
+                Ok(())
+            }
+        }
+    }
+
+    fn json(&self) -> serde_json::Value {
+        match self {
+            Installed::ByName(n) => serde_json::to_value(n),
+            Installed::Source(r) => serde_json::to_value(r),
+        }
+        .expect("reports serialize")
+    }
+}
+
+async fn install_one(
+    ctx: &Context,
+    s: &Settings,
+    file: &FileConfig,
+    g: &Global,
+    a: &InstallArgs,
+    source: &str,
+) -> anyhow::Result<Installed> {
+    let args = attune_app::request::InstallArgs {
+        source,
+        checksum: a.checksum.as_deref(),
+        reference: a.reference.as_deref(),
+        plugin: a.plugin.is_some() || a.plugin_file.is_some(),
+        skip_deps: a.skip_deps,
+    };
+    let target = attune_app::request::install_target(Channel::Cli, &args)?;
+    if !g.json && matches!(target, Target::Source { .. }) && attune_app::registry::is_ref_shaped(source) {
+        // An existing path wins over an index spec of the same name: say so.
+        eprintln!(
+            "note: {0} is a file or folder here, so it is installed from there; \
+             `attune install {0}@latest` installs {0} from the indexes",
+            source
+        );
+    }
+    let expected = match &target {
+        Target::Source { expected_checksum } => *expected_checksum,
+        Target::ByName => None,
+    };
+    let req = install_request(s, file, a, source, expected);
+    if target == Target::ByName {
+        // A pack from the indexes: they give the source, ref and checksum.
+        let cache_dir = s.cache_dir.clone().expect("the CLI always sets a cache dir");
+        // A set: one line per pack and an overall bar, or JSON events (set_progress.rs).
+        let mode = set_progress::Mode::pick(g.json, std::io::stderr().is_terminal());
+        let set = set_progress::SetDisplay::start(mode, g.verbose);
+        let result =
+            attune_app::by_name::install_by_name_with(ctx, &cache_dir, source, req, Some(set.sink()), a.skip_deps)
+                .await;
+        set.finish(result.is_ok());
+        return Ok(Installed::ByName(Box::new(result?)));
+    }
+    let bar = progress::Bar::start(!g.json && std::io::stderr().is_terminal(), g.verbose);
+    let result = attune_app::install::install(ctx, req, Some(bar.sink())).await;
+    bar.finish();
+    Ok(Installed::Source(Box::new(result?)))
+}
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let json = cli.global.json;
@@ -595,12 +860,28 @@ pub fn main() -> ExitCode {
 
 fn report(json: bool, e: &anyhow::Error) -> ExitCode {
     if json {
-        outln!("{}", serde_json::json!({ "error": { "message": format!("{e:#}") } }));
+        outln!("{}", serde_json::json!({ "error": { "message": error_text(e) } }));
     } else {
         // Parts of an error may be a plugin's words: escaped, line by line.
-        eprintln!("error: {}", attune_app::untrusted::escape_lines(&format!("{e:#}")));
+        eprintln!("error: {}", attune_app::untrusted::escape_lines(&error_text(e)));
     }
     ExitCode::FAILURE
+}
+
+/// An error and its causes, `: `-joined as anyhow's `{:#}` does, except that
+/// a cause already spelled out by the message before it (`{path}: {source}`
+/// errors that also return `source` as their cause) is not said twice.
+fn error_text(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let part = cause.to_string();
+        if text.is_empty() {
+            text = part;
+        } else if !text.ends_with(&part) {
+            text = format!("{text}: {part}");
+        }
+    }
+    text
 }
 
 fn settings(
@@ -646,17 +927,35 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let file = FileConfig::load(g.config.as_deref())?;
     let out = output::Output { json: g.json };
 
-    // A command that needs no installed state.
+    // Commands that need no installed state.
+    match &cli.command {
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut cmd, "attune", &mut script);
+            out!("{}", String::from_utf8_lossy(&script));
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Man => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(<Cli as clap::CommandFactory>::command()).render(&mut page)?;
+            out!("{}", String::from_utf8_lossy(&page));
+            return Ok(ExitCode::SUCCESS);
+        }
+        _ => {}
+    }
     if let Command::Pack(PackCommand::Checksum { path, format }) = &cli.command {
         let p = path.clone();
         let computed = tokio::task::spawn_blocking(move || attune_app::checksum::path(&p)).await??;
-        if g.json {
+        // The index-entry template is for pack folders; a file's JSON is its digest.
+        if g.json && matches!(computed, attune_app::checksum::Computed::Tree(_)) {
             out.index_entry(path, &computed)?;
         } else {
             out.checksum(
                 path,
                 &computed,
                 match format {
+                    _ if g.json => output::ChecksumFormat::Json,
                     Format::Table => output::ChecksumFormat::Table,
                     Format::Json => output::ChecksumFormat::Json,
                     Format::Yaml => output::ChecksumFormat::Yaml,
@@ -708,67 +1007,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 
     match cli.command {
-        Command::Install(a) => {
-            let args = attune_app::request::InstallArgs {
-                source: &a.source,
-                checksum: a.checksum.as_deref(),
-                reference: a.reference.as_deref(),
-                plugin: a.plugin.is_some() || a.plugin_file.is_some(),
-                skip_deps: a.skip_deps,
-            };
-            let target = attune_app::request::install_target(Channel::Cli, &args)?;
-            if !out.json && matches!(target, Target::Source { .. }) && attune_app::registry::is_ref_shaped(&a.source) {
-                // An existing path wins over an index spec of the same name: say so.
-                eprintln!(
-                    "note: {0} is a file or folder here, so it is installed from there; \
-                     `attune install {0}@latest` installs {0} from the indexes",
-                    a.source
-                );
-            }
-            let expected = match &target {
-                Target::Source { expected_checksum } => *expected_checksum,
-                Target::ByName => None,
-            };
-            let req = InstallRequest {
-                force: a.force,
-                expected_checksum: expected,
-                plugin_file: a.plugin_file.clone(),
-                plugin: a.plugin.clone(),
-                allow_hosts: a.fetch.allow_hosts(&file.allow_hosts),
-                allow_insecure_http: a.fetch.allow_insecure_http,
-                reference: a.reference.clone(),
-                offline: a.offline,
-                allow_expired: a.allow_expired,
-                ignore_runtime_requirements: a.fetch.ignore_runtime_requirements,
-                env: a.fetch.env(),
-                ..InstallRequest::new(a.source.clone(), s.limits, Channel::Cli)
-            };
-            if target == Target::ByName {
-                // A pack from the indexes: they give the source, ref and checksum.
-                let cache_dir = s.cache_dir.clone().expect("the CLI always sets a cache dir");
-                // A set: one line per pack and an overall bar, or JSON events (set_progress.rs).
-                let mode = set_progress::Mode::pick(g.json, std::io::stderr().is_terminal());
-                let set = set_progress::SetDisplay::start(mode, g.verbose);
-                let result = attune_app::by_name::install_by_name_with(
-                    &ctx,
-                    &cache_dir,
-                    &a.source,
-                    req,
-                    Some(set.sink()),
-                    a.skip_deps,
-                )
-                .await;
-                set.finish(result.is_ok());
-                indexes::installed_by_name(&out, &result?)?;
-                return Ok(ExitCode::SUCCESS);
-            }
-            let bar = progress::Bar::start(!g.json && std::io::stderr().is_terminal(), g.verbose);
-            let result = attune_app::install::install(&ctx, req, Some(bar.sink())).await;
-            bar.finish();
-            let report = result?;
-            out.installed(&report)?;
-            out.ignored_runtime_requirements(&report.ignored_runtime_requirements);
-        }
+        Command::Install(a) => return install_command(&ctx, &s, &file, g, &out, a).await,
         Command::List { all_hosts } => {
             out.list(&attune_app::packs::list_with_active(&ctx, all_hosts).await?, all_hosts)?
         }
@@ -801,29 +1040,20 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             out.switched(&attune_app::upgrade::rollback(&ctx, &spec.pack_ref).await?, "rolled back")?
         }
-        Command::Upgrade(a) => {
-            let spec = a.pack.parse::<PackSpec>()?;
-            if spec.version.is_some() {
-                anyhow::bail!(
-                    "upgrade: name just the ref and the target with --to, e.g. `attune upgrade {} --to 2.0.0`",
-                    spec.pack_ref
-                );
-            }
-            let base = InstallRequest {
-                allow_hosts: a.fetch.allow_hosts(&file.allow_hosts),
-                allow_insecure_http: a.fetch.allow_insecure_http,
-                ignore_runtime_requirements: a.fetch.ignore_runtime_requirements,
-                env: a.fetch.env(),
-                ..InstallRequest::new("", s.limits, Channel::Cli)
-            };
-            let req = attune_app::upgrade::UpgradeRequest { pack_ref: spec.pack_ref, to: a.to, from: a.from, base };
+        Command::Upgrade(a) => return upgrade_command(&ctx, &s, &file, g, &out, a).await,
+        Command::Search { terms } => {
             let cache_dir = s.cache_dir.clone().expect("the CLI always sets a cache dir");
-            let bar = progress::Bar::start(!g.json && std::io::stderr().is_terminal(), g.verbose);
-            let result = attune_app::upgrade::upgrade(&ctx, &cache_dir, req, Some(bar.sink())).await;
-            bar.finish();
-            let report = result?;
-            out.ignored_runtime_requirements(&report.ignored_runtime_requirements);
-            out.upgraded(&report)?;
+            out.search(&attune_app::discover::search(&ctx, &cache_dir, &terms).await?)?
+        }
+        Command::Show { pack } => {
+            let cache_dir = s.cache_dir.clone().expect("the CLI always sets a cache dir");
+            out.show(&attune_app::discover::show(&ctx, &cache_dir, &pack).await?)?
+        }
+        Command::Outdated => {
+            let cache_dir = s.cache_dir.clone().expect("the CLI always sets a cache dir");
+            if !out.outdated(&attune_app::discover::outdated(&ctx, &cache_dir).await?)? {
+                return Ok(ExitCode::FAILURE);
+            }
         }
         Command::Gc { keep, dry_run } => {
             let keep = keep.or(file.gc_keep).unwrap_or(3);
@@ -904,7 +1134,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         }
-        Command::Pack(_) => unreachable!("handled above"),
+        Command::Pack(_) | Command::Completions { .. } | Command::Man => unreachable!("handled above"),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_text;
+
+    #[test]
+    fn a_cause_already_in_the_message_is_said_once() {
+        let io = std::io::Error::from_raw_os_error(20);
+        let e = anyhow::Error::from(attune_app::Error::Io { path: "/srv/f/packs".into(), source: io });
+        // anyhow's own `{:#}` repeats it: the message holds the cause, which is also the source.
+        assert_eq!(format!("{e:#}").matches("os error 20").count(), 2, "{e:#}");
+        assert_eq!(error_text(&e), "/srv/f/packs: Not a directory (os error 20)");
+        let e = e.context("opening the packs folder");
+        assert_eq!(error_text(&e), "opening the packs folder: /srv/f/packs: Not a directory (os error 20)");
+    }
 }

@@ -93,6 +93,10 @@ pub fn recovery_note(r: &Recovery) {
 
 impl Output {
     pub fn installed(&self, r: &InstallReport) -> anyhow::Result<()> {
+        // On stderr whatever the mode: stdout stays the report alone.
+        for n in &r.notes {
+            eprintln!("note: {}", e(n));
+        }
         if self.json {
             return print_json(r);
         }

@@ -335,6 +335,7 @@ mod tests {
                 activated: true,
                 ignored_runtime_requirements: vec![],
                 environment: None,
+                notes: vec![],
             }),
         }
     }

@@ -199,7 +199,7 @@ fn bad_sources_and_manifests_fail_clearly_and_install_nothing() {
     let out = env.run(&["install", src.to_str().unwrap()]).failure();
     assert!(out.stderr.contains("Bad Name"), "{}", out.stderr);
 
-    std::fs::write(src.join("pack.yaml"), "---\nname: bad\nversion: 1.0\n").unwrap();
+    std::fs::write(src.join("pack.yaml"), "---\nname: bad\nversion: v1.0\n").unwrap();
     let out = env.run(&["install", src.to_str().unwrap()]).failure();
     assert!(out.stderr.contains("version"), "{}", out.stderr);
 
