@@ -378,14 +378,14 @@ async fn switch_and_verify(
 ) -> Result<(), (&'static str, String)> {
     let switch = async {
         let lock = ctx.lock_pack(pack_ref, Arc::new(|| {})).await?;
-        failpoint("switch")?;
+        failpoint("switch", pack_ref)?;
         activate_locked(ctx, pack_ref, version, "upgrade").await?;
         lock.release().await;
         Ok::<(), Error>(())
     };
     switch.await.map_err(|e| ("switch", e.to_string()))?;
     let verify = async {
-        failpoint("verify")?;
+        failpoint("verify", pack_ref)?;
         if ctx.store.linked_version(pack_ref).as_ref() != Some(version) {
             return Err(Error::Usage(format!(
                 "{} does not link to {pack_ref}-{version}",
@@ -410,10 +410,12 @@ async fn switch_and_verify(
 }
 
 /// Test hook (debug builds only): `ATTUNE_TEST_UPGRADE_FAIL=switch|verify`
-/// makes that step of an upgrade fail, so the rollback after a switch can be
-/// tested end to end. Release builds ignore it.
-fn failpoint(step: &str) -> Result<(), Error> {
-    if cfg!(debug_assertions) && std::env::var("ATTUNE_TEST_UPGRADE_FAIL").is_ok_and(|s| s == step) {
+/// makes that step of an upgrade fail (`verify:REF`: only that pack's), so
+/// the rollback after a switch can be tested end to end. Release builds
+/// ignore it.
+fn failpoint(step: &str, pack_ref: &str) -> Result<(), Error> {
+    let hit = |s: String| s == step || s == format!("{step}:{pack_ref}");
+    if cfg!(debug_assertions) && std::env::var("ATTUNE_TEST_UPGRADE_FAIL").is_ok_and(hit) {
         return Err(Error::Usage(format!("injected failure at {step} (ATTUNE_TEST_UPGRADE_FAIL)")));
     }
     Ok(())

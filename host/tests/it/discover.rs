@@ -166,6 +166,30 @@ fn upgrade_all_rolls_back_only_the_pack_whose_new_version_fails_verification() {
     assert!(out.stderr.contains("--to and --from apply to one pack"), "{}", out.stderr);
 }
 
+/// Past the download: app's new version is switched to and then fails its
+/// check; it alone goes back, tool (2.0.0 refused) stays, base is current.
+#[test]
+fn upgrade_all_rolls_back_a_pack_that_fails_after_its_switch_and_only_it() {
+    let env = Env::new();
+    let _server = index(&env);
+    env.run(&["install", "app@1.0.0", "tool@1.0.0"]).success();
+    let o =
+        env.cmd().env("ATTUNE_TEST_UPGRADE_FAIL", "verify:app").args(["--json", "upgrade", "--all"]).output().unwrap();
+    assert!(!o.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let failed: Vec<&str> = v["failed"].as_array().unwrap().iter().map(|f| f.as_str().unwrap()).collect();
+    assert_eq!(failed, ["app", "tool"], "{v}");
+    let app = v["packs"].as_array().unwrap().iter().find(|p| p["ref"] == "app").unwrap();
+    assert!(app["error"].as_str().unwrap().contains("injected failure at verify"), "{v}");
+    assert_eq!(active(&env), ["app@1.0.0", "base@1.1.0", "tool@1.0.0"]);
+    let app = env.run(&["info", "app", "--json"]).success().json();
+    let installed: Vec<&str> =
+        app["installed"].as_array().unwrap().iter().map(|i| i["version"].as_str().unwrap()).collect();
+    assert_eq!(installed, ["1.0.0"], "the rolled-back version was not left installed");
+    env.run(&["verify"]).success();
+    env.run(&["doctor"]).success();
+}
+
 #[test]
 fn search_and_show_read_the_stackstorm_exchange_index() {
     let env = Env::new();
