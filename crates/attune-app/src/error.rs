@@ -38,7 +38,10 @@ pub enum Error {
     Io { path: PathBuf, source: std::io::Error },
     /// The pack's runtime environment (its Python or node packages); the
     /// pack was not installed. Boxed: the builders' errors are large.
-    #[error("{pack}: its environment was not built, so the pack was not installed: {error}")]
+    #[error(
+        "{pack}: its environment was not built, so the pack was not installed: {error}\n\
+         (--no-env installs the pack without its environment)"
+    )]
     Environment { pack: String, error: Box<crate::environments::EnvError> },
     #[error("{source_str}: checksum mismatch: expected {expected}, got {actual}; nothing was installed")]
     ChecksumMismatch { source_str: String, expected: String, actual: String },
