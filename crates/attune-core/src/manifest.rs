@@ -465,8 +465,9 @@ fn take_version(
 }
 
 /// StackStorm's short versions (`0.2`, `1`, quoted or not), padded with
-/// `.0` to semver as st2 has done since 2.1; anything else is not one.
-fn short_version(written: &str) -> Option<semver::Version> {
+/// `.0` to semver as st2 has done since 2.1; anything else is not one. The
+/// one rule for pack.yaml and for index entries.
+pub fn short_version(written: &str) -> Option<semver::Version> {
     let bare = written.trim_matches(|c| c == '"' || c == '\'');
     let parts: Vec<&str> = bare.split('.').collect();
     let numeric = parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));

@@ -93,9 +93,10 @@ pub(super) fn read(value: serde_json::Value) -> Result<Index, RegistryError> {
         };
         let (dependencies, url_dependencies) = dependencies(&pack_ref, &raw, &mut index.skipped);
         for v in versions {
-            let version = match Version::parse(&v) {
-                Ok(version) => version,
-                Err(e) => {
+            // A short `0.1` is 0.1.0, as its pack.yaml reads (its tag stays `v0.1`).
+            let version = match Version::parse(&v).map_err(|e| (attune_core::manifest::short_version(&v), e)) {
+                Ok(version) | Err((Some(version), _)) => version,
+                Err((None, e)) => {
                     index.skipped.push(format!("{pack_ref}@{v}: not a semver version ({e})"));
                     continue;
                 }

@@ -83,7 +83,7 @@ fn attune_unknown_major_version_is_refused() {
 fn exchange_index_versions_are_git_tags() {
     let i = exchange();
     assert_eq!(i.format, IndexFormat::Exchange);
-    assert_eq!(i.packs.keys().collect::<Vec<_>>(), ["aws", "jira"], "ref wins over the key and the name");
+    assert_eq!(i.packs.keys().collect::<Vec<_>>(), ["aws", "jira", "sensu"], "ref wins over the key and the name");
     let aws = &i.packs["aws"];
     assert_eq!(aws.iter().map(|v| v.version.to_string()).collect::<Vec<_>>(), ["1.2.1", "1.2.0", "1.0.0", "0.6.5"]);
     let s = &aws[1].sources[0];
@@ -94,11 +94,11 @@ fn exchange_index_versions_are_git_tags() {
     assert_eq!(aws[0].runtime.python_versions, ["3"]);
     // No `versions`: the one `version` is the only one.
     assert_eq!(i.packs["jira"].len(), 1);
-    // `0.1` (a JSON number, as early indexes wrote) is not semver: skipped, reported.
-    assert_eq!(
-        i.skipped,
-        ["sensu@0.1: not a semver version (unexpected end of input while parsing minor version number)"]
-    );
+    // `0.1` (a JSON number, as early indexes wrote) is 0.1.0, as st2 reads it; its tag stays v0.1.
+    assert!(i.skipped.is_empty(), "{:?}", i.skipped);
+    let sensu = &i.packs["sensu"];
+    assert_eq!(sensu[0].version.to_string(), "0.1.0");
+    assert_eq!(sensu[0].sources[0].reference.as_deref(), Some("v0.1"));
 }
 
 #[test]
