@@ -40,7 +40,7 @@ pub struct LockedPack {
     pub version: String,
     /// As recorded: credentials were never stored.
     pub source: String,
-    pub source_type: String,
+    pub source_type: crate::source::SourceKind,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requested_ref: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -65,15 +65,15 @@ impl LockedPack {
     }
 
     fn from_installation(i: &Installation) -> LockedPack {
-        let archive_sha256 = match i.source_type.as_str() {
-            "archive" | "http" => i.metadata_json["fetcher"]["archive-sha256"].as_str().map(|h| format!("sha256:{h}")),
+        let archive_sha256 = match i.source_type.is_artifact() {
+            true => i.metadata_json["fetcher"]["archive-sha256"].as_str().map(|h| format!("sha256:{h}")),
             _ => None,
         };
         LockedPack {
             pack_ref: i.pack_ref.clone(),
             version: i.version.clone(),
             source: i.source.clone(),
-            source_type: i.source_type.clone(),
+            source_type: i.source_type,
             requested_ref: i.requested_ref.clone(),
             resolved_commit: i.resolved_commit.clone(),
             checksum: i.checksum.clone(),
@@ -85,8 +85,8 @@ impl LockedPack {
 
     /// The source string the install pipeline takes for this entry.
     fn install_source(&self) -> String {
-        match self.source_type.as_str() {
-            "git" => crate::source::git_source(&self.source),
+        match self.source_type {
+            crate::source::SourceKind::Git => crate::source::git_source(&self.source),
             _ => self.source.clone(),
         }
     }
@@ -146,7 +146,7 @@ impl Lockfile {
             {
                 return Err(bad(format!("archive_sha256 {a:?} is not a SHA-256 (sha256:<64 hex digits>)")));
             }
-            if p.source_type == "git" && p.resolved_commit.is_none() {
+            if p.source_type == crate::source::SourceKind::Git && p.resolved_commit.is_none() {
                 return Err(bad("a git entry needs its resolved_commit".into()));
             }
         }
@@ -402,7 +402,7 @@ mod tests {
             pack_ref: r.into(),
             version: v.into(),
             source: "https://h/x.tgz".into(),
-            source_type: "http".into(),
+            source_type: crate::source::SourceKind::Http,
             requested_ref: None,
             resolved_commit: None,
             checksum: format!("sha256-tree-v1:{}", "ab".repeat(32)),

@@ -1,6 +1,65 @@
 //! Source strings as the user typed them: shown without their secrets, and
 //! told apart (an http(s) URL, a git URL), each rule in one place.
 
+/// The kind of a source, recorded with each installation (the
+/// `source_type` column, lockfiles, reports): one enum from the fetch that
+/// decides it to the record that keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    /// A folder on this machine.
+    Local,
+    /// A tar, tar.gz, tar.zst, tar.xz or zip file on this machine.
+    Archive,
+    /// An archive downloaded over http(s).
+    Http,
+    /// One commit of a git repository, over smart HTTP.
+    Git,
+    /// A fetcher component named on the command line (`--plugin-file`) or added.
+    Plugin,
+}
+
+impl SourceKind {
+    /// Archives are often made from a folder, so the pack may sit inside one
+    /// top-level folder (`name-1.2.3/`) instead of at the root.
+    pub fn allows_wrapper_folder(&self) -> bool {
+        matches!(self, SourceKind::Archive | SourceKind::Http)
+    }
+
+    /// Whether the source is a single artifact with its own SHA-256
+    /// (`--checksum sha256:…`).
+    pub fn is_artifact(&self) -> bool {
+        matches!(self, SourceKind::Archive | SourceKind::Http)
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            SourceKind::Local => "local",
+            SourceKind::Archive => "archive",
+            SourceKind::Http => "http",
+            SourceKind::Git => "git",
+            SourceKind::Plugin => "plugin",
+        }
+    }
+}
+
+impl std::fmt::Display for SourceKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for SourceKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<SourceKind, String> {
+        [SourceKind::Local, SourceKind::Archive, SourceKind::Http, SourceKind::Git, SourceKind::Plugin]
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| format!("{s:?} is not a source kind (local, archive, http, git, plugin)"))
+    }
+}
+
 /// Removes credentials from every URL in `s` (a URL, or a message that
 /// holds some): in each authority (what follows `://` up to `/`, `?`, `#`
 /// or a space) everything up to its **last** `@` goes, so a password

@@ -156,7 +156,7 @@ impl Output {
                     i.pack_ref.clone(),
                     i.version.clone(),
                     if l.active { "*".into() } else { String::new() },
-                    i.source_type.clone(),
+                    i.source_type.to_string(),
                     when(&i.installed_at),
                     short(&i.checksum),
                 ];

@@ -324,7 +324,7 @@ mod tests {
                 replaced: false,
                 files: 1,
                 bytes: 2048,
-                source_type: "http".into(),
+                source_type: attune_app::source::SourceKind::Http,
                 source: "http://x".into(),
                 fetcher: attune_app::sources::FetcherFacts {
                     name: "http".into(),

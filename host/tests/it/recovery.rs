@@ -23,7 +23,7 @@ fn row(ctx: &Context, path: &std::path::Path, checksum: &str) -> NewInstallation
         pack_name: "killed".into(),
         pack_description: None,
         version: "1.0.0".into(),
-        source_type: "local".into(),
+        source_type: attune_app::source::SourceKind::Local,
         source: "/src".into(),
         requested_ref: None,
         resolved_commit: None,

@@ -15,46 +15,7 @@ use thiserror::Error;
 
 use crate::runtime::{EventSink, Fetched, Limits, RuntimeError};
 use crate::staging::StagingWriter;
-pub use attune_core::source::redact_url;
-
-/// The kind of a source, recorded with each installation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SourceKind {
-    Local,
-    /// A tar, tar.gz, tar.zst, tar.xz or zip file on this machine.
-    Archive,
-    /// An archive downloaded over http(s).
-    Http,
-    /// One commit of a git repository, over smart HTTP.
-    Git,
-    /// A fetcher component named on the command line (`--plugin-file`).
-    Plugin,
-}
-
-impl SourceKind {
-    /// Archives are often made from a folder, so the pack may sit inside one
-    /// top-level folder (`name-1.2.3/`) instead of at the root.
-    pub fn allows_wrapper_folder(&self) -> bool {
-        matches!(self, SourceKind::Archive | SourceKind::Http)
-    }
-
-    /// Whether the source is a single artifact with its own SHA-256
-    /// (`--checksum sha256:…`).
-    pub fn is_artifact(&self) -> bool {
-        matches!(self, SourceKind::Archive | SourceKind::Http)
-    }
-
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            SourceKind::Local => "local",
-            SourceKind::Archive => "archive",
-            SourceKind::Http => "http",
-            SourceKind::Git => "git",
-            SourceKind::Plugin => "plugin",
-        }
-    }
-}
+pub use attune_core::source::{SourceKind, redact_url};
 
 /// A parsed source string.
 #[derive(Debug, Clone, PartialEq, Eq)]

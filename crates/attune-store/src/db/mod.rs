@@ -265,7 +265,7 @@ impl Db {
             .bind(&new.pack_ref)
             .bind(&new.version)
             .bind(action.as_str())
-            .bind(&new.source_type)
+            .bind(new.source_type.as_str())
             .bind(&new.source)
             .bind(&new.requested_ref)
             .bind(&new.resolved_commit)

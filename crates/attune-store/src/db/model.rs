@@ -100,8 +100,7 @@ pub struct NewInstallation {
     pub pack_name: String,
     pub pack_description: Option<String>,
     pub version: String,
-    /// e.g. `local`.
-    pub source_type: String,
+    pub source_type: attune_core::source::SourceKind,
     /// URL or path, ALREADY REDACTED by the caller: it is stored verbatim.
     pub source: String,
     pub requested_ref: Option<String>,
@@ -138,7 +137,7 @@ pub struct Installation {
     pub version: String,
     pub action: Action,
     pub status: Status,
-    pub source_type: String,
+    pub source_type: attune_core::source::SourceKind,
     pub source: String,
     pub requested_ref: Option<String>,
     pub resolved_commit: Option<String>,
@@ -188,7 +187,7 @@ fn installation(row: &impl Columns) -> Result<Installation, sqlx::Error> {
             version: row.col("version")?,
             action: text(row, "action")?,
             status: text(row, "status")?,
-            source_type: row.col("source_type")?,
+            source_type: text(row, "source_type")?,
             source: row.col("source")?,
             requested_ref: row.col("requested_ref")?,
             resolved_commit: row.col("resolved_commit")?,

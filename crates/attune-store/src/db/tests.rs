@@ -16,7 +16,7 @@ fn new_install(pack_ref: &str, version: &str, host: &str) -> NewInstallation {
         pack_name: format!("The {pack_ref} pack"),
         pack_description: Some("does things".into()),
         version: version.into(),
-        source_type: "local".into(),
+        source_type: attune_core::source::SourceKind::Local,
         source: "/src/packs/demo".into(),
         requested_ref: Some("main".into()),
         resolved_commit: None,
