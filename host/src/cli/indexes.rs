@@ -210,6 +210,8 @@ fn update_lines(outcomes: &[UpdateOutcome]) {
                 );
                 skipped_note(&r.skipped);
             }
+            // A signed index's refusal already says what was kept.
+            (None, Some(e)) if e.contains("unchanged") => eprintln!("error: index {}: {e}", o.name),
             (None, Some(e)) => eprintln!("error: index {}: {e} (its cached copy is kept)", o.name),
             (None, None) => {}
         }
