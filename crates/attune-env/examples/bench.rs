@@ -1,4 +1,4 @@
-//! The environment build benchmark of issue 17, in one run: a pack with ten
+//! The environment build benchmark, in one run: a pack with ten
 //! wheel requirements from a loopback simple index, built by attune-env, by
 //! bare `uv venv` + `uv pip install`, and by `python -m venv` + `pip
 //! install -r`, each with a cold and a warm cache; plus attune-env's reuse of
