@@ -4,7 +4,6 @@
 //! changes the disk with single renames, so a kill leaves a state the start-up
 //! check understands.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 
 use crate::checksum::{self, Change, TreeManifest};
@@ -74,20 +73,15 @@ impl Listed {
 
 /// [`list`] with each version's active marker.
 pub async fn list_with_active(ctx: &Context, all_hosts: bool) -> Result<Vec<Listed>, Error> {
-    let rows = list(ctx, all_hosts).await?;
-    // host -> ref -> active version: one lookup per row, not a scan.
-    let mut active: HashMap<String, HashMap<String, String>> = HashMap::new();
-    for row in &rows {
-        if !active.contains_key(&row.host) {
-            let versions = ctx.db.activations(&row.host).await?.into_iter();
-            active.insert(row.host.clone(), versions.filter_map(|a| Some((a.pack_ref, a.version?))).collect());
-        }
-    }
-    Ok(rows
+    let host = (!all_hosts).then_some(ctx.machine.as_str());
+    Ok(ctx
+        .db
+        .listing(host)
+        .await?
         .into_iter()
-        .map(|i| {
-            let is_active = active[&i.host].get(&i.pack_ref) == Some(&i.version);
-            Listed { installation: i, active: is_active }
+        .map(|(i, active)| {
+            let active = active.as_deref() == Some(i.version.as_str());
+            Listed { installation: i, active }
         })
         .collect())
 }

@@ -480,6 +480,51 @@ impl Db {
         })
     }
 
+    /// What `attune list` shows: the live installations on `host` (`None`:
+    /// on every host), in [`Db::installed`] order, each with the active
+    /// version of its pack on its host, read in the same query (a lookup in
+    /// `activations`' index per row rather than a second listing).
+    pub async fn listing(&self, host: Option<&str>) -> Result<Vec<(Installation, Option<String>)>, DbError> {
+        use sqlx::{FromRow as _, Row as _};
+        let what = "listing installed packs";
+        let mut rows: Vec<(Installation, Option<String>)> = on_pool!(self, pool => {
+            let query = match host {
+                Some(host) => sqlx::query(concat!(
+                    "SELECT ",
+                    installation_columns!(),
+                    ", (SELECT a.version FROM activations a
+                        WHERE a.host = installations.host AND a.pack_ref = installations.pack_ref
+                        ORDER BY a.id DESC LIMIT 1) AS active_version
+                     FROM installations WHERE host = $1 AND status = 'installed'"
+                ))
+                .bind(host),
+                None => sqlx::query(concat!(
+                    "SELECT ",
+                    installation_columns!(),
+                    ", (SELECT a.version FROM activations a
+                        WHERE a.host = installations.host AND a.pack_ref = installations.pack_ref
+                        ORDER BY a.id DESC LIMIT 1) AS active_version
+                     FROM installations WHERE status = 'installed'"
+                )),
+            };
+            query
+                .fetch_all(pool)
+                .await
+                .map_err(DbError::query(what))?
+                .iter()
+                .map(|row| Ok((Installation::from_row(row)?, row.try_get("active_version")?)))
+                .collect::<Result<_, sqlx::Error>>()
+                .map_err(DbError::query(what))?
+        });
+        rows.sort_by(|(a, _), (b, _)| {
+            a.pack_ref
+                .cmp(&b.pack_ref)
+                .then_with(|| version_cmp(&a.version, &b.version))
+                .then_with(|| a.host.cmp(&b.host))
+        });
+        Ok(rows)
+    }
+
     /// The live installations on every host sharing this database, by ref,
     /// then version, then host.
     pub async fn installed_on_all_hosts(&self) -> Result<Vec<Installation>, DbError> {
