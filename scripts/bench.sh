@@ -165,7 +165,7 @@ bench_checksum() {
     local a p
     a=$(best_of : "$attune" pack checksum "$tree")
     p=$(best_of : pipeline)
-    add_row "checksum, $(size_of "$tree") MiB / $n files" '`find | sort | xargs sha256sum`' "$a" "$p" s
+    add_row "checksum, $(size_of "$tree") MiB / $n files" '`find \| sort \| xargs sha256sum`' "$a" "$p" s
 }
 
 bench_local() {
@@ -369,7 +369,9 @@ wants git && bench_git
 if wants install || wants info || wants list; then bench_scale; fi
 
 echo
-echo "$(nproc) cores, $(date -u +%Y-%m-%d), $(stat -f -c %T "$dir") at $dir, best of $runs runs (10 for install, info, list), $("$attune" --version 2>/dev/null || echo attune)"
+scale_note=""
+if wants install || wants info || wants list; then scale_note=" (at least 10 for install, info, list)"; fi
+echo "$(nproc) cores, $(date -u +%Y-%m-%d), $(stat -f -c %T "$dir") at $dir, best of $runs runs$scale_note, $("$attune" --version 2>/dev/null || echo attune)"
 echo
 echo "| work | compared with | attune | compared | attune / compared |"
 echo "|---|---|---|---|---|"
