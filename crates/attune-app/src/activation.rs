@@ -55,8 +55,8 @@ pub async fn deactivate_locked(ctx: &Context, pack_ref: &str, reason: &str) -> R
 }
 
 pub(crate) async fn not_installed(ctx: &Context, pack_ref: &str, version: &str) -> Error {
-    let installed = match ctx.db.installed(&ctx.machine).await {
-        Ok(rows) => rows.into_iter().filter(|i| i.pack_ref == pack_ref).map(|i| i.version).collect(),
+    let installed = match ctx.db.installed_of(pack_ref, &ctx.machine).await {
+        Ok(rows) => rows.into_iter().map(|i| i.version).collect(),
         Err(e) => return e.into(),
     };
     UpgradeError::NotInstalled { pack_ref: pack_ref.into(), version: version.into(), installed }.into()

@@ -219,9 +219,9 @@ pub async fn install_set_by_name_with(
             .collect()
     } else {
         let mut installed: BTreeMap<String, BTreeSet<semver::Version>> = BTreeMap::new();
-        for row in ctx.db.installed(&ctx.machine).await? {
-            if let Ok(v) = row.version.parse() {
-                installed.entry(row.pack_ref).or_default().insert(v);
+        for (pack_ref, version) in ctx.db.installed_refs(&ctx.machine).await? {
+            if let Ok(v) = version.parse() {
+                installed.entry(pack_ref).or_default().insert(v);
             }
         }
         crate::registry::deps::solve_set(&indexes, &requests, &installed)?

@@ -53,14 +53,11 @@ pub struct Listed {
     pub active: bool,
 }
 
-/// An installation as `--json` and the API show it: without its per-entry
-/// manifest (large; `verify` reads it from the database).
+/// An installation as `--json` and the API show it (without its per-entry
+/// manifest, which an [`Installation`] never holds: `verify` reads it from
+/// the database).
 pub fn slim_json(i: &Installation) -> serde_json::Value {
-    let mut v = serde_json::to_value(i).expect("installation serializes");
-    if let Some(o) = v.as_object_mut() {
-        o.remove("manifest_json");
-    }
-    v
+    serde_json::to_value(i).expect("installation serializes")
 }
 
 impl Listed {
@@ -76,20 +73,15 @@ impl Listed {
 
 /// [`list`] with each version's active marker.
 pub async fn list_with_active(ctx: &Context, all_hosts: bool) -> Result<Vec<Listed>, Error> {
-    let rows = list(ctx, all_hosts).await?;
-    let mut active: std::collections::BTreeMap<String, Vec<crate::db::Activation>> = Default::default();
-    for row in &rows {
-        if !active.contains_key(&row.host) {
-            active.insert(row.host.clone(), ctx.db.activations(&row.host).await?);
-        }
-    }
-    Ok(rows
+    let host = (!all_hosts).then_some(ctx.machine.as_str());
+    Ok(ctx
+        .db
+        .listing(host)
+        .await?
         .into_iter()
-        .map(|i| {
-            let is_active = active[&i.host]
-                .iter()
-                .any(|a| a.pack_ref == i.pack_ref && a.version.as_deref() == Some(i.version.as_str()));
-            Listed { installation: i, active: is_active }
+        .map(|(i, active)| {
+            let active = active.as_deref() == Some(i.version.as_str());
+            Listed { installation: i, active }
         })
         .collect())
 }
@@ -110,8 +102,7 @@ pub async fn info(ctx: &Context, spec: &PackSpec) -> Result<PackInfo, Error> {
         .pack(&spec.pack_ref)
         .await?
         .ok_or_else(|| Error::NotInstalled { spec: spec.pack_ref.clone(), installed: vec![] })?;
-    let mut installed: Vec<Installation> =
-        ctx.db.installed(&ctx.machine).await?.into_iter().filter(|i| i.pack_ref == spec.pack_ref).collect();
+    let mut installed = ctx.db.installed_of(&spec.pack_ref, &ctx.machine).await?;
     if let Some(v) = &spec.version {
         installed.retain(|i| i.version == v.to_string());
     }
@@ -135,17 +126,27 @@ pub struct VerifyReport {
     pub environment: Vec<String>,
 }
 
-/// Re-checksums installed packs and diffs them against the stored manifests.
+/// Re-checksums installed packs (all of them when `specs` is empty) and
+/// diffs them against the stored manifests.
 pub async fn verify(ctx: &Context, specs: &[PackSpec]) -> Result<Vec<VerifyReport>, Error> {
-    let all = ctx.db.installed(&ctx.machine).await?;
-    for s in specs {
-        if !all.iter().any(|i| matches(s, i)) {
-            return Err(not_installed(s, &all));
-        }
+    let mut rows = Vec::new();
+    if specs.is_empty() {
+        rows = ctx.db.installed(&ctx.machine).await?;
     }
+    for s in specs {
+        let of_pack = ctx.db.installed_of(&s.pack_ref, &ctx.machine).await?;
+        if !of_pack.iter().any(|i| matches(s, i)) {
+            return Err(not_installed(s, &of_pack));
+        }
+        rows.extend(of_pack.into_iter().filter(|i| matches(s, i)));
+    }
+    rows.sort_by(|a, b| a.pack_ref.cmp(&b.pack_ref).then_with(|| crate::db::version_cmp(&a.version, &b.version)));
+    // A version named twice (`verify p p@1.0.0`) is checked once.
+    rows.dedup_by_key(|r| r.id);
     let mut out = Vec::new();
-    for row in all.into_iter().filter(|i| specs.is_empty() || specs.iter().any(|s| matches(s, i))) {
-        let expected: TreeManifest = serde_json::from_value(row.manifest_json.clone()).map_err(|e| {
+    for row in rows {
+        let stored = ctx.db.manifest(row.id).await?.unwrap_or_default();
+        let expected: TreeManifest = serde_json::from_value(stored).map_err(|e| {
             Error::Corrupt(format!(
                 "installation {} ({}@{}): stored manifest is unreadable: {e}",
                 row.id, row.pack_ref, row.version
@@ -233,7 +234,7 @@ pub async fn uninstall(
     force: bool,
 ) -> Result<UninstallReport, Error> {
     let _lock = ctx.lock_pack(&spec.pack_ref, std::sync::Arc::new(|| {})).await?;
-    let all = ctx.db.installed(&ctx.machine).await?;
+    let all = ctx.db.installed_of(&spec.pack_ref, &ctx.machine).await?;
     let candidates: Vec<&Installation> = all.iter().filter(|i| matches(spec, i)).collect();
     let row = match candidates.as_slice() {
         [] => return Err(not_installed(spec, &all)),

@@ -2,6 +2,11 @@
 //! killed runs are removed, interrupted installs are finished or marked
 //! failed, and packs installed before active versions existed get one, so
 //! disk and database never disagree silently.
+//!
+//! Every command pays for it, so it costs the same with ten packs installed
+//! or ten thousand: it reads the two folders of leftovers (staging, trash),
+//! the `pending` journal rows (an index lookup) and the packs journaled as
+//! owed an activation, never the installed rows themselves.
 
 use std::path::PathBuf;
 
@@ -29,35 +34,30 @@ pub struct Recovery {
     pub activated: Vec<String>,
 }
 
-/// Packs with installed versions but no activation record at all were
-/// installed before active versions existed (migration 0005): their
-/// highest version becomes active, once, recorded as `backfill`. Packs
-/// another process is changing are left for a later run.
+/// Packs whose install was recorded but not their activation (the
+/// database's `pending_activations`: installed before active versions
+/// existed, or killed between its record and its activation) get their
+/// highest installed version as the active one, once, recorded as
+/// `backfill`. Only those packs are looked at, never every installed one.
+/// Packs another process is changing are left for a later run.
 async fn backfill_active(ctx: &Context) -> Result<Vec<String>, Error> {
-    let known: std::collections::BTreeSet<String> =
-        ctx.db.activations(&ctx.machine).await?.into_iter().map(|a| a.pack_ref).collect();
-    let mut highest: std::collections::BTreeMap<String, semver::Version> = Default::default();
-    for row in ctx.db.installed(&ctx.machine).await? {
-        if known.contains(&row.pack_ref) {
-            continue;
-        }
-        if let Ok(v) = semver::Version::parse(&row.version) {
-            let e = highest.entry(row.pack_ref).or_insert_with(|| v.clone());
-            if v > *e {
-                *e = v;
-            }
-        }
-    }
     let mut done = Vec::new();
-    for (pack_ref, version) in highest {
+    for pack_ref in ctx.db.pending_activations(&ctx.machine).await? {
         let Some(switches) = ctx.try_lock_pack(&format!("{pack_ref}.switch")).await? else { continue };
         let Some(lock) = ctx.try_lock_pack(&pack_ref).await? else { continue };
-        // Checked again under the locks: another process may have just done it.
-        if ctx.db.activation(&ctx.machine, &pack_ref).await?.is_none()
-            && ctx.store.pack_dir(&pack_ref, &version).is_dir()
-        {
-            crate::activation::activate_locked(ctx, &pack_ref, &version, "backfill").await?;
-            done.push(format!("{pack_ref}@{version}"));
+        // Under the locks: another process may have just done it.
+        let activated = ctx.db.activation(&ctx.machine, &pack_ref).await?.is_some();
+        let installed = ctx.db.installed_versions(&pack_ref, &ctx.machine).await?;
+        let highest = installed.iter().filter_map(|v| semver::Version::parse(v).ok()).max();
+        match highest {
+            _ if activated => ctx.db.forget_pending_activation(&ctx.machine, &pack_ref).await?,
+            None => ctx.db.forget_pending_activation(&ctx.machine, &pack_ref).await?,
+            // Its folder is missing: left for `doctor`, and for a later run.
+            Some(version) if !ctx.store.pack_dir(&pack_ref, &version).is_dir() => {}
+            Some(version) => {
+                crate::activation::activate_locked(ctx, &pack_ref, &version, "backfill").await?;
+                done.push(format!("{pack_ref}@{version}"));
+            }
         }
         lock.release().await;
         switches.release().await;

@@ -51,19 +51,24 @@ pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) {
             widths[i] = widths[i].max(c.chars().count());
         }
     }
-    let line = |cells: Vec<String>| {
+    // One write for the whole table: a listing of thousands of packs is not
+    // thousands of writes.
+    let mut text = String::new();
+    let mut line = |cells: Vec<String>| {
         let n = cells.len();
         let s: Vec<String> = cells
             .into_iter()
             .enumerate()
             .map(|(i, c)| if i + 1 == n { c } else { format!("{c:<w$}", w = widths[i]) })
             .collect();
-        outln!("{}", s.join("  ").trim_end());
+        text.push_str(s.join("  ").trim_end());
+        text.push('\n');
     };
     line(header.iter().map(|h| h.to_string()).collect());
     for r in rows {
         line(r.clone());
     }
+    out!("{text}");
 }
 
 pub(crate) fn short(checksum: &str) -> String {

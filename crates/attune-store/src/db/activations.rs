@@ -86,6 +86,13 @@ impl Db {
             .await
             .map_err(DbError::query(what))?;
             let activation = row_to_activation(&row)?;
+            // Whatever install was owed an activation of this pack has it now.
+            sqlx::query("DELETE FROM pending_activations WHERE host = $1 AND pack_ref = $2")
+                .bind(host)
+                .bind(pack_ref)
+                .execute(&mut *tx)
+                .await
+                .map_err(DbError::query(what))?;
             tx.commit().await.map_err(DbError::query(what))?;
             Ok(activation)
         })
@@ -122,6 +129,35 @@ impl Db {
                 .await
                 .map_err(DbError::query("reading the activation history"))?;
             rows.iter().map(row_to_activation).collect()
+        })
+    }
+
+    /// Packs on `host` whose install was recorded before any activation of
+    /// them (migration 0008): normally none, as the install activates its
+    /// first version right after; one left over means that install was
+    /// killed in between. By ref, read from the table's primary key.
+    pub async fn pending_activations(&self, host: &str) -> Result<Vec<String>, DbError> {
+        on_pool!(self, pool => {
+            sqlx::query_scalar("SELECT pack_ref FROM pending_activations WHERE host = $1 ORDER BY pack_ref")
+                .bind(host)
+                .fetch_all(pool)
+                .await
+                .map_err(DbError::query("listing packs owed an active version"))
+        })
+    }
+
+    /// Drops `pack_ref` from [`Db::pending_activations`] of `host` without
+    /// activating anything (it has no installed version left, or was
+    /// activated already).
+    pub async fn forget_pending_activation(&self, host: &str, pack_ref: &str) -> Result<(), DbError> {
+        on_pool!(self, pool => {
+            sqlx::query("DELETE FROM pending_activations WHERE host = $1 AND pack_ref = $2")
+                .bind(host)
+                .bind(pack_ref)
+                .execute(pool)
+                .await
+                .map_err(DbError::query("forgetting a pack owed an active version"))?;
+            Ok(())
         })
     }
 

@@ -46,7 +46,7 @@ pub use indexes::{IndexFetch, IndexRow, IndexSigned};
 pub use jobs::JobRow;
 pub use lock::PackLock;
 pub use model::{Action, Channel, Installation, NewInstallation, Pack, Status, VerifyStatus, version_cmp};
-use model::{now, to_unix_ms};
+use model::{installation_columns, now, to_unix_ms};
 pub use plugins::{Grant, PluginRow};
 pub use tokens::{ApiToken, NewApiToken};
 
@@ -331,6 +331,22 @@ impl Db {
             .await
             .map_err(DbError::query(what))?;
 
+            // A pack never activated on this host is now owed an active
+            // version: journaled with the install, cleared by the activation
+            // (`record_activation`), so a kill between the two is found by
+            // the start-up check without scanning every installed pack.
+            sqlx::query(
+                "INSERT INTO pending_activations (host, pack_ref)
+                 SELECT $1, $2
+                 WHERE NOT EXISTS (SELECT 1 FROM activations WHERE host = $1 AND pack_ref = $2)
+                 ON CONFLICT (host, pack_ref) DO NOTHING",
+            )
+            .bind(&host)
+            .bind(&pack_ref)
+            .execute(&mut *tx)
+            .await
+            .map_err(DbError::query(what))?;
+
             tx.commit().await.map_err(DbError::query(what))
         })
     }
@@ -432,7 +448,11 @@ impl Db {
     /// first: what start-up repair must complete or fail.
     pub async fn pending(&self, host: &str) -> Result<Vec<Installation>, DbError> {
         on_pool!(self, pool => {
-            sqlx::query_as("SELECT * FROM installations WHERE host = $1 AND status = 'pending' ORDER BY id")
+            sqlx::query_as(concat!(
+                "SELECT ",
+                installation_columns!(),
+                " FROM installations WHERE host = $1 AND status = 'pending' ORDER BY id"
+            ))
                 .bind(host)
                 .fetch_all(pool)
                 .await
@@ -441,13 +461,16 @@ impl Db {
     }
 
     /// The live installations on `host`, by ref, then by version
-    /// ([`version_cmp`]: `1.9.0` before `1.10.0`).
+    /// ([`version_cmp`]: `1.9.0` before `1.10.0`). Reads every one of them:
+    /// for what is about all packs (list, verify, doctor, gc, lock); one
+    /// pack's are [`Db::installed_of`].
     pub async fn installed(&self, host: &str) -> Result<Vec<Installation>, DbError> {
         on_pool!(self, pool => {
-            let mut rows: Vec<Installation> = sqlx::query_as(
-                "SELECT * FROM installations WHERE host = $1 AND status = 'installed'
-                 ORDER BY pack_ref, version",
-            )
+            let mut rows: Vec<Installation> = sqlx::query_as(concat!(
+                "SELECT ",
+                installation_columns!(),
+                " FROM installations WHERE host = $1 AND status = 'installed' ORDER BY pack_ref, version"
+            ))
             .bind(host)
             .fetch_all(pool)
             .await
@@ -457,12 +480,61 @@ impl Db {
         })
     }
 
+    /// What `attune list` shows: the live installations on `host` (`None`:
+    /// on every host), in [`Db::installed`] order, each with the active
+    /// version of its pack on its host, read in the same query (a lookup in
+    /// `activations`' index per row rather than a second listing).
+    pub async fn listing(&self, host: Option<&str>) -> Result<Vec<(Installation, Option<String>)>, DbError> {
+        use sqlx::{FromRow as _, Row as _};
+        let what = "listing installed packs";
+        let mut rows: Vec<(Installation, Option<String>)> = on_pool!(self, pool => {
+            let query = match host {
+                Some(host) => sqlx::query(concat!(
+                    "SELECT ",
+                    installation_columns!(),
+                    ", (SELECT a.version FROM activations a
+                        WHERE a.host = installations.host AND a.pack_ref = installations.pack_ref
+                        ORDER BY a.id DESC LIMIT 1) AS active_version
+                     FROM installations WHERE host = $1 AND status = 'installed'"
+                ))
+                .bind(host),
+                None => sqlx::query(concat!(
+                    "SELECT ",
+                    installation_columns!(),
+                    ", (SELECT a.version FROM activations a
+                        WHERE a.host = installations.host AND a.pack_ref = installations.pack_ref
+                        ORDER BY a.id DESC LIMIT 1) AS active_version
+                     FROM installations WHERE status = 'installed'"
+                )),
+            };
+            query
+                .fetch_all(pool)
+                .await
+                .map_err(DbError::query(what))?
+                .iter()
+                .map(|row| Ok((Installation::from_row(row)?, row.try_get("active_version")?)))
+                .collect::<Result<_, sqlx::Error>>()
+                .map_err(DbError::query(what))?
+        });
+        rows.sort_by(|(a, _), (b, _)| {
+            a.pack_ref
+                .cmp(&b.pack_ref)
+                .then_with(|| version_cmp(&a.version, &b.version))
+                .then_with(|| a.host.cmp(&b.host))
+        });
+        Ok(rows)
+    }
+
     /// The live installations on every host sharing this database, by ref,
     /// then version, then host.
     pub async fn installed_on_all_hosts(&self) -> Result<Vec<Installation>, DbError> {
         on_pool!(self, pool => {
             let mut rows: Vec<Installation> =
-                sqlx::query_as("SELECT * FROM installations WHERE status = 'installed' ORDER BY pack_ref, version, host")
+                sqlx::query_as(concat!(
+                    "SELECT ",
+                    installation_columns!(),
+                    " FROM installations WHERE status = 'installed' ORDER BY pack_ref, version, host"
+                ))
                     .fetch_all(pool)
                     .await
                     .map_err(DbError::query("listing installed packs on all hosts"))?;
@@ -473,6 +545,39 @@ impl Db {
                     .then_with(|| a.host.cmp(&b.host))
             });
             Ok(rows)
+        })
+    }
+
+    /// The live installations of `pack_ref` on `host`, in [`version_cmp`] order.
+    pub async fn installed_of(&self, pack_ref: &str, host: &str) -> Result<Vec<Installation>, DbError> {
+        on_pool!(self, pool => {
+            let mut rows: Vec<Installation> = sqlx::query_as(concat!(
+                "SELECT ",
+                installation_columns!(),
+                " FROM installations WHERE pack_ref = $1 AND host = $2 AND status = 'installed'"
+            ))
+            .bind(pack_ref)
+            .bind(host)
+            .fetch_all(pool)
+            .await
+            .map_err(DbError::query("listing a pack's installed versions"))?;
+            rows.sort_by(|a, b| version_cmp(&a.version, &b.version));
+            Ok(rows)
+        })
+    }
+
+    /// `(ref, version)` of every live installation on `host`, by ref: what
+    /// dependency solving needs, read from the index alone.
+    pub async fn installed_refs(&self, host: &str) -> Result<Vec<(String, String)>, DbError> {
+        on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT pack_ref, version FROM installations
+                 WHERE host = $1 AND status = 'installed' ORDER BY pack_ref, version",
+            )
+            .bind(host)
+            .fetch_all(pool)
+            .await
+            .map_err(DbError::query("listing installed versions"))
         })
     }
 
@@ -496,10 +601,11 @@ impl Db {
     /// The live installation of `pack_ref`@`version` on `host`, if any.
     pub async fn current(&self, pack_ref: &str, version: &str, host: &str) -> Result<Option<Installation>, DbError> {
         on_pool!(self, pool => {
-            sqlx::query_as(
-                "SELECT * FROM installations
-                 WHERE pack_ref = $1 AND version = $2 AND host = $3 AND status = 'installed'",
-            )
+            sqlx::query_as(concat!(
+                "SELECT ",
+                installation_columns!(),
+                " FROM installations WHERE pack_ref = $1 AND version = $2 AND host = $3 AND status = 'installed'"
+            ))
             .bind(pack_ref)
             .bind(version)
             .bind(host)
@@ -513,7 +619,11 @@ impl Db {
     pub async fn history(&self, pack_ref: &str) -> Result<Vec<Installation>, DbError> {
         on_pool!(self, pool => {
             // By id, not time: ids follow commit order even when hosts' clocks disagree.
-            sqlx::query_as("SELECT * FROM installations WHERE pack_ref = $1 ORDER BY id DESC")
+            sqlx::query_as(concat!(
+                "SELECT ",
+                installation_columns!(),
+                " FROM installations WHERE pack_ref = $1 ORDER BY id DESC"
+            ))
                 .bind(pack_ref)
                 .fetch_all(pool)
                 .await
@@ -524,12 +634,32 @@ impl Db {
     /// One installation row by id.
     pub async fn installation(&self, id: i64) -> Result<Option<Installation>, DbError> {
         on_pool!(self, pool => {
-            sqlx::query_as("SELECT * FROM installations WHERE id = $1")
+            sqlx::query_as(concat!("SELECT ", installation_columns!(), " FROM installations WHERE id = $1"))
                 .bind(id)
                 .fetch_optional(pool)
                 .await
                 .map_err(DbError::query("reading an installation"))
         })
+    }
+
+    /// The per-entry checksum manifest stored with installation `id` (what
+    /// `verify` diffs against); `None` if there is no such row.
+    pub async fn manifest(&self, id: i64) -> Result<Option<serde_json::Value>, DbError> {
+        let what = "reading a stored manifest";
+        let text: Option<String> = on_pool!(self, pool => {
+            sqlx::query_scalar("SELECT manifest_json FROM installations WHERE id = $1")
+                .bind(id)
+                .fetch_optional(pool)
+                .await
+                .map_err(DbError::query(what))?
+        });
+        text.map(|t| {
+            serde_json::from_str(&t).map_err(|e| DbError::Query {
+                what,
+                source: sqlx::Error::ColumnDecode { index: "manifest_json".into(), source: e.into() },
+            })
+        })
+        .transpose()
     }
 
     /// The `packs` row of `pack_ref`, if it was ever (attempted to be) installed.

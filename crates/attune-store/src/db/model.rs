@@ -143,7 +143,8 @@ pub struct Installation {
     pub resolved_commit: Option<String>,
     pub checksum: String,
     pub checksum_algorithm: String,
-    pub manifest_json: serde_json::Value,
+    // The per-entry manifest is not here: it can be large and only `verify`
+    // needs it ([`super::Db::manifest`]).
     pub verified: bool,
     #[serde(with = "time::serde::rfc3339::option")]
     pub verified_at: Option<OffsetDateTime>,
@@ -177,6 +178,19 @@ pub struct Pack {
     pub first_installed_at: Option<OffsetDateTime>,
 }
 
+/// The columns an [`Installation`] is read from: every column of
+/// `installations` but `manifest_json`, so listings never read manifests.
+/// A macro so queries are built with `concat!` and stay `&'static str`.
+macro_rules! installation_columns {
+    () => {
+        "id, pack_ref, version, action, status, source_type, source, requested_ref, resolved_commit, \
+         checksum, checksum_algorithm, verified, verified_at, verify_status, installed_at, installed_by, \
+         method, storage_path, fetcher_name, fetcher_version, fetcher_hash, host, metadata_json, error, \
+         finished_at, api_token"
+    };
+}
+pub(crate) use installation_columns;
+
 // Hand-written rather than derived: sqlx is built without its `time` feature
 // and timestamps are stored as unix milliseconds, so columns need converting.
 fn installation(row: &impl Columns) -> Result<Installation, sqlx::Error> {
@@ -193,7 +207,6 @@ fn installation(row: &impl Columns) -> Result<Installation, sqlx::Error> {
             resolved_commit: row.col("resolved_commit")?,
             checksum: row.col("checksum")?,
             checksum_algorithm: row.col("checksum_algorithm")?,
-            manifest_json: json(row, "manifest_json")?,
             verified: row.col("verified")?,
             verified_at: opt_timestamp(row, "verified_at")?,
             verify_status: opt_text(row, "verify_status")?,

@@ -79,6 +79,7 @@ macro_rules! on_both_backends {
 
 on_both_backends!(
     activations_keep_history_newest_wins,
+    a_first_install_is_owed_an_activation_until_it_is_recorded,
     indexes_add_list_update_remove,
     api_tokens_create_lookup_revoke_reuse_name,
     begin_complete_round_trip,
@@ -136,7 +137,7 @@ async fn begin_complete_round_trip(db: Db) {
     assert_eq!(row.id, id);
     assert_eq!(row.status, Status::Installed);
     assert_eq!(row.action, Action::Install);
-    assert_eq!(row.manifest_json, new.manifest);
+    assert_eq!(db.manifest(id).await.unwrap().as_ref(), Some(&new.manifest));
     assert_eq!(row.metadata_json, new.metadata);
     assert_eq!(row.source, new.source);
     assert_eq!(row.requested_ref.as_deref(), Some("main"));
@@ -616,4 +617,22 @@ async fn activations_keep_history_newest_wins(db: Db) {
     let current: Vec<(String, Option<String>)> =
         db.activations("h1").await.unwrap().into_iter().map(|a| (a.pack_ref, a.version)).collect();
     assert_eq!(current, [("p".to_string(), None), ("q".to_string(), Some("0.1.0".to_string()))]);
+}
+
+async fn a_first_install_is_owed_an_activation_until_it_is_recorded(db: Db) {
+    // Completing the first install of a pack journals the activation it is owed…
+    install(&db, "p", "1.0.0").await;
+    install(&db, "q", "1.0.0").await;
+    assert_eq!(db.pending_activations(HOST).await.unwrap(), ["p", "q"]);
+    assert!(db.pending_activations("elsewhere").await.unwrap().is_empty());
+    // …which recording any activation of it clears, on that host only.
+    db.record_activation("elsewhere", "p", Some("1.0.0"), "alice", "install").await.unwrap();
+    db.record_activation(HOST, "p", Some("1.0.0"), "alice", "install").await.unwrap();
+    assert_eq!(db.pending_activations(HOST).await.unwrap(), ["q"]);
+    // A pack with an activation record, even "none active", owes nothing more.
+    db.record_activation(HOST, "p", None, "alice", "uninstall").await.unwrap();
+    install(&db, "p", "2.0.0").await;
+    assert_eq!(db.pending_activations(HOST).await.unwrap(), ["q"]);
+    db.forget_pending_activation(HOST, "q").await.unwrap();
+    assert!(db.pending_activations(HOST).await.unwrap().is_empty());
 }
