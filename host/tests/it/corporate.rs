@@ -135,7 +135,7 @@ fn redirect(to: String) -> Handler {
 
 #[test]
 fn through_tinyproxy_http_https_and_git_installs_work_and_the_policy_holds_before_the_proxy() {
-    let proxy = Tinyproxy::start();
+    let Some(proxy) = Tinyproxy::start() else { return };
     let rt = tls::runtime();
     let env = Env::new();
     let ca = Ca::new("Corp Root CA");

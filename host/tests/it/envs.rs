@@ -10,7 +10,17 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::common::{Env, Out, query};
+use crate::common::{Env, Out, have, query, runs};
+
+/// uv (and python3) for the Python environment tests; see [`have`].
+fn uv_here() -> bool {
+    have("uv", runs("uv"), "pip install uv")
+}
+
+/// npm for the node environment test.
+fn npm_here() -> bool {
+    have("npm", runs("npm"), "apt-get install npm")
+}
 
 /// Runs a command, panicking with its output if it fails.
 fn sh(cmd: &mut Command) -> String {
@@ -192,6 +202,9 @@ fn wheels() -> Wheels {
 
 #[test]
 fn a_pack_with_requirements_gets_its_own_environment_verified_and_removed_with_it() {
+    if !uv_here() {
+        return;
+    }
     let w = wheels();
     let server = index(&w.files);
     let env = Env::new();
@@ -235,6 +248,9 @@ fn site_packages_dir(env_dir: &Path) -> PathBuf {
 
 #[test]
 fn an_sdist_only_requirement_is_refused_and_its_setup_py_never_runs() {
+    if !uv_here() {
+        return;
+    }
     let work = tempfile::tempdir().unwrap();
     let marker = work.path().join("setup-py-ran");
     let sdist = sdist_with_marker(work.path(), &work.path().join("dist"), "gamma", &marker);
@@ -266,6 +282,9 @@ fn an_sdist_only_requirement_is_refused_and_its_setup_py_never_runs() {
 
 #[test]
 fn upgrade_and_rollback_switch_the_environment_with_the_pack() {
+    if !uv_here() {
+        return;
+    }
     let w = wheels();
     let server = index(&w.files);
     let env = Env::new();
@@ -298,6 +317,9 @@ fn upgrade_and_rollback_switch_the_environment_with_the_pack() {
 
 #[test]
 fn a_requirements_file_cannot_name_another_index_or_file() {
+    if !uv_here() {
+        return;
+    }
     let env = Env::new();
     for (name, line) in [
         ("evilidx", "--index-url http://evil.example/simple/\nalpha\n"),
@@ -316,6 +338,9 @@ fn a_requirements_file_cannot_name_another_index_or_file() {
 
 #[test]
 fn doctor_rebuilds_a_missing_environment_and_removes_an_orphan_one() {
+    if !uv_here() {
+        return;
+    }
     let w = wheels();
     let server = index(&w.files);
     let env = Env::new();
@@ -342,6 +367,9 @@ fn doctor_rebuilds_a_missing_environment_and_removes_an_orphan_one() {
 
 #[test]
 fn lock_then_sync_locked_offline_on_a_fresh_host_gives_identical_environments_with_the_index_stopped() {
+    if !uv_here() {
+        return;
+    }
     let w = wheels();
     let server = index(&w.files);
     let first = Env::new();
@@ -395,6 +423,9 @@ fn a_missing_uv_is_a_clear_error_and_installs_nothing() {
 
 #[test]
 fn a_node_pack_gets_its_locked_modules_and_no_install_script_runs() {
+    if !npm_here() {
+        return;
+    }
     let env = Env::new();
     let marker = env.tmp.path().join("install-script-ran");
     let dep = env.tmp.path().join("dep");

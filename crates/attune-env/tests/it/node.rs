@@ -59,7 +59,7 @@ fn snapshot(dir: &std::path::Path) -> Vec<String> {
 
 #[tokio::test]
 async fn npm_ci_installs_a_local_tarball_without_running_its_install_script() {
-    let npm = support::npm().await;
+    let Some(npm) = support::npm().await else { return };
     let t = tempfile::tempdir().unwrap();
     let marker = t.path().join("install-script-ran");
     let pack = pack_with_tarball(t.path(), &marker, true);
@@ -97,7 +97,7 @@ async fn npm_ci_installs_a_local_tarball_without_running_its_install_script() {
 
 #[tokio::test]
 async fn a_package_json_without_lockfile_is_refused_unless_unlocked_is_allowed() {
-    let npm = support::npm().await;
+    let Some(npm) = support::npm().await else { return };
     let t = tempfile::tempdir().unwrap();
     let marker = t.path().join("install-script-ran");
     let pack = pack_with_tarball(t.path(), &marker, false);
@@ -121,7 +121,7 @@ async fn a_package_json_without_lockfile_is_refused_unless_unlocked_is_allowed()
 
 #[tokio::test]
 async fn python_and_node_share_one_env_folder() {
-    let (uv, npm) = (support::uv().await, support::npm().await);
+    let (Some(uv), Some(npm)) = (support::uv().await, support::npm().await) else { return };
     let t = tempfile::tempdir().unwrap();
     let marker = t.path().join("install-script-ran");
     let pack = pack_with_tarball(t.path(), &marker, true);

@@ -7,7 +7,7 @@ use crate::support;
 
 #[tokio::test]
 async fn offline_with_an_empty_npm_cache_names_what_is_missing() {
-    let npm = support::npm().await;
+    let Some(npm) = support::npm().await else { return };
     let t = tempfile::tempdir().unwrap();
     let pack = t.path().join("pack");
     std::fs::create_dir_all(&pack).unwrap();

@@ -31,7 +31,7 @@ fn local(links: &Path) -> PythonSources {
 
 #[tokio::test]
 async fn a_pack_requiring_wheels_imports_them_after_the_env_is_renamed_to_its_final_path() {
-    let uv = support::uv().await;
+    let Some(uv) = support::uv().await else { return };
     let t = tempfile::tempdir().unwrap();
     let links = find_links(&uv, t.path());
     let pack = support::pack(t.path(), "jira", "1.0.0", "alpha  # the one we need\n");
@@ -85,7 +85,7 @@ async fn a_pack_requiring_wheels_imports_them_after_the_env_is_renamed_to_its_fi
 
 #[tokio::test]
 async fn a_loopback_index_build_rebuilds_identically_from_its_lock_offline_with_the_server_stopped() {
-    let uv = support::uv().await;
+    let Some(uv) = support::uv().await else { return };
     let t = tempfile::tempdir().unwrap();
     let links = find_links(&uv, t.path());
     let files: Vec<PathBuf> = std::fs::read_dir(&links).unwrap().map(|e| e.unwrap().path()).collect();
@@ -136,7 +136,7 @@ async fn a_loopback_index_build_rebuilds_identically_from_its_lock_offline_with_
 
 #[tokio::test]
 async fn a_distribution_whose_bytes_changed_since_the_lock_is_refused() {
-    let uv = support::uv().await;
+    let Some(uv) = support::uv().await else { return };
     let t = tempfile::tempdir().unwrap();
     let links = find_links(&uv, t.path());
     let pack = support::pack(t.path(), "jira", "1.0.0", "alpha\n");
@@ -161,7 +161,7 @@ async fn a_distribution_whose_bytes_changed_since_the_lock_is_refused() {
 
 #[tokio::test]
 async fn an_sdist_only_requirement_is_refused_and_its_setup_py_never_runs() {
-    let uv = support::uv().await;
+    let Some(uv) = support::uv().await else { return };
     let t = tempfile::tempdir().unwrap();
     let links = find_links(&uv, t.path());
     let marker = t.path().join("setup-py-ran");
@@ -180,7 +180,7 @@ async fn an_sdist_only_requirement_is_refused_and_its_setup_py_never_runs() {
 
 #[tokio::test]
 async fn allowed_source_builds_run_the_build_backend_and_say_so() {
-    let uv = support::uv().await;
+    let Some(uv) = support::uv().await else { return };
     let t = tempfile::tempdir().unwrap();
     let links = find_links(&uv, t.path());
     let marker = t.path().join("setup-py-ran");
@@ -210,7 +210,7 @@ async fn allowed_source_builds_run_the_build_backend_and_say_so() {
 async fn a_file_changed_in_one_env_does_not_reach_the_next_build_through_uvs_cache() {
     // uv's default on ext4 hard-links from its cache; an action writing into
     // its own site-packages would then change the cache and every later env.
-    let uv = support::uv().await;
+    let Some(uv) = support::uv().await else { return };
     let t = tempfile::tempdir().unwrap();
     let links = find_links(&uv, t.path());
     let pack = support::pack(t.path(), "jira", "1.0.0", "alpha\n");
@@ -231,7 +231,7 @@ async fn a_file_changed_in_one_env_does_not_reach_the_next_build_through_uvs_cac
 
 #[tokio::test]
 async fn an_unsatisfiable_requirement_installs_nothing() {
-    let uv = support::uv().await;
+    let Some(uv) = support::uv().await else { return };
     let t = tempfile::tempdir().unwrap();
     let links = find_links(&uv, t.path());
     let pack = support::pack(t.path(), "jira", "1.0.0", "alpha>=2\n");
@@ -251,7 +251,7 @@ async fn an_unsatisfiable_requirement_installs_nothing() {
 
 #[tokio::test]
 async fn requirements_naming_another_index_are_refused_before_uv_runs() {
-    let uv = support::uv().await;
+    let Some(uv) = support::uv().await else { return };
     let t = tempfile::tempdir().unwrap();
     let pack = support::pack(t.path(), "jira", "1.0.0", "alpha\n--extra-index-url http://127.0.0.1:9/simple\n");
     let dest = t.path().join("env");
@@ -262,7 +262,7 @@ async fn requirements_naming_another_index_are_refused_before_uv_runs() {
 
 #[tokio::test]
 async fn a_lock_for_another_python_is_refused() {
-    let uv = support::uv().await;
+    let Some(uv) = support::uv().await else { return };
     let t = tempfile::tempdir().unwrap();
     let pack = support::pack(t.path(), "jira", "1.0.0", "alpha\n");
     let mut req = request(&pack, t.path(), PythonSources::default());
@@ -281,7 +281,7 @@ async fn a_lock_for_another_python_is_refused() {
 
 #[tokio::test]
 async fn tests_requirements_are_included_only_when_asked() {
-    let uv = support::uv().await;
+    let Some(uv) = support::uv().await else { return };
     let t = tempfile::tempdir().unwrap();
     let links = find_links(&uv, t.path());
     let pack = support::pack(t.path(), "jira", "1.0.0", "beta==1.0.0\n");
@@ -297,7 +297,7 @@ async fn tests_requirements_are_included_only_when_asked() {
 #[tokio::test]
 async fn an_identical_lock_is_reused_by_hard_links_and_a_tampered_one_is_not() {
     use std::os::unix::fs::MetadataExt;
-    let uv = support::uv().await;
+    let Some(uv) = support::uv().await else { return };
     let t = tempfile::tempdir().unwrap();
     let links = find_links(&uv, t.path());
     let v1 = support::pack(t.path(), "jira", "1.0.0", "alpha\n");
@@ -352,7 +352,7 @@ async fn a_hung_interpreter_is_stopped_at_the_time_limit() {
 
 #[tokio::test]
 async fn uv_config_files_and_their_indexes_are_ignored() {
-    let uv = support::uv().await;
+    let Some(uv) = support::uv().await else { return };
     let t = tempfile::tempdir().unwrap();
     let links = find_links(&uv, t.path());
     // A decoy index, the only one that has `delta`, named by uv config files

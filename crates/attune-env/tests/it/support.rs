@@ -9,14 +9,29 @@ use std::sync::Mutex;
 
 use attune_env::{EnvEvent, Npm, Uv};
 
-/// uv; the tests need it (`.ci/run` installs it), so its absence fails them.
-pub async fn uv() -> Uv {
-    Uv::discover(None).await.unwrap_or_else(|e| panic!("uv is required by these tests: {e}"))
+/// uv, or `None` after a note (the test is skipped); under `CI`, where
+/// `.ci/run` installs it, a missing uv fails the test instead.
+pub async fn uv() -> Option<Uv> {
+    match Uv::discover(None).await {
+        Ok(uv) => Some(uv),
+        Err(e) => {
+            assert!(std::env::var_os("CI").is_none(), "uv is required under CI: {e}");
+            eprintln!("note: {e}; skipping this test");
+            None
+        }
+    }
 }
 
 /// npm, likewise.
-pub async fn npm() -> Npm {
-    Npm::discover(None).await.unwrap_or_else(|e| panic!("npm is required by these tests: {e}"))
+pub async fn npm() -> Option<Npm> {
+    match Npm::discover(None).await {
+        Ok(npm) => Some(npm),
+        Err(e) => {
+            assert!(std::env::var_os("CI").is_none(), "npm is required under CI: {e}");
+            eprintln!("note: {e}; skipping this test");
+            None
+        }
+    }
 }
 
 /// The interpreter the host would have checked: `ATTUNE_PYTHON` or `python3` on `PATH`.

@@ -274,10 +274,15 @@ pub struct Tinyproxy {
 }
 
 impl Tinyproxy {
-    /// Panics when tinyproxy is not installed: the proxy tests are not optional.
-    pub async fn start(basic_auth: Option<(&str, &str)>) -> Tinyproxy {
+    /// `None` when tinyproxy is not installed: the test is skipped with a
+    /// note, except under `CI` (where `.ci/run` installs it), where it fails.
+    pub async fn start(basic_auth: Option<(&str, &str)>) -> Option<Tinyproxy> {
         let bin = ["/usr/bin/tinyproxy", "/usr/sbin/tinyproxy"].into_iter().find(|p| Path::new(p).exists());
-        let bin = bin.expect("tinyproxy is not installed: apt-get install -y tinyproxy (.ci/run installs it)");
+        let Some(bin) = bin else {
+            assert!(std::env::var_os("CI").is_none(), "tinyproxy is not installed (apt-get install tinyproxy)");
+            eprintln!("note: tinyproxy is not installed (apt-get install tinyproxy); skipping this test");
+            return None;
+        };
         let dir = tempfile::tempdir().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let log = dir.path().join("tinyproxy.log");
@@ -301,7 +306,7 @@ impl Tinyproxy {
             .unwrap();
         for _ in 0..100 {
             if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-                return Tinyproxy { port, log, _child: child, _dir: dir };
+                return Some(Tinyproxy { port, log, _child: child, _dir: dir });
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

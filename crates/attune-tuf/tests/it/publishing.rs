@@ -46,7 +46,11 @@ async fn openssl_ed25519_key_signs_a_repository() {
     let pem = dir.path().join("key.pem");
     let status =
         std::process::Command::new("openssl").args(["genpkey", "-algorithm", "ed25519", "-out"]).arg(&pem).status();
-    let status = status.expect("openssl is not on PATH: apt-get install openssl (.ci/run installs it)");
+    let Ok(status) = status else {
+        assert!(std::env::var_os("CI").is_none(), "openssl is not on PATH (apt-get install openssl)");
+        eprintln!("note: openssl is not on PATH (apt-get install openssl); skipping this test");
+        return;
+    };
     assert!(status.success());
     let k = SigningKey::from_pem_file(&pem).unwrap();
     let role = RoleSpec::new(&[&k], 1);
