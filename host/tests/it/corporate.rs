@@ -7,22 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::common::tls::{self, Ca, Handler, Tinyproxy};
-use crate::common::{Env, Out, git_server::git, query, tgz, write_pack};
-
-/// `attune args…` with extra environment variables.
-fn run_with(env: &Env, vars: &[(&str, &str)], args: &[&str]) -> Out {
-    let mut c = env.cmd();
-    for (k, v) in vars {
-        c.env(k, v);
-    }
-    let o = c.args(args).output().unwrap();
-    Out {
-        ok: o.status.success(),
-        code: o.status.code(),
-        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-    }
-}
+use crate::common::{Env, git_server::git, query, tgz, write_pack};
 
 /// A .tgz of a small pack named `name`.
 fn archive(env: &Env, name: &str) -> Vec<u8> {
@@ -63,7 +48,7 @@ fn a_private_ca_is_trusted_from_the_flag_the_environment_or_the_config_and_refus
 
     // SSL_CERT_FILE, as curl and git read it (another env: nothing cached).
     let env2 = Env::new();
-    run_with(&env2, &[("SSL_CERT_FILE", s(&ca_file))], &["install", &url]).success();
+    env2.run_with(&[("SSL_CERT_FILE", s(&ca_file))], &["install", &url]).success();
     // A file with no CA in it is refused by name.
     let junk = write(&env2, "junk.pem", "not a certificate\n");
     let out = env2.run(&["install", "--force", "--ca-cert", s(&junk), &url]).failure();
@@ -150,12 +135,12 @@ fn through_tinyproxy_http_https_and_git_installs_work_and_the_policy_holds_befor
     let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
 
     // http: absolute-form through the proxy.
-    run_with(&env, &vars, &["install", &plain.url("http", "/plain.tgz")]).success();
+    env.run_with(&vars, &["install", &plain.url("http", "/plain.tgz")]).success();
     let seen = proxy.requests();
     assert!(seen.iter().any(|r| r.starts_with(&format!("GET {}", plain.url("http", "/plain.tgz")))), "{seen:?}");
 
     // https: a CONNECT tunnel, the target's certificate checked inside it.
-    run_with(&env, &vars, &["install", "--ca-cert", s(&ca_file), &secure.url("https", "/secure.tgz")]).success();
+    env.run_with(&vars, &["install", "--ca-cert", s(&ca_file), &secure.url("https", "/secure.tgz")]).success();
     let seen = proxy.requests();
     assert!(seen.iter().any(|r| r.starts_with(&format!("CONNECT 127.0.0.1:{}", secure.port))), "{seen:?}");
 
@@ -163,7 +148,7 @@ fn through_tinyproxy_http_https_and_git_installs_work_and_the_policy_holds_befor
     let root = env.tmp.path().join("git");
     bare_repo(&root, "repo.git", "gitpack");
     let git_server = crate::common::git_server::GitServer::start(&root);
-    let out = run_with(&env, &vars, &["install", &format!("git+{}", git_server.url("repo.git"))]).success();
+    let out = env.run_with(&vars, &["install", &format!("git+{}", git_server.url("repo.git"))]).success();
     assert!(out.stdout.contains("installed gitpack 1.0.0"), "{}", out.stdout);
     let seen = proxy.requests();
     assert!(seen.iter().any(|r| r.contains(&format!("127.0.0.1:{}/repo.git/", git_server.addr.port()))), "{seen:?}");
@@ -171,7 +156,7 @@ fn through_tinyproxy_http_https_and_git_installs_work_and_the_policy_holds_befor
     // A redirect to a host that is not granted is refused here: the proxy never sees it.
     let elsewhere = tls::serve(&rt, Some((&ca.leaf(&["127.0.0.1"]), None)), tls::files(&[]));
     let hop = tls::serve(&rt, Some((&ca.leaf(&["127.0.0.1"]), None)), redirect(elsewhere.url("https", "/secure.tgz")));
-    let out = run_with(&env, &vars, &["install", "--ca-cert", s(&ca_file), &hop.url("https", "/x.tgz")]).failure();
+    let out = env.run_with(&vars, &["install", "--ca-cert", s(&ca_file), &hop.url("https", "/x.tgz")]).failure();
     assert!(out.stderr.contains(&format!("--allow-host 127.0.0.1:{}", elsewhere.port)), "{}", out.stderr);
     let seen = proxy.requests();
     assert!(seen.iter().any(|r| r.starts_with(&format!("CONNECT 127.0.0.1:{}", hop.port))), "{seen:?}");
@@ -183,7 +168,7 @@ fn through_tinyproxy_http_https_and_git_installs_work_and_the_policy_holds_befor
     let direct = tls::serve(&rt, None, tls::files(&[("/direct.tgz", archive(&env, "direct"))]));
     let mut vars = vars.clone();
     vars.push(("NO_PROXY", "127.0.0.1"));
-    run_with(&env, &vars, &["install", &direct.url("http", "/direct.tgz")]).success();
+    env.run_with(&vars, &["install", &direct.url("http", "/direct.tgz")]).success();
     assert_eq!(proxy.requests().len(), before, "{:?}", proxy.requests());
     assert_eq!(direct.requests().len(), 1);
 }

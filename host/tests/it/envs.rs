@@ -414,9 +414,8 @@ fn lock_then_sync_locked_offline_on_a_fresh_host_gives_identical_environments_wi
 fn a_missing_uv_is_a_clear_error_and_installs_nothing() {
     let env = Env::new();
     let src = pack(&env, "nouv", "1.0.0", "alpha==1.0.0\n");
-    let o = env.cmd().env("ATTUNE_UV", "/nonexistent/uv").args(["install", src.to_str().unwrap()]).output().unwrap();
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success());
+    let out = env.run_with(&[("ATTUNE_UV", "/nonexistent/uv")], &["install", src.to_str().unwrap()]).failure();
+    let stderr = &out.stderr;
     assert!(stderr.contains("nouv: its environment was not built") && stderr.contains("pip install uv"), "{stderr}");
     assert!(!env.packs().join("nouv-1.0.0").exists());
 }

@@ -6,9 +6,9 @@
 
 use crate::common::http_server;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use crate::common::{Env, Out, index, listing, query, tgz};
+use crate::common::{Env, index, listing, query, tgz};
 use http_server::{Route, Server};
 use serde_json::json;
 
@@ -30,20 +30,6 @@ fn fake_interpreter(env: &Env, name: &str, output: &str) -> PathBuf {
     std::fs::write(&p, format!("#!/bin/sh\necho '{output}'\n")).unwrap();
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
     p
-}
-
-fn run_with(env: &Env, vars: &[(&str, &Path)], args: &[&str]) -> Out {
-    let mut c = env.cmd();
-    for (k, v) in vars {
-        c.env(k, v);
-    }
-    let o = c.args(args).output().unwrap();
-    Out {
-        ok: o.status.success(),
-        code: o.status.code(),
-        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-    }
 }
 
 fn count_installed(env: &Env) -> String {
@@ -91,7 +77,7 @@ fn a_missing_runtime_fails_the_set_before_anything_is_fetched() {
     let server = registry(&env);
     env.run(&["index", "add", "main", &server.url("/index.json")]).success();
     let nowhere = env.tmp.path().join("no-such-node");
-    let out = run_with(&env, &[("ATTUNE_NODE", &nowhere)], &["install", "app"]).failure();
+    let out = env.run_with(&[("ATTUNE_NODE", &nowhere)], &["install", "app"]).failure();
     let e = &out.stderr;
     assert!(e.contains("runtime requirements are not met, so nothing was installed:"), "{e}");
     // One error listing every unmet requirement of the set.
@@ -117,7 +103,7 @@ fn a_missing_runtime_fails_the_set_before_anything_is_fetched() {
     // Without node on PATH (and no override), the message says where it looked.
     let empty = env.tmp.path().join("empty-path");
     std::fs::create_dir_all(&empty).unwrap();
-    let out = run_with(&env, &[("PATH", &empty)], &["install", "webhook"]).failure();
+    let out = env.run_with(&[("PATH", &empty)], &["install", "webhook"]).failure();
     assert!(
         out.stderr.contains(
             "this host: nodejs not found on PATH (looked for node, nodejs; set ATTUNE_NODE or `node` in the config to its path)"
@@ -145,11 +131,11 @@ fn an_unmet_python_version_fails_and_a_met_one_installs() {
 
     // A faked node 20 meets webhook's >=18.
     let node = fake_interpreter(&env, "node", "v20.1.0");
-    let out = run_with(&env, &[("ATTUNE_NODE", &node)], &["install", "webhook"]).success();
+    let out = env.run_with(&[("ATTUNE_NODE", &node)], &["install", "webhook"]).success();
     assert!(out.stdout.contains("installed webhook 1.0.0"), "{}", out.stdout);
     // A node 16 does not, whether the index or the pack.yaml says so.
     let old = fake_interpreter(&env, "node16", "v16.20.2");
-    let out = run_with(&env, &[("ATTUNE_NODE", &old)], &["install", "--force", "webhook"]).failure();
+    let out = env.run_with(&[("ATTUNE_NODE", &old)], &["install", "--force", "webhook"]).failure();
     assert!(out.stderr.contains(&format!("this host: nodejs 16.20.2 ({})", old.display())), "{}", out.stderr);
     assert_eq!(count_installed(&env), "2");
 }
@@ -161,7 +147,7 @@ fn the_override_flag_installs_and_says_what_it_ignored() {
     env.run(&["index", "add", "main", &server.url("/index.json")]).success();
     let nowhere = env.tmp.path().join("no-such-node");
     let out =
-        run_with(&env, &[("ATTUNE_NODE", &nowhere)], &["install", "app", "--ignore-runtime-requirements"]).success();
+        env.run_with(&[("ATTUNE_NODE", &nowhere)], &["install", "app", "--ignore-runtime-requirements"]).success();
     assert!(out.stdout.contains("installed app 1.0.0"), "{}", out.stdout);
     assert!(
         out.stderr
@@ -183,10 +169,10 @@ fn the_override_flag_installs_and_says_what_it_ignored() {
     assert_eq!(count_installed(&env), "3");
 
     // --json carries the list; the short alias works.
-    let j =
-        run_with(&env, &[("ATTUNE_NODE", &nowhere)], &["install", "--force", "future", "--ignore-runtime", "--json"])
-            .success()
-            .json();
+    let j = env
+        .run_with(&[("ATTUNE_NODE", &nowhere)], &["install", "--force", "future", "--ignore-runtime", "--json"])
+        .success()
+        .json();
     let ignored = j["ignored_runtime_requirements"].as_array().unwrap();
     assert!(ignored.iter().any(|l| l.as_str().unwrap().starts_with("future@1.0.0 needs python >=99")), "{j}");
 }
@@ -196,7 +182,7 @@ fn a_local_pack_is_checked_from_its_pack_yaml_before_it_is_published() {
     let env = Env::new();
     let nowhere = env.tmp.path().join("no-such-node");
     let dir = pack(&env, "local_node", "1.0.0", "dependencies:\n  nodejs_version: \">=18\"\n");
-    let out = run_with(&env, &[("ATTUNE_NODE", &nowhere)], &["install", dir.to_str().unwrap()]).failure();
+    let out = env.run_with(&[("ATTUNE_NODE", &nowhere)], &["install", dir.to_str().unwrap()]).failure();
     assert!(
         out.stderr.contains(
             "local_node@1.0.0 needs nodejs >=18 (pack.yaml dependencies.nodejs_version); this host: nodejs not found"
@@ -236,7 +222,7 @@ fn a_local_pack_is_checked_from_its_pack_yaml_before_it_is_published() {
         "runtime_deps: [python3, shell, native]\ndependencies:\n  python_version: \">=3.0,<99\"\n  nodejs_version: \"^20\"\n",
     );
     let node = fake_interpreter(&env, "node", "v20.1.0");
-    run_with(&env, &[("ATTUNE_NODE", &node)], &["install", good.to_str().unwrap()]).success();
+    env.run_with(&[("ATTUNE_NODE", &node)], &["install", good.to_str().unwrap()]).success();
     assert_eq!(count_installed(&env), "1");
 }
 

@@ -109,7 +109,16 @@ impl Env {
 
     /// Runs `attune args…`; returns (exit ok, stdout, stderr).
     pub fn run(&self, args: &[&str]) -> Out {
-        let o = self.cmd().args(args).output().unwrap();
+        self.run_with::<&str>(&[], args)
+    }
+
+    /// [`Env::run`] with extra environment variables.
+    pub fn run_with<V: AsRef<std::ffi::OsStr>>(&self, vars: &[(&str, V)], args: &[&str]) -> Out {
+        let mut c = self.cmd();
+        for (k, v) in vars {
+            c.env(k, v);
+        }
+        let o = c.args(args).output().unwrap();
         Out {
             ok: o.status.success(),
             code: o.status.code(),
