@@ -244,17 +244,6 @@ impl Published {
     }
 }
 
-/// Removes `{envs_dir}/{ref}-{version}` if it exists (a version reinstalled
-/// without an environment, an uninstall); returns where it went, for
-/// [`Store::restore`] or [`Store::discard`].
-pub fn take_out(ctx: &Context, pack_ref: &str, version: &semver::Version) -> Result<Option<PathBuf>, Error> {
-    match ctx.envs.take_out(pack_ref, version) {
-        Ok(a) => Ok(Some(a)),
-        Err(crate::store::StoreError::Missing { .. }) => Ok(None),
-        Err(e) => Err(e.into()),
-    }
-}
-
 /// Points `{envs_dir}/{ref}` at `version`'s environment, or removes the link
 /// when that version has none.
 pub fn link(ctx: &Context, pack_ref: &str, version: Option<&semver::Version>) -> Result<(), Error> {

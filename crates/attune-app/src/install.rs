@@ -479,7 +479,7 @@ pub async fn install(
             }
         }
         // A version reinstalled without one loses the one it had.
-        None => (None, None, crate::environments::take_out(ctx, &pack_ref, &version)?),
+        None => (None, None, ctx.envs.take_out_if_present(&pack_ref, &version)?),
     };
     if let Err(e) = ctx.store.commit(&staging, &root, &pack_ref, &version, req.force) {
         if let Some(p) = published {

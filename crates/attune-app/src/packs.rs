@@ -265,19 +265,15 @@ pub async fn uninstall(
         }
         .into());
     }
-    let aside = match ctx.store.take_out(&row.pack_ref, &version) {
-        Ok(a) => Some(a),
-        // Already gone from disk: still record the uninstall so the two agree.
-        Err(crate::store::StoreError::Missing { .. }) => None,
-        Err(e) => return Err(e.into()),
-    };
-    let env_aside = match crate::environments::take_out(ctx, &row.pack_ref, &version) {
+    // Already gone from disk: still record the uninstall so the two agree.
+    let aside = ctx.store.take_out_if_present(&row.pack_ref, &version)?;
+    let env_aside = match ctx.envs.take_out_if_present(&row.pack_ref, &version) {
         Ok(a) => a,
         Err(e) => {
             if let Some(a) = &aside {
                 ctx.store.restore(a, &row.pack_ref, &version)?;
             }
-            return Err(e);
+            return Err(e.into());
         }
     };
     let id =

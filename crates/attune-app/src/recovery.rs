@@ -96,7 +96,7 @@ pub async fn recover(ctx: &Context) -> Result<Recovery, Error> {
             // An environment published just before the kill belongs to no installed version.
             if ctx.db.current(&row.pack_ref, &row.version, &ctx.machine).await?.is_none()
                 && let Ok(v) = semver::Version::parse(&row.version)
-                && let Ok(Some(aside)) = crate::environments::take_out(ctx, &row.pack_ref, &v)
+                && let Ok(Some(aside)) = ctx.envs.take_out_if_present(&row.pack_ref, &v)
             {
                 ctx.envs.discard(&aside);
             }

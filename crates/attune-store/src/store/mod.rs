@@ -211,6 +211,19 @@ impl Store {
         Ok(aside)
     }
 
+    /// [`Store::take_out`], where a tree already gone is `None`, not an error.
+    pub fn take_out_if_present(
+        &self,
+        pack_ref: &str,
+        version: &semver::Version,
+    ) -> Result<Option<PathBuf>, StoreError> {
+        match self.take_out(pack_ref, version) {
+            Ok(a) => Ok(Some(a)),
+            Err(StoreError::Missing { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     pub fn restore(&self, aside: &Path, pack_ref: &str, version: &semver::Version) -> Result<(), StoreError> {
         let to = self.pack_dir(pack_ref, version);
         std::fs::rename(aside, &to).map_err(|e| StoreError::Io { path: to, source: e })
