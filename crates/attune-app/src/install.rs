@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use crate::checksum::{self, Checksum, ChecksumKind};
 use crate::context::Context;
-use crate::db::{Channel, NewInstallation};
+use crate::db::{Action, Channel, NewInstallation};
 use crate::runtime::{Event, EventSink, Limits};
 use crate::staging::StagingWriter;
 use crate::{Error, manifest, sources};
@@ -317,7 +317,7 @@ pub async fn install(
     let metadata: std::collections::BTreeMap<String, String> = fetched.result.metadata.iter().cloned().collect();
     if let Some(want) = &expected_sha256 {
         // The fetcher checked before extracting; this holds it to it.
-        let got = metadata.get("archive-sha256").map(String::as_str).unwrap_or("(not reported)");
+        let got = metadata.get(attune_core::keys::ARCHIVE_SHA256).map(String::as_str).unwrap_or("(not reported)");
         if !got.eq_ignore_ascii_case(want) {
             return Err(Error::ChecksumMismatch {
                 source_str: source.display(),
@@ -418,16 +418,20 @@ pub async fn install(
         )
         .await?
     };
+    // Whether this version is already here is decided once, under the lock:
+    // the journal records the answer (install or reinstall) and the store's
+    // publish enforces it (replace, or refuse a folder that appeared).
     let dest = ctx.store.pack_dir(&pack_ref, &version);
-    let recorded = ctx.db.current(&pack_ref, &version.to_string(), &ctx.machine).await?;
+    let recorded = ctx.db.current(&pack_ref, &version.to_string(), &ctx.machine).await?.is_some();
     let on_disk = fs_err::symlink_metadata(&dest).is_ok();
-    if (recorded.is_some() || on_disk) && !req.force {
+    if (recorded || on_disk) && !req.force {
         return Err(Error::AlreadyInstalled { pack_ref, version: version.to_string(), path: dest });
     }
 
     emit(InstallEvent::Phase("committing"));
     let new = NewInstallation {
         pack_ref: pack_ref.clone(),
+        action: if recorded { Action::Reinstall } else { Action::Install },
         pack_name: manifest.name.clone(),
         pack_description: manifest.description.clone(),
         version: version.to_string(),
@@ -481,7 +485,7 @@ pub async fn install(
         // A version reinstalled without one loses the one it had.
         None => (None, None, ctx.envs.take_out_if_present(&pack_ref, &version)?),
     };
-    if let Err(e) = ctx.store.commit(&staging, &root, &pack_ref, &version, req.force) {
+    if let Err(e) = ctx.store.commit(&staging, &root, &pack_ref, &version, on_disk) {
         if let Some(p) = published {
             p.undo(ctx);
         }
@@ -531,7 +535,7 @@ pub async fn install(
         version: version.to_string(),
         path: dest,
         checksum: tree.digest.to_string(),
-        replaced: recorded.is_some() || on_disk,
+        replaced: recorded || on_disk,
         files: tree.file_count() as u64,
         bytes: tree.total_bytes(),
         source_type: new.source_type,
@@ -605,8 +609,8 @@ fn cache_download(
     metadata: &[(String, String)],
     url: &str,
 ) {
-    let Some((_, hex)) = metadata.iter().find(|(k, _)| k == "archive-sha256") else { return };
-    match artifacts.put_file(&scratch.join("scratch-0"), hex, Some(url)) {
+    let Some((_, hex)) = metadata.iter().find(|(k, _)| k == attune_core::keys::ARCHIVE_SHA256) else { return };
+    match artifacts.put_file(&attune_fetch::runtime::blobs::scratch_file(scratch, 0), hex, Some(url)) {
         Ok(true) => {}
         Ok(false) => tracing::warn!("{url}: the downloaded bytes do not match sha256:{hex}; not cached"),
         Err(e) => tracing::warn!("{e}"),

@@ -5,7 +5,7 @@
 //! read every installed row (issue 18).
 
 use attune_app::context::{Context, Settings};
-use attune_app::db::{Channel, NewInstallation};
+use attune_app::db::{Action, Channel, NewInstallation};
 use attune_app::runtime::Limits;
 
 fn settings(env: &crate::common::Env) -> Settings {
@@ -27,6 +27,7 @@ fn row(ctx: &Context, path: &std::path::Path, checksum: &str) -> NewInstallation
 fn row_of(ctx: &Context, pack_ref: &str, path: &std::path::Path, checksum: &str) -> NewInstallation {
     NewInstallation {
         pack_ref: pack_ref.into(),
+        action: Action::Install,
         pack_name: pack_ref.into(),
         pack_description: None,
         version: "1.0.0".into(),

@@ -25,6 +25,7 @@ mod error;
 mod indexes;
 mod jobs;
 mod lock;
+mod migrations;
 mod model;
 mod plugins;
 #[cfg(test)]
@@ -34,7 +35,7 @@ mod tokens;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-use sqlx::migrate::{MigrateError, Migrator};
+use sqlx::migrate::MigrateError;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use sqlx::{Database, Transaction};
@@ -45,15 +46,12 @@ pub use error::{DbError, redact_url};
 pub use indexes::{IndexFetch, IndexRow, IndexSigned};
 pub use jobs::JobRow;
 pub use lock::PackLock;
+#[cfg(test)]
+use model::EVENT_COLUMNS;
 pub use model::{Action, Channel, Installation, NewInstallation, Pack, Status, VerifyStatus, version_cmp};
-use model::{installation_columns, now, to_unix_ms};
+use model::{installation_columns, now, record_columns, to_unix_ms};
 pub use plugins::{Grant, PluginRow};
 pub use tokens::{ApiToken, NewApiToken};
-
-/// The schema migrations, embedded at compile time, one folder per dialect.
-/// The paths are relative to the crate's Cargo.toml (sqlx refuses absolute ones).
-static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("../../migrations/sqlite");
-static POSTGRES_MIGRATOR: Migrator = sqlx::migrate!("../../migrations/postgres");
 
 /// How long a statement waits for another process's write lock before failing
 /// with "database is locked". Installs are short, but several attune processes
@@ -112,6 +110,23 @@ macro_rules! pending_row {
                 });
             }
         }
+    }};
+}
+
+/// `INSERT INTO $table (column, …) VALUES (…) RETURNING id` inside `$tx`,
+/// each value written next to its column's name: adding a column is one
+/// line, and no placeholder number can point at the wrong one.
+macro_rules! insert_returning_id {
+    ($tx:expr, $what:expr, $table:literal, { $($column:ident: $value:expr),+ $(,)? }) => {{
+        let mut query = sqlx::QueryBuilder::new(concat!("INSERT INTO ", $table, " ("));
+        let mut columns = query.separated(", ");
+        $(columns.push(stringify!($column));)+
+        query.push(") VALUES (");
+        let mut values = query.separated(", ");
+        $(values.push_bind($value);)+
+        query.push(") RETURNING id");
+        let id: i64 = query.build_query_scalar().fetch_one(&mut *$tx).await.map_err(DbError::query($what))?;
+        id
     }};
 }
 
@@ -194,8 +209,8 @@ impl Db {
         let mut attempt = 1;
         loop {
             let result = match &self.pool {
-                Pool::Sqlite(pool) => SQLITE_MIGRATOR.run(pool).await,
-                Pool::Postgres(pool) => POSTGRES_MIGRATOR.run(pool).await,
+                Pool::Sqlite(pool) => migrations::SQLITE.run(pool).await,
+                Pool::Postgres(pool) => migrations::POSTGRES.run(pool).await,
             };
             match result {
                 Ok(()) => return Ok(()),
@@ -219,8 +234,7 @@ impl Db {
     }
 
     /// Journal step 1, before anything touches disk: records the pack and a
-    /// `pending` installation (action `reinstall` when this ref+version is
-    /// already installed on this host, otherwise `install`). Returns its id.
+    /// `pending` installation with the action the caller decided. Returns its id.
     pub async fn begin_install(&self, new: &NewInstallation) -> Result<i64, DbError> {
         on_pool!(self, pool => {
             let what = "recording the start of an install";
@@ -238,54 +252,31 @@ impl Db {
             .await
             .map_err(DbError::query(what))?;
 
-            let live: Option<i64> = sqlx::query_scalar(
-                "SELECT id FROM installations
-                 WHERE pack_ref = $1 AND version = $2 AND host = $3 AND status = 'installed'",
-            )
-            .bind(&new.pack_ref)
-            .bind(&new.version)
-            .bind(&new.host)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(DbError::query(what))?;
-            let action = if live.is_some() { Action::Reinstall } else { Action::Install };
 
-            let id: i64 = sqlx::query_scalar(
-                "INSERT INTO installations (
-                     pack_ref, version, action, status, source_type, source,
-                     requested_ref, resolved_commit, checksum, checksum_algorithm,
-                     manifest_json, verified, installed_at, installed_by, method,
-                     storage_path, fetcher_name, fetcher_version, fetcher_hash, host,
-                     metadata_json, api_token
-                 ) VALUES (
-                     $1, $2, $3, 'pending', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
-                     $14, $15, $16, $17, $18, $19, $20, $21
-                 ) RETURNING id",
-            )
-            .bind(&new.pack_ref)
-            .bind(&new.version)
-            .bind(action.as_str())
-            .bind(new.source_type.as_str())
-            .bind(&new.source)
-            .bind(&new.requested_ref)
-            .bind(&new.resolved_commit)
-            .bind(&new.checksum)
-            .bind(&new.checksum_algorithm)
-            .bind(new.manifest.to_string())
-            .bind(new.verified)
-            .bind(to_unix_ms(now()))
-            .bind(&new.installed_by)
-            .bind(new.method.as_str())
-            .bind(&new.storage_path)
-            .bind(&new.fetcher_name)
-            .bind(&new.fetcher_version)
-            .bind(&new.fetcher_hash)
-            .bind(&new.host)
-            .bind(new.metadata.to_string())
-            .bind(&new.api_token)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(DbError::query(what))?;
+            let id = insert_returning_id!(tx, what, "installations", {
+                pack_ref: &new.pack_ref,
+                version: &new.version,
+                host: &new.host,
+                action: new.action.as_str(),
+                status: Status::Pending.as_str(),
+                source_type: new.source_type.as_str(),
+                source: &new.source,
+                requested_ref: &new.requested_ref,
+                resolved_commit: &new.resolved_commit,
+                checksum: &new.checksum,
+                checksum_algorithm: &new.checksum_algorithm,
+                manifest_json: new.manifest.to_string(),
+                verified: new.verified,
+                installed_at: to_unix_ms(now()),
+                installed_by: &new.installed_by,
+                method: new.method.as_str(),
+                storage_path: &new.storage_path,
+                fetcher_name: &new.fetcher_name,
+                fetcher_version: &new.fetcher_version,
+                fetcher_hash: &new.fetcher_hash,
+                metadata_json: new.metadata.to_string(),
+                api_token: &new.api_token,
+            });
 
             tx.commit().await.map_err(DbError::query(what))?;
             Ok(id)
@@ -414,22 +405,16 @@ impl Db {
                 .map_err(DbError::query(what))?;
 
             let at = to_unix_ms(now());
-            let id: i64 = sqlx::query_scalar(
-                "INSERT INTO installations (
-                     pack_ref, version, action, status, source_type, source,
-                     requested_ref, resolved_commit, checksum, checksum_algorithm,
-                     manifest_json, verified, installed_at, installed_by, method,
-                     storage_path, fetcher_name, fetcher_version, fetcher_hash, host,
-                     metadata_json, finished_at, api_token
-                 )
-                 SELECT pack_ref, version, 'uninstall', 'removed', source_type, source,
-                        requested_ref, resolved_commit, checksum, checksum_algorithm,
-                        manifest_json, verified, $2, $3, $4,
-                        storage_path, fetcher_name, fetcher_version, fetcher_hash, host,
-                        metadata_json, $2, $5
+            let id: i64 = sqlx::query_scalar(concat!(
+                "INSERT INTO installations (",
+                record_columns!(),
+                ", action, status, installed_at, finished_at, installed_by, method, api_token)
+                 SELECT ",
+                record_columns!(),
+                ", 'uninstall', 'removed', $2, $2, $3, $4, $5
                  FROM installations WHERE id = $1
-                 RETURNING id",
-            )
+                 RETURNING id"
+            ))
             .bind(live)
             .bind(at)
             .bind(by)

@@ -96,6 +96,10 @@ text_enum! {
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewInstallation {
     pub pack_ref: String,
+    /// `Install`, or `Reinstall` when this ref+version is live on this host:
+    /// decided by the install pipeline under the pack's lock, and recorded
+    /// as given.
+    pub action: Action,
     /// Display name, stored on the `packs` row (latest install wins).
     pub pack_name: String,
     pub pack_description: Option<String>,
@@ -190,6 +194,36 @@ macro_rules! installation_columns {
     };
 }
 pub(crate) use installation_columns;
+
+/// The columns that say what an installation put where: copied unchanged
+/// from the row an uninstall ends. Every other column of `installations`
+/// describes one event (who, when, how, the outcome) and is in
+/// [`EVENT_COLUMNS`]; `a_column_is_either_a_record_or_an_event` holds the
+/// schema to that split, so a new column cannot be left out of the copy.
+macro_rules! record_columns {
+    () => {
+        "pack_ref, version, host, source_type, source, requested_ref, resolved_commit, checksum, \
+         checksum_algorithm, manifest_json, verified, storage_path, fetcher_name, fetcher_version, \
+         fetcher_hash, metadata_json"
+    };
+}
+pub(crate) use record_columns;
+
+/// The columns of `installations` set per event rather than copied; see [`record_columns`].
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) const EVENT_COLUMNS: &[&str] = &[
+    "id",
+    "action",
+    "status",
+    "installed_at",
+    "installed_by",
+    "method",
+    "api_token",
+    "finished_at",
+    "error",
+    "verified_at",
+    "verify_status",
+];
 
 // Hand-written rather than derived: sqlx is built without its `time` feature
 // and timestamps are stored as unix milliseconds, so columns need converting.

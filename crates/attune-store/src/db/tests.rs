@@ -13,6 +13,7 @@ const HOST: &str = "host-a";
 fn new_install(pack_ref: &str, version: &str, host: &str) -> NewInstallation {
     NewInstallation {
         pack_ref: pack_ref.into(),
+        action: Action::Install,
         pack_name: format!("The {pack_ref} pack"),
         pack_description: Some("does things".into()),
         version: version.into(),
@@ -84,7 +85,6 @@ on_both_backends!(
     api_tokens_create_lookup_revoke_reuse_name,
     begin_complete_round_trip,
     reinstall_replaces_and_keeps_history,
-    same_version_on_another_host_is_not_a_reinstall,
     failed_install_leaves_nothing_installed,
     failed_reinstall_keeps_the_old_install_live,
     uninstall_keeps_history,
@@ -166,7 +166,8 @@ async fn begin_complete_round_trip(db: Db) {
 async fn reinstall_replaces_and_keeps_history(db: Db) {
     let first = install(&db, "core", "1.0.0").await;
 
-    let second = db.begin_install(&new_install("core", "1.0.0", HOST)).await.unwrap();
+    let again = NewInstallation { action: Action::Reinstall, ..new_install("core", "1.0.0", HOST) };
+    let second = db.begin_install(&again).await.unwrap();
     assert_eq!(db.installation(second).await.unwrap().unwrap().action, Action::Reinstall);
     // Until the reinstall completes, the old files are still the live ones.
     assert_eq!(db.current("core", "1.0.0", HOST).await.unwrap().unwrap().id, first);
@@ -177,15 +178,6 @@ async fn reinstall_replaces_and_keeps_history(db: Db) {
     let summary: Vec<_> = history.iter().map(|r| (r.id, r.action, r.status)).collect();
     assert_eq!(summary, [(second, Action::Reinstall, Status::Installed), (first, Action::Install, Status::Replaced),]);
     assert_eq!(db.installed(HOST).await.unwrap().len(), 1);
-}
-
-async fn same_version_on_another_host_is_not_a_reinstall(db: Db) {
-    install(&db, "core", "1.0.0").await;
-    let other = db.begin_install(&new_install("core", "1.0.0", "host-b")).await.unwrap();
-    db.complete_install(other).await.unwrap();
-    assert_eq!(db.installation(other).await.unwrap().unwrap().action, Action::Install);
-    assert_eq!(db.installed(HOST).await.unwrap().len(), 1);
-    assert_eq!(db.installed("host-b").await.unwrap().len(), 1);
 }
 
 async fn failed_install_leaves_nothing_installed(db: Db) {
@@ -350,8 +342,8 @@ async fn migrations_are_idempotent(url: &str) {
     let again = Db::connect(url).await.unwrap();
     assert_eq!(again.current("core", "1.0.0", HOST).await.unwrap().unwrap().id, id);
     let migrations = match again.backend() {
-        Backend::Sqlite => &SQLITE_MIGRATOR,
-        Backend::Postgres => &POSTGRES_MIGRATOR,
+        Backend::Sqlite => &*migrations::SQLITE,
+        Backend::Postgres => &*migrations::POSTGRES,
     };
     let count = "SELECT COUNT(*) FROM _sqlx_migrations";
     let applied: i64 = on_pool!(again, pool => { sqlx::query_scalar(count).fetch_one(pool).await.unwrap() });
@@ -376,8 +368,9 @@ async fn migrations_are_idempotent_on_postgres() {
 
 #[tokio::test]
 async fn both_dialects_have_the_same_migrations() {
-    let names = |m: &Migrator| m.iter().map(|m| (m.version, m.description.to_string())).collect::<Vec<_>>();
-    assert_eq!(names(&SQLITE_MIGRATOR), names(&POSTGRES_MIGRATOR));
+    let names =
+        |m: &sqlx::migrate::Migrator| m.iter().map(|m| (m.version, m.description.to_string())).collect::<Vec<_>>();
+    assert_eq!(names(&migrations::SQLITE), names(&migrations::POSTGRES));
 }
 
 async fn schema_enforces_one_live_install(db: Db) {
@@ -635,4 +628,44 @@ async fn a_first_install_is_owed_an_activation_until_it_is_recorded(db: Db) {
     assert_eq!(db.pending_activations(HOST).await.unwrap(), ["q"]);
     db.forget_pending_activation(HOST, "q").await.unwrap();
     assert!(db.pending_activations(HOST).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_column_is_either_a_record_or_an_event() {
+    let (_dir, db) = file_db().await;
+    let mut schema: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM pragma_table_info('installations')").fetch_all(sqlite(&db)).await.unwrap();
+    schema.sort();
+    let mut split: Vec<String> =
+        record_columns!().split(',').map(str::trim).chain(EVENT_COLUMNS.iter().copied()).map(String::from).collect();
+    split.sort();
+    assert_eq!(schema, split, "each column of `installations` belongs in record_columns! or EVENT_COLUMNS");
+}
+
+#[tokio::test]
+async fn an_uninstall_row_copies_every_record_column() {
+    let (_dir, db) = file_db().await;
+    let mut new = new_install("core", "1.0.0", HOST);
+    new.resolved_commit = Some("c".repeat(40));
+    let id = db.begin_install(&new).await.unwrap();
+    db.complete_install(id).await.unwrap();
+    let un = db.record_uninstall("core", "1.0.0", HOST, "bob", Channel::Cli, None).await.unwrap();
+
+    let record = |id: i64| {
+        let pool = sqlite(&db).clone();
+        async move {
+            sqlx::query_scalar::<_, String>(concat!(
+                "SELECT json_array(",
+                record_columns!(),
+                ") FROM installations WHERE id = $1"
+            ))
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    let (installed, removed) = (record(id).await, record(un).await);
+    assert!(!installed.contains("null"), "begin_install left a record column empty: {installed}");
+    assert_eq!(removed, installed);
 }
