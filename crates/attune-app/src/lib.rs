@@ -32,7 +32,7 @@ pub mod set_progress;
 pub mod signed_index;
 pub mod upgrade;
 
-pub use attune_core::{checksum, fs, manifest, source, untrusted};
+pub use attune_core::{checksum, fs, keys, manifest, source, untrusted};
 pub use attune_env as env;
 pub use attune_fetch::{builtins, runtime, sources, staging};
 pub use attune_registry as registry;

@@ -66,7 +66,9 @@ impl LockedPack {
 
     fn from_installation(i: &Installation) -> LockedPack {
         let archive_sha256 = match i.source_type.is_artifact() {
-            true => i.metadata_json["fetcher"]["archive-sha256"].as_str().map(|h| format!("sha256:{h}")),
+            true => {
+                i.metadata_json["fetcher"][attune_core::keys::ARCHIVE_SHA256].as_str().map(|h| format!("sha256:{h}"))
+            }
             _ => None,
         };
         LockedPack {

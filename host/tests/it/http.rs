@@ -58,7 +58,7 @@ fn downloads_and_records_where_it_came_from() {
     assert_eq!(meta["etag"], "\"v1-etag\"");
     assert_eq!(meta["last-modified"], "Tue, 24 Nov 2026 10:00:00 GMT");
     assert_eq!(meta["size"], tgz.len().to_string());
-    assert_eq!(meta["archive-sha256"], hex::encode(sha2::Sha256::digest(&tgz)));
+    assert_eq!(meta[attune_app::keys::ARCHIVE_SHA256], hex::encode(sha2::Sha256::digest(&tgz)));
 
     // A zip needs random access: it is read back from scratch space.
     env.run(&["install", "--force", &server.url("/web.zip")]).success();

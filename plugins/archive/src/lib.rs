@@ -26,7 +26,7 @@ impl Fetcher for Archive {
             .ok_or_else(|| FetchError::InvalidSource("the archive fetcher needs an archive file as input".into()))?;
         let name = request.input_file.clone().unwrap_or_else(|| "archive".into());
         let sha256 = blob.sha256();
-        if let Some((_, want)) = request.options.iter().find(|(k, _)| k == "expected-sha256")
+        if let Some((_, want)) = request.options.iter().find(|(k, _)| k == attune_plugin_sdk::keys::EXPECTED_SHA256)
             && !want.eq_ignore_ascii_case(&sha256)
         {
             return Err(FetchError::InvalidContent(format!(
@@ -37,7 +37,7 @@ impl Fetcher for Archive {
         let mut result = FetchResult::new(request.source);
         result.metadata = vec![
             ("archive-format".into(), format.name().into()),
-            ("archive-sha256".into(), sha256),
+            (attune_plugin_sdk::keys::ARCHIVE_SHA256.into(), sha256),
             ("archive-size".into(), blob.size().to_string()),
             ("archive-entries".into(), extracted.entries.to_string()),
         ];

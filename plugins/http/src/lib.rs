@@ -53,7 +53,7 @@ impl Fetcher for Http {
             )));
         }
         let sha256 = blob.sha256();
-        if let Some((_, want)) = request.options.iter().find(|(k, _)| k == "expected-sha256")
+        if let Some((_, want)) = request.options.iter().find(|(k, _)| k == attune_plugin_sdk::keys::EXPECTED_SHA256)
             && !want.eq_ignore_ascii_case(&sha256)
         {
             return Err(FetchError::InvalidContent(format!(
@@ -89,7 +89,7 @@ impl Fetcher for Http {
             ("final-url".to_string(), response.url.clone()),
             ("http-status".to_string(), response.status.to_string()),
             ("size".to_string(), done.to_string()),
-            ("archive-sha256".to_string(), sha256),
+            (attune_plugin_sdk::keys::ARCHIVE_SHA256.to_string(), sha256),
             ("archive-format".to_string(), format.name().to_string()),
             ("archive-entries".to_string(), extracted.entries.to_string()),
         ];

@@ -36,6 +36,7 @@ use std::io;
 pub mod archive;
 #[cfg(feature = "http")]
 pub mod http;
+pub mod keys;
 
 pub use bindings::Guest as Fetcher;
 pub use bindings::attune::fetcher::blobs;

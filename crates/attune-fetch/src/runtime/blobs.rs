@@ -21,6 +21,12 @@ pub const MAX_READ: u32 = 16 << 20;
 /// Scratch blobs one fetch may create.
 pub const MAX_SCRATCH: u32 = 16;
 
+/// Where the `n`th scratch blob of a fetch lives in its scratch folder. The
+/// install pipeline reads the first one back to cache a download.
+pub fn scratch_file(dir: &Path, n: u32) -> PathBuf {
+    dir.join(format!("scratch-{n}"))
+}
+
 pub enum Blob {
     Input { file: Arc<File>, size: u64, sha256: Option<String> },
     Scratch { file: File, size: u64, hasher: Sha256 },
@@ -32,14 +38,14 @@ impl Blob {
         Ok(Blob::Input { file, size, sha256: None })
     }
 
-    /// A new scratch file in `dir`, the `n`th of this fetch.
+    /// A new scratch file in `dir`, the `n`th of this fetch, at [`scratch_file`].
     pub fn scratch(dir: &Path, n: u32) -> Result<Blob, StagingError> {
         if n >= MAX_SCRATCH {
             return Err(StagingError::Io(format!("more than {MAX_SCRATCH} scratch blobs")));
         }
         let io = |e: std::io::Error| StagingError::Io(format!("{}: {e}", dir.display()));
         std::fs::create_dir_all(dir).map_err(io)?;
-        let path: PathBuf = dir.join(format!("scratch-{n}"));
+        let path = scratch_file(dir, n);
         let file = std::fs::OpenOptions::new().read(true).write(true).create_new(true).open(&path).map_err(io)?;
         Ok(Blob::Scratch { file, size: 0, hasher: Sha256::new() })
     }
