@@ -150,7 +150,8 @@ fn is_scheme(s: &str) -> bool {
 }
 
 fn is_host_pattern(p: &str) -> bool {
-    !p.is_empty() && (p == "{source-host}" || p.bytes().all(|c| c.is_ascii_alphanumeric() || b".-_*:[]".contains(&c)))
+    !p.is_empty()
+        && (p == super::grants::SOURCE_HOST || p.bytes().all(|c| c.is_ascii_alphanumeric() || b".-_*:[]".contains(&c)))
 }
 
 /// 40 (SHA-1) or 64 (SHA-256) hexadecimal digits.

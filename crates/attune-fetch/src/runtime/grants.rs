@@ -73,12 +73,31 @@ pub fn grant(requested: &[Capability], offer: &Offer) -> Grants {
     g
 }
 
-/// `example.com`, `*.example.com` (subdomains only) or `{source-host}` (any
-/// host the offer names, which is how built-in fetchers reach the source).
+/// The `outbound-host` pattern that means "the host the source names".
+///
+/// One reading everywhere: an operator who grants it offers, per fetch, the
+/// `host:port` of that fetch's source ([`source_authority`]); a fetcher that
+/// asks for it receives every host offered for the fetch, which is that one
+/// plus the hosts the operator allowed (`--allow-host`, a literal grant) —
+/// how a download follows a redirect to an allowed mirror. It never reaches
+/// a host nobody offered.
+pub const SOURCE_HOST: &str = "{source-host}";
+
+/// What [`SOURCE_HOST`] stands for in a fetch of `source`: its host and port
+/// (the scheme's default, else 443), normalized. `None` for a source without a host.
+pub fn source_authority(source: &str) -> Option<String> {
+    let url = url::Url::parse(source).ok()?;
+    let host = url.host_str().filter(|h| !h.is_empty())?;
+    let port = url.port_or_known_default().unwrap_or(443);
+    Some(normalize_authority(&format!("{host}:{port}")))
+}
+
+/// `example.com`, `*.example.com` (subdomains only) or [`SOURCE_HOST`] (any
+/// host the offer names; see there).
 pub fn host_matches(pattern: &str, host: &str) -> bool {
     let host = host.to_ascii_lowercase();
     let pattern = pattern.to_ascii_lowercase();
-    if pattern == "{source-host}" {
+    if pattern == SOURCE_HOST {
         return true;
     }
     match pattern.strip_prefix("*.") {
@@ -91,7 +110,7 @@ pub fn host_matches(pattern: &str, host: &str) -> bool {
 /// pattern: the host parts match, and a port the fetcher names is the
 /// offered one's.
 fn asks_for(pattern: &str, offered: &str) -> bool {
-    if pattern == "{source-host}" {
+    if pattern == SOURCE_HOST {
         return true;
     }
     let (ph, pp) = split_authority(pattern);
@@ -185,6 +204,18 @@ mod tests {
     #[test]
     fn input_not_offered_is_not_granted() {
         assert_eq!(grant(&[Capability::ReadInput], &Offer::default()), Grants::default());
+    }
+
+    #[test]
+    fn the_source_host_is_the_sources_host_and_port() {
+        assert_eq!(source_authority("https://Example.COM/a.tgz").as_deref(), Some("example.com:443"));
+        assert_eq!(source_authority("http://example.com/a.tgz").as_deref(), Some("example.com:80"));
+        assert_eq!(source_authority("oci://127.0.0.1:5000/team/pack").as_deref(), Some("127.0.0.1:5000"));
+        assert_eq!(source_authority("oci://registry.example/team/pack").as_deref(), Some("registry.example:443"));
+        assert_eq!(source_authority("https://[::1]:8443/x").as_deref(), Some("[::1]:8443"));
+        assert_eq!(source_authority("https://user:pw@host.example./x").as_deref(), Some("host.example:443"));
+        assert_eq!(source_authority("s3:bucket/key"), None);
+        assert_eq!(source_authority("/a/local/path"), None);
     }
 
     #[test]

@@ -161,11 +161,8 @@ fn network_offer(
     {
         return Err(SourceError::InsecureHttp { url: shown });
     }
-    let port = url::Url::parse(url).ok().and_then(|u| u.port_or_known_default()).unwrap_or(443);
-    let own = crate::runtime::grants::normalize_authority(&match host.contains(':') {
-        true => format!("[{host}]:{port}"),
-        false => format!("{host}:{port}"),
-    });
+    let own = crate::runtime::grants::source_authority(url)
+        .ok_or_else(|| SourceError::BadUrl { url: shown.clone(), reason: "no host".into() })?;
     let allowed: Vec<String> =
         options.allow_hosts.iter().map(|h| crate::runtime::grants::normalize_authority(h)).collect();
     let mut hosts = vec![own.clone()];
@@ -210,7 +207,7 @@ pub struct SourceOptions {
 
 impl SourceOptions {
     fn request_options(&self) -> Vec<(String, String)> {
-        let sha = self.expected_sha256.iter().map(|h| ("expected-sha256".to_string(), h.clone()));
+        let sha = self.expected_sha256.iter().map(|h| (attune_core::keys::EXPECTED_SHA256.to_string(), h.clone()));
         sha.chain(self.save_as.iter().map(|f| ("save-as".to_string(), f.clone()))).collect()
     }
 }
@@ -295,12 +292,8 @@ pub async fn resolve(
             for g in &grants {
                 match g.strip_prefix("outbound-host:") {
                     // "The host the source names": resolved here, per source.
-                    Some("{source-host}") => {
-                        if let Some(u) = url::Url::parse(&source).ok()
-                            && let Some(h) = u.host_str()
-                        {
-                            let port = u.port_or_known_default().unwrap_or(443);
-                            let h = crate::runtime::grants::normalize_authority(&format!("{h}:{port}"));
+                    Some(crate::runtime::grants::SOURCE_HOST) => {
+                        if let Some(h) = crate::runtime::grants::source_authority(&source) {
                             if !options.untrusted_caller {
                                 offer.trusted_hosts.push(h.clone());
                             }
