@@ -104,8 +104,11 @@ pub struct EnvSpec {
 }
 
 impl EnvSpec {
-    fn options(self) -> attune_app::environments::EnvOptions {
-        attune_app::environments::EnvOptions { skip: self.no_env, rebuild: self.rebuild_env, ..Default::default() }
+    /// The environment step's options, by the rules both channels share.
+    pub fn options(self) -> Result<attune_app::environments::EnvOptions, ApiError> {
+        let args =
+            attune_app::request::EnvArgs { no_env: self.no_env, rebuild_env: self.rebuild_env, ..Default::default() };
+        Ok(attune_app::request::env_options(attune_app::db::Channel::Api, &args)?)
     }
 }
 
@@ -716,7 +719,7 @@ impl Jobs {
                     reference,
                     ignore_runtime_requirements,
                     opened_input: held.opened,
-                    env: env.options(),
+                    env: env.options()?,
                     ..base(source)
                 }))
             }
@@ -725,7 +728,7 @@ impl Jobs {
                 base: Box::new(InstallRequest {
                     force,
                     ignore_runtime_requirements,
-                    env: env.options(),
+                    env: env.options()?,
                     ..base(String::new())
                 }),
                 skip_deps,
@@ -735,7 +738,7 @@ impl Jobs {
                     pack_ref,
                     to,
                     from: None,
-                    base: InstallRequest { ignore_runtime_requirements, env: env.options(), ..base(String::new()) },
+                    base: InstallRequest { ignore_runtime_requirements, env: env.options()?, ..base(String::new()) },
                 }))
             }
         })

@@ -141,8 +141,11 @@ pub struct InstallBody {
 }
 
 impl InstallBody {
-    fn env(&self) -> EnvSpec {
-        EnvSpec { no_env: self.no_env, rebuild_env: self.rebuild_env }
+    /// Checked now, so a contradiction is a 400 rather than a failed job.
+    fn env(&self) -> Result<EnvSpec, ApiError> {
+        let env = EnvSpec { no_env: self.no_env, rebuild_env: self.rebuild_env };
+        env.options()?;
+        Ok(env)
     }
 }
 
@@ -174,7 +177,7 @@ pub async fn install(
                 force: body.force,
                 skip_deps: body.skip_deps,
                 ignore_runtime_requirements: body.ignore_runtime_requirements,
-                env: body.env(),
+                env: body.env()?,
             },
             Held::default(),
         ),
@@ -192,7 +195,7 @@ pub async fn install(
                 force: body.force,
                 checksum: body.checksum.clone(),
                 ignore_runtime_requirements: body.ignore_runtime_requirements,
-                env: body.env(),
+                env: body.env()?,
             };
             (work, Held { source: secret, opened })
         }
@@ -381,7 +384,11 @@ pub async fn upgrade(
         pack_ref: spec.pack_ref,
         to: body.to,
         ignore_runtime_requirements: body.ignore_runtime_requirements,
-        env: EnvSpec { no_env: body.no_env, rebuild_env: body.rebuild_env },
+        env: {
+            let env = EnvSpec { no_env: body.no_env, rebuild_env: body.rebuild_env };
+            env.options()?;
+            env
+        },
     };
     submit(&st, &caller, work, Held::default(), q.wait, StatusCode::OK).await
 }

@@ -1,4 +1,4 @@
-//! What an install request may say, whichever channel it came through: the
+//! What a request that installs may say, whichever channel it came through: the
 //! one place the argument rules live, so the CLI (flags) and the API (JSON
 //! fields) cannot drift apart. Each channel names the fields its own way in
 //! the errors (`--checksum` on the command line, `checksum` in a body).
@@ -6,6 +6,7 @@
 use crate::Error;
 use crate::checksum::Checksum;
 use crate::db::Channel;
+use crate::environments::EnvOptions;
 
 /// An install's arguments as a front end received them.
 #[derive(Debug, Clone, Copy)]
@@ -62,11 +63,44 @@ pub fn install_target(channel: Channel, args: &InstallArgs<'_>) -> Result<Target
     Ok(Target::Source { expected_checksum })
 }
 
+/// What a request says about the pack's runtime environment. The API offers
+/// only `no_env` and `rebuild_env`: source builds (which run a package's
+/// build code) and unlocked node installs stay the operator's CLI choices.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EnvArgs {
+    pub no_env: bool,
+    pub rebuild_env: bool,
+    pub allow_source_builds: bool,
+    pub with_tests: bool,
+    pub allow_unlocked: bool,
+}
+
+/// Checks `args` against the rules and says what the environment step is asked.
+pub fn env_options(channel: Channel, args: &EnvArgs) -> Result<EnvOptions, Error> {
+    let names = Names::of(channel);
+    if args.no_env && args.rebuild_env {
+        return Err(Error::Usage(format!(
+            "{} and {} contradict each other: the first installs no environment, the second builds it afresh; drop one",
+            names.no_env, names.rebuild_env
+        )));
+    }
+    Ok(EnvOptions {
+        skip: args.no_env,
+        rebuild: args.rebuild_env,
+        allow_source_builds: args.allow_source_builds,
+        with_tests: args.with_tests,
+        allow_unlocked: args.allow_unlocked,
+        locked: None,
+    })
+}
+
 /// How a channel names the fields, for its errors.
 struct Names {
     checksum: &'static str,
     skip_deps: &'static str,
     index_fixed: &'static str,
+    no_env: &'static str,
+    rebuild_env: &'static str,
 }
 
 impl Names {
@@ -76,10 +110,16 @@ impl Names {
                 checksum: "--checksum",
                 skip_deps: "--skip-deps",
                 index_fixed: "--checksum, --ref, --plugin and --plugin-file",
+                no_env: "--no-env",
+                rebuild_env: "--rebuild-env",
             },
-            Channel::Api => {
-                Names { checksum: "checksum", skip_deps: "skip_deps", index_fixed: "checksum and ref_spec" }
-            }
+            Channel::Api => Names {
+                checksum: "checksum",
+                skip_deps: "skip_deps",
+                index_fixed: "checksum and ref_spec",
+                no_env: "no_env",
+                rebuild_env: "rebuild_env",
+            },
         }
     }
 }
@@ -111,6 +151,18 @@ mod tests {
         // An absolute path is never ref-shaped; a bare name is, on both channels, unless (CLI) it exists.
         assert!(matches!(install_target(Channel::Cli, &args(cwd_relative)).unwrap(), Target::Source { .. }));
         assert_eq!(install_target(Channel::Api, &args("core")).unwrap(), Target::ByName);
+    }
+
+    #[test]
+    fn no_env_and_rebuild_env_contradict_in_either_channels_words() {
+        let both = EnvArgs { no_env: true, rebuild_env: true, ..Default::default() };
+        let cli = env_options(Channel::Cli, &both).unwrap_err().to_string();
+        assert!(cli.contains("--no-env and --rebuild-env contradict"), "{cli}");
+        let api = env_options(Channel::Api, &both).unwrap_err().to_string();
+        assert!(api.contains("no_env and rebuild_env contradict"), "{api}");
+        let one = EnvArgs { rebuild_env: true, with_tests: true, ..Default::default() };
+        let o = env_options(Channel::Cli, &one).unwrap();
+        assert!(o.rebuild && o.with_tests && !o.skip && !o.allow_source_builds);
     }
 
     #[test]

@@ -411,7 +411,7 @@ struct FetchArgs {
     #[arg(long)]
     no_env: bool,
     /// Build the environment afresh, not linked from another version's.
-    #[arg(long, conflicts_with = "no_env")]
+    #[arg(long)]
     rebuild_env: bool,
     /// Let a requirement without a wheel be built from source (runs its build
     /// code, e.g. setup.py).
@@ -426,15 +426,15 @@ struct FetchArgs {
 }
 
 impl FetchArgs {
-    fn env(&self) -> attune_app::environments::EnvOptions {
-        attune_app::environments::EnvOptions {
-            skip: self.no_env,
-            rebuild: self.rebuild_env,
+    fn env(&self) -> Result<attune_app::environments::EnvOptions, attune_app::Error> {
+        let args = attune_app::request::EnvArgs {
+            no_env: self.no_env,
+            rebuild_env: self.rebuild_env,
             allow_source_builds: self.allow_source_builds,
             with_tests: self.with_tests,
             allow_unlocked: self.allow_unlocked,
-            locked: None,
-        }
+        };
+        attune_app::request::env_options(Channel::Cli, &args)
     }
 
     /// The hosts given here and the config's, for an install request.
@@ -641,7 +641,7 @@ async fn install_command(
         let cache_dir = s.cache_dir.clone().expect("the CLI always sets a cache dir");
         let mode = set_progress::Mode::pick(g.json, std::io::stderr().is_terminal());
         let set = set_progress::SetDisplay::start(mode, g.verbose);
-        let req = install_request(s, file, &a, "", None);
+        let req = install_request(s, file, &a, "", None)?;
         let result =
             attune_app::by_name::install_set_by_name_with(ctx, &cache_dir, &specs, req, Some(set.sink()), a.skip_deps)
                 .await;
@@ -686,8 +686,8 @@ fn install_request(
     a: &InstallArgs,
     source: &str,
     expected_checksum: Option<attune_app::checksum::Checksum>,
-) -> InstallRequest {
-    InstallRequest {
+) -> Result<InstallRequest, attune_app::Error> {
+    Ok(InstallRequest {
         force: a.force,
         expected_checksum,
         plugin_file: a.plugin_file.clone(),
@@ -698,9 +698,9 @@ fn install_request(
         offline: a.offline,
         allow_expired: a.allow_expired,
         ignore_runtime_requirements: a.fetch.ignore_runtime_requirements,
-        env: a.fetch.env(),
+        env: a.fetch.env()?,
         ..InstallRequest::new(source.to_owned(), s.limits, Channel::Cli)
-    }
+    })
 }
 
 /// `attune upgrade PACK [--to|--from]`, or several packs / `--all`, each
@@ -717,7 +717,7 @@ async fn upgrade_command(
         allow_hosts: a.fetch.allow_hosts(&file.allow_hosts),
         allow_insecure_http: a.fetch.allow_insecure_http,
         ignore_runtime_requirements: a.fetch.ignore_runtime_requirements,
-        env: a.fetch.env(),
+        env: a.fetch.env()?,
         ..InstallRequest::new("", s.limits, Channel::Cli)
     };
     let cache_dir = s.cache_dir.clone().expect("the CLI always sets a cache dir");
@@ -818,7 +818,7 @@ async fn install_one(
         Target::Source { expected_checksum } => *expected_checksum,
         Target::ByName => None,
     };
-    let req = install_request(s, file, a, source, expected);
+    let req = install_request(s, file, a, source, expected)?;
     if target == Target::ByName {
         // A pack from the indexes: they give the source, ref and checksum.
         let cache_dir = s.cache_dir.clone().expect("the CLI always sets a cache dir");
@@ -1087,7 +1087,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 allow_insecure_http: a.fetch.allow_insecure_http,
                 ignore_runtime_requirements: a.fetch.ignore_runtime_requirements,
                 cache_dir: s.cache_dir.clone(),
-                env: a.fetch.env(),
+                env: a.fetch.env()?,
             };
             // A set, as install by name: lines per pack and an overall bar, or JSON events.
             let mode = set_progress::Mode::pick(g.json, std::io::stderr().is_terminal());

@@ -288,6 +288,11 @@ async fn bad_bodies_are_400_413_415_with_the_error_body(db: Backend) {
         )
         .await;
     assert_error(status, &v, 400, "bad_request");
+    // The CLI's argument rules, in the API's words (attune_app::request).
+    let contradiction = json!({"source": "https://h.invalid/p.tgz", "no_env": true, "rebuild_env": true});
+    let (status, v) = api.call("POST", "/api/v1/packs/install", Some(&t), Some(contradiction)).await;
+    assert_error(status, &v, 400, "bad_request");
+    assert!(v["error"]["message"].as_str().unwrap().contains("no_env and rebuild_env contradict"), "{v}");
 
     let big = format!("{{\"source\": \"{}\"}}", "a".repeat(70 * 1024));
     let (status, v) = json_of(post(big.into_bytes()).send().await.unwrap()).await;

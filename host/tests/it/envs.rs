@@ -473,3 +473,12 @@ fn a_node_pack_gets_its_locked_modules_and_no_install_script_runs() {
     );
     assert!(!env.packs().join("nolock-1.0.0").exists());
 }
+
+#[test]
+fn no_env_and_rebuild_env_together_are_refused_before_anything_runs() {
+    let env = Env::new();
+    let src = env.make_pack("either", "1.0.0");
+    let out = env.run(&["install", "--no-env", "--rebuild-env", src.to_str().unwrap()]).failure();
+    assert!(out.stderr.contains("--no-env and --rebuild-env contradict"), "{}", out.stderr);
+    assert!(!env.packs().join("either-1.0.0").exists());
+}
