@@ -161,6 +161,21 @@ fn host_side_copies_stay_inside_the_input_and_within_the_limits() {
 }
 
 #[test]
+fn a_version_list_is_checked_and_cannot_write() {
+    let env = Env::new();
+    env.run(&["plugin", "add", hostile_wasm().to_str().unwrap()]).success();
+    for (attack, expect) in [
+        ("versions-not-semver", "its list-versions() answer was refused: `versions[1].version` is \"latest\""),
+        ("versions-many", "its list-versions() answer was refused: `versions` has 5000 entries, over the cap of 4096"),
+        ("versions-write", "wrote outside the rules"),
+    ] {
+        let out = env.run(&["install", &format!("hostile://{attack}@^1")]).failure();
+        assert!(out.stderr.contains(expect), "{attack}: {}", out.stderr);
+    }
+    assert_clean(&env);
+}
+
+#[test]
 fn no_network_at_all() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();

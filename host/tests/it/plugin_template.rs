@@ -35,6 +35,10 @@ fn installs_with(wasm: &Path) -> serde_json::Value {
     env.run(&["plugin", "add", wasm.to_str().unwrap()]).success();
     env.run(&["install", "--force", "example://hello_example"]).success();
     env.run(&["verify"]).success();
+    // It lists no versions (0.1.0 has no list-versions; the SDK's default
+    // says so), so a range cannot be resolved through it.
+    let out = env.run(&["install", "example://hello_example@^1"]).failure();
+    assert!(out.stderr.contains("plugin example lists no versions"), "{}", out.stderr);
     let list = env.run(&["plugin", "list", "--json"]).success().json();
     let example = list.as_array().unwrap().iter().find(|p| p["name"] == "example").expect("example is listed");
     example.clone()

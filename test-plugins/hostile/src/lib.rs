@@ -7,7 +7,9 @@
 
 use std::io::Write;
 
-use attune_plugin_sdk::{Capability, FetchError, FetchRequest, FetchResult, Fetcher, FetcherInfo, Staging};
+use attune_plugin_sdk::{
+    Capability, FetchError, FetchRequest, FetchResult, Fetcher, FetcherInfo, Staging, VersionInfo,
+};
 
 struct Hostile;
 
@@ -34,6 +36,21 @@ impl Fetcher for Hostile {
                     max_files: None,
                 }),
             ],
+        }
+    }
+
+    /// `hostile://<attack>`: answers the host's version list must refuse.
+    fn list_versions(source: String) -> Result<Option<Vec<VersionInfo>>, FetchError> {
+        let v = |version: &str| VersionInfo { version: version.into(), source: format!("hostile:{version}") };
+        match source.strip_prefix("hostile://").unwrap_or(&source) {
+            "versions-not-semver" => Ok(Some(vec![v("1.0.0"), v("latest")])),
+            "versions-many" => Ok(Some((0..5000).map(|i| v(&format!("1.0.{i}"))).collect())),
+            // Listing may not write.
+            "versions-write" => {
+                let _ = Staging::write_file("pack.yaml", false, PACK_YAML);
+                Ok(Some(vec![v("1.0.0")]))
+            }
+            other => Err(FetchError::InvalidSource(format!("unknown attack {other:?}"))),
         }
     }
 
