@@ -175,8 +175,8 @@ pub async fn outdated(ctx: &Context, cache_dir: &Path) -> Result<OutdatedReport,
     let mut report = OutdatedReport { outdated: vec![], not_in_indexes: vec![] };
     for (pack_ref, current) in &active {
         if let Some(from) = listed_from.get(pack_ref.as_str()) {
-            let base = crate::install::InstallRequest::new(from.clone(), Default::default(), crate::db::Channel::Cli);
-            let Some((plugin, listed)) = crate::listed::versions(ctx, from, None, &base).await? else { continue };
+            let options = crate::listed::ListOptions::default();
+            let Some((plugin, listed)) = crate::listed::versions(ctx, from, None, &options).await? else { continue };
             let newer = |req: &str| {
                 let req = VersionReq::parse(req).expect("a version makes a range");
                 crate::listed::highest(&listed, &req).map(|(v, _)| v)

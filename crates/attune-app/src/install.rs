@@ -89,6 +89,16 @@ impl OpenedInput {
 }
 
 impl InstallRequest {
+    /// What listing a source's versions runs under for this request.
+    pub fn list_options(&self) -> crate::listed::ListOptions {
+        crate::listed::ListOptions {
+            limits: self.limits,
+            allow_hosts: self.allow_hosts.clone(),
+            allow_insecure_http: self.allow_insecure_http,
+            untrusted_caller: self.untrusted_caller,
+        }
+    }
+
     /// A request for `source` with every option at its default (no force,
     /// nothing expected, no extra hosts or plugins, online); callers set
     /// what they need with struct update syntax, so a new option touches
@@ -230,7 +240,15 @@ pub async fn install(
     progress: Option<InstallProgress>,
 ) -> Result<InstallReport, Error> {
     // `SOURCE@RANGE`: one exact source, picked from what the source lists.
-    let req = crate::listed::pick(ctx, req).await?;
+    let req = match (&req.plugin_file, &req.opened_input) {
+        (None, None) => {
+            match crate::listed::pick(ctx, &req.source, req.plugin.as_deref(), &req.list_options()).await? {
+                Some(p) => InstallRequest { source: p.source, listed_from: Some(p.listed_from), ..req },
+                None => req,
+            }
+        }
+        _ => req,
+    };
     let emit = |e: InstallEvent| {
         if let Some(p) = &progress {
             p(e)

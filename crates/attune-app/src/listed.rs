@@ -11,8 +11,25 @@ use semver::{Version, VersionReq};
 
 use crate::Error;
 use crate::context::Context;
-use crate::install::InstallRequest;
-use crate::runtime::VersionInfo;
+use crate::runtime::{Limits, VersionInfo};
+
+/// What a listing runs under: an install's limits and hosts.
+#[derive(Debug, Clone, Default)]
+pub struct ListOptions {
+    pub limits: Limits,
+    pub allow_hosts: Vec<String>,
+    pub allow_insecure_http: bool,
+    pub untrusted_caller: bool,
+}
+
+/// One exact source picked from a list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Picked {
+    /// The source that fetches the chosen version.
+    pub source: String,
+    /// The source whose list it was picked from (`SOURCE` of `SOURCE@RANGE`).
+    pub listed_from: String,
+}
 
 /// `SOURCE@RANGE` split, when the part after the last `@` is a semver range
 /// (`^1.2`, `>=1, <2`, `1.4.0`) and the part before it a URL (`scheme://…`).
@@ -32,7 +49,7 @@ pub async fn versions(
     ctx: &Context,
     source: &str,
     plugin: Option<&str>,
-    req: &InstallRequest,
+    req: &ListOptions,
 ) -> Result<Option<(String, Vec<VersionInfo>)>, Error> {
     let Some(row) = crate::plugins::for_source(ctx, source, plugin).await? else { return Ok(None) };
     let name = row.name.clone();
@@ -58,25 +75,27 @@ pub fn highest<'a>(listed: &'a [VersionInfo], req: &VersionReq) -> Option<(Versi
         .max_by(|a, b| a.0.cmp(&b.0))
 }
 
-/// `req` with its `SOURCE@RANGE` replaced by the exact source of the
-/// highest version the source's plugin lists in the range; unchanged when
-/// the source is not a range through an added plugin.
-pub async fn pick(ctx: &Context, req: InstallRequest) -> Result<InstallRequest, Error> {
-    if req.plugin_file.is_some() || req.opened_input.is_some() {
-        return Ok(req);
-    }
-    let Some((base, range)) = split_range(&req.source) else { return Ok(req) };
-    let Some((plugin, listed)) = versions(ctx, base, req.plugin.as_deref(), &req).await? else {
-        return match crate::plugins::for_source(ctx, base, req.plugin.as_deref()).await? {
+/// For `SOURCE@RANGE` through an added plugin: the exact source of the
+/// highest version the plugin lists in the range. `None` when `source` is
+/// not a range through an added plugin (it is then installed as written).
+pub async fn pick(
+    ctx: &Context,
+    source: &str,
+    plugin: Option<&str>,
+    options: &ListOptions,
+) -> Result<Option<Picked>, Error> {
+    let Some((base, range)) = split_range(source) else { return Ok(None) };
+    let Some((name, listed)) = versions(ctx, base, plugin, options).await? else {
+        return match crate::plugins::for_source(ctx, base, plugin).await? {
             // A plugin takes the source but lists nothing: say so, rather
             // than hand it a source with a range it never promised to read.
             Some(row) => Err(Error::Usage(format!(
                 "{}: plugin {} lists no versions, so a range cannot be resolved through it; \
                  name one version as the plugin expects it",
-                crate::sources::redact_url(&req.source),
+                crate::sources::redact_url(source),
                 row.name
             ))),
-            None => Ok(req),
+            None => Ok(None),
         };
     };
     let Some((_, chosen)) = highest(&listed, &range) else {
@@ -84,13 +103,12 @@ pub async fn pick(ctx: &Context, req: InstallRequest) -> Result<InstallRequest, 
         all.sort();
         let all: Vec<String> = all.iter().map(Version::to_string).collect();
         return Err(Error::Usage(format!(
-            "{}: plugin {plugin} lists no version matching {range} (it lists: {})",
+            "{}: plugin {name} lists no version matching {range} (it lists: {})",
             crate::sources::redact_url(base),
             if all.is_empty() { "none".to_string() } else { all.join(", ") }
         )));
     };
-    let source = chosen.source.clone();
-    Ok(InstallRequest { source, listed_from: Some(base.to_string()), ..req })
+    Ok(Some(Picked { source: chosen.source.clone(), listed_from: base.to_string() }))
 }
 
 #[cfg(test)]

@@ -178,7 +178,7 @@ async fn upgrade_locked(
                 .map_err(|e| Error::Usage(format!("--to {to}: not a version or range: {e}")))?,
                 None => semver::VersionReq::parse(&format!(">{old}")).expect("a version makes a range"),
             };
-            let listed = crate::listed::versions(ctx, &base, None, &req.base).await?.map(|(_, v)| v);
+            let listed = crate::listed::versions(ctx, &base, None, &req.base.list_options()).await?.map(|(_, v)| v);
             match crate::listed::highest(&listed.unwrap_or_default(), &range) {
                 Some((v, info)) if v != old_v => Some((info.source.clone(), Some(base))),
                 Some(_) => return Ok(up_to_date(old.clone())),

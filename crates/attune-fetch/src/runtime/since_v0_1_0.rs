@@ -4,7 +4,7 @@
 //! runs here over that version's frozen WIT (`wit/frozen/0.1.0`), and what
 //! the version's shape needs is converted to the host's own types here and
 //! nowhere else. The imports and answers that every version shares are
-//! defined once ([`super::imports`], [`super::lifted`]); this module adds
+//! defined once (`runtime/imports.rs`, `runtime/lifted.rs`); this module adds
 //! what is particular to 0.1.0, which is nothing: a 0.1.0 plugin has no
 //! `copy-input-file` to call and no `list-versions` to answer, so the host
 //! treats it as listing no versions.

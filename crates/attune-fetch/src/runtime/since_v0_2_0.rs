@@ -3,7 +3,7 @@
 //! One module per WIT version: `bindgen!` runs here over the current WIT,
 //! and what this version's shape needs is converted to host types here and
 //! nowhere else. Beside the imports every version shares
-//! ([`super::imports`]) it defines `staging.copy-input-file`, and it calls
+//! (`runtime/imports.rs`) it defines `staging.copy-input-file`, and it calls
 //! the `list-versions` export that 0.1.0 does not have.
 
 use wasmtime::component::WasmStr;
