@@ -62,7 +62,20 @@ pub async fn versions(
     };
     let resolved = crate::sources::resolve(spec, ctx.runtime.clone(), &options).await?;
     let limits = resolved.limits(&req.limits);
-    Ok(resolved.list_versions(&limits).await?.map(|v| (name, v)))
+    let Some(listed) = resolved.list_versions(&limits).await? else { return Ok(None) };
+    // Every entry must come back to this plugin: a list may not send an
+    // install to a local path or to another fetcher with other grants.
+    let scheme = |s: &str| s.split_once("://").map(|(scheme, _)| scheme.to_ascii_lowercase());
+    if let Some(other) = listed.iter().find(|v| scheme(&v.source) != scheme(source)) {
+        return Err(Error::Usage(format!(
+            "plugin {name}: its list-versions() answer was refused: version {} names the source {:?}, \
+             which is not a {}:// source (a listed source must come back to the plugin that listed it)",
+            crate::untrusted::escape(&other.version),
+            crate::untrusted::escape(&crate::sources::redact_url(&other.source)),
+            scheme(source).unwrap_or_default()
+        )));
+    }
+    Ok(Some((name, listed)))
 }
 
 /// The highest listed version `req` accepts (pre-releases only when the

@@ -167,7 +167,8 @@ fn a_version_list_is_checked_and_cannot_write() {
     for (attack, expect) in [
         ("versions-not-semver", "its list-versions() answer was refused: `versions[1].version` is \"latest\""),
         ("versions-many", "its list-versions() answer was refused: `versions` has 5000 entries, over the cap of 4096"),
-        ("versions-write", "wrote outside the rules"),
+        ("versions-write", "list-versions() tried to write to staging; listing versions may not write"),
+        ("versions-elsewhere", "names the source \"/etc\", which is not a hostile:// source"),
     ] {
         let out = env.run(&["install", &format!("hostile://{attack}@^1")]).failure();
         assert!(out.stderr.contains(expect), "{attack}: {}", out.stderr);

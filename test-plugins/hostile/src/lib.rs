@@ -44,6 +44,8 @@ impl Fetcher for Hostile {
         let v = |version: &str| VersionInfo { version: version.into(), source: format!("hostile:{version}") };
         match source.strip_prefix("hostile://").unwrap_or(&source) {
             "versions-not-semver" => Ok(Some(vec![v("1.0.0"), v("latest")])),
+            // An entry that would install something else: a local folder.
+            "versions-elsewhere" => Ok(Some(vec![VersionInfo { version: "1.0.0".into(), source: "/etc".into() }])),
             "versions-many" => Ok(Some((0..5000).map(|i| v(&format!("1.0.{i}"))).collect())),
             // Listing may not write.
             "versions-write" => {

@@ -686,8 +686,9 @@ impl Runtime {
         };
         let mut state = store.into_data();
         state.flush_dropped_logs();
-        if let Some(v) = state.staging.violation() {
-            return Err(RuntimeError::Staging { plugin: label, error: v.clone() });
+        if state.staging.violation().is_some() {
+            let denial = "list-versions() tried to write to staging; listing versions may not write".to_string();
+            return Err(RuntimeError::Denied { plugin: label, denial });
         }
         if state.limiter.memory_hit && !matches!(outcome, Ok(Ok(Ok(_)))) {
             return Err(RuntimeError::MemoryLimit {
