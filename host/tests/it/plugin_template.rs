@@ -48,7 +48,7 @@ fn installs_with(wasm: &Path) -> serde_json::Value {
 fn the_template_builds_and_installs() {
     let wasm = build_template("examples/plugins/template/Cargo.toml", "template-target");
     let listed = installs_with(&wasm);
-    assert_eq!(listed["wit_version"], attune_app::runtime::SUPPORTED_WIT_VERSIONS[0], "{listed}");
+    assert_eq!(listed["wit_version"], "0.2.0", "{listed}");
 }
 
 #[test]
