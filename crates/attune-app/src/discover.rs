@@ -120,7 +120,8 @@ pub struct Outdated {
     pub compatible: Option<String>,
     /// The newest version any index offers.
     pub newest: String,
-    /// The index offering `newest`.
+    /// The index offering `newest` (or, for a pack installed from a
+    /// plugin's version list, that source and plugin).
     pub index: String,
     /// What the installed packs that depend on it require of it.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -155,12 +156,47 @@ pub struct OutdatedReport {
 
 /// `attune outdated`: every active pack with a newer release in an index.
 /// A pre-release counts only for a pack whose active version is one.
+/// A pack installed from a plugin's version list is checked against that
+/// list instead (see [`crate::listed`]).
 pub async fn outdated(ctx: &Context, cache_dir: &Path) -> Result<OutdatedReport, Error> {
-    let indexes = loaded(ctx, cache_dir).await?;
     let active = active_versions(ctx).await?;
+    let mut listed_from: BTreeMap<&str, String> = BTreeMap::new();
+    for (pack_ref, current) in &active {
+        let row = ctx.db.current(pack_ref, &current.to_string(), &ctx.machine).await?;
+        if let Some(from) = row.and_then(|i| i.metadata_json.get("listed_from")?.as_str().map(str::to_string)) {
+            listed_from.insert(pack_ref, from);
+        }
+    }
+    let indexes = match listed_from.is_empty() {
+        true => loaded(ctx, cache_dir).await?,
+        false => crate::indexes::load_all(ctx, cache_dir).await?,
+    };
     let requirements = requirements(ctx, &indexes, &active);
     let mut report = OutdatedReport { outdated: vec![], not_in_indexes: vec![] };
     for (pack_ref, current) in &active {
+        if let Some(from) = listed_from.get(pack_ref.as_str()) {
+            let options = crate::listed::ListOptions::default();
+            let Some((plugin, listed)) = crate::listed::versions(ctx, from, None, &options).await? else { continue };
+            let newer = |req: &str| {
+                let req = VersionReq::parse(req).expect("a version makes a range");
+                crate::listed::highest(&listed, &req).map(|(v, _)| v)
+            };
+            let Some(newest) = newer(&format!(">{current}")) else { continue };
+            let reqs: Vec<&(String, VersionReq)> = requirements.get(pack_ref).into_iter().flatten().collect();
+            let compatible = (listed.iter().filter_map(|v| Version::parse(&v.version).ok()))
+                .filter(|v| v > current && reqs.iter().all(|(_, r)| r.matches(v)))
+                .max()
+                .map(|v| v.to_string());
+            report.outdated.push(Outdated {
+                pack_ref: pack_ref.clone(),
+                current: current.to_string(),
+                compatible,
+                newest: newest.to_string(),
+                index: format!("{} (plugin {plugin})", crate::sources::redact_url(from)),
+                required_by: reqs.iter().map(|(by, r)| Requirement { by: by.clone(), range: r.to_string() }).collect(),
+            });
+            continue;
+        }
         let offered: Vec<(&str, &Version)> = (indexes.iter())
             .flat_map(|(name, index)| {
                 index.packs.get(pack_ref).into_iter().flatten().map(|v| (name.as_str(), &v.version))

@@ -63,6 +63,10 @@ pub struct InstallRequest {
     pub opened_input: Option<std::sync::Arc<OpenedInput>>,
     /// The pack's runtime environment (`--no-env`, `--rebuild-env`, …).
     pub env: crate::environments::EnvOptions,
+    /// The source whose version list `source` was picked from
+    /// (`oci://host/repo` for `oci://host/repo@^1.2`): recorded, so that
+    /// `upgrade` and `outdated` can ask for that list again.
+    pub listed_from: Option<String>,
 }
 
 /// A local folder or file opened once, when it was checked.
@@ -85,6 +89,16 @@ impl OpenedInput {
 }
 
 impl InstallRequest {
+    /// What listing a source's versions runs under for this request.
+    pub fn list_options(&self) -> crate::listed::ListOptions {
+        crate::listed::ListOptions {
+            limits: self.limits,
+            allow_hosts: self.allow_hosts.clone(),
+            allow_insecure_http: self.allow_insecure_http,
+            untrusted_caller: self.untrusted_caller,
+        }
+    }
+
     /// A request for `source` with every option at its default (no force,
     /// nothing expected, no extra hosts or plugins, online); callers set
     /// what they need with struct update syntax, so a new option touches
@@ -110,6 +124,7 @@ impl InstallRequest {
             untrusted_caller: false,
             opened_input: None,
             env: Default::default(),
+            listed_from: None,
         }
     }
 }
@@ -224,6 +239,16 @@ pub async fn install(
     req: InstallRequest,
     progress: Option<InstallProgress>,
 ) -> Result<InstallReport, Error> {
+    // `SOURCE@RANGE`: one exact source, picked from what the source lists.
+    let req = match (&req.plugin_file, &req.opened_input) {
+        (None, None) => {
+            match crate::listed::pick(ctx, &req.source, req.plugin.as_deref(), &req.list_options()).await? {
+                Some(p) => InstallRequest { source: p.source, listed_from: Some(p.listed_from), ..req },
+                None => req,
+            }
+        }
+        _ => req,
+    };
     let emit = |e: InstallEvent| {
         if let Some(p) = &progress {
             p(e)
@@ -233,20 +258,7 @@ pub async fn install(
         (Some(o), _) => sources::SourceSpec::Opened { shown: o.path.clone(), input: o.proc_path(), is_dir: o.is_dir },
         (None, Some(wasm)) => sources::parse_for_plugin(&req.source, wasm),
         (None, None) => match crate::plugins::for_source(ctx, &req.source, req.plugin.as_deref()).await? {
-            Some(row) => {
-                let wasm = ctx.db.plugin_wasm(&row.sha256).await?.ok_or_else(|| {
-                    Error::Corrupt(format!("plugin {:?}: its wasm (sha256 {}) is missing", row.name, row.sha256))
-                })?;
-                let grants = ctx.db.grants(&row.name, false).await?.into_iter().map(|g| g.capability).collect();
-                let identity = crate::runtime::Identity {
-                    name: row.name,
-                    version: row.version,
-                    schemes: row.schemes,
-                    capabilities: row.capabilities,
-                    sha256: row.sha256,
-                };
-                sources::SourceSpec::Added { identity, wasm, source: req.source.clone(), grants }
-            }
+            Some(row) => crate::plugins::added_spec(ctx, row, &req.source).await?,
             None => sources::parse(&req.source)?,
         },
     };
@@ -460,6 +472,9 @@ pub async fn install(
             }
             if let Some(b) = &env {
                 m["environment"] = serde_json::to_value(&b.record).expect("environment serializes");
+            }
+            if let Some(from) = &req.listed_from {
+                m["listed_from"] = serde_json::Value::String(sources::redact_url(from));
             }
             m
         },

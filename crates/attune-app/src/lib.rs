@@ -7,7 +7,8 @@
 //! versions, upgrades, rollback, gc), [`indexes`] and [`by_name`] (indexes
 //! and installs by name with dependencies; [`signed_index`] verifies the
 //! signed ones with TUF), [`discover`] (search, show, outdated), [`lockfile`] (lock and sync),
-//! [`plugins`] (third-party fetchers and their grants) and [`interpreters`]
+//! [`plugins`] (third-party fetchers and their grants; [`listed`] asks them for
+//! versions) and [`interpreters`]
 //! (the runtimes a pack requires). Everything fails with [`Error`].
 //!
 //! May import: `attune-core`, `attune-net`, `attune-tuf`, `attune-env`, `attune-registry`,
@@ -23,6 +24,7 @@ mod error;
 pub mod indexes;
 pub mod install;
 pub mod interpreters;
+pub mod listed;
 pub mod lockfile;
 pub mod packs;
 pub mod plugins;

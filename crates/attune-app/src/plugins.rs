@@ -207,6 +207,24 @@ pub async fn info(ctx: &Context, name: &str) -> Result<(PluginRow, Vec<Grant>), 
 
 /// The added plugin that handles `source`: by name when one is given,
 /// else by the source's scheme.
+/// What runs `source` through the added plugin `row`: its wasm, the
+/// identity it was added with, and what the operator granted it.
+pub async fn added_spec(ctx: &Context, row: PluginRow, source: &str) -> Result<crate::sources::SourceSpec, Error> {
+    let wasm =
+        ctx.db.plugin_wasm(&row.sha256).await?.ok_or_else(|| {
+            Error::Corrupt(format!("plugin {:?}: its wasm (sha256 {}) is missing", row.name, row.sha256))
+        })?;
+    let grants = ctx.db.grants(&row.name, false).await?.into_iter().map(|g| g.capability).collect();
+    let identity = crate::runtime::Identity {
+        name: row.name,
+        version: row.version,
+        schemes: row.schemes,
+        capabilities: row.capabilities,
+        sha256: row.sha256,
+    };
+    Ok(crate::sources::SourceSpec::Added { identity, wasm, source: source.to_string(), grants })
+}
+
 pub async fn for_source(ctx: &Context, source: &str, name: Option<&str>) -> Result<Option<PluginRow>, Error> {
     if let Some(n) = name {
         return existing(ctx, n).await.map(Some);

@@ -160,9 +160,47 @@ async fn upgrade_locked(
     // 1. The new version: installed by this upgrade (`ours`) or already there.
     let mut deps_added: Vec<String> = Vec::new();
     let mut ignored: Vec<String> = Vec::new();
-    let (new_v, ours) = match &req.from {
-        Some(source) => {
-            let r = InstallRequest { source: source.clone(), force: false, ..req.base.clone() };
+    // Installed from a plugin's version list: that list, not the indexes,
+    // says what is newer (`listed_from`, recorded by the install).
+    let listed_from = match &req.from {
+        Some(_) => None,
+        None => (ctx.db.current(&pack_ref, &old, &ctx.machine).await?)
+            .and_then(|i| i.metadata_json.get("listed_from")?.as_str().map(str::to_string)),
+    };
+    let from = match (&req.from, listed_from) {
+        (Some(source), _) => Some((source.clone(), None)),
+        (None, Some(base)) => {
+            let range = match &req.to {
+                Some(to) => match semver::Version::parse(to) {
+                    Ok(v) => semver::VersionReq::parse(&format!("={v}")),
+                    Err(_) => semver::VersionReq::parse(to),
+                }
+                .map_err(|e| Error::Usage(format!("--to {to}: not a version or range: {e}")))?,
+                None => semver::VersionReq::parse(&format!(">{old}")).expect("a version makes a range"),
+            };
+            let listed = crate::listed::versions(ctx, &base, None, &req.base.list_options()).await?.map(|(_, v)| v);
+            match crate::listed::highest(&listed.unwrap_or_default(), &range) {
+                Some((v, info)) if v != old_v => Some((info.source.clone(), Some(base))),
+                Some(_) => return Ok(up_to_date(old.clone())),
+                None if req.to.is_none() => return Ok(up_to_date(old.clone())),
+                None => {
+                    return Err(Error::Usage(format!(
+                        "{pack_ref}: {} lists no version matching {range}",
+                        crate::sources::redact_url(&base)
+                    )));
+                }
+            }
+        }
+        (None, None) => None,
+    };
+    let (new_v, ours) = match &from {
+        Some((source, listed_from)) => {
+            let r = InstallRequest {
+                source: source.clone(),
+                force: false,
+                listed_from: listed_from.clone(),
+                ..req.base.clone()
+            };
             match install::install(ctx, r, progress).await {
                 Ok(report) => {
                     let v = semver::Version::parse(&report.version).expect("the pipeline installs semver versions");

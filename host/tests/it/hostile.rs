@@ -131,6 +131,52 @@ fn the_read_only_input_cannot_be_escaped() {
 }
 
 #[test]
+fn host_side_copies_stay_inside_the_input_and_within_the_limits() {
+    let env = Env::new();
+    let run = |dir: &Path| {
+        let wasm = hostile_wasm();
+        env.run(&["install", dir.to_str().unwrap(), "--plugin-file", wasm.to_str().unwrap(), "--limit-bytes", "8MiB"])
+    };
+    let folder = |name: &str| {
+        let d = env.tmp.path().join(name);
+        std::fs::create_dir(&d).unwrap();
+        d
+    };
+    // `..` and absolute paths break the path rules: refused, and the
+    // refusal fails the install although the fetcher ignored it.
+    let out = run(&folder("copy-dotdot")).failure();
+    assert!(out.stderr.contains("wrote outside the rules: invalid path"), "{}", out.stderr);
+    // A symlink in the input is not followed, wherever it leads.
+    let d = folder("copy-symlink-out");
+    std::os::unix::fs::symlink("/etc/passwd", d.join("out")).unwrap();
+    let out = run(&d).failure();
+    assert!(out.stderr.contains("copying a symlink was refused"), "{}", out.stderr);
+    assert!(!out.stderr.contains("root:x:0"), "{}", out.stderr);
+    // Copied bytes count against the byte limit as written ones do.
+    let d = folder("copy-bytes");
+    std::fs::write(d.join("big"), vec![7u8; 1 << 20]).unwrap();
+    let out = run(&d).failure();
+    assert!(out.stderr.contains("byte limit of 8388608"), "{}", out.stderr);
+    assert_clean(&env);
+}
+
+#[test]
+fn a_version_list_is_checked_and_cannot_write() {
+    let env = Env::new();
+    env.run(&["plugin", "add", hostile_wasm().to_str().unwrap()]).success();
+    for (attack, expect) in [
+        ("versions-not-semver", "its list-versions() answer was refused: `versions[1].version` is \"latest\""),
+        ("versions-many", "its list-versions() answer was refused: `versions` has 5000 entries, over the cap of 4096"),
+        ("versions-write", "list-versions() tried to write to staging; listing versions may not write"),
+        ("versions-elsewhere", "names the source \"/etc\", which is not a hostile:// source"),
+    ] {
+        let out = env.run(&["install", &format!("hostile://{attack}@^1")]).failure();
+        assert!(out.stderr.contains(expect), "{attack}: {}", out.stderr);
+    }
+    assert_clean(&env);
+}
+
+#[test]
 fn no_network_at_all() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
@@ -248,10 +294,13 @@ fn the_benign_fetch_stays_under_the_stated_overhead() {
 
 #[test]
 fn several_memories_count_against_one_memory_limit() {
-    let env = Env::new();
-    // Eight memories of 50 MiB: each under 64 MiB, 400 MiB together.
-    let wasm = wasm_file(&env, "manymem", &components::many_memories(8, 800));
-    contained(&env, &["install", "x:y", "--plugin-file", &wasm], &["hit its memory limit of 64 MiB"]);
+    // Whatever WIT version the plugin speaks.
+    for wit in components::Wit::ALL {
+        let env = Env::new();
+        // Eight memories of 50 MiB: each under 64 MiB, 400 MiB together.
+        let wasm = wasm_file(&env, "manymem", &components::many_memories(wit, 8, 800));
+        contained(&env, &["install", "x:y", "--plugin-file", &wasm], &["hit its memory limit of 64 MiB"]);
+    }
 }
 
 #[test]
@@ -363,17 +412,21 @@ fn describe_runs_under_fixed_limits_and_says_so() {
 
 #[test]
 fn a_huge_describe_answer_is_refused_without_a_copy() {
-    let env = Env::new();
-    let wasm = wasm_file(&env, "hugedescribe", &components::describe_huge_summary(900));
-    let (out, peak) = env.run_peak(&["plugin", "add", &wasm]);
-    assert!(!out.ok);
-    assert!(
-        out.stderr.contains("its describe() answer was refused: `summary` is 58982400 bytes long, over the cap of 256"),
-        "{}",
-        out.stderr
-    );
-    assert!(peak < LIMIT + OVERHEAD, "peak RSS {} MiB", peak >> 20);
-    assert!(query(&env, "SELECT name FROM plugins").is_empty());
+    // Whatever WIT version the plugin speaks.
+    for wit in components::Wit::ALL {
+        let env = Env::new();
+        let wasm = wasm_file(&env, "hugedescribe", &components::describe_huge_summary(wit, 900));
+        let (out, peak) = env.run_peak(&["plugin", "add", &wasm]);
+        assert!(!out.ok);
+        assert!(
+            out.stderr
+                .contains("its describe() answer was refused: `summary` is 58982400 bytes long, over the cap of 256"),
+            "{wit:?}: {}",
+            out.stderr
+        );
+        assert!(peak < LIMIT + OVERHEAD, "{wit:?}: peak RSS {} MiB", peak >> 20);
+        assert!(query(&env, "SELECT name FROM plugins").is_empty());
+    }
 }
 
 #[test]

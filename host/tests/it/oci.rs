@@ -240,3 +240,59 @@ fn oci_basic_auth_uses_the_credentials_in_the_source() {
     let rows = query(&env, "SELECT source FROM installations");
     assert!(rows.iter().flatten().all(|s| !s.contains("s3cret")), "{rows:?}");
 }
+
+#[test]
+fn a_range_installs_the_highest_listed_tag_and_upgrade_finds_newer_ones() {
+    let env = Env::new();
+    let Some(reg) = registry(&env) else {
+        assert!(std::env::var_os("CI").is_none(), "docker-registry is not installed");
+        eprintln!("note: docker-registry is not installed (apt-get install docker-registry); skipping");
+        return;
+    };
+    let push = |version: &str, tags: &[&str]| {
+        let src = env.make_pack("ocipack", version);
+        for tag in tags {
+            push_pack(&env, &reg, "packs/ocipack", tag, &src);
+        }
+    };
+    // Two versions, and tags that are not versions (ignored by the plugin).
+    push("1.2.0", &["1.2.0", "latest"]);
+    push("1.4.0", &["1.4.0", "v1.4.0"]);
+    push("2.0.0", &["2.0.0"]);
+    let repo = format!("oci://{}/packs/ocipack", reg.addr);
+    env.run(&["plugin", "add", oci_wasm().to_str().unwrap()]).success();
+    env.run(&["plugin", "grant", "oci", "--allow-host", "127.0.0.1"]).success();
+
+    // The highest tag in the range, installed from its exact source.
+    let out = env.run(&["install", &format!("{repo}@^1.2")]).success();
+    assert!(out.stdout.contains("installed ocipack 1.4.0"), "{}", out.stdout);
+    let info = env.run(&["info", "ocipack", "--json"]).success().json();
+    let row = &info["installed"][0];
+    assert_eq!(row["source"], format!("{repo}:1.4.0"), "{info}");
+    assert_eq!(row["metadata_json"]["listed_from"], repo, "{info}");
+    assert_eq!(row["fetcher_name"], "oci");
+
+    // A range nothing matches names what there is.
+    let out = env.run(&["install", &format!("{repo}@^3")]).failure();
+    assert!(out.stderr.contains("lists no version matching ^3 (it lists: 1.2.0, 1.4.0, 2.0.0)"), "{}", out.stderr);
+
+    // Newer versions are found through the plugin, with no index configured.
+    let v = env.run(&["--json", "outdated"]).failure().json();
+    let row = &v["outdated"][0];
+    assert_eq!(
+        (row["ref"].as_str(), row["current"].as_str(), row["newest"].as_str()),
+        (Some("ocipack"), Some("1.4.0"), Some("2.0.0"))
+    );
+    let j = env.run(&["upgrade", "ocipack", "--json"]).success().json();
+    assert_eq!(
+        (j["from"].as_str(), j["to"].as_str(), j["upgraded"].as_bool()),
+        (Some("1.4.0"), Some("2.0.0"), Some(true)),
+        "{j}"
+    );
+    assert_eq!(std::fs::read_link(env.packs().join("ocipack")).unwrap(), Path::new("ocipack-2.0.0"));
+    env.run(&["verify"]).success();
+    // The new installation keeps the list it came from: nothing newer now.
+    let out = env.run(&["upgrade", "ocipack"]).success();
+    assert!(out.stdout.contains("already at the newest version (2.0.0)"), "{}", out.stdout);
+    env.run(&["outdated"]).success();
+}

@@ -1,23 +1,31 @@
 //! The plugin template builds on its own with one cargo command, and what it
-//! builds installs a pack: proof that the SDK is enough for a newcomer.
+//! builds installs a pack: proof that the SDK is enough for a newcomer. The
+//! template as it shipped for `attune:fetcher@0.1.0` (a frozen fixture) still
+//! builds and installs on this host: proof that an old plugin keeps working.
 
 use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 
 use crate::common::{Env, repo};
 
-#[test]
-fn the_template_builds_and_installs() {
-    let target = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("template-target");
+/// Builds the template whose manifest is `manifest` (relative to the repo)
+/// into its own target folder and returns the component.
+fn build_template(manifest: &str, target: &str) -> PathBuf {
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join(target);
     let mut cargo = crate::common::test_plugins::nested_cargo();
     cargo
         .args(["build", "--locked", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
-        .arg(repo().join("examples/plugins/template/Cargo.toml"))
+        .arg(repo().join(manifest))
         .arg("--target-dir")
         .arg(&target);
     let out = cargo.output().unwrap();
-    assert!(out.status.success(), "building the template failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    let wasm = target.join("wasm32-wasip2/release/my_attune_fetcher.wasm");
+    assert!(out.status.success(), "building {manifest} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    target.join("wasm32-wasip2/release/my_attune_fetcher.wasm")
+}
 
+/// Installs with the template's component, as a file and then added, and
+/// returns what `plugin list --json` says about it.
+fn installs_with(wasm: &Path) -> serde_json::Value {
     let env = Env::new();
     env.run(&["install", "example://hello_example", "--plugin-file", wasm.to_str().unwrap()]).success();
     let script = env.packs().join("hello_example-1.0.0/actions/hello.sh");
@@ -26,4 +34,32 @@ fn the_template_builds_and_installs() {
     // Added, its scheme routes to it.
     env.run(&["plugin", "add", wasm.to_str().unwrap()]).success();
     env.run(&["install", "--force", "example://hello_example"]).success();
+    env.run(&["verify"]).success();
+    // It lists no versions (0.1.0 has no list-versions; the SDK's default
+    // says so), so a range cannot be resolved through it.
+    let out = env.run(&["install", "example://hello_example@^1"]).failure();
+    assert!(out.stderr.contains("plugin example lists no versions"), "{}", out.stderr);
+    let list = env.run(&["plugin", "list", "--json"]).success().json();
+    let example = list.as_array().unwrap().iter().find(|p| p["name"] == "example").expect("example is listed");
+    example.clone()
+}
+
+#[test]
+fn the_template_builds_and_installs() {
+    let wasm = build_template("examples/plugins/template/Cargo.toml", "template-target");
+    let listed = installs_with(&wasm);
+    assert_eq!(listed["wit_version"], "0.2.0", "{listed}");
+}
+
+#[test]
+fn the_template_as_shipped_for_0_1_0_still_installs() {
+    let wasm = build_template("test-plugins/template-0.1.0/template/Cargo.toml", "template-0.1.0-target");
+    let listed = installs_with(&wasm);
+    assert_eq!(listed["wit_version"], "0.1.0", "{listed}");
+    let env = Env::new();
+    env.run(&["plugin", "add", wasm.to_str().unwrap()]).success();
+    let table = env.run(&["plugin", "list"]).success();
+    let row = table.stdout.lines().find(|l| l.starts_with("example ")).expect("a row for example");
+    // NAME VERSION WIT …
+    assert_eq!(row.split_whitespace().nth(2), Some("0.1.0"), "{row}");
 }

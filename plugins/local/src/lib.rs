@@ -2,16 +2,16 @@
 //!
 //! It exists so that even the simplest source goes through the same sandbox
 //! as every other: the host mounts the folder read-only at
-//! `request.input`, and this component copies it into staging. It leaves
+//! `request.input`, and this component walks it and tells the host what to
+//! copy into staging: file contents are copied host side
+//! (`copy-input-file`), so no byte passes through the sandbox. It leaves
 //! version-control metadata out and keeps symlinks as symlinks (the host
 //! refuses any that leave the pack).
 
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io;
 
-use attune_plugin_sdk::{
-    Capability, FetchError, FetchRequest, FetchResult, Fetcher, FetcherInfo, Staging, host, log, staging_error,
-};
+use attune_plugin_sdk::{Capability, FetchError, FetchRequest, FetchResult, Fetcher, FetcherInfo, Staging, log};
 
 /// Never part of a pack: a pack is its working tree, not its history.
 const VCS_DIRS: &[&str] = &[".git", ".hg", ".svn"];
@@ -35,8 +35,7 @@ impl Fetcher for Local {
             .clone()
             .ok_or_else(|| FetchError::InvalidSource("the local fetcher needs a folder as input".into()))?;
         let mut copied = 0u64;
-        let mut buf = vec![0u8; 1 << 20];
-        copy_dir(&root, "", &mut copied, &mut buf)?;
+        copy_dir(&root, "", &mut copied)?;
         log::progress(copied, Some(copied));
         Ok(FetchResult::new(request.source))
     }
@@ -48,7 +47,7 @@ fn io_err(path: &str, e: io::Error) -> FetchError {
 
 /// Copies `root/rel` into staging at `rel`, depth first, in name order so
 /// two runs make the same calls.
-fn copy_dir(root: &str, rel: &str, copied: &mut u64, buf: &mut [u8]) -> Result<(), FetchError> {
+fn copy_dir(root: &str, rel: &str, copied: &mut u64) -> Result<(), FetchError> {
     let dir = join(root, rel);
     let mut entries = fs::read_dir(&dir)
         .map_err(|e| io_err(&dir, e))?
@@ -68,7 +67,7 @@ fn copy_dir(root: &str, rel: &str, copied: &mut u64, buf: &mut [u8]) -> Result<(
                 continue;
             }
             Staging::create_dir(&rel_path)?;
-            copy_dir(root, &rel_path, copied, buf)?;
+            copy_dir(root, &rel_path, copied)?;
         } else if kind.is_symlink() {
             // WASI refuses to read a target that is absolute or leaves the
             // mounted folder, so that failure means "leaves the pack".
@@ -82,14 +81,8 @@ fn copy_dir(root: &str, rel: &str, copied: &mut u64, buf: &mut [u8]) -> Result<(
                 .ok_or_else(|| FetchError::InvalidContent(format!("{src}: symlink target is not UTF-8")))?;
             Staging::create_symlink(&rel_path, target)?;
         } else if kind.is_file() {
-            let mode = host::input_mode(&src).map_err(FetchError::Other)?;
-            let mut from = fs::File::open(&src).map_err(|e| io_err(&src, e))?;
-            let mut to = Staging::create_file(&rel_path, mode & 0o111 != 0)?;
-            *copied += copy(&mut from, &mut to, buf).map_err(|e| match staging_error(&e) {
-                attune_plugin_sdk::StagingError::Io(_) => io_err(&src, e),
-                s => FetchError::Staging(s),
-            })?;
-            to.finish()?;
+            // The host copies it file to file, with its executable bit.
+            *copied += Staging::copy_input_file(&rel_path, &rel_path)?;
             log::progress(*copied, None);
         } else {
             return Err(FetchError::InvalidContent(format!(
@@ -98,23 +91,6 @@ fn copy_dir(root: &str, rel: &str, copied: &mut u64, buf: &mut [u8]) -> Result<(
         }
     }
     Ok(())
-}
-
-/// `io::copy` with a large buffer: every read is a host call, so fewer,
-/// larger reads are much faster than its 8 KiB default.
-fn copy(from: &mut impl Read, to: &mut impl Write, buf: &mut [u8]) -> io::Result<u64> {
-    let mut n = 0u64;
-    loop {
-        match from.read(buf) {
-            Ok(0) => return Ok(n),
-            Ok(k) => {
-                to.write_all(&buf[..k])?;
-                n += k as u64;
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
 }
 
 fn join(root: &str, rel: &str) -> String {

@@ -4,6 +4,8 @@
 //! `attune:fetcher` world in `wit/fetcher.wit`. This crate owns the generated
 //! bindings so a plugin author writes only the fetch logic: implement
 //! [`Fetcher`], call [`export_fetcher!`], and write the pack with [`Staging`].
+//! Optional exports (`list-versions`) have defaults in [`Fetcher`], so a
+//! plugin implements only what it offers.
 //!
 //! ```ignore
 //! use attune_plugin_sdk::{Fetcher, FetchRequest, FetchResult, FetchError, FetcherInfo};
@@ -25,7 +27,7 @@ pub mod bindings {
         path: "../../wit",
         world: "fetcher",
         pub_export_macro: true,
-        export_macro_name: "export_fetcher",
+        export_macro_name: "export_bindings",
         default_bindings_module: "attune_plugin_sdk::bindings",
     });
 }
@@ -38,17 +40,53 @@ pub mod archive;
 pub mod http;
 pub mod keys;
 
-pub use bindings::Guest as Fetcher;
 pub use bindings::attune::fetcher::blobs;
 pub use bindings::attune::fetcher::host::{self, LogLevel};
 pub use bindings::attune::fetcher::staging;
 pub use bindings::attune::fetcher::types::{
-    Capability, FetchError, FetchRequest, FetchResult, FetcherInfo, LimitRequest, StagingError,
+    Capability, FetchError, FetchRequest, FetchResult, FetcherInfo, LimitRequest, StagingError, VersionInfo,
 };
-pub use bindings::export_fetcher;
 
 /// The WIT package version this SDK was built against.
-pub const WIT_VERSION: &str = "0.1.0";
+pub const WIT_VERSION: &str = "0.2.0";
+
+/// What a fetcher implements. `describe` and `fetch` are required; the
+/// rest have defaults that answer "not offered".
+pub trait Fetcher {
+    /// Static facts about this fetcher (the WIT `describe`).
+    fn describe() -> FetcherInfo;
+    /// Fetches one pack into staging (the WIT `fetch`).
+    fn fetch(request: FetchRequest) -> Result<FetchResult, FetchError>;
+    /// The versions `source` offers, each with the exact source that
+    /// fetches it (the WIT `list-versions`). The default, `Ok(None)`, says
+    /// this fetcher lists no versions; attune then installs sources as
+    /// written and `attune upgrade` finds nothing newer through it.
+    fn list_versions(source: String) -> Result<Option<Vec<VersionInfo>>, FetchError> {
+        let _ = source;
+        Ok(None)
+    }
+}
+
+/// Exports a [`Fetcher`] as the component's `attune:fetcher` world.
+#[macro_export]
+macro_rules! export_fetcher {
+    ($ty:ident) => {
+        impl $crate::bindings::Guest for $ty {
+            fn describe() -> $crate::FetcherInfo {
+                <$ty as $crate::Fetcher>::describe()
+            }
+            fn fetch(request: $crate::FetchRequest) -> Result<$crate::FetchResult, $crate::FetchError> {
+                <$ty as $crate::Fetcher>::fetch(request)
+            }
+            fn list_versions(
+                source: String,
+            ) -> Result<Option<Vec<$crate::VersionInfo>>, $crate::FetchError> {
+                <$ty as $crate::Fetcher>::list_versions(source)
+            }
+        }
+        $crate::bindings::export_bindings!($ty with_types_in $crate::bindings);
+    };
+}
 
 impl FetchResult {
     /// A result that only names where the pack came from.
@@ -103,6 +141,13 @@ impl Staging {
     }
     pub fn link_file(path: &str, existing: &str) -> Result<(), StagingError> {
         staging::link_file(path, existing)
+    }
+    /// Creates `path` with the contents of `input_path` (relative to the
+    /// read-only input folder), copied by the host without passing through
+    /// this component; the mode follows the input file's executable bit.
+    /// Returns the bytes copied.
+    pub fn copy_input_file(path: &str, input_path: &str) -> Result<u64, StagingError> {
+        staging::copy_input_file(path, input_path)
     }
     /// Opens a file as an [`io::Write`] that sends large chunks to the host.
     pub fn create_file(path: &str, executable: bool) -> Result<FileWriter, StagingError> {

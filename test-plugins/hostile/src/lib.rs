@@ -7,7 +7,9 @@
 
 use std::io::Write;
 
-use attune_plugin_sdk::{Capability, FetchError, FetchRequest, FetchResult, Fetcher, FetcherInfo, Staging};
+use attune_plugin_sdk::{
+    Capability, FetchError, FetchRequest, FetchResult, Fetcher, FetcherInfo, Staging, VersionInfo,
+};
 
 struct Hostile;
 
@@ -37,8 +39,29 @@ impl Fetcher for Hostile {
         }
     }
 
+    /// `hostile://<attack>`: answers the host's version list must refuse.
+    fn list_versions(source: String) -> Result<Option<Vec<VersionInfo>>, FetchError> {
+        let v = |version: &str| VersionInfo { version: version.into(), source: format!("hostile:{version}") };
+        match source.strip_prefix("hostile://").unwrap_or(&source) {
+            "versions-not-semver" => Ok(Some(vec![v("1.0.0"), v("latest")])),
+            // An entry that would install something else: a local folder.
+            "versions-elsewhere" => Ok(Some(vec![VersionInfo { version: "1.0.0".into(), source: "/etc".into() }])),
+            "versions-many" => Ok(Some((0..5000).map(|i| v(&format!("1.0.{i}"))).collect())),
+            // Listing may not write.
+            "versions-write" => {
+                let _ = Staging::write_file("pack.yaml", false, PACK_YAML);
+                Ok(Some(vec![v("1.0.0")]))
+            }
+            other => Err(FetchError::InvalidSource(format!("unknown attack {other:?}"))),
+        }
+    }
+
     fn fetch(request: FetchRequest) -> Result<FetchResult, FetchError> {
-        let attack = request.source.strip_prefix("hostile:").unwrap_or(&request.source);
+        // A folder source names its attack by the folder's name.
+        let attack = match &request.input {
+            Some(_) => request.source.trim_end_matches('/').rsplit('/').next().unwrap_or_default(),
+            None => request.source.strip_prefix("hostile:").unwrap_or(&request.source),
+        };
         match attack {
             // Legit output, so a test can check the harness itself installs.
             "benign" => {
@@ -222,6 +245,28 @@ impl Fetcher for Hostile {
                     std::mem::forget(f);
                 }
                 return Err(FetchError::Other("held two million header maps".into()));
+            }
+            // Host-side copies from the input folder, out of it: every one
+            // ignored, then success claimed.
+            "copy-dotdot" => {
+                for from in ["../../../../etc/passwd", "/etc/passwd", "a/../../x"] {
+                    let _ = Staging::copy_input_file("stolen", from);
+                }
+                Staging::write_file("pack.yaml", false, PACK_YAML)?;
+            }
+            // A symlink in the input that leads out of it.
+            "copy-symlink-out" => match Staging::copy_input_file("stolen", "out") {
+                Ok(_) => Staging::write_file("pack.yaml", false, PACK_YAML)?,
+                Err(e) => return Err(FetchError::Denied(format!("copying a symlink was refused: {}", e.message()))),
+            },
+            // Copies of one input file until the byte limit stops them.
+            "copy-bytes" => {
+                for i in 0u64.. {
+                    if Staging::copy_input_file(&format!("c{i}"), "big").is_err() {
+                        break;
+                    }
+                }
+                Staging::write_file("pack.yaml", false, PACK_YAML)?;
             }
             other => return Err(FetchError::InvalidSource(format!("unknown attack {other:?}"))),
         }

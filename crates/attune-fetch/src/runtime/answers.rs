@@ -28,6 +28,8 @@ pub const METADATA_ENTRIES_MAX: usize = 64;
 pub const METADATA_KEY_MAX: usize = 64;
 pub const METADATA_VALUE_MAX: usize = 1024;
 pub const METADATA_TOTAL_MAX: usize = 16 * 1024;
+/// Entries one `list-versions` answer may hold.
+pub const VERSIONS_MAX: usize = 4096;
 /// A fetcher's error message, as shown (longer ones are cut).
 pub const ERROR_MESSAGE_MAX: usize = 4096;
 /// One log line, as kept and shown (longer ones are cut).
@@ -126,6 +128,22 @@ pub fn check_result(mut r: FetchResult) -> Result<FetchResult, AnswerError> {
         return Err(AnswerError::TooLong { field: "metadata".into(), len: total, cap: METADATA_TOTAL_MAX });
     }
     Ok(r)
+}
+
+/// `list-versions`: every version semver, every source printable and capped.
+pub fn check_versions(v: &[super::VersionInfo]) -> Result<(), AnswerError> {
+    too_many("versions", v.len(), VERSIONS_MAX)?;
+    for (i, e) in v.iter().enumerate() {
+        if semver::Version::parse(&e.version).is_err() {
+            return Err(invalid(format!("versions[{i}].version"), &e.version, "is not a semver version"));
+        }
+        too_long(format!("versions[{i}].source"), &e.source, RESOLVED_SOURCE_MAX)?;
+        printable(format!("versions[{i}].source"), &e.source)?;
+        if e.source.is_empty() {
+            return Err(invalid(format!("versions[{i}].source"), &e.source, "is empty"));
+        }
+    }
+    Ok(())
 }
 
 /// A fetcher's error, its message cut to [`ERROR_MESSAGE_MAX`] and escaped,

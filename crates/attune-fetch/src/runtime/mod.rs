@@ -21,7 +21,10 @@ pub mod blobs;
 pub mod capped;
 pub mod grants;
 pub mod http;
+mod imports;
+mod lifted;
 pub mod since_v0_1_0;
+pub mod since_v0_2_0;
 mod wasi_bounds;
 
 use std::collections::VecDeque;
@@ -45,8 +48,9 @@ pub use grants::Grants;
 
 /// Where the read-only input appears inside the guest.
 pub const INPUT_GUEST_PATH: &str = "/input";
-/// WIT versions this host can run, newest first.
-pub const SUPPORTED_WIT_VERSIONS: &[&str] = &[since_v0_1_0::VERSION];
+/// WIT versions this host can run, newest first. The first is what the SDK
+/// and the built-in fetchers are built against.
+pub const SUPPORTED_WIT_VERSIONS: &[&str] = &[since_v0_2_0::VERSION, since_v0_1_0::VERSION];
 const EPOCH_TICK: Duration = Duration::from_millis(50);
 const STDERR_KEEP: usize = 16 * 1024;
 const LOG_KEEP: usize = 200;
@@ -144,6 +148,15 @@ pub struct FetchRequest {
     pub input_file: Option<String>,
     pub reference: Option<String>,
     pub options: Vec<(String, String)>,
+}
+
+/// One version a source offers, from a fetcher's `list-versions`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct VersionInfo {
+    /// Semver (checked when the answer arrives).
+    pub version: String,
+    /// The exact source that fetches this version.
+    pub source: String,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -383,6 +396,7 @@ impl Runtime {
         let mut linker_no_http = Linker::new(&engine);
         wire(wasmtime_wasi::p2::add_to_linker_async(&mut linker_no_http))?;
         wire(since_v0_1_0::add_to_linker(&mut linker_no_http))?;
+        wire(since_v0_2_0::add_to_linker(&mut linker_no_http))?;
         linker_no_http.allow_shadowing(true);
         wire(wasi_bounds::add(&mut linker_no_http))?;
         linker_no_http.allow_shadowing(false);
@@ -427,7 +441,7 @@ impl Runtime {
                 .instantiate_async(&mut store, &component)
                 .await
                 .map_err(|e| classify(label, e, &mut store, &limits))?;
-            since_v0_1_0::describe(&mut store, &instance).await.map_err(|e| classify(label, e, &mut store, &limits))
+            lifted::describe(&mut store, &instance, &wit).await.map_err(|e| classify(label, e, &mut store, &limits))
         };
         let describe_failed = |what: String| RuntimeError::Describe { plugin: label.to_string(), what };
         let info = match tokio::time::timeout(limits.time, run).await {
@@ -565,16 +579,7 @@ impl Runtime {
         events: Option<EventSink>,
     ) -> Result<Fetched, RuntimeError> {
         let label = plugin.info.name.clone();
-        let policy = http::OutboundPolicy {
-            allowed: grants.outbound_hosts.clone(),
-            // Only what a trusted party named literally may be a private address.
-            named: grants.private_hosts.clone(),
-            allow_insecure_http: grants.allow_insecure_http,
-            timeouts: http::Timeouts::within(limits.time),
-            denials: Arc::default(),
-            resolver: http::system_resolver(),
-            net: self.net.clone(),
-        };
+        let policy = self.policy(grants, limits);
         let mut store = self.store(&label, staging, grants.input.as_deref(), policy, limits, events)?;
         let linker = self.linker_for(&plugin.component, !grants.outbound_hosts.is_empty())?;
         let run = async {
@@ -582,9 +587,11 @@ impl Runtime {
                 .instantiate_async(&mut store, &plugin.component)
                 .await
                 .map_err(|e| classify(&label, e, &mut store, limits))?;
-            since_v0_1_0::fetch(&mut store, &instance, request)
-                .await
-                .map_err(|e| classify(&label, e, &mut store, limits))
+            let answer = match plugin.info.wit_version.as_str() {
+                since_v0_1_0::VERSION => since_v0_1_0::fetch(&mut store, &instance, request).await,
+                _ => since_v0_2_0::fetch(&mut store, &instance, request).await,
+            };
+            answer.map_err(|e| classify(&label, e, &mut store, limits))
         };
         // A little past the epoch deadline: this one catches guests parked in
         // a host wait (sleep, a stalled stream), which epochs cannot interrupt.
@@ -626,6 +633,83 @@ impl Runtime {
         let result = answers::check_result(result).map_err(refused)?;
         let summary = state.staging.finish().map_err(|error| RuntimeError::Staging { plugin: label, error })?;
         Ok(Fetched { result, bytes: summary.bytes, entries: summary.entries, logs: state.logs.into_iter().collect() })
+    }
+}
+
+impl Runtime {
+    fn policy(&self, grants: &Grants, limits: &Limits) -> http::OutboundPolicy {
+        http::OutboundPolicy {
+            allowed: grants.outbound_hosts.clone(),
+            // Only what a trusted party named literally may be a private address.
+            named: grants.private_hosts.clone(),
+            allow_insecure_http: grants.allow_insecure_http,
+            timeouts: http::Timeouts::within(limits.time),
+            denials: Arc::default(),
+            resolver: http::system_resolver(),
+            net: self.net.clone(),
+        }
+    }
+
+    /// Asks a plugin which versions `source` offers (`list-versions`), under
+    /// the same grants and limits as a fetch, with nowhere to write. `None`:
+    /// the plugin lists no versions (it answered so, or its WIT version has
+    /// no `list-versions`).
+    pub async fn list_versions(
+        &self,
+        plugin: &Plugin,
+        source: &str,
+        grants: &Grants,
+        limits: &Limits,
+    ) -> Result<Option<Vec<VersionInfo>>, RuntimeError> {
+        if plugin.info.wit_version == since_v0_1_0::VERSION {
+            return Ok(None);
+        }
+        let label = plugin.info.name.clone();
+        let scratch = tempfile::tempdir().map_err(|e| RuntimeError::Io { path: std::env::temp_dir(), source: e })?;
+        let staging = StagingWriter::new(scratch.path(), WriteLimits { max_bytes: 0, max_files: 0, max_open_files: 0 })
+            .map_err(|e| RuntimeError::Io { path: scratch.path().to_path_buf(), source: e })?;
+        let policy = self.policy(grants, limits);
+        let mut store = self.store(&label, staging, None, policy, limits, None)?;
+        let linker = self.linker_for(&plugin.component, !grants.outbound_hosts.is_empty())?;
+        let run = async {
+            let instance = linker
+                .instantiate_async(&mut store, &plugin.component)
+                .await
+                .map_err(|e| classify(&label, e, &mut store, limits))?;
+            since_v0_2_0::list_versions(&mut store, &instance, source)
+                .await
+                .map_err(|e| classify(&label, e, &mut store, limits))
+        };
+        let outcome = match tokio::time::timeout(limits.time + EPOCH_TICK * 4, run).await {
+            Ok(r) => r,
+            Err(_) => return Err(RuntimeError::TimeLimit { plugin: label, limit: limits.time }),
+        };
+        let mut state = store.into_data();
+        state.flush_dropped_logs();
+        if state.staging.violation().is_some() {
+            let denial = "list-versions() tried to write to staging; listing versions may not write".to_string();
+            return Err(RuntimeError::Denied { plugin: label, denial });
+        }
+        if state.limiter.memory_hit && !matches!(outcome, Ok(Ok(Ok(_)))) {
+            return Err(RuntimeError::MemoryLimit {
+                plugin: label,
+                limit: limits.memory_bytes,
+                stderr: state.stderr.text(),
+            });
+        }
+        if !matches!(outcome, Ok(Ok(Ok(_))))
+            && let Some(d) = state.policy.first_denial()
+        {
+            return Err(RuntimeError::Denied { plugin: label, denial: d.to_string() });
+        }
+        let refused = |error| RuntimeError::Answer { plugin: label.clone(), call: "list-versions", error };
+        let versions = outcome?
+            .map_err(refused)?
+            .map_err(|error| RuntimeError::Fetch { plugin: label.clone(), error: answers::tame_error(error) })?;
+        if let Some(v) = &versions {
+            answers::check_versions(v).map_err(refused)?;
+        }
+        Ok(versions)
     }
 }
 
@@ -819,6 +903,14 @@ impl FetchState {
         let blob = blobs::Blob::scratch(&dir, self.scratch_count)?;
         self.scratch_count += 1;
         Ok(blob)
+    }
+
+    /// `copy-input-file`: `input_path` is relative to the input folder.
+    fn copy_input_file(&mut self, path: &str, input_path: &str) -> Result<u64, StagingError> {
+        let Some(dir) = &self.input_dir else {
+            return Err(StagingError::Io("this fetch has no input folder to copy from".into()));
+        };
+        self.staging.copy_from_input(path, dir, input_path)
     }
 
     fn input_mode(&self, guest_path: &str) -> Result<u32, String> {

@@ -71,6 +71,15 @@ pub trait Source: Send + Sync {
         limits: &'a Limits,
         events: Option<EventSink>,
     ) -> BoxFuture<'a, Result<Fetched, SourceError>>;
+    /// The versions this source offers, each with the exact source that
+    /// fetches it (its fetcher's `list-versions`); `None`: it lists none.
+    fn list_versions<'a>(
+        &'a self,
+        limits: &'a Limits,
+    ) -> BoxFuture<'a, Result<Option<Vec<crate::runtime::VersionInfo>>, SourceError>> {
+        let _ = limits;
+        Box::pin(async { Ok(None) })
+    }
 }
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

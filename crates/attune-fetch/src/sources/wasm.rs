@@ -59,4 +59,12 @@ impl Source for WasmSource {
             Ok(self.runtime.fetch(&self.plugin, &self.request, &self.grants, staging, limits, events).await?)
         })
     }
+    fn list_versions<'a>(
+        &'a self,
+        limits: &'a Limits,
+    ) -> BoxFuture<'a, Result<Option<Vec<crate::runtime::VersionInfo>>, SourceError>> {
+        Box::pin(async move {
+            Ok(self.runtime.list_versions(&self.plugin, &self.request.source, &self.grants, limits).await?)
+        })
+    }
 }

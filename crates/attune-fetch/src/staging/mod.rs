@@ -343,6 +343,47 @@ impl StagingWriter {
         self.note(r)
     }
 
+    /// `copy-input-file`: a new file at `path` with the contents of
+    /// `input_path`, a regular file under `input` (the read-only input
+    /// folder), copied file to file by the kernel where it can
+    /// (`copy_file_range` on Linux) and counted like a write. The mode is
+    /// 0755 when the input file has an executable bit. Returns the bytes
+    /// copied.
+    pub fn copy_from_input(&mut self, path: &str, input: &Dir, input_path: &str) -> Result<u64, StagingError> {
+        use cap_fs_ext::{FollowSymlinks, OpenOptionsFollowExt};
+        let r = (|| {
+            if let Some(v) = &self.violation {
+                return Err(v.clone());
+            }
+            paths::check(input_path)?;
+            let input_io = |e: std::io::Error| StagingError::Io(format!("input {input_path:?}: {e}"));
+            // cap-std keeps every step inside `input`; the last one is not
+            // followed at all, so a symlink is refused rather than copied.
+            let mut opts = OpenOptions::new();
+            opts.read(true).follow(FollowSymlinks::No);
+            let from = input.open_with(input_path, &opts).map_err(input_io)?.into_std();
+            let meta = from.metadata().map_err(input_io)?;
+            if !meta.is_file() {
+                return Err(StagingError::Io(format!("input {input_path:?}: not a regular file")));
+            }
+            let executable = meta.permissions().mode() & 0o111 != 0;
+            let len = meta.len();
+            let mut file = self.create_file(path, executable)?;
+            let copied = (|| {
+                self.add_bytes(len)?;
+                let to = file.file.as_mut().ok_or(StagingError::Closed)?;
+                // At most what was counted, even if the file grows meanwhile.
+                let n = std::io::copy(&mut std::io::Read::take(from, len), to).map_err(|e| self.io(path, e))?;
+                // A file that shrank meanwhile counts what was copied.
+                self.counters.bytes.fetch_sub(len - n, Ordering::Relaxed);
+                Ok(n)
+            })();
+            let _ = self.close(&mut file);
+            copied
+        })();
+        self.note(r)
+    }
+
     /// Where the link at `path` leads, following staged symlinks on the way;
     /// `None` if it leaves the pack or loops.
     fn resolve_through_links(&self, path: &str, target: &str) -> Option<Vec<String>> {
@@ -410,6 +451,39 @@ mod tests {
 
     fn mode(p: &Path) -> u32 {
         std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn copies_input_files_counted_and_confined_to_the_input() {
+        let input = tempfile::tempdir().unwrap();
+        std::fs::write(input.path().join("a.txt"), b"hello").unwrap();
+        std::fs::create_dir(input.path().join("bin")).unwrap();
+        std::fs::write(input.path().join("bin/run"), b"#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(input.path().join("bin/run"), std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::os::unix::fs::symlink("a.txt", input.path().join("link")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", input.path().join("out")).unwrap();
+        let dir = Dir::open_ambient_dir(input.path(), cap_std::ambient_authority()).unwrap();
+
+        let (_t, mut w) = writer(WriteLimits { max_bytes: 20, ..WriteLimits::default() });
+        assert_eq!(w.copy_from_input("x/a.txt", &dir, "a.txt").unwrap(), 5);
+        assert_eq!(w.copy_from_input("run", &dir, "bin/run").unwrap(), 10);
+        assert_eq!(std::fs::read(w.root().join("x/a.txt")).unwrap(), b"hello");
+        assert_eq!(mode(&w.root().join("x/a.txt")), 0o644);
+        assert_eq!(mode(&w.root().join("run")), 0o755);
+        // Not copied, and not a broken rule: a symlink, a missing file, no folder.
+        for from in ["link", "out", "missing", "bin"] {
+            assert!(matches!(w.copy_from_input("y", &dir, from), Err(StagingError::Io(_))), "{from}");
+        }
+        assert!(w.violation().is_none());
+        // Outside the input: refused by the path rules, and remembered.
+        assert!(matches!(w.copy_from_input("z", &dir, "../etc/passwd"), Err(StagingError::InvalidPath(_))));
+        assert!(w.violation().is_some());
+
+        // The byte limit holds as for a write.
+        let (_t, mut w) = writer(WriteLimits { max_bytes: 12, ..WriteLimits::default() });
+        w.copy_from_input("a", &dir, "a.txt").unwrap();
+        assert_eq!(w.copy_from_input("b", &dir, "bin/run"), Err(StagingError::TooManyBytes(12)));
+        assert_eq!(w.counters().bytes.load(Ordering::Relaxed), 5);
     }
 
     #[test]

@@ -8,11 +8,15 @@
 //! auth with the credentials in the URL (`oci://user:token@host/…`), or a
 //! bearer token from the realm it names (which must be granted too).
 //! Loopback registries are spoken to over plain http, others over https.
+//!
+//! It also lists versions: the repository's semver tags
+//! (`/v2/<repo>/tags/list`), so `attune install oci://host/repo@^1.2` picks
+//! the highest matching tag and `attune upgrade` finds newer ones.
 
 use std::io::Read;
 
 use attune_plugin_sdk::{
-    Capability, FetchError, FetchRequest, FetchResult, Fetcher, FetcherInfo, archive, blobs, http, log,
+    Capability, FetchError, FetchRequest, FetchResult, Fetcher, FetcherInfo, VersionInfo, archive, blobs, http, log,
 };
 use sha2::{Digest, Sha256};
 
@@ -22,6 +26,8 @@ const MANIFEST_TYPES: &str = "application/vnd.oci.image.manifest.v1+json, \
                               application/vnd.docker.distribution.manifest.v2+json";
 /// A manifest is small; anything bigger is not one.
 const MAX_MANIFEST: u64 = 4 << 20;
+/// A tag list this large is not one a pack repository has.
+const MAX_TAG_LIST: u64 = 4 << 20;
 
 /// Where an artifact lives.
 struct Reference {
@@ -147,6 +153,31 @@ fn ok(r: http::Response) -> Result<http::Response, FetchError> {
     }
 }
 
+/// Whether a tag is a semver version (`1.2.3`, `1.2.3-rc.1`, `1.2.3+build`;
+/// not `v1.2.3` or `latest`): `MAJOR.MINOR.PATCH` without leading zeros,
+/// then dot-separated identifiers of `0-9 A-Z a-z -`.
+fn is_semver(tag: &str) -> bool {
+    let ids = |s: &str| {
+        !s.is_empty()
+            && s.split('.').all(|i| !i.is_empty() && i.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+    };
+    let (rest, build) = match tag.split_once('+') {
+        Some((r, b)) => (r, Some(b)),
+        None => (tag, None),
+    };
+    let (core, pre) = match rest.split_once('-') {
+        Some((c, p)) => (c, Some(p)),
+        None => (rest, None),
+    };
+    let numbers: Vec<&str> = core.split('.').collect();
+    numbers.len() == 3
+        && numbers
+            .iter()
+            .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) && (n.len() == 1 || !n.starts_with('0')))
+        && pre.is_none_or(ids)
+        && build.is_none_or(ids)
+}
+
 fn hex_digest(d: &str) -> Result<&str, FetchError> {
     d.strip_prefix("sha256:")
         .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
@@ -162,6 +193,39 @@ impl Fetcher for Oci {
             schemes: vec!["oci".into()],
             capabilities: vec![Capability::OutboundHost("{source-host}".into())],
         }
+    }
+
+    /// The repository's semver tags, each as the source that fetches it
+    /// (the source as given, with the tag).
+    fn list_versions(source: String) -> Result<Option<Vec<VersionInfo>>, FetchError> {
+        let r = parse(&source)?;
+        if r.reference != "latest" || source.ends_with(":latest") {
+            return Err(FetchError::InvalidSource(format!(
+                "{}: name the repository without a tag or digest to list its versions",
+                http::redact(&source)
+            )));
+        }
+        let mut auth = Auth::default();
+        let url = format!("{}/v2/{}/tags/list", r.base, r.repo);
+        let mut body = Vec::new();
+        auth.get(&r, &url, "application/json")?
+            .take(MAX_TAG_LIST + 1)
+            .read_to_end(&mut body)
+            .map_err(|e| FetchError::Network(format!("{url}: {e}")))?;
+        if body.len() as u64 > MAX_TAG_LIST {
+            return Err(FetchError::InvalidContent(format!("{url}: larger than {MAX_TAG_LIST} bytes")));
+        }
+        let json: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|e| FetchError::InvalidContent(format!("{url}: not a JSON tag list: {e}")))?;
+        // A repository without tags answers `"tags": null`.
+        let tags = json["tags"].as_array().map(Vec::as_slice).unwrap_or_default();
+        let versions = tags
+            .iter()
+            .filter_map(|t| t.as_str())
+            .filter(|t| is_semver(t))
+            .map(|t| VersionInfo { version: t.to_string(), source: format!("{source}:{t}") })
+            .collect();
+        Ok(Some(versions))
     }
 
     fn fetch(request: FetchRequest) -> Result<FetchResult, FetchError> {
@@ -220,6 +284,19 @@ impl Fetcher for Oci {
             ("layer-format".into(), format.name().into()),
         ];
         Ok(result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_semver_tags_are_versions() {
+        for t in ["1.2.3", "0.0.1", "10.20.30", "1.0.0-rc.1", "1.0.0+build.5", "1.0.0-alpha-1+x"] {
+            assert!(super::is_semver(t), "{t}");
+        }
+        for t in ["latest", "v1.2.3", "1.2", "01.2.3", "1.2.3-", "1.2.3-a..b", "1.2.3+", "main", ""] {
+            assert!(!super::is_semver(t), "{t}");
+        }
     }
 }
 

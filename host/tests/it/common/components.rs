@@ -4,7 +4,9 @@
 //! attacker's component need not: these are written as core WebAssembly
 //! text against the real `wit/` world and turned into components with
 //! `wit-component`, so the host is tested against several memories, many
-//! tables, and `describe()` answers that loop or are huge.
+//! tables, and `describe()` answers that loop or are huge. Some are built
+//! against each WIT version served, so every version is held to the same
+//! limits.
 
 use std::path::{Path, PathBuf};
 
@@ -17,16 +19,47 @@ const INFO_AT: u32 = 2048;
 const RESULT_AT: u32 = 3072;
 const MESSAGE_AT: u32 = 1500;
 
+/// Which `attune:fetcher` a component is built against.
+#[derive(Debug, Clone, Copy)]
+pub enum Wit {
+    /// `wit/`, the current version.
+    Current,
+    /// `wit/frozen/0.1.0`.
+    V0_1_0,
+}
+
+impl Wit {
+    pub const ALL: [Wit; 2] = [Wit::Current, Wit::V0_1_0];
+
+    fn dir_and_version(self) -> (&'static str, &'static str) {
+        match self {
+            Wit::Current => ("../wit", "0.2.0"),
+            Wit::V0_1_0 => ("../wit/frozen/0.1.0", "0.1.0"),
+        }
+    }
+}
+
 /// A fetcher component whose `describe()` and `fetch()` run the given core
 /// wasm instructions. `extra` adds module fields (memories, tables).
 /// The helpers `$info` (a valid `fetcher-info` named `name`) and `$fail`
 /// (`err(other("failed"))`) return what the exports must.
 pub fn component(name: &str, extra: &str, describe: &str, fetch: &str) -> Vec<u8> {
+    component_for(Wit::Current, name, extra, describe, fetch)
+}
+
+/// [`component`], built against `wit`.
+pub fn component_for(wit: Wit, name: &str, extra: &str, describe: &str, fetch: &str) -> Vec<u8> {
+    let (wit_dir, version) = wit.dir_and_version();
+    // 0.2.0 added `list-versions` (it answers `$fail` too: the same layout).
+    let list_versions = match wit {
+        Wit::Current => r#"(func (export "list-versions") (param i32 i32) (result i32) (call $fail))"#,
+        Wit::V0_1_0 => "",
+    };
     let name_len = name.len();
     let name: String = name.bytes().map(|b| format!("\\{b:02x}")).collect();
     let core = format!(
         r#"(module
-  (import "attune:fetcher/host@0.1.0" "progress" (func $progress (param i64 i32 i64)))
+  (import "attune:fetcher/host@{version}" "progress" (func $progress (param i64 i32 i64)))
   (memory $mem (export "memory") 1)
   (global $bump (mut i32) (i32.const 8192))
   {extra}
@@ -61,6 +94,7 @@ pub fn component(name: &str, extra: &str, describe: &str, fetch: &str) -> Vec<u8
     (i32.const {RESULT_AT}))
   (func (export "describe") (result i32) {describe})
   (func (export "fetch") (param i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32) {fetch})
+  {list_versions}
 )"#,
         schemes_len_at = SCHEMES_AT + 4,
         i4 = INFO_AT + 4,
@@ -78,7 +112,7 @@ pub fn component(name: &str, extra: &str, describe: &str, fetch: &str) -> Vec<u8
     );
     let mut module = wat::parse_str(&core).unwrap_or_else(|e| panic!("{e}\n{core}"));
     let mut resolve = wit_parser::Resolve::default();
-    let wit = Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit");
+    let wit = Path::new(env!("CARGO_MANIFEST_DIR")).join(wit_dir);
     let (pkg, _) = resolve.push_dir(&wit).unwrap();
     let world = resolve.select_world(&[pkg], Some("fetcher")).unwrap();
     wit_component::embed_component_metadata(&mut module, &resolve, world, wit_component::StringEncoding::UTF8).unwrap();
@@ -109,7 +143,7 @@ pub fn touch(memory: &str, from_page: u32, pages: u32) -> String {
 
 /// Several memories, each grown by `pages` (and touched) in turn: within a
 /// per-memory limit, far past a total one.
-pub fn many_memories(memories: u32, pages: u32) -> Vec<u8> {
+pub fn many_memories(wit: Wit, memories: u32, pages: u32) -> Vec<u8> {
     let extra: String = (1..memories).map(|i| format!("(memory $m{i} 1)\n")).collect();
     let mut fetch = String::from("(local $i i32)\n");
     for i in 0..memories {
@@ -120,7 +154,7 @@ pub fn many_memories(memories: u32, pages: u32) -> Vec<u8> {
         ));
     }
     fetch.push_str("(call $fail)");
-    component("manymem", &extra, "(call $info)", &fetch)
+    component_for(wit, "manymem", &extra, "(call $info)", &fetch)
 }
 
 /// Many tables, each grown by `elements` null references.
@@ -142,7 +176,7 @@ pub fn describe_loops() -> Vec<u8> {
 }
 
 /// A `describe()` whose summary is `pages` pages of memory long.
-pub fn describe_huge_summary(pages: u32) -> Vec<u8> {
+pub fn describe_huge_summary(wit: Wit, pages: u32) -> Vec<u8> {
     let describe = format!(
         "(local $i i32)
          (drop (memory.grow $mem (i32.const {pages})))
@@ -156,7 +190,7 @@ pub fn describe_huge_summary(pages: u32) -> Vec<u8> {
         len_at = INFO_AT + 20,
         len = pages * 65536,
     );
-    component("hugedescribe", "", &describe, "(call $fail)")
+    component_for(wit, "hugedescribe", "", &describe, "(call $fail)")
 }
 
 /// A `describe()` whose name carries terminal escape sequences.
