@@ -5,13 +5,18 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use crate::common::{Env, repo};
 
 /// Builds the template whose manifest is `manifest` (relative to the repo)
-/// into its own target folder and returns the component.
-fn build_template(manifest: &str, target: &str) -> PathBuf {
-    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join(target);
+/// and returns its component, copied to `name`.wasm. Both templates build
+/// in one target folder, so their common dependencies build once; one at a
+/// time, as both name their component `my_attune_fetcher.wasm`.
+fn build_template(manifest: &str, name: &str) -> PathBuf {
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("template-target");
     let mut cargo = crate::common::test_plugins::nested_cargo();
     cargo
         .args(["build", "--locked", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
@@ -20,7 +25,9 @@ fn build_template(manifest: &str, target: &str) -> PathBuf {
         .arg(&target);
     let out = cargo.output().unwrap();
     assert!(out.status.success(), "building {manifest} failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    target.join("wasm32-wasip2/release/my_attune_fetcher.wasm")
+    let wasm = target.join(format!("{name}.wasm"));
+    std::fs::copy(target.join("wasm32-wasip2/release/my_attune_fetcher.wasm"), &wasm).unwrap();
+    wasm
 }
 
 /// Installs with the template's component, as a file and then added, and
@@ -46,14 +53,14 @@ fn installs_with(wasm: &Path) -> serde_json::Value {
 
 #[test]
 fn the_template_builds_and_installs() {
-    let wasm = build_template("examples/plugins/template/Cargo.toml", "template-target");
+    let wasm = build_template("examples/plugins/template/Cargo.toml", "template");
     let listed = installs_with(&wasm);
     assert_eq!(listed["wit_version"], "0.2.0", "{listed}");
 }
 
 #[test]
 fn the_template_as_shipped_for_0_1_0_still_installs() {
-    let wasm = build_template("test-plugins/template-0.1.0/template/Cargo.toml", "template-0.1.0-target");
+    let wasm = build_template("test-plugins/template-0.1.0/template/Cargo.toml", "template-0.1.0");
     let listed = installs_with(&wasm);
     assert_eq!(listed["wit_version"], "0.1.0", "{listed}");
     let env = Env::new();
