@@ -347,8 +347,8 @@ pub async fn activate(
 
 /// `POST /packs/{ref}/rollback`: back to the previously active version.
 pub async fn rollback(State(st): S, Path(pack_ref): Path<String>) -> Result<Response, ApiError> {
-    let spec = spec(&pack_ref, None)?;
-    let switch = crate::upgrade::rollback(&st.ctx, &spec.pack_ref).await?;
+    let pack_ref = attune_app::request::ref_only(Channel::Api, attune_app::request::Command::Rollback, &pack_ref)?;
+    let switch = crate::upgrade::rollback(&st.ctx, &pack_ref).await?;
     Ok(Json(switch).into_response())
 }
 
@@ -379,9 +379,9 @@ pub async fn upgrade(
     Query(q): Query<InstallQuery>,
     Json(body): Json<UpgradeBody>,
 ) -> Result<Response, ApiError> {
-    let spec = spec(&pack_ref, None)?;
+    let pack_ref = attune_app::request::ref_only(Channel::Api, attune_app::request::Command::Upgrade, &pack_ref)?;
     let work = WorkSpec::Upgrade {
-        pack_ref: spec.pack_ref,
+        pack_ref,
         to: body.to,
         ignore_runtime_requirements: body.ignore_runtime_requirements,
         env: {

@@ -94,6 +94,46 @@ pub fn env_options(channel: Channel, args: &EnvArgs) -> Result<EnvOptions, Error
     })
 }
 
+/// The pack an upgrade or a rollback names: a ref alone, since the version
+/// comes from elsewhere (`--to`/`to`, or the previous active one). A ref
+/// with a version is refused rather than its version dropped.
+pub fn ref_only(channel: Channel, command: Command, pack: &str) -> Result<String, Error> {
+    let spec: crate::packs::PackSpec = pack.parse()?;
+    if spec.version.is_none() {
+        return Ok(spec.pack_ref);
+    }
+    let r = &spec.pack_ref;
+    let hint = match (command, channel) {
+        (Command::Upgrade, Channel::Cli) => format!("name the target with --to, e.g. `attune upgrade {r} --to 2.0.0`"),
+        (Command::Upgrade, Channel::Api) => {
+            format!("name the target in the body, e.g. {{\"to\": \"2.0.0\"}} to /packs/{r}/upgrade")
+        }
+        (Command::Rollback, Channel::Cli) => {
+            format!("it returns to the previous active version; to pick one use `attune activate {pack}`")
+        }
+        (Command::Rollback, Channel::Api) => {
+            format!("it returns to the previous active version; to pick one POST /packs/{r}/activate")
+        }
+    };
+    Err(Error::Usage(format!("{}: name just the ref, {r}; {hint}", command.name())))
+}
+
+/// The commands [`ref_only`] words its errors for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    Upgrade,
+    Rollback,
+}
+
+impl Command {
+    fn name(self) -> &'static str {
+        match self {
+            Command::Upgrade => "upgrade",
+            Command::Rollback => "rollback",
+        }
+    }
+}
+
 /// How a channel names the fields, for its errors.
 struct Names {
     checksum: &'static str,
@@ -151,6 +191,16 @@ mod tests {
         // An absolute path is never ref-shaped; a bare name is, on both channels, unless (CLI) it exists.
         assert!(matches!(install_target(Channel::Cli, &args(cwd_relative)).unwrap(), Target::Source { .. }));
         assert_eq!(install_target(Channel::Api, &args("core")).unwrap(), Target::ByName);
+    }
+
+    #[test]
+    fn upgrade_and_rollback_refuse_a_version_rather_than_drop_it() {
+        assert_eq!(ref_only(Channel::Api, Command::Upgrade, "core").unwrap(), "core");
+        let cli = ref_only(Channel::Cli, Command::Upgrade, "core@1.0.0").unwrap_err().to_string();
+        assert!(cli.contains("upgrade: name just the ref, core") && cli.contains("--to"), "{cli}");
+        let api = ref_only(Channel::Api, Command::Rollback, "core@1.0.0").unwrap_err().to_string();
+        assert!(api.contains("rollback: name just the ref") && api.contains("/packs/core/activate"), "{api}");
+        assert!(ref_only(Channel::Api, Command::Upgrade, "Not A Ref").is_err());
     }
 
     #[test]

@@ -724,16 +724,7 @@ async fn upgrade_command(
     let refs = a
         .packs
         .iter()
-        .map(|p| {
-            let spec = p.parse::<PackSpec>()?;
-            if spec.version.is_some() {
-                anyhow::bail!(
-                    "upgrade: name just the ref and the target with --to, e.g. `attune upgrade {} --to 2.0.0`",
-                    spec.pack_ref
-                );
-            }
-            Ok(spec.pack_ref)
-        })
+        .map(|p| Ok(attune_app::request::ref_only(Channel::Cli, attune_app::request::Command::Upgrade, p)?))
         .collect::<anyhow::Result<Vec<String>>>()?;
     if let ([pack_ref], false) = (refs.as_slice(), a.all) {
         let req = attune_app::upgrade::UpgradeRequest { pack_ref: pack_ref.clone(), to: a.to, from: a.from, base };
@@ -1031,14 +1022,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             out.switched(&attune_app::upgrade::activate(&ctx, &spec.pack_ref, &version).await?, "activated")?
         }
         Command::Rollback { pack } => {
-            let spec = pack.parse::<PackSpec>()?;
-            if spec.version.is_some() {
-                anyhow::bail!(
-                    "rollback: name just the ref (it returns to the previous active version); \
-                     to pick a version use `attune activate {pack}`"
-                );
-            }
-            out.switched(&attune_app::upgrade::rollback(&ctx, &spec.pack_ref).await?, "rolled back")?
+            let pack_ref = attune_app::request::ref_only(Channel::Cli, attune_app::request::Command::Rollback, &pack)?;
+            out.switched(&attune_app::upgrade::rollback(&ctx, &pack_ref).await?, "rolled back")?
         }
         Command::Upgrade(a) => return upgrade_command(&ctx, &s, &file, g, &out, a).await,
         Command::Search { terms } => {

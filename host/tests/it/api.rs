@@ -832,6 +832,13 @@ async fn registry_installs_upgrades_switches_and_gc(db: Backend) {
     assert_eq!((job["result"]["from"].as_str(), job["result"]["to"].as_str()), (Some("1.0.0"), Some("1.1.0")));
     assert_eq!(link().as_deref(), Some("tool-1.1.0"));
 
+    // A version in the path is refused, as the CLI refuses `tool@1.1.0`, not dropped.
+    let (status, v) = api.call("POST", "/api/v1/packs/tool@1.1.0/rollback", Some(&installer), None).await;
+    assert_error(status, &v, 400, "bad_request");
+    assert!(v["error"]["message"].as_str().unwrap().contains("rollback: name just the ref"), "{v}");
+    let (status, v) = api.call("POST", "/api/v1/packs/tool@1.1.0/upgrade", Some(&installer), Some(json!({}))).await;
+    assert_error(status, &v, 400, "bad_request");
+    assert_eq!(link().as_deref(), Some("tool-1.1.0"));
     let (status, v) = api.call("POST", "/api/v1/packs/tool/rollback", Some(&installer), None).await;
     assert_eq!(status, 200, "{v}");
     assert_eq!((v["version"].as_str(), v["previous_version"].as_str()), (Some("1.0.0"), Some("1.1.0")));
