@@ -13,25 +13,19 @@ use std::sync::LazyLock;
 use sqlx::SqlSafeStr;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 
-/// `(file name, text)` of each migration in `migrations/{dialect}/`.
-macro_rules! folder {
-    ($dialect:literal: $($file:literal),+ $(,)?) => {
-        &[$(($file, include_str!(concat!("../../../../migrations/", $dialect, "/", $file)))),+]
+/// The migrations, named once: each is a file of the same name in both
+/// dialects' folders (`both_dialects_have_the_same_migrations`). Expands to
+/// `SQLITE_FILES` and `POSTGRES_FILES`, the `(file name, text)` of each.
+macro_rules! migrations {
+    ($($file:literal),+ $(,)?) => {
+        pub(crate) const SQLITE_FILES: &[(&str, &str)] =
+            &[$(($file, include_str!(concat!("../../../../migrations/sqlite/", $file)))),+];
+        pub(crate) const POSTGRES_FILES: &[(&str, &str)] =
+            &[$(($file, include_str!(concat!("../../../../migrations/postgres/", $file)))),+];
     };
 }
 
-pub(crate) const SQLITE_FILES: &[(&str, &str)] = folder!("sqlite":
-    "0001_installations.sql",
-    "0002_plugins.sql",
-    "0003_api_tokens.sql",
-    "0004_indexes.sql",
-    "0005_active_versions.sql",
-    "0006_jobs.sql",
-    "0007_signed_indexes.sql",
-    "0008_pending_activations.sql",
-);
-
-pub(crate) const POSTGRES_FILES: &[(&str, &str)] = folder!("postgres":
+migrations!(
     "0001_installations.sql",
     "0002_plugins.sql",
     "0003_api_tokens.sql",
