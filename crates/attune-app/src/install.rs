@@ -6,7 +6,7 @@
 //! untouched and nothing half-installed; a kill after it is finished by the
 //! next run's start-up check.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -381,10 +381,8 @@ pub async fn install(
         req.ignore_runtime_requirements,
     )
     .await?;
-    let tree = {
-        let p = root.clone();
-        tokio::task::spawn_blocking(move || checksum::tree(&p)).await.expect("checksum task panicked")?
-    };
+    // Hashed as it was staged: the pack is not read again.
+    let tree = staged_tree(&pack_path, &root, fetched.tree)?;
     if let Some(expected) = &req.expected_checksum {
         let actual = match expected.kind() {
             ChecksumKind::Sha256 => *expected, // checked above, on the archive's bytes
@@ -634,6 +632,27 @@ fn cache_download(
 
 /// The pack's folder in a fetched tree: the root, or its one top-level
 /// folder when only that holds `pack.yaml` (GitHub-style `name-1.2.3/`).
+/// The checksum manifest of `root` (the staging folder `staged`, or the one
+/// folder the pack came wrapped in) from the entries staging hashed.
+fn staged_tree(staged: &Path, root: &Path, entries: Vec<checksum::Entry>) -> Result<checksum::TreeManifest, Error> {
+    let entries = match root.strip_prefix(staged).ok().and_then(Path::to_str) {
+        Some("") => entries,
+        Some(wrapper) => {
+            let prefix = format!("{wrapper}/");
+            entries
+                .into_iter()
+                .filter_map(|mut e| {
+                    e.path = e.path.strip_prefix(&prefix)?.to_string();
+                    Some(e)
+                })
+                .collect()
+        }
+        // Not a folder staging wrote (cannot happen): read it the slow way.
+        None => return Ok(checksum::tree(root)?),
+    };
+    Ok(checksum::TreeManifest::from_entries(checksum::Algorithm::CURRENT, entries)?)
+}
+
 fn pack_root(fetched: &std::path::Path) -> PathBuf {
     if std::fs::symlink_metadata(fetched.join(manifest::MANIFEST_FILE)).is_ok() {
         return fetched.to_path_buf();

@@ -113,19 +113,18 @@ fn two_paths(
     Ok((r.map_err(WireStagingError::from),))
 }
 
-/// Feeds a byte list to `sink` in chunks of at most [`CHUNK`].
+/// Feeds a byte list to `sink` in owned chunks of at most [`CHUNK`] (file
+/// data goes on to another thread as it is).
 fn chunks(
     store: &mut Cx<'_>,
     data: &WasmList<u8>,
-    mut sink: impl FnMut(&mut FetchState, &[u8]) -> Result<(), StagingError>,
+    mut sink: impl FnMut(&mut FetchState, Vec<u8>) -> Result<(), StagingError>,
 ) -> wasmtime::Result<StagingResult<()>> {
-    let mut buf = Vec::with_capacity(data.len().min(CHUNK));
     let mut at = 0;
     while at < data.len() {
         let end = (at + CHUNK).min(data.len());
-        buf.clear();
-        buf.extend_from_slice(&data.as_le_slice(&*store)[at..end]);
-        if let Err(e) = sink(store.data_mut(), &buf) {
+        let buf = data.as_le_slice(&*store)[at..end].to_vec();
+        if let Err(e) = sink(store.data_mut(), buf) {
             return Ok(Err(e.into()));
         }
         at = end;
@@ -199,7 +198,7 @@ pub(super) fn add(linker: &mut Linker<FetchState>, version: &str) -> wasmtime::R
             Ok(f) => f,
             Err(e) => return Ok((Err(e.into()),)),
         };
-        let written = chunks(&mut store, &data, |s, b| s.staging.write(&mut file, b))?;
+        let written = chunks(&mut store, &data, |s, b| s.staging.write_owned(&mut file, b))?;
         let _ = store.data_mut().staging.close(&mut file);
         Ok((written,))
     })?;
@@ -212,7 +211,7 @@ pub(super) fn add(linker: &mut Linker<FetchState>, version: &str) -> wasmtime::R
     st.func_wrap("[method]file.write", |mut store: Cx<'_>, (file, data): (Resource<StagedFile>, WasmList<u8>)| {
         let r = chunks(&mut store, &data, |s, b| {
             let f = s.table.get_mut(&file).map_err(|e| StagingError::Io(e.to_string()))?;
-            s.staging.write(f, b)
+            s.staging.write_owned(f, b)
         })?;
         Ok((r,))
     })?;
@@ -250,7 +249,7 @@ pub(super) fn add(linker: &mut Linker<FetchState>, version: &str) -> wasmtime::R
     b.func_wrap("[method]blob.append", |mut store: Cx<'_>, (blob, data): (Resource<Blob>, WasmList<u8>)| {
         let r = chunks(&mut store, &data, |s, bytes| {
             let b = s.table.get_mut(&blob).map_err(|e| StagingError::Io(e.to_string()))?;
-            b.append(bytes, &mut s.staging)
+            b.append(&bytes, &mut s.staging)
         })?;
         Ok((r,))
     })?;

@@ -632,7 +632,13 @@ impl Runtime {
             .map_err(|error| RuntimeError::Fetch { plugin: label.clone(), error: answers::tame_error(error) })?;
         let result = answers::check_result(result).map_err(refused)?;
         let summary = state.staging.finish().map_err(|error| RuntimeError::Staging { plugin: label, error })?;
-        Ok(Fetched { result, bytes: summary.bytes, entries: summary.entries, logs: state.logs.into_iter().collect() })
+        Ok(Fetched {
+            result,
+            bytes: summary.bytes,
+            entries: summary.entries,
+            tree: summary.tree,
+            logs: state.logs.into_iter().collect(),
+        })
     }
 }
 
@@ -719,6 +725,8 @@ pub struct Fetched {
     pub result: FetchResult,
     pub bytes: u64,
     pub entries: u64,
+    /// Every staged entry, hashed as it was written (see [`crate::staging::Summary::tree`]).
+    pub tree: Vec<attune_core::checksum::Entry>,
     pub logs: Vec<(LogLevel, String)>,
 }
 

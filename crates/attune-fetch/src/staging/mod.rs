@@ -8,20 +8,26 @@
 //! through a cap-std [`Dir`], so even a bug here cannot reach outside the
 //! staging folder. The first violation is sticky: a fetcher that ignores an
 //! error and reports success still fails the install.
+//!
+//! The bytes themselves are written and hashed on other threads
+//! ([`pipeline`]), so [`StagingWriter::finish`] hands back the pack's
+//! checksum manifest without reading a file again.
 
 pub mod paths;
+mod pipeline;
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use attune_core::checksum::{Entry, EntryKind};
 use cap_std::fs::{Dir, OpenOptions, Permissions};
 use thiserror::Error;
 
 pub use paths::PathError;
+use pipeline::{Job, Pipeline};
 
 /// Limits on what one fetch may write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,7 +91,13 @@ impl StagingError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Dir,
-    File { executable: bool },
+    /// `id` names the file; `lane` is where its bytes are written (a copy
+    /// of an earlier file goes where that file's writes went).
+    File {
+        executable: bool,
+        id: u64,
+        lane: u64,
+    },
     Symlink,
 }
 
@@ -97,10 +109,14 @@ pub struct Counters {
 }
 
 /// What a finished staging run produced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Summary {
     pub bytes: u64,
     pub entries: u64,
+    /// Every entry as written, paths relative to the staging root, in no
+    /// particular order: what [`attune_core::checksum::tree`] would find
+    /// there, hashed on the way in.
+    pub tree: Vec<Entry>,
 }
 
 /// A validated writer rooted at one staging folder.
@@ -115,20 +131,25 @@ pub struct StagingWriter {
     /// Case-folded path → the spelling that was written first.
     folded: HashMap<String, String>,
     open_files: u32,
+    next_id: u64,
+    /// Bytes counted for each file so far, by id.
+    sizes: HashMap<u64, u64>,
     counters: Arc<Counters>,
     violation: Option<StagingError>,
+    pipeline: Pipeline,
 }
 
 /// An open staged file, owned by the fetcher through the resource table.
 pub struct StagedFile {
-    path: String,
-    file: Option<std::fs::File>,
+    id: u64,
+    open: bool,
 }
 
 impl StagingWriter {
     /// Opens `root`, an empty folder the caller created for this fetch.
     pub fn new(root: &Path, limits: WriteLimits) -> std::io::Result<Self> {
         let dir = Dir::open_ambient_dir(root, cap_std::ambient_authority())?;
+        let counters = Arc::new(Counters::default());
         Ok(StagingWriter {
             root: root.to_path_buf(),
             scratch: None,
@@ -138,7 +159,10 @@ impl StagingWriter {
             links: HashMap::new(),
             folded: HashMap::new(),
             open_files: 0,
-            counters: Arc::new(Counters::default()),
+            next_id: 0,
+            sizes: HashMap::new(),
+            pipeline: Pipeline::new(root.to_path_buf(), counters.clone()),
+            counters,
             violation: None,
         })
     }
@@ -166,13 +190,16 @@ impl StagingWriter {
         self.violation.as_ref()
     }
 
-    /// Ends the run: the first violation, or what was written. Symlinks are
-    /// checked once more here, through each other: each alone may stay
-    /// inside while a chain of them leads out, in whatever order they came.
-    pub fn finish(self) -> Result<Summary, StagingError> {
-        if let Some(v) = self.violation {
+    /// Ends the run once every byte is on disk: the first violation, or
+    /// what was written. Symlinks are checked once more here, through each
+    /// other: each alone may stay inside while a chain of them leads out, in
+    /// whatever order they came.
+    pub fn finish(mut self) -> Result<Summary, StagingError> {
+        let written = self.pipeline.finish();
+        if let Some(v) = self.violation.take() {
             return Err(v);
         }
+        let mut written = written?;
         let mut links: Vec<(&String, &String)> = self.links.iter().collect();
         links.sort();
         for (path, target) in links {
@@ -180,7 +207,22 @@ impl StagingWriter {
                 return Err(StagingError::SymlinkEscapes(path.clone(), target.clone()));
             }
         }
-        Ok(Summary { bytes: self.counters.bytes.load(Ordering::Relaxed), entries: self.entries.len() as u64 })
+        let mut tree = Vec::with_capacity(self.entries.len());
+        for (path, kind) in &self.entries {
+            let (kind, size, sha256, target) = match *kind {
+                Kind::Dir => (EntryKind::Dir, 0, None, None),
+                Kind::Symlink => (EntryKind::Symlink, 0, None, self.links.get(path).cloned()),
+                Kind::File { executable, .. } => {
+                    let w = written.remove(path).ok_or_else(|| {
+                        StagingError::Io(format!("{}: never written", self.root.join(path).display()))
+                    })?;
+                    let kind = if executable { EntryKind::Executable } else { EntryKind::File };
+                    (kind, w.size, Some(hex::encode(w.sha256)), None)
+                }
+            };
+            tree.push(Entry { path: path.clone(), kind, size, sha256, target });
+        }
+        Ok(Summary { bytes: self.counters.bytes.load(Ordering::Relaxed), entries: self.entries.len() as u64, tree })
     }
 
     /// A path too long to be copied out of the guest at all: refused (and
@@ -192,6 +234,11 @@ impl StagingWriter {
     }
 
     fn note<T>(&mut self, r: Result<T, StagingError>) -> Result<T, StagingError> {
+        // A write that failed on the pipeline answers the calls after it.
+        let r = match (r, self.pipeline.failure()) {
+            (Ok(_), Some(e)) => Err(e),
+            (r, _) => r,
+        };
         if let Err(e) = &r
             && e.is_violation()
             && self.violation.is_none()
@@ -224,6 +271,11 @@ impl StagingWriter {
             }
         }
         Ok(())
+    }
+
+    fn new_file_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
     }
 
     fn register(&mut self, path: &str, kind: Kind) -> Result<(), StagingError> {
@@ -283,41 +335,56 @@ impl StagingWriter {
             if self.open_files >= self.limits.max_open_files {
                 return Err(StagingError::TooManyOpenFiles(self.limits.max_open_files));
             }
-            self.register(path, Kind::File { executable })?;
-            let mut opts = OpenOptions::new();
-            opts.write(true).create_new(true);
-            let file = self.dir.open_with(path, &opts).map_err(|e| self.io(path, e))?;
-            let mode = if executable { 0o755 } else { 0o644 };
-            file.set_permissions(Permissions::from_std(std::fs::Permissions::from_mode(mode)))
-                .map_err(|e| self.io(path, e))?;
+            let id = self.new_file_id();
+            self.register(path, Kind::File { executable, id, lane: id })?;
+            let file = self.open_new(path, executable)?;
+            self.pipeline.send(id, Job::Open { id, path: path.to_string(), file })?;
             self.open_files += 1;
-            Ok(StagedFile { path: path.to_string(), file: Some(file.into_std()) })
+            Ok(StagedFile { id, open: true })
         })();
         self.note(r)
     }
 
+    /// A new file in the staging folder, with its normalized mode.
+    fn open_new(&self, path: &str, executable: bool) -> Result<std::fs::File, StagingError> {
+        let mut opts = OpenOptions::new();
+        opts.write(true).create_new(true);
+        let file = self.dir.open_with(path, &opts).map_err(|e| self.io(path, e))?;
+        let mode = if executable { 0o755 } else { 0o644 };
+        file.set_permissions(Permissions::from_std(std::fs::Permissions::from_mode(mode)))
+            .map_err(|e| self.io(path, e))?;
+        Ok(file.into_std())
+    }
+
     /// `file.write`.
     pub fn write(&mut self, file: &mut StagedFile, data: &[u8]) -> Result<(), StagingError> {
+        self.write_owned(file, data.to_vec())
+    }
+
+    /// `file.write` of bytes already copied out of the guest: they go to the
+    /// pipeline as they are.
+    pub fn write_owned(&mut self, file: &mut StagedFile, data: Vec<u8>) -> Result<(), StagingError> {
         let r = (|| {
             if let Some(v) = &self.violation {
                 return Err(v.clone());
             }
-            let f = file.file.as_mut().ok_or(StagingError::Closed)?;
+            if !file.open {
+                return Err(StagingError::Closed);
+            }
             self.add_bytes(data.len() as u64)?;
-            f.write_all(data).map_err(|e| StagingError::Io(format!("{}: {e}", self.root.join(&file.path).display())))
+            *self.sizes.entry(file.id).or_default() += data.len() as u64;
+            self.pipeline.send(file.id, Job::Write { id: file.id, data })
         })();
         self.note(r)
     }
 
     /// `file.finish`, and what dropping a file resource does.
     pub fn close(&mut self, file: &mut StagedFile) -> Result<(), StagingError> {
-        match file.file.take() {
-            Some(_) => {
-                self.open_files = self.open_files.saturating_sub(1);
-                Ok(())
-            }
-            None => Err(StagingError::Closed),
+        if !std::mem::replace(&mut file.open, false) {
+            return Err(StagingError::Closed);
         }
+        self.open_files = self.open_files.saturating_sub(1);
+        self.pipeline.send(file.id, Job::Close { id: file.id })
     }
 
     /// `write-file`.
@@ -368,18 +435,16 @@ impl StagingWriter {
             }
             let executable = meta.permissions().mode() & 0o111 != 0;
             let len = meta.len();
-            let mut file = self.create_file(path, executable)?;
-            let copied = (|| {
-                self.add_bytes(len)?;
-                let to = file.file.as_mut().ok_or(StagingError::Closed)?;
-                // At most what was counted, even if the file grows meanwhile.
-                let n = std::io::copy(&mut std::io::Read::take(from, len), to).map_err(|e| self.io(path, e))?;
-                // A file that shrank meanwhile counts what was copied.
-                self.counters.bytes.fetch_sub(len - n, Ordering::Relaxed);
-                Ok(n)
-            })();
-            let _ = self.close(&mut file);
-            copied
+            self.prepare(path)?;
+            // Counted before it is copied: at most `len` bytes are, even if
+            // the file grows meanwhile (one that shrinks counts what was).
+            self.add_bytes(len)?;
+            let id = self.new_file_id();
+            self.register(path, Kind::File { executable, id, lane: id })?;
+            self.sizes.insert(id, len);
+            let to = self.open_new(path, executable)?;
+            self.pipeline.send(id, Job::Copy { path: path.to_string(), from, to, len })?;
+            Ok(len)
         })();
         self.note(r)
     }
@@ -419,19 +484,21 @@ impl StagingWriter {
     /// later write change two entries).
     pub fn link_file(&mut self, path: &str, existing: &str) -> Result<(), StagingError> {
         let r = (|| {
-            let executable = match paths::check(existing).ok().and_then(|_| self.entries.get(existing)) {
-                Some(Kind::File { executable }) => *executable,
+            let (executable, of, lane) = match paths::check(existing).ok().and_then(|_| self.entries.get(existing)) {
+                Some(Kind::File { executable, id, lane }) => (*executable, *id, *lane),
                 _ => return Err(StagingError::BadLink(path.to_string(), existing.to_string())),
             };
             self.prepare(path)?;
-            let size = self.dir.metadata(existing).map_err(|e| self.io(existing, e))?.len();
+            // On the earlier file's lane, so its queued writes land before
+            // this copy reads it; as long as what was counted for it so far.
+            let from = self.dir.open(existing).map_err(|e| self.io(existing, e))?.into_std();
+            let size = self.sizes.get(&of).copied().unwrap_or(0);
             self.add_bytes(size)?;
-            self.register(path, Kind::File { executable })?;
-            self.dir.copy(existing, &self.dir, path).map_err(|e| self.io(path, e))?;
-            let mode = if executable { 0o755 } else { 0o644 };
-            self.dir
-                .set_permissions(path, Permissions::from_std(std::fs::Permissions::from_mode(mode)))
-                .map_err(|e| self.io(path, e))
+            let id = self.new_file_id();
+            self.register(path, Kind::File { executable, id, lane })?;
+            self.sizes.insert(id, size);
+            let to = self.open_new(path, executable)?;
+            self.pipeline.send(lane, Job::Copy { path: path.to_string(), from, to, len: size })
         })();
         self.note(r)
     }
@@ -453,6 +520,48 @@ mod tests {
         std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
     }
 
+    fn sorted(mut tree: Vec<Entry>) -> Vec<Entry> {
+        tree.sort_by(|a, b| a.path.cmp(&b.path));
+        tree
+    }
+
+    #[test]
+    fn the_tree_hashed_while_staging_is_the_tree_on_disk() {
+        let input = tempfile::tempdir().unwrap();
+        std::fs::write(input.path().join("big"), vec![7u8; 3 << 20]).unwrap();
+        let dir = Dir::open_ambient_dir(input.path(), cap_std::ambient_authority()).unwrap();
+
+        let (_t, mut w) = writer(WriteLimits::default());
+        w.write_file("pack.yaml", false, b"ref: x\nversion: 1.0.0\n").unwrap();
+        // Many files, several chunks each, interleaved: every lane is busy.
+        let mut open: Vec<StagedFile> =
+            (0..20).map(|i| w.create_file(&format!("actions/a{i}.sh"), i % 3 == 0).unwrap()).collect();
+        for round in 0..5u8 {
+            for (i, f) in open.iter_mut().enumerate() {
+                w.write(f, &vec![round ^ i as u8; 70_000 + i]).unwrap();
+            }
+        }
+        for f in open.iter_mut().take(19) {
+            w.close(f).unwrap();
+        }
+        // Linked while its writes may still be queued: a copy of all of them.
+        w.link_file("copy.sh", "actions/a3.sh").unwrap();
+        w.copy_from_input("data/big", &dir, "big").unwrap();
+        w.link_file("data/big2", "data/big").unwrap();
+        w.write_file("empty", false, b"").unwrap();
+        w.create_dir("lib/empty").unwrap();
+        w.create_symlink("lib/up", "../pack.yaml").unwrap();
+        w.create_symlink("dangling", "nowhere").unwrap();
+        // The last file is never finished: what was written of it counts.
+        let root = w.root().to_path_buf();
+        let summary = w.finish().unwrap();
+        let on_disk = attune_core::checksum::tree(&root).unwrap();
+        assert_eq!(sorted(summary.tree.clone()), on_disk.entries);
+        assert_eq!(summary.entries as usize, on_disk.entries.len());
+        assert_eq!(summary.bytes, on_disk.total_bytes());
+        drop(open);
+    }
+
     #[test]
     fn copies_input_files_counted_and_confined_to_the_input() {
         let input = tempfile::tempdir().unwrap();
@@ -467,15 +576,20 @@ mod tests {
         let (_t, mut w) = writer(WriteLimits { max_bytes: 20, ..WriteLimits::default() });
         assert_eq!(w.copy_from_input("x/a.txt", &dir, "a.txt").unwrap(), 5);
         assert_eq!(w.copy_from_input("run", &dir, "bin/run").unwrap(), 10);
-        assert_eq!(std::fs::read(w.root().join("x/a.txt")).unwrap(), b"hello");
-        assert_eq!(mode(&w.root().join("x/a.txt")), 0o644);
-        assert_eq!(mode(&w.root().join("run")), 0o755);
         // Not copied, and not a broken rule: a symlink, a missing file, no folder.
         for from in ["link", "out", "missing", "bin"] {
             assert!(matches!(w.copy_from_input("y", &dir, from), Err(StagingError::Io(_))), "{from}");
         }
         assert!(w.violation().is_none());
+        let root = w.root().to_path_buf();
+        let tree = w.finish().unwrap().tree;
+        assert_eq!(std::fs::read(root.join("x/a.txt")).unwrap(), b"hello");
+        assert_eq!(mode(&root.join("x/a.txt")), 0o644);
+        assert_eq!(mode(&root.join("run")), 0o755);
+        assert_eq!(sorted(tree), attune_core::checksum::tree(&root).unwrap().entries);
+
         // Outside the input: refused by the path rules, and remembered.
+        let (_t, mut w) = writer(WriteLimits::default());
         assert!(matches!(w.copy_from_input("z", &dir, "../etc/passwd"), Err(StagingError::InvalidPath(_))));
         assert!(w.violation().is_some());
 
