@@ -129,6 +129,15 @@ pub fn extract_blob(blob: &Blob, name: &str) -> Result<(Format, Extracted), Fetc
 /// Extracts an archive of a known format from a seekable stream.
 pub fn extract<R: Read + Seek>(reader: R, format: Format, name: &str) -> Result<Extracted, FetchError> {
     match format {
+        Format::Zip => extract_zip(reader, name),
+        _ => extract_stream(reader, format, name),
+    }
+}
+
+/// Extracts a tar (plain or compressed) as it is read, e.g. while it
+/// downloads. A zip cannot be: its index is at its end (use [`extract`]).
+pub fn extract_stream<R: Read>(reader: R, format: Format, name: &str) -> Result<Extracted, FetchError> {
+    match format {
         Format::Tar => extract_tar(reader, name),
         Format::TarGz => extract_tar(flate2::read::MultiGzDecoder::new(reader), name),
         Format::TarZst => {
@@ -137,7 +146,7 @@ pub fn extract<R: Read + Seek>(reader: R, format: Format, name: &str) -> Result<
             extract_tar(dec, name)
         }
         Format::TarXz => extract_tar(lzma_rust2::XzReader::new_mem_limit(reader, true, MAX_WINDOW_KIB), name),
-        Format::Zip => extract_zip(reader, name),
+        Format::Zip => Err(FetchError::Other(format!("{name}: a zip archive cannot be extracted as a stream"))),
     }
 }
 
