@@ -345,10 +345,11 @@ impl StagingWriter {
         self.note(r)
     }
 
-    /// A new file in the staging folder, with its normalized mode.
+    /// A new file in the staging folder, with its normalized mode; readable
+    /// too, so that a copy can be hashed where it landed.
     fn open_new(&self, path: &str, executable: bool) -> Result<std::fs::File, StagingError> {
         let mut opts = OpenOptions::new();
-        opts.write(true).create_new(true);
+        opts.read(true).write(true).create_new(true);
         let file = self.dir.open_with(path, &opts).map_err(|e| self.io(path, e))?;
         let mode = if executable { 0o755 } else { 0o644 };
         file.set_permissions(Permissions::from_std(std::fs::Permissions::from_mode(mode)))

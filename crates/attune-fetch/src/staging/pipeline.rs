@@ -221,8 +221,34 @@ impl Worker {
     }
 }
 
-/// Copies at most `len` bytes, hashing them on the way.
-fn copy(mut from: File, mut to: File, len: u64, buf: &mut [u8]) -> std::io::Result<([u8; 32], u64)> {
+/// Files at least this large are copied by the kernel and hashed where they
+/// landed; smaller ones through a buffer (fewer calls).
+const KERNEL_COPY_MIN: u64 = 256 * 1024;
+
+/// Copies at most `len` bytes and hashes them.
+fn copy(from: File, to: File, len: u64, buf: &mut [u8]) -> std::io::Result<([u8; 32], u64)> {
+    if len >= KERNEL_COPY_MIN { kernel_copy(from, to, len) } else { buffered_copy(from, to, len, buf) }
+}
+
+/// File to file in the kernel (`copy_file_range`: one copy of the bytes, or
+/// none with reflinks), then the copy is hashed through a read-only map of
+/// it: what is hashed is what landed in staging, and no byte passes through
+/// a buffer. The staging folder is attune's own, so nothing else truncates
+/// the mapped file.
+fn kernel_copy(from: File, mut to: File, len: u64) -> std::io::Result<([u8; 32], u64)> {
+    let size = std::io::copy(&mut from.take(len), &mut to)?;
+    let mut hasher = Sha256::new();
+    if size > 0 {
+        // SAFETY: a file of this staging folder, which only this process
+        // writes, and only this lane, and not while it is mapped.
+        let map = unsafe { memmap2::MmapOptions::new().len(size as usize).map(&to)? };
+        let _ = map.advise(memmap2::Advice::Sequential);
+        hasher.update(&map[..]);
+    }
+    Ok((hasher.finalize().into(), size))
+}
+
+fn buffered_copy(mut from: File, mut to: File, len: u64, buf: &mut [u8]) -> std::io::Result<([u8; 32], u64)> {
     let mut hasher = Sha256::new();
     let mut size = 0u64;
     while size < len {
@@ -262,20 +288,31 @@ mod tests {
     #[test]
     fn a_copy_is_hashed_and_never_longer_than_counted() {
         let t = tempfile::tempdir().unwrap();
-        std::fs::write(t.path().join("from"), b"0123456789").unwrap();
-        let counters = Arc::new(Counters::default());
-        counters.bytes.store(20, std::sync::atomic::Ordering::Relaxed);
-        let mut p = Pipeline::new(t.path().to_path_buf(), counters.clone());
-        for (id, len) in [(1, 4), (2, 20)] {
-            let from = File::open(t.path().join("from")).unwrap();
-            let to = File::create_new(t.path().join(format!("to{id}"))).unwrap();
-            p.send(id, Job::Copy { path: format!("to{id}"), from, to, len }).unwrap();
+        // Through the buffer and through the kernel.
+        for content in [b"0123456789".to_vec(), (0..KERNEL_COPY_MIN as usize * 3 + 7).map(|i| i as u8).collect()] {
+            std::fs::write(t.path().join("from"), &content).unwrap();
+            let len = content.len() as u64;
+            let counters = Arc::new(Counters::default());
+            counters.bytes.store(len * 2 + 4, std::sync::atomic::Ordering::Relaxed);
+            let mut p = Pipeline::new(t.path().to_path_buf(), counters.clone());
+            // Counted shorter than the file, then longer (it shrank meanwhile).
+            for (id, counted) in [(1, len - 4), (2, len + 4)] {
+                let from = File::open(t.path().join("from")).unwrap();
+                let to_path = t.path().join(format!("to{id}"));
+                let to = File::options().read(true).write(true).create_new(true).open(&to_path).unwrap();
+                p.send(id, Job::Copy { path: format!("to{id}"), from, to, len: counted }).unwrap();
+            }
+            let files = p.finish().unwrap();
+            let short = &content[..content.len() - 4];
+            assert_eq!(std::fs::read(t.path().join("to1")).unwrap(), short);
+            assert_eq!(files["to1"].sha256, <[u8; 32]>::from(Sha256::digest(short)));
+            assert_eq!(files["to2"].sha256, <[u8; 32]>::from(Sha256::digest(&content)));
+            assert_eq!((files["to1"].size, files["to2"].size), (len - 4, len));
+            // The second counted 4 more than it copied.
+            assert_eq!(counters.bytes.load(std::sync::atomic::Ordering::Relaxed), len * 2);
+            for f in ["to1", "to2"] {
+                std::fs::remove_file(t.path().join(f)).unwrap();
+            }
         }
-        let files = p.finish().unwrap();
-        assert_eq!(std::fs::read(t.path().join("to1")).unwrap(), b"0123");
-        assert_eq!(files["to1"].sha256, <[u8; 32]>::from(Sha256::digest(b"0123")));
-        assert_eq!((files["to1"].size, files["to2"].size), (4, 10));
-        // 20 counted for the second, 10 copied.
-        assert_eq!(counters.bytes.load(std::sync::atomic::Ordering::Relaxed), 10);
     }
 }
