@@ -3,7 +3,8 @@
 //! An archive fetcher sees exactly one file, not the folder around it, and a
 //! downloader can keep bytes it must read back (a zip's index is at its end)
 //! without any writable filesystem. Scratch bytes count against the same
-//! byte limit as the pack; hashing runs here, natively.
+//! byte limit as the pack; hashing runs here, natively, and only for a blob
+//! whose SHA-256 is asked for (a spooled git pack's never is).
 
 use std::fs::File;
 use std::io::Write;
@@ -28,8 +29,17 @@ pub fn scratch_file(dir: &Path, n: u32) -> PathBuf {
 }
 
 pub enum Blob {
-    Input { file: Arc<File>, size: u64, sha256: Option<String> },
-    Scratch { file: File, size: u64, hasher: Sha256 },
+    Input {
+        file: Arc<File>,
+        size: u64,
+        sha256: Option<String>,
+    },
+    /// `sha256`: computed when first asked for, forgotten on the next append.
+    Scratch {
+        file: File,
+        size: u64,
+        sha256: Option<String>,
+    },
 }
 
 impl Blob {
@@ -47,7 +57,7 @@ impl Blob {
         std::fs::create_dir_all(dir).map_err(io)?;
         let path = scratch_file(dir, n);
         let file = std::fs::OpenOptions::new().read(true).write(true).create_new(true).open(&path).map_err(io)?;
-        Ok(Blob::Scratch { file, size: 0, hasher: Sha256::new() })
+        Ok(Blob::Scratch { file, size: 0, sha256: None })
     }
 
     pub fn size(&self) -> u64 {
@@ -79,10 +89,10 @@ impl Blob {
     pub fn append(&mut self, data: &[u8], staging: &mut StagingWriter) -> Result<(), StagingError> {
         match self {
             Blob::Input { .. } => Err(StagingError::Io("the input file is read-only".into())),
-            Blob::Scratch { file, size, hasher } => {
+            Blob::Scratch { file, size, sha256 } => {
                 staging.count_bytes(data.len() as u64)?;
                 file.write_all(data).map_err(|e| StagingError::Io(format!("scratch: {e}")))?;
-                hasher.update(data);
+                *sha256 = None;
                 *size += data.len() as u64;
                 Ok(())
             }
@@ -90,15 +100,16 @@ impl Blob {
     }
 
     pub fn sha256(&mut self) -> Result<String, String> {
-        match self {
-            Blob::Scratch { hasher, .. } => Ok(hex::encode(hasher.clone().finalize())),
-            Blob::Input { sha256: Some(s), .. } => Ok(s.clone()),
-            Blob::Input { file, sha256, .. } => {
-                let s = sha256_of(file.as_ref()).map_err(|e| format!("hashing the input: {e}"))?;
-                *sha256 = Some(s.clone());
-                Ok(s)
-            }
+        let (file, sha256) = match self {
+            Blob::Input { file, sha256, .. } => (&**file, sha256),
+            Blob::Scratch { file, sha256, .. } => (&*file, sha256),
+        };
+        if let Some(s) = sha256 {
+            return Ok(s.clone());
         }
+        let s = sha256_of(file).map_err(|e| format!("hashing the blob: {e}"))?;
+        *sha256 = Some(s.clone());
+        Ok(s)
     }
 }
 
@@ -138,6 +149,18 @@ mod tests {
         assert_eq!(b.sha256().unwrap(), hex::encode(Sha256::digest(b"helloworld")));
         assert_eq!(b.append(b"!", &mut w), Err(StagingError::TooManyBytes(10)));
         assert!(w.finish().is_err(), "the violation is sticky");
+    }
+
+    #[test]
+    fn a_scratch_blob_is_hashed_when_asked_and_again_after_an_append() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir(t.path().join("pack")).unwrap();
+        let mut w = StagingWriter::new(&t.path().join("pack"), WriteLimits::default()).unwrap();
+        let mut b = Blob::scratch(&t.path().join("scratch"), 0).unwrap();
+        b.append(b"ab", &mut w).unwrap();
+        assert_eq!(b.sha256().unwrap(), hex::encode(Sha256::digest(b"ab")));
+        b.append(b"c", &mut w).unwrap();
+        assert_eq!(b.sha256().unwrap(), hex::encode(Sha256::digest(b"abc")));
     }
 
     #[test]
