@@ -7,7 +7,8 @@
 #   local     `attune install DIR`                 vs `cp -a`, and `cp -a && sync`
 #   archive   `attune install pack.tar.gz`         vs `tar xzf`, and `tar xzf && sync`
 #   http      `attune install http://…/pack.tgz`   vs `curl -o && tar xzf` (loopback server)
-#   git       `attune install git+http://…`        vs `git clone --depth 1` (loopback git http-backend)
+#   git       `attune install git+http://…`        vs `git clone --depth 1` (loopback git http-backend,
+#             a packed repository)
 #   install   `attune install` of a tiny pack with N packs installed vs with none
 #   info      `attune info` of that pack, the same way
 #   list      `attune list` with N packs installed (vs none)
@@ -244,7 +245,7 @@ bench_http() {
 
 bench_git() {
     local mb=${size_mb:-100} n=${files:-5000}
-    local root="$inputs/git-$mb-$n"
+    local root="$inputs/git-packed-$mb-$n"
     if [[ ! -f $root.done ]]; then
         local src="$work/git-src"
         log "generating a repository of $n files, $mb MiB ..."
@@ -255,6 +256,9 @@ bench_git() {
         git -C "$src" -c user.name=bench -c user.email=bench@example.com commit -q -m bench
         mkdir -p "$root"
         git clone -q --bare "$src" "$root/repo.git"
+        # Packed, as a served repository is: with loose objects the server's
+        # delta search takes most of either side's time.
+        git -C "$root/repo.git" repack -adq
         rm -rf "$src"
         touch "$root.done"
     fi

@@ -145,7 +145,7 @@ impl Staging {
     /// Creates `path` with the contents of `input_path` (relative to the
     /// read-only input folder), copied by the host without passing through
     /// this component; the mode follows the input file's executable bit.
-    /// Returns the bytes copied.
+    /// Returns the size counted for it (the host may finish the copy later).
     pub fn copy_input_file(path: &str, input_path: &str) -> Result<u64, StagingError> {
         staging::copy_input_file(path, input_path)
     }
