@@ -22,8 +22,8 @@ pub struct InstallRequest {
     pub source: String,
     pub force: bool,
     /// What the result must hash to: a tree checksum (`sha256-tree-v1:…`)
-    /// for any source, or `sha256:…` for an archive's own bytes, checked
-    /// before anything is extracted.
+    /// for any source, or `sha256:…` for an archive's own bytes (a mismatch
+    /// installs nothing).
     pub expected_checksum: Option<Checksum>,
     pub limits: Limits,
     pub method: Channel,
@@ -328,7 +328,7 @@ pub async fn install(
     emit(InstallEvent::Phase("checking"));
     let metadata: std::collections::BTreeMap<String, String> = fetched.result.metadata.iter().cloned().collect();
     if let Some(want) = &expected_sha256 {
-        // The fetcher checked before extracting; this holds it to it.
+        // The fetcher checked it; this holds it to that.
         let got = metadata.get(attune_core::keys::ARCHIVE_SHA256).map(String::as_str).unwrap_or("(not reported)");
         if !got.eq_ignore_ascii_case(want) {
             return Err(Error::ChecksumMismatch {

@@ -7,7 +7,7 @@
 //! fetchers hold the two to the same text.
 
 /// Option: the sha256 (hex) a downloaded or given archive must have. The
-/// fetcher checks it before extracting anything.
+/// fetcher fails on a mismatch (what it extracted meanwhile is discarded).
 pub const EXPECTED_SHA256: &str = "expected-sha256";
 
 /// Metadata: the sha256 (hex) of the archive a fetcher extracted. The host

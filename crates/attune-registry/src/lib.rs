@@ -371,8 +371,8 @@ pub struct Plan {
 impl Resolved {
     /// Picks the source and the checksum to hold it to: attune's own tree
     /// checksum when the index carries one (it covers the most), else the
-    /// first source with a checksum (an archive's bytes preferred, checked
-    /// before anything is extracted), else the first source, unverified.
+    /// first source with a checksum (an archive's bytes preferred), else the
+    /// first source, unverified.
     pub fn plan(&self) -> Result<Plan, RegistryError> {
         let p = &self.pack;
         let with_sum = |kind| p.sources.iter().find(|s| s.kind == kind && s.checksum.is_some());

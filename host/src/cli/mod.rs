@@ -356,7 +356,7 @@ struct InstallArgs {
     force: bool,
     /// Refuse unless the pack's tree checksum is this (sha256-tree-v1:…, or Attune's
     /// legacy attune-pack-file-v1:…), or, for an archive or URL, the archive's SHA-256
-    /// (sha256:…, checked before extracting).
+    /// (sha256:…; a mismatch installs nothing).
     #[arg(long, value_name = "CHECKSUM")]
     checksum: Option<String>,
     /// Fetch with this fetcher component instead of a built-in one (for

@@ -3,14 +3,18 @@
 //! An archive fetcher sees exactly one file, not the folder around it, and a
 //! downloader can keep bytes it must read back (a zip's index is at its end)
 //! without any writable filesystem. Scratch bytes count against the same
-//! byte limit as the pack; hashing runs here, natively, and only for a blob
-//! whose SHA-256 is asked for (a spooled git pack's never is).
+//! byte limit as the pack. Hashing runs here, natively, on a thread of its
+//! own beside the fetcher: an input file from its first read, a scratch
+//! blob as it is appended to, so asking for the SHA-256 at the end costs
+//! (almost) nothing.
 
 use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::mpsc::{SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 
 use sha2::{Digest, Sha256};
 
@@ -29,23 +33,64 @@ pub fn scratch_file(dir: &Path, n: u32) -> PathBuf {
 }
 
 pub enum Blob {
-    Input {
-        file: Arc<File>,
-        size: u64,
-        sha256: Option<String>,
-    },
-    /// `sha256`: computed when first asked for, forgotten on the next append.
-    Scratch {
-        file: File,
-        size: u64,
-        sha256: Option<String>,
-    },
+    Input { file: Arc<File>, size: u64, sha256: Mutex<Hashing> },
+    Scratch { file: File, size: u64, sha256: Hashing },
+}
+
+/// A blob's SHA-256, computed on another thread.
+pub enum Hashing {
+    /// Not started, or out of date: hashed from the file when asked.
+    Idle,
+    /// The whole file, being read by a thread.
+    Reading(JoinHandle<std::io::Result<String>>),
+    /// Fed every append as it happens.
+    Feeding(SyncSender<Vec<u8>>, JoinHandle<String>),
+    Done(String),
+}
+
+impl Hashing {
+    fn feeding() -> Hashing {
+        let (tx, rx) = sync_channel::<Vec<u8>>(16);
+        let thread = std::thread::spawn(move || {
+            let mut h = Sha256::new();
+            for data in rx {
+                h.update(&data);
+            }
+            hex::encode(h.finalize())
+        });
+        Hashing::Feeding(tx, thread)
+    }
+
+    /// Starts reading `file` on a thread, if nothing is under way yet.
+    fn start_reading(&mut self, file: &Arc<File>) {
+        if matches!(self, Hashing::Idle) {
+            let file = file.clone();
+            *self = Hashing::Reading(std::thread::spawn(move || sha256_of(&file)));
+        }
+    }
+
+    fn get(&mut self, file: &File) -> Result<String, String> {
+        let s = match std::mem::replace(self, Hashing::Idle) {
+            Hashing::Done(s) => s,
+            Hashing::Idle => sha256_of(file).map_err(|e| format!("hashing the blob: {e}"))?,
+            Hashing::Reading(t) => match t.join() {
+                Ok(r) => r.map_err(|e| format!("hashing the blob: {e}"))?,
+                Err(_) => return Err("hashing the blob: the thread stopped".into()),
+            },
+            Hashing::Feeding(tx, t) => {
+                drop(tx);
+                t.join().map_err(|_| "hashing the blob: the thread stopped".to_string())?
+            }
+        };
+        *self = Hashing::Done(s.clone());
+        Ok(s)
+    }
 }
 
 impl Blob {
     pub fn input(file: Arc<File>) -> std::io::Result<Blob> {
         let size = file.metadata()?.len();
-        Ok(Blob::Input { file, size, sha256: None })
+        Ok(Blob::Input { file, size, sha256: Mutex::new(Hashing::Idle) })
     }
 
     /// A new scratch file in `dir`, the `n`th of this fetch, at [`scratch_file`].
@@ -57,7 +102,7 @@ impl Blob {
         std::fs::create_dir_all(dir).map_err(io)?;
         let path = scratch_file(dir, n);
         let file = std::fs::OpenOptions::new().read(true).write(true).create_new(true).open(&path).map_err(io)?;
-        Ok(Blob::Scratch { file, size: 0, sha256: None })
+        Ok(Blob::Scratch { file, size: 0, sha256: Hashing::feeding() })
     }
 
     pub fn size(&self) -> u64 {
@@ -68,7 +113,11 @@ impl Blob {
 
     pub fn read(&self, offset: u64, len: u32) -> Result<Vec<u8>, String> {
         let file = match self {
-            Blob::Input { file, .. } => file.as_ref(),
+            Blob::Input { file, sha256, .. } => {
+                // Read once, likely read whole: hashed meanwhile, on the other core.
+                sha256.lock().expect("blob hash lock").start_reading(file);
+                file.as_ref()
+            }
             Blob::Scratch { file, .. } => file,
         };
         let want = u64::from(len.min(MAX_READ)).min(self.size().saturating_sub(offset));
@@ -92,7 +141,15 @@ impl Blob {
             Blob::Scratch { file, size, sha256 } => {
                 staging.count_bytes(data.len() as u64)?;
                 file.write_all(data).map_err(|e| StagingError::Io(format!("scratch: {e}")))?;
-                *sha256 = None;
+                match sha256 {
+                    Hashing::Feeding(tx, _) => {
+                        if tx.send(data.to_vec()).is_err() {
+                            *sha256 = Hashing::Idle;
+                        }
+                    }
+                    // Asked for before this append: hashed from the file next time.
+                    other => *other = Hashing::Idle,
+                }
                 *size += data.len() as u64;
                 Ok(())
             }
@@ -100,16 +157,10 @@ impl Blob {
     }
 
     pub fn sha256(&mut self) -> Result<String, String> {
-        let (file, sha256) = match self {
-            Blob::Input { file, sha256, .. } => (&**file, sha256),
-            Blob::Scratch { file, sha256, .. } => (&*file, sha256),
-        };
-        if let Some(s) = sha256 {
-            return Ok(s.clone());
+        match self {
+            Blob::Input { file, sha256, .. } => sha256.get_mut().expect("blob hash lock").get(file),
+            Blob::Scratch { file, sha256, .. } => sha256.get(file),
         }
-        let s = sha256_of(file).map_err(|e| format!("hashing the blob: {e}"))?;
-        *sha256 = Some(s.clone());
-        Ok(s)
     }
 }
 

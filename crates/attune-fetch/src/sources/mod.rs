@@ -198,8 +198,8 @@ pub fn parse_for_plugin(source: &str, wasm: &Path) -> SourceSpec {
 /// What the user said about a source beyond the source string.
 #[derive(Debug, Clone, Default)]
 pub struct SourceOptions {
-    /// The SHA-256 the fetched artifact (an archive) must have, checked
-    /// before anything is extracted.
+    /// The SHA-256 the fetched artifact (an archive) must have; a mismatch
+    /// installs nothing.
     pub expected_sha256: Option<String>,
     /// More hosts a download may reach (redirect targets, mirrors).
     pub allow_hosts: Vec<String>,
