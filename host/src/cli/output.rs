@@ -43,6 +43,11 @@ pub(crate) fn e(s: &str) -> std::borrow::Cow<'_, str> {
 /// Left-aligned columns, two spaces apart; every cell is escaped, since
 /// some hold what a plugin said.
 pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) {
+    out!("{}", table_text(header, rows));
+}
+
+/// What [`table`] prints.
+fn table_text(header: &[&str], rows: &[Vec<String>]) -> String {
     let rows: Vec<Vec<String>> = rows.iter().map(|r| r.iter().map(|c| e(c).into_owned()).collect()).collect();
     let rows = &rows;
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
@@ -68,14 +73,16 @@ pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) {
     for r in rows {
         line(r.clone());
     }
-    out!("{text}");
+    text
 }
 
-/// `attune list`'s table as [`table`] lays it out, built as the rows arrive
+/// `attune list`'s table as [`table`] lays it out (the same text, tested
+/// below), of the cells [`when`] and [`short`] make, built as the rows arrive
 /// without a string per cell: each row's cells, escaped, are appended to one
 /// string, and only where each ends, its width and the widest of each
 /// column are kept.
 struct ListTable {
+    all_hosts: bool,
     headers: &'static [&'static str],
     cells: String,
     /// Per cell, in order: where it ends in `cells` and its width in chars.
@@ -93,11 +100,10 @@ impl ListTable {
             false => &["REF", "VERSION", "ACTIVE", "SOURCE", "INSTALLED", "CHECKSUM"],
         };
         let widths = headers.iter().map(|h| h.len()).collect();
-        ListTable { headers, cells: String::new(), ends: Vec::new(), widths, rows: 0, time: Vec::new() }
+        ListTable { all_hosts, headers, cells: String::new(), ends: Vec::new(), widths, rows: 0, time: Vec::new() }
     }
 
-    /// The cells [`Output::list`] shows of `r`: those of [`when`] and
-    /// [`short`], formatted in place.
+    /// The cells of `r`, formatted in place.
     fn push(&mut self, r: &attune_app::db::ListedRow) {
         let f = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
         let mut time = std::mem::take(&mut self.time);
@@ -117,7 +123,7 @@ impl ListTable {
         self.cell(&[std::str::from_utf8(&time).unwrap_or_default()]);
         self.time = time;
         self.cell(&[alg_hex[0], alg_hex[1], alg_hex[2], ellipsis]);
-        if self.headers.len() == 7 {
+        if self.all_hosts {
             self.cell(&[&r.host]);
         }
         self.rows += 1;
@@ -784,6 +790,70 @@ impl PluginLine {
             kind: "added",
             sha256: p.sha256,
             granted: Some(granted),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use attune_app::db::ListedRow;
+    use attune_app::source::SourceKind;
+
+    use super::*;
+
+    /// What `attune list` printed through [`table`] before it had
+    /// [`ListTable`]; the two must agree on every row.
+    fn through_table(rows: &[ListedRow], all_hosts: bool) -> String {
+        let cells: Vec<Vec<String>> = rows
+            .iter()
+            .map(|r| {
+                let mut row = vec![
+                    r.pack_ref.clone(),
+                    r.version.clone(),
+                    if r.active { "*".into() } else { String::new() },
+                    r.source_type.to_string(),
+                    when(&r.installed_at),
+                    short(&r.checksum),
+                ];
+                if all_hosts {
+                    row.push(r.host.clone());
+                }
+                row
+            })
+            .collect();
+        let headers: &[&str] = match all_hosts {
+            true => &["REF", "VERSION", "ACTIVE", "SOURCE", "INSTALLED", "CHECKSUM", "HOST"],
+            false => &["REF", "VERSION", "ACTIVE", "SOURCE", "INSTALLED", "CHECKSUM"],
+        };
+        table_text(headers, &cells)
+    }
+
+    #[test]
+    fn the_list_table_is_the_table_of_its_cells() {
+        let row = |pack_ref: &str, version: &str, host: &str, checksum: &str, active: bool, ms: i64| ListedRow {
+            pack_ref: pack_ref.into(),
+            version: version.into(),
+            host: host.into(),
+            source_type: SourceKind::Git,
+            installed_at: time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap(),
+            checksum: checksum.into(),
+            active,
+        };
+        let rows = [
+            row("a", "1.0.0", "h", "sha256-tree-v1:0123456789abcdef0123456789abcdef", true, 0),
+            // Wider than its header, non-ASCII (widths in chars), escaped.
+            row("überlong_pack_name", "10.20.30-rc.1", "host\u{1b}[2J", "short:abc", false, 1_700_000_000_123),
+            // Empty last cells: the line's trailing spaces go.
+            row("b", "2", "", "", false, 253_402_300_799_000),
+            row("c\u{202e}d", "3.0.0", "ü", "x:y:0123456789abcdefff", true, 86_400_000),
+        ];
+        for all_hosts in [false, true] {
+            let mut table = ListTable::new(all_hosts);
+            for r in &rows {
+                table.push(r);
+            }
+            assert_eq!(table.rows, rows.len());
+            assert_eq!(table.finish(), through_table(&rows, all_hosts), "all_hosts: {all_hosts}");
         }
     }
 }

@@ -521,8 +521,9 @@ impl Db {
 
     /// The live installations on `host`, by ref, then by version
     /// ([`version_cmp`]: `1.9.0` before `1.10.0`). Reads every one of them:
-    /// for what is about all packs (list, verify, doctor, gc, lock); one
-    /// pack's are [`Db::installed_of`].
+    /// for what is about all packs (verify, doctor, gc, lock; `attune list`
+    /// streams [`Db::listing_rows`] instead); one pack's are
+    /// [`Db::installed_of`].
     pub async fn installed(&self, host: &str) -> Result<Vec<Installation>, DbError> {
         on_pool!(self, pool => {
             let mut rows: Vec<Installation> = sqlx::query_as(concat!(
