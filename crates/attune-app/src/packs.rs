@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use crate::checksum::{self, Change, TreeManifest};
 use crate::context::Context;
-use crate::db::{Channel, Installation, VerifyStatus};
+use crate::db::{Channel, Installation, ListedRow, VerifyStatus};
 use crate::{Error, manifest};
 
 /// `ref` or `ref@version`, as typed on a command line.
@@ -73,17 +73,59 @@ impl Listed {
 
 /// [`list`] with each version's active marker.
 pub async fn list_with_active(ctx: &Context, all_hosts: bool) -> Result<Vec<Listed>, Error> {
+    let mut rows = Vec::new();
+    list_each(ctx, all_hosts, |l| {
+        rows.push(l);
+        Ok::<_, Error>(())
+    })
+    .await?;
+    Ok(rows)
+}
+
+/// [`list_with_active`] one row at a time, in its order, as the database
+/// hands them over: never all of them at once. Stops at the first error,
+/// the database's or one `each` returns.
+pub async fn list_each<E: From<Error>>(
+    ctx: &Context,
+    all_hosts: bool,
+    mut each: impl FnMut(Listed) -> Result<(), E>,
+) -> Result<(), E> {
     let host = (!all_hosts).then_some(ctx.machine.as_str());
-    Ok(ctx
-        .db
-        .listing(host)
-        .await?
-        .into_iter()
-        .map(|(i, active)| {
-            let active = active.as_deref() == Some(i.version.as_str());
-            Listed { installation: i, active }
-        })
-        .collect())
+    let listed = ctx.db.listing(host, |installation, active| each(Listed { installation, active }).map_err(Stop::Each));
+    listed.await.map_err(Stop::into_inner)
+}
+
+/// What `attune list`'s table shows, one row at a time in [`list_each`]'s
+/// order: only columns of an index, so the installation records themselves
+/// are never read.
+pub async fn list_rows<E: From<Error>>(
+    ctx: &Context,
+    all_hosts: bool,
+    mut each: impl FnMut(ListedRow) -> Result<(), E>,
+) -> Result<(), E> {
+    let host = (!all_hosts).then_some(ctx.machine.as_str());
+    ctx.db.listing_rows(host, |row| each(row).map_err(Stop::Each)).await.map_err(Stop::into_inner)
+}
+
+/// Why a listing stopped: the database failed, or the caller's `each` did.
+enum Stop<E> {
+    Db(crate::db::DbError),
+    Each(E),
+}
+
+impl<E> From<crate::db::DbError> for Stop<E> {
+    fn from(e: crate::db::DbError) -> Self {
+        Stop::Db(e)
+    }
+}
+
+impl<E: From<Error>> Stop<E> {
+    fn into_inner(self) -> E {
+        match self {
+            Stop::Db(e) => Error::from(e).into(),
+            Stop::Each(e) => e,
+        }
+    }
 }
 
 #[derive(Debug, Clone, serde::Serialize)]

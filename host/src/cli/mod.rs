@@ -999,9 +999,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
     match cli.command {
         Command::Install(a) => return install_command(&ctx, &s, &file, g, &out, a).await,
-        Command::List { all_hosts } => {
-            out.list(&attune_app::packs::list_with_active(&ctx, all_hosts).await?, all_hosts)?
-        }
+        Command::List { all_hosts } => out.list(&ctx, all_hosts).await?,
         Command::Info { pack } => out.info(&attune_app::packs::info(&ctx, &pack.parse::<PackSpec>()?).await?)?,
         Command::Verify { packs } => {
             let specs = packs.iter().map(|p| p.parse::<PackSpec>()).collect::<Result<Vec<_>, _>>()?;

@@ -43,6 +43,11 @@ pub(crate) fn e(s: &str) -> std::borrow::Cow<'_, str> {
 /// Left-aligned columns, two spaces apart; every cell is escaped, since
 /// some hold what a plugin said.
 pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) {
+    out!("{}", table_text(header, rows));
+}
+
+/// What [`table`] prints.
+fn table_text(header: &[&str], rows: &[Vec<String>]) -> String {
     let rows: Vec<Vec<String>> = rows.iter().map(|r| r.iter().map(|c| e(c).into_owned()).collect()).collect();
     let rows = &rows;
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
@@ -68,7 +73,107 @@ pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) {
     for r in rows {
         line(r.clone());
     }
-    out!("{text}");
+    text
+}
+
+/// `attune list`'s table as [`table`] lays it out (the same text, tested
+/// below), of the cells [`when`] and [`short`] make, built as the rows arrive
+/// without a string per cell: each row's cells, escaped, are appended to one
+/// string, and only where each ends, its width and the widest of each
+/// column are kept.
+struct ListTable {
+    all_hosts: bool,
+    headers: &'static [&'static str],
+    cells: String,
+    /// Per cell, in order: where it ends in `cells` and its width in chars.
+    ends: Vec<(usize, usize)>,
+    widths: Vec<usize>,
+    rows: usize,
+    /// Reused to format each row's time.
+    time: Vec<u8>,
+}
+
+impl ListTable {
+    fn new(all_hosts: bool) -> Self {
+        let headers: &'static [&'static str] = match all_hosts {
+            true => &["REF", "VERSION", "ACTIVE", "SOURCE", "INSTALLED", "CHECKSUM", "HOST"],
+            false => &["REF", "VERSION", "ACTIVE", "SOURCE", "INSTALLED", "CHECKSUM"],
+        };
+        let widths = headers.iter().map(|h| h.len()).collect();
+        ListTable { all_hosts, headers, cells: String::new(), ends: Vec::new(), widths, rows: 0, time: Vec::new() }
+    }
+
+    /// The cells of `r`, formatted in place.
+    fn push(&mut self, r: &attune_app::db::ListedRow) {
+        let f = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
+        let mut time = std::mem::take(&mut self.time);
+        time.clear();
+        if r.installed_at.to_offset(time::UtcOffset::UTC).format_into(&mut time, &f).is_err() {
+            time.clear();
+            time.extend_from_slice(r.installed_at.to_string().as_bytes());
+        }
+        let (alg_hex, ellipsis) = match r.checksum.split_once(':') {
+            Some((alg, hex)) if hex.len() > 16 => ([alg, ":", &hex[..16]], "…"),
+            _ => ([r.checksum.as_str(), "", ""], ""),
+        };
+        self.cell(&[&r.pack_ref]);
+        self.cell(&[&r.version]);
+        self.cell(&[if r.active { "*" } else { "" }]);
+        self.cell(&[r.source_type.as_str()]);
+        self.cell(&[std::str::from_utf8(&time).unwrap_or_default()]);
+        self.time = time;
+        self.cell(&[alg_hex[0], alg_hex[1], alg_hex[2], ellipsis]);
+        if self.all_hosts {
+            self.cell(&[&r.host]);
+        }
+        self.rows += 1;
+    }
+
+    /// Appends one cell, the escaped concatenation of `parts` ([`e`]
+    /// escapes char by char, so escaping each part is the same).
+    fn cell(&mut self, parts: &[&str]) {
+        let start = self.cells.len();
+        for p in parts {
+            self.cells.push_str(&e(p));
+        }
+        let width = self.cells[start..].chars().count();
+        let column = self.ends.len() % self.headers.len();
+        self.widths[column] = self.widths[column].max(width);
+        self.ends.push((self.cells.len(), width));
+    }
+
+    /// The whole table: columns two spaces apart, each line without
+    /// trailing spaces.
+    fn finish(self) -> String {
+        let n = self.headers.len();
+        let mut text = String::with_capacity(self.cells.len() + self.ends.len() * 4 + 64);
+        let line = |text: &mut String, cells: &mut dyn Iterator<Item = (&str, usize)>| {
+            let start = text.len();
+            for (i, (c, width)) in cells.enumerate() {
+                if i > 0 {
+                    text.push_str("  ");
+                }
+                text.push_str(c);
+                if i + 1 < n {
+                    text.extend(std::iter::repeat_n(' ', self.widths[i] - width));
+                }
+            }
+            let kept = text[start..].trim_end().len();
+            text.truncate(start + kept);
+            text.push('\n');
+        };
+        line(&mut text, &mut self.headers.iter().map(|h| (*h, h.len())));
+        let mut start = 0;
+        for row in self.ends.chunks(n) {
+            let mut cells = row.iter().map(|&(end, width)| {
+                let c = &self.cells[start..end];
+                start = end;
+                (c, width)
+            });
+            line(&mut text, &mut cells);
+        }
+        text
+    }
 }
 
 pub(crate) fn short(checksum: &str) -> String {
@@ -144,38 +249,37 @@ impl Output {
         }
     }
 
-    pub fn list(&self, rows: &[Listed], all_hosts: bool) -> anyhow::Result<()> {
+    /// `attune list`: a table, or with `--json` every field of each
+    /// installed version and `active`. The rows stream from the database
+    /// one at a time into the text (for the table, only what it shows: see
+    /// `Db::listing_rows`), and the text is written once at the end, so an
+    /// error part-way prints none of it.
+    pub async fn list(&self, ctx: &attune_app::context::Context, all_hosts: bool) -> anyhow::Result<()> {
         if self.json {
-            let rows: Vec<serde_json::Value> = rows.iter().map(Listed::slim_json).collect();
-            return print_json(&rows);
+            use serde::ser::{SerializeSeq as _, Serializer as _};
+            // What `print_json` of all the rows at once would print.
+            let mut text = Vec::new();
+            let mut json = serde_json::Serializer::pretty(&mut text);
+            let mut rows = json.serialize_seq(None)?;
+            attune_app::packs::list_each(ctx, all_hosts, |l: Listed| {
+                rows.serialize_element(&l.slim_json()).map_err(anyhow::Error::from)
+            })
+            .await?;
+            rows.end()?;
+            outln!("{}", String::from_utf8(text)?);
+            return Ok(());
         }
-        if rows.is_empty() {
+        let mut table = ListTable::new(all_hosts);
+        attune_app::packs::list_rows(ctx, all_hosts, |row| {
+            table.push(&row);
+            Ok::<_, anyhow::Error>(())
+        })
+        .await?;
+        if table.rows == 0 {
             outln!("no packs installed (install one with `attune install <source>`)");
             return Ok(());
         }
-        let rows: Vec<Vec<String>> = rows
-            .iter()
-            .map(|l| {
-                let i = &l.installation;
-                let mut row = vec![
-                    i.pack_ref.clone(),
-                    i.version.clone(),
-                    if l.active { "*".into() } else { String::new() },
-                    i.source_type.to_string(),
-                    when(&i.installed_at),
-                    short(&i.checksum),
-                ];
-                if all_hosts {
-                    row.push(i.host.clone());
-                }
-                row
-            })
-            .collect();
-        let headers: &[&str] = match all_hosts {
-            true => &["REF", "VERSION", "ACTIVE", "SOURCE", "INSTALLED", "CHECKSUM", "HOST"],
-            false => &["REF", "VERSION", "ACTIVE", "SOURCE", "INSTALLED", "CHECKSUM"],
-        };
-        table(headers, &rows);
+        out!("{}", table.finish());
         Ok(())
     }
 
@@ -686,6 +790,70 @@ impl PluginLine {
             kind: "added",
             sha256: p.sha256,
             granted: Some(granted),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use attune_app::db::ListedRow;
+    use attune_app::source::SourceKind;
+
+    use super::*;
+
+    /// What `attune list` printed through [`table`] before it had
+    /// [`ListTable`]; the two must agree on every row.
+    fn through_table(rows: &[ListedRow], all_hosts: bool) -> String {
+        let cells: Vec<Vec<String>> = rows
+            .iter()
+            .map(|r| {
+                let mut row = vec![
+                    r.pack_ref.clone(),
+                    r.version.clone(),
+                    if r.active { "*".into() } else { String::new() },
+                    r.source_type.to_string(),
+                    when(&r.installed_at),
+                    short(&r.checksum),
+                ];
+                if all_hosts {
+                    row.push(r.host.clone());
+                }
+                row
+            })
+            .collect();
+        let headers: &[&str] = match all_hosts {
+            true => &["REF", "VERSION", "ACTIVE", "SOURCE", "INSTALLED", "CHECKSUM", "HOST"],
+            false => &["REF", "VERSION", "ACTIVE", "SOURCE", "INSTALLED", "CHECKSUM"],
+        };
+        table_text(headers, &cells)
+    }
+
+    #[test]
+    fn the_list_table_is_the_table_of_its_cells() {
+        let row = |pack_ref: &str, version: &str, host: &str, checksum: &str, active: bool, ms: i64| ListedRow {
+            pack_ref: pack_ref.into(),
+            version: version.into(),
+            host: host.into(),
+            source_type: SourceKind::Git,
+            installed_at: time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap(),
+            checksum: checksum.into(),
+            active,
+        };
+        let rows = [
+            row("a", "1.0.0", "h", "sha256-tree-v1:0123456789abcdef0123456789abcdef", true, 0),
+            // Wider than its header, non-ASCII (widths in chars), escaped.
+            row("überlong_pack_name", "10.20.30-rc.1", "host\u{1b}[2J", "short:abc", false, 1_700_000_000_123),
+            // Empty last cells: the line's trailing spaces go.
+            row("b", "2", "", "", false, 253_402_300_799_000),
+            row("c\u{202e}d", "3.0.0", "ü", "x:y:0123456789abcdefff", true, 86_400_000),
+        ];
+        for all_hosts in [false, true] {
+            let mut table = ListTable::new(all_hosts);
+            for r in &rows {
+                table.push(r);
+            }
+            assert_eq!(table.rows, rows.len());
+            assert_eq!(table.finish(), through_table(&rows, all_hosts), "all_hosts: {all_hosts}");
         }
     }
 }

@@ -34,6 +34,7 @@ migrations!(
     "0006_jobs.sql",
     "0007_signed_indexes.sql",
     "0008_pending_activations.sql",
+    "0009_listing_index.sql",
 );
 
 pub(crate) static SQLITE: LazyLock<Migrator> = LazyLock::new(|| migrator(SQLITE_FILES));

@@ -48,8 +48,8 @@ pub use jobs::JobRow;
 pub use lock::PackLock;
 #[cfg(test)]
 use model::EVENT_COLUMNS;
-pub use model::{Action, Channel, Installation, NewInstallation, Pack, Status, VerifyStatus, version_cmp};
-use model::{installation_columns, now, record_columns, to_unix_ms};
+pub use model::{Action, Channel, Installation, ListedRow, NewInstallation, Pack, Status, VerifyStatus, version_cmp};
+use model::{installation_columns, listed_columns, now, record_columns, to_unix_ms};
 pub use plugins::{Grant, PluginRow};
 pub use tokens::{ApiToken, NewApiToken};
 
@@ -84,6 +84,80 @@ macro_rules! on_pool {
     };
 }
 pub(crate) use on_pool;
+
+/// A listing query's four texts: per backend, on one host (`$1`) or on all.
+struct ListingSql {
+    sqlite_host: &'static str,
+    sqlite_all: &'static str,
+    postgres_host: &'static str,
+    postgres_all: &'static str,
+}
+
+/// The listing query of `$columns`, with `active`: whether the row's version
+/// is its pack's newest activation on its host (a lookup in
+/// `activations_host_ref` per row). Ordered by ref only, the rest is done
+/// in Rust ([`Db::stream_listing`]); by byte order on PostgreSQL too, whose
+/// default collation may order `a-b` and `a_b` otherwise.
+macro_rules! listing_sql {
+    ($columns:expr) => {
+        ListingSql {
+            sqlite_host: listing_sql!($columns, "host = $1 AND ", "pack_ref"),
+            sqlite_all: listing_sql!($columns, "", "pack_ref"),
+            postgres_host: listing_sql!($columns, "host = $1 AND ", "pack_ref COLLATE \"C\""),
+            postgres_all: listing_sql!($columns, "", "pack_ref COLLATE \"C\""),
+        }
+    };
+    ($columns:expr, $host:literal, $order:literal) => {
+        concat!(
+            "SELECT ",
+            $columns,
+            ", COALESCE((SELECT a.version FROM activations a
+                WHERE a.host = installations.host AND a.pack_ref = installations.pack_ref
+                ORDER BY a.id DESC LIMIT 1) = installations.version, FALSE) AS active
+             FROM installations WHERE ",
+            $host,
+            "status = 'installed' ORDER BY ",
+            $order
+        )
+    };
+}
+
+/// [`Db::listing`]'s query.
+const LISTING: ListingSql = listing_sql!(installation_columns!());
+/// [`Db::listing_rows`]'s query: only columns of `installations_host_status`.
+const LISTING_ROWS: ListingSql = listing_sql!(listed_columns!());
+
+/// Where a listing row goes in listing order: its ref, version and host.
+trait ListingOrder {
+    fn order_key(&self) -> (&str, &str, &str);
+}
+
+impl ListingOrder for ListedRow {
+    fn order_key(&self) -> (&str, &str, &str) {
+        (&self.pack_ref, &self.version, &self.host)
+    }
+}
+
+/// A row of [`LISTING`]: an installation and its `active` column.
+struct WithActive(Installation, bool);
+
+impl ListingOrder for WithActive {
+    fn order_key(&self) -> (&str, &str, &str) {
+        (&self.0.pack_ref, &self.0.version, &self.0.host)
+    }
+}
+
+macro_rules! with_active_from_rows {
+    ($($row:ty),+) => {$(
+        impl<'r> sqlx::FromRow<'r, $row> for WithActive {
+            fn from_row(row: &'r $row) -> Result<Self, sqlx::Error> {
+                use sqlx::Row as _;
+                Ok(WithActive(Installation::from_row(row)?, row.try_get("active")?))
+            }
+        }
+    )+};
+}
+with_active_from_rows!(sqlx::sqlite::SqliteRow, sqlx::postgres::PgRow);
 
 /// Reads the ref, version and host of installation `id`, inside `$tx`,
 /// insisting it is still pending: completing or failing anything else is a
@@ -447,8 +521,9 @@ impl Db {
 
     /// The live installations on `host`, by ref, then by version
     /// ([`version_cmp`]: `1.9.0` before `1.10.0`). Reads every one of them:
-    /// for what is about all packs (list, verify, doctor, gc, lock); one
-    /// pack's are [`Db::installed_of`].
+    /// for what is about all packs (verify, doctor, gc, lock; `attune list`
+    /// streams [`Db::listing_rows`] instead); one pack's are
+    /// [`Db::installed_of`].
     pub async fn installed(&self, host: &str) -> Result<Vec<Installation>, DbError> {
         on_pool!(self, pool => {
             let mut rows: Vec<Installation> = sqlx::query_as(concat!(
@@ -465,49 +540,84 @@ impl Db {
         })
     }
 
-    /// What `attune list` shows: the live installations on `host` (`None`:
-    /// on every host), in [`Db::installed`] order, each with the active
-    /// version of its pack on its host, read in the same query (a lookup in
-    /// `activations`' index per row rather than a second listing).
-    pub async fn listing(&self, host: Option<&str>) -> Result<Vec<(Installation, Option<String>)>, DbError> {
-        use sqlx::{FromRow as _, Row as _};
+    /// What `attune list --json` shows: the live installations on `host`
+    /// (`None`: on every host), in [`Db::installed`] order then by host, each
+    /// with whether it is the active version of its pack on its host, read
+    /// in the same query (a lookup in `activations`' index per row).
+    ///
+    /// Streamed: each row goes to `each` as it is read, and no more than one
+    /// pack's rows are held (see [`Db::listing_rows`]). Stops at the first
+    /// error, the database's or one `each` returns.
+    pub async fn listing<E: From<DbError>>(
+        &self,
+        host: Option<&str>,
+        mut each: impl FnMut(Installation, bool) -> Result<(), E>,
+    ) -> Result<(), E> {
+        self.stream_listing(&LISTING, host, |WithActive(i, active)| each(i, active)).await
+    }
+
+    /// [`Db::listing`] with only what `attune list`'s table shows
+    /// ([`ListedRow`]). Every column it reads is in
+    /// `installations_host_status`, so on one host it is a walk along that
+    /// index, in order, that never reads the table (nor the manifests in it).
+    pub async fn listing_rows<E: From<DbError>>(
+        &self,
+        host: Option<&str>,
+        each: impl FnMut(ListedRow) -> Result<(), E>,
+    ) -> Result<(), E> {
+        self.stream_listing(&LISTING_ROWS, host, each).await
+    }
+
+    /// Runs one of the listing queries and hands its rows to `each` in
+    /// listing order: by ref, then version ([`version_cmp`]), then host.
+    /// The database orders the rows by ref (byte order on both backends,
+    /// as Rust orders strings); the rows of one pack, a handful, are put in
+    /// version order here and handed on when the next pack begins.
+    async fn stream_listing<T, E>(
+        &self,
+        sql: &ListingSql,
+        host: Option<&str>,
+        mut each: impl FnMut(T) -> Result<(), E>,
+    ) -> Result<(), E>
+    where
+        T: ListingOrder
+            + for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+            + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
+        E: From<DbError>,
+    {
+        use futures_util::TryStreamExt as _;
         let what = "listing installed packs";
-        let mut rows: Vec<(Installation, Option<String>)> = on_pool!(self, pool => {
-            let query = match host {
-                Some(host) => sqlx::query(concat!(
-                    "SELECT ",
-                    installation_columns!(),
-                    ", (SELECT a.version FROM activations a
-                        WHERE a.host = installations.host AND a.pack_ref = installations.pack_ref
-                        ORDER BY a.id DESC LIMIT 1) AS active_version
-                     FROM installations WHERE host = $1 AND status = 'installed'"
-                ))
-                .bind(host),
-                None => sqlx::query(concat!(
-                    "SELECT ",
-                    installation_columns!(),
-                    ", (SELECT a.version FROM activations a
-                        WHERE a.host = installations.host AND a.pack_ref = installations.pack_ref
-                        ORDER BY a.id DESC LIMIT 1) AS active_version
-                     FROM installations WHERE status = 'installed'"
-                )),
+        let mut pack: Vec<T> = Vec::new();
+        let mut flush = |pack: &mut Vec<T>| -> Result<(), E> {
+            pack.sort_by(|a, b| {
+                let ((_, av, ah), (_, bv, bh)) = (a.order_key(), b.order_key());
+                version_cmp(av, bv).then_with(|| ah.cmp(bh))
+            });
+            pack.drain(..).try_for_each(&mut each)
+        };
+        on_pool!(self, pool => {
+            let text = match (self.backend(), host) {
+                (Backend::Sqlite, Some(_)) => sql.sqlite_host,
+                (Backend::Sqlite, None) => sql.sqlite_all,
+                (Backend::Postgres, Some(_)) => sql.postgres_host,
+                (Backend::Postgres, None) => sql.postgres_all,
             };
-            query
-                .fetch_all(pool)
-                .await
-                .map_err(DbError::query(what))?
-                .iter()
-                .map(|row| Ok((Installation::from_row(row)?, row.try_get("active_version")?)))
-                .collect::<Result<_, sqlx::Error>>()
-                .map_err(DbError::query(what))?
+            let query = sqlx::query(text);
+            let query = match host {
+                Some(host) => query.bind(host),
+                None => query,
+            };
+            let mut rows = query.fetch(pool);
+            while let Some(row) = rows.try_next().await.map_err(DbError::query(what))? {
+                let row = T::from_row(&row).map_err(DbError::query(what))?;
+                if pack.first().is_some_and(|first| first.order_key().0 != row.order_key().0) {
+                    debug_assert!(pack[0].order_key().0 < row.order_key().0, "listing rows out of ref order");
+                    flush(&mut pack)?;
+                }
+                pack.push(row);
+            }
         });
-        rows.sort_by(|(a, _), (b, _)| {
-            a.pack_ref
-                .cmp(&b.pack_ref)
-                .then_with(|| version_cmp(&a.version, &b.version))
-                .then_with(|| a.host.cmp(&b.host))
-        });
-        Ok(rows)
+        flush(&mut pack)
     }
 
     /// The live installations on every host sharing this database, by ref,

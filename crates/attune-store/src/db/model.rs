@@ -171,6 +171,22 @@ pub struct Installation {
     pub api_token: Option<String>,
 }
 
+/// What `attune list`'s table shows of a live installation, and whether it
+/// is its pack's active version on its host: every column is in
+/// `installations_host_status`, so a listing of these reads that index
+/// alone, never the table (see [`super::Db::listing_rows`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ListedRow {
+    pub pack_ref: String,
+    pub version: String,
+    pub host: String,
+    pub source_type: attune_core::source::SourceKind,
+    #[serde(with = "time::serde::rfc3339")]
+    pub installed_at: OffsetDateTime,
+    pub checksum: String,
+    pub active: bool,
+}
+
 /// One row of `packs`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Pack {
@@ -194,6 +210,16 @@ macro_rules! installation_columns {
     };
 }
 pub(crate) use installation_columns;
+
+/// The columns a [`ListedRow`] is read from, in the order [`listed_row`]
+/// reads them (by position: the hot loop of `attune list`). Followed by
+/// the `active` column of a listing query.
+macro_rules! listed_columns {
+    () => {
+        "pack_ref, version, host, source_type, installed_at, checksum"
+    };
+}
+pub(crate) use listed_columns;
 
 /// The columns that say what an installation put where: copied unchanged
 /// from the row an uninstall ends. Every other column of `installations`
@@ -260,6 +286,27 @@ fn installation(row: &impl Columns) -> Result<Installation, sqlx::Error> {
     }
 }
 
+/// A row of a listing query of [`listed_columns`] and `active`, by position.
+fn listed_row<'r, R: Row>(row: &'r R) -> Result<ListedRow, sqlx::Error>
+where
+    usize: sqlx::ColumnIndex<R>,
+    &'r str: Decode<'r, R::Database> + Type<R::Database>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+    bool: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let source_type: &str = row.try_get(3)?;
+    Ok(ListedRow {
+        pack_ref: row.try_get(0)?,
+        version: row.try_get(1)?,
+        host: row.try_get(2)?,
+        source_type: source_type.parse().map_err(|e: String| decode_error("source_type", e))?,
+        installed_at: from_unix_ms(row.try_get(4)?).map_err(|e| decode_error("installed_at", e))?,
+        checksum: row.try_get(5)?,
+        active: row.try_get(6)?,
+    })
+}
+
 fn pack(row: &impl Columns) -> Result<Pack, sqlx::Error> {
     {
         Ok(Pack {
@@ -293,6 +340,12 @@ macro_rules! backend_rows {
         impl<'r> FromRow<'r, $row> for Installation {
             fn from_row(row: &'r $row) -> Result<Self, sqlx::Error> {
                 installation(row)
+            }
+        }
+
+        impl<'r> FromRow<'r, $row> for ListedRow {
+            fn from_row(row: &'r $row) -> Result<Self, sqlx::Error> {
+                listed_row(row)
             }
         }
 

@@ -90,6 +90,7 @@ on_both_backends!(
     uninstall_keeps_history,
     pending_lists_only_pending_on_that_host,
     installed_orders_by_ref_then_version,
+    listing_streams_in_order_with_active_versions,
     verify_result_is_stored,
     schema_enforces_one_live_install,
 );
@@ -258,6 +259,96 @@ async fn installed_orders_by_ref_then_version(db: Db) {
     assert_eq!(listed, ["a@2.0.0", "b@1.2.0", "b@1.9.0", "b@1.10.0"]);
     assert_eq!(db.installed_versions("b", HOST).await.unwrap(), ["1.2.0", "1.9.0", "1.10.0"]);
     assert!(db.installed_versions("b", "host-b").await.unwrap().is_empty());
+}
+
+async fn listing_streams_in_order_with_active_versions(db: Db) {
+    // By byte order of refs (`B` < `a-b` < `a_b` < `ab`, which a locale's
+    // collation may order otherwise), then by version as numbers, then host.
+    for (r, v, h) in [
+        ("a_b", "1.0.0", HOST),
+        ("a-b", "1.10.0", HOST),
+        ("ab", "0.1.0", HOST),
+        ("a-b", "1.9.0", HOST),
+        ("a-b", "1.2.0", "host-b"),
+        ("B", "2.0.0", HOST),
+        ("a-b", "1.9.0", "host-b"),
+        ("gone", "1.0.0", HOST),
+    ] {
+        let id = db.begin_install(&new_install(r, v, h)).await.unwrap();
+        db.complete_install(id).await.unwrap();
+    }
+    db.record_uninstall("gone", "1.0.0", HOST, "alice", Channel::Cli, None).await.unwrap();
+    let failed = db.begin_install(&new_install("a-b", "3.0.0", HOST)).await.unwrap();
+    db.fail_install(failed, "no").await.unwrap();
+    // The newest activation of a pack on a host wins; none active is none.
+    for (h, r, v) in [
+        (HOST, "a-b", Some("1.9.0")),
+        (HOST, "a-b", Some("1.10.0")),
+        ("host-b", "a-b", Some("1.2.0")),
+        (HOST, "a_b", Some("1.0.0")),
+        (HOST, "a_b", None),
+    ] {
+        db.record_activation(h, r, v, "alice", "install").await.unwrap();
+    }
+
+    let all = [
+        ("B", "2.0.0", HOST, false),
+        ("a-b", "1.2.0", "host-b", true),
+        ("a-b", "1.9.0", HOST, false),
+        ("a-b", "1.9.0", "host-b", false),
+        ("a-b", "1.10.0", HOST, true),
+        ("a_b", "1.0.0", HOST, false),
+        ("ab", "0.1.0", HOST, false),
+    ]
+    .map(|(r, v, h, active)| (r.to_string(), v.to_string(), h.to_string(), active));
+    for host in [None, Some(HOST)] {
+        let want: Vec<_> = all.iter().filter(|(_, _, h, _)| host.is_none_or(|host| host == h)).cloned().collect();
+        let mut full = Vec::new();
+        db.listing(host, |i, active| {
+            full.push((i, active));
+            Ok::<_, DbError>(())
+        })
+        .await
+        .unwrap();
+        let got: Vec<_> =
+            full.iter().map(|(i, active)| (i.pack_ref.clone(), i.version.clone(), i.host.clone(), *active)).collect();
+        assert_eq!(got, want, "listing on {host:?}");
+
+        let mut rows = Vec::new();
+        db.listing_rows(host, |r| {
+            rows.push(r);
+            Ok::<_, DbError>(())
+        })
+        .await
+        .unwrap();
+        let expected: Vec<ListedRow> = full
+            .iter()
+            .map(|&(ref i, active)| ListedRow {
+                pack_ref: i.pack_ref.clone(),
+                version: i.version.clone(),
+                host: i.host.clone(),
+                source_type: i.source_type,
+                installed_at: i.installed_at,
+                checksum: i.checksum.clone(),
+                active,
+            })
+            .collect();
+        assert_eq!(rows, expected, "listing_rows on {host:?}");
+    }
+
+    // An error from `each` ends the listing, and is what it returns.
+    let mut seen = 0;
+    let stopped = db
+        .listing_rows(None, |_| {
+            seen += 1;
+            match seen {
+                2 => Err(DbError::NotFound { what: "patience", key: "2".into() }),
+                _ => Ok(()),
+            }
+        })
+        .await;
+    assert!(matches!(stopped, Err(DbError::NotFound { what: "patience", .. })), "{stopped:?}");
+    assert_eq!(seen, 2);
 }
 
 async fn verify_result_is_stored(db: Db) {
@@ -628,6 +719,23 @@ async fn a_first_install_is_owed_an_activation_until_it_is_recorded(db: Db) {
     assert_eq!(db.pending_activations(HOST).await.unwrap(), ["q"]);
     db.forget_pending_activation(HOST, "q").await.unwrap();
     assert!(db.pending_activations(HOST).await.unwrap().is_empty());
+}
+
+/// `attune list` on one host walks `installations_host_status` in order
+/// and never reads the table: no lookups, no sort.
+#[tokio::test]
+async fn listing_rows_read_an_index_alone() {
+    let (_dir, db) = file_db().await;
+    install(&db, "core", "1.0.0").await;
+    let explain = format!("EXPLAIN QUERY PLAN {}", LISTING_ROWS.sqlite_host);
+    let plan: Vec<(i64, i64, i64, String)> =
+        sqlx::query_as(sqlx::AssertSqlSafe(explain)).bind(HOST).fetch_all(sqlite(&db)).await.unwrap();
+    let plan: Vec<&str> = plan.iter().map(|(_, _, _, detail)| detail.as_str()).collect();
+    assert!(
+        plan.contains(&"SEARCH installations USING COVERING INDEX installations_host_status (host=? AND status=?)"),
+        "{plan:#?}"
+    );
+    assert!(!plan.iter().any(|step| step.contains("TEMP B-TREE")), "{plan:#?}");
 }
 
 #[tokio::test]
