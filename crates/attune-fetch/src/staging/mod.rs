@@ -10,7 +10,7 @@
 //! error and reports success still fails the install.
 //!
 //! The bytes themselves are written and hashed on other threads
-//! ([`pipeline`]), so [`StagingWriter::finish`] hands back the pack's
+//! (the `pipeline` module), so [`StagingWriter::finish`] hands back the pack's
 //! checksum manifest without reading a file again.
 
 pub mod paths;
