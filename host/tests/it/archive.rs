@@ -75,16 +75,30 @@ impl Corpus {
 fn corpus() -> &'static Corpus {
     static CORPUS: OnceLock<Corpus> = OnceLock::new();
     CORPUS.get_or_init(|| {
-        let scratch = Path::new(env!("CARGO_TARGET_TMPDIR"));
-        remove_stale_corpora(scratch);
-        let dir = scratch.join(format!("{CORPUS_PREFIX}{}", std::process::id()));
+        use sha2::Digest;
+        // Generating takes python ~15 s (the bomb, the flood), so the corpus
+        // is kept between runs, named by its script's hash: a changed script
+        // makes a new one.
         let script = repo().join("scripts/make-archive-corpus.py");
-        let out = Command::new("python3")
-            .arg(&script)
-            .arg(&dir)
-            .output()
-            .unwrap_or_else(|e| panic!("python3 {}: {e} (python3 makes the archive corpus)", script.display()));
-        assert!(out.status.success(), "{} failed:\n{}", script.display(), String::from_utf8_lossy(&out.stderr));
+        let key = hex::encode(sha2::Sha256::digest(std::fs::read(&script).unwrap()))[..16].to_string();
+        let scratch = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        let dir = scratch.join(format!("{CORPUS_PREFIX}{key}"));
+        if !dir.join("cases.json").is_file() {
+            remove_stale_corpora(scratch, &key);
+            // Written aside and renamed, so a corpus is only ever seen whole.
+            let tmp = scratch.join(format!("{CORPUS_PREFIX}tmp-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&tmp);
+            let out = Command::new("python3")
+                .arg(&script)
+                .arg(&tmp)
+                .output()
+                .unwrap_or_else(|e| panic!("python3 {}: {e} (python3 makes the archive corpus)", script.display()));
+            assert!(out.status.success(), "{} failed:\n{}", script.display(), String::from_utf8_lossy(&out.stderr));
+            if std::fs::rename(&tmp, &dir).is_err() {
+                // Another test process published the same corpus first.
+                let _ = std::fs::remove_dir_all(&tmp);
+            }
+        }
         let json = std::fs::read(dir.join("cases.json")).unwrap();
         let cases: Vec<Case> = serde_json::from_slice(&json).unwrap();
         for c in &cases {
@@ -97,14 +111,23 @@ fn corpus() -> &'static Corpus {
 
 const CORPUS_PREFIX: &str = "archive-corpus-";
 
-fn remove_stale_corpora(scratch: &Path) {
+/// Corpora of other versions of the script, and half-written ones whose
+/// process ended.
+fn remove_stale_corpora(scratch: &Path, key: &str) {
     let Ok(entries) = std::fs::read_dir(scratch) else { return };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        let pid =
-            name.strip_prefix(CORPUS_PREFIX).and_then(|p| p.parse().ok()).and_then(rustix::process::Pid::from_raw);
-        // Only "no such process" means it ended (EPERM is a live process of another user).
-        if pid.is_some_and(|pid| rustix::process::test_kill_process(pid) == Err(rustix::io::Errno::SRCH)) {
+        let Some(rest) = name.strip_prefix(CORPUS_PREFIX) else { continue };
+        let stale = match rest.strip_prefix("tmp-") {
+            // Only "no such process" means it ended (EPERM is a live process of another user).
+            Some(pid) => pid
+                .parse()
+                .ok()
+                .and_then(rustix::process::Pid::from_raw)
+                .is_some_and(|pid| rustix::process::test_kill_process(pid) == Err(rustix::io::Errno::SRCH)),
+            None => rest != key,
+        };
+        if stale {
             let _ = std::fs::remove_dir_all(e.path());
         }
     }
