@@ -61,9 +61,7 @@ impl Fetcher for Http {
                         // A broken or short download, or the wrong file, rather
                         // than the archive, may be why: the rest of it tells.
                         Err(e) => {
-                            let _ = std::io::copy(&mut download, &mut std::io::sink());
-                            download.complete(&url)?;
-                            check_sha256(&request, &url, &download.blob.sha256())?;
+                            download.finish(&request, &url)?;
                             return Err(e);
                         }
                     }
@@ -72,11 +70,8 @@ impl Fetcher for Http {
             Some(_) => None,
         };
         // The rest: all of a zip or a plugin file, the padding after a tar.
-        let _ = std::io::copy(&mut download, &mut std::io::sink());
-        download.complete(&url)?;
+        let sha256 = download.finish(&request, &url)?;
         let Download { response, blob, done, .. } = download;
-        let sha256 = blob.sha256();
-        check_sha256(&request, &url, &sha256)?;
         // `save-as`: the download is the result (a plugin's .wasm), not an archive.
         if let Some(file) = &save_as {
             let mut out = attune_plugin_sdk::Staging::create_file(file, false)?;
@@ -147,6 +142,16 @@ impl Download {
         self.broke.take().unwrap_or_else(|| {
             FetchError::Network(format!("GET {}: the download broke off after {} bytes", self.response.url, self.done))
         })
+    }
+
+    /// Reads the rest of the body, then holds it to its length and to
+    /// `expected-sha256`; returns its SHA-256.
+    fn finish(&mut self, request: &FetchRequest, url: &str) -> Result<String, FetchError> {
+        let _ = std::io::copy(self, &mut std::io::sink());
+        self.complete(url)?;
+        let sha256 = self.blob.sha256();
+        check_sha256(request, url, &sha256)?;
+        Ok(sha256)
     }
 
     /// After reading to the end: whether all of the body came.
