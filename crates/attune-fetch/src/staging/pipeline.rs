@@ -171,6 +171,7 @@ struct OpenFile {
 impl Worker {
     fn run(mut self, rx: Receiver<Job>) -> Vec<Written> {
         let mut buf = vec![0u8; BUF];
+        let mut can_clone = true;
         for job in rx {
             match job {
                 Job::Open { id, path, file } => {
@@ -196,7 +197,7 @@ impl Worker {
                         self.done.push(Written { path: f.path, sha256: f.hasher.finalize().into(), size: f.size });
                     }
                 }
-                Job::Copy { path, from, to, len } => match copy(from, to, len, &mut buf) {
+                Job::Copy { path, from, to, len } => match copy(from, to, len, &mut buf, &mut can_clone) {
                     Ok((sha256, size)) => {
                         // A file that shrank since it was counted counts what was copied.
                         self.counters.bytes.fetch_sub(len - size, std::sync::atomic::Ordering::Relaxed);
@@ -221,33 +222,52 @@ impl Worker {
     }
 }
 
-/// Files at least this large are copied by the kernel and hashed where they
-/// landed; smaller ones through a buffer (fewer calls).
-const KERNEL_COPY_MIN: u64 = 256 * 1024;
+/// Files at least this large are first offered to the filesystem as a clone
+/// (a reflink: btrfs, XFS); smaller ones, and every file where clones are
+/// refused (tmpfs, ext4, another filesystem), go through a buffer.
+const CLONE_MIN: u64 = 64 * 1024;
 
-/// Copies at most `len` bytes and hashes them.
-fn copy(from: File, to: File, len: u64, buf: &mut [u8]) -> std::io::Result<([u8; 32], u64)> {
-    if len >= KERNEL_COPY_MIN { kernel_copy(from, to, len) } else { buffered_copy(from, to, len, buf) }
+/// Copies at most `len` bytes and hashes them. `can_clone` turns false on
+/// the first refused clone, so a filesystem without them costs one call.
+fn copy(from: File, to: File, len: u64, buf: &mut [u8], can_clone: &mut bool) -> std::io::Result<([u8; 32], u64)> {
+    if *can_clone && len >= CLONE_MIN {
+        match clone_copy(&from, &to, len) {
+            Ok(done) => return Ok(done),
+            // Nothing of a refused clone is left behind, but an empty file
+            // is what the buffer expects.
+            Err(_) => {
+                *can_clone = false;
+                to.set_len(0)?;
+            }
+        }
+    }
+    buffered_copy(from, to, len, buf)
 }
 
-/// File to file in the kernel (`copy_file_range`: one copy of the bytes, or
-/// none with reflinks), then the copy is hashed through a read-only map of
-/// it: what is hashed is what landed in staging, and no byte passes through
-/// a buffer. The staging folder is attune's own, so nothing else truncates
-/// the mapped file.
-fn kernel_copy(from: File, mut to: File, len: u64) -> std::io::Result<([u8; 32], u64)> {
-    let size = std::io::copy(&mut from.take(len), &mut to)?;
+/// A clone shares the input's blocks (no byte copied), cut to the `len`
+/// counted if the input grew; the clone is then hashed through a read-only
+/// map of it, so what is hashed is what landed in staging. The staging
+/// folder is attune's own, so nothing else truncates the mapped file.
+fn clone_copy(from: &File, to: &File, len: u64) -> std::io::Result<([u8; 32], u64)> {
+    rustix::fs::ioctl_ficlone(to, from)?;
+    let mut size = to.metadata()?.len();
+    if size > len {
+        to.set_len(len)?;
+        size = len;
+    }
     let mut hasher = Sha256::new();
     if size > 0 {
         // SAFETY: a file of this staging folder, which only this process
         // writes, and only this lane, and not while it is mapped.
-        let map = unsafe { memmap2::MmapOptions::new().len(size as usize).map(&to)? };
-        let _ = map.advise(memmap2::Advice::Sequential);
+        let map = unsafe { memmap2::MmapOptions::new().len(size as usize).populate().map(to)? };
         hasher.update(&map[..]);
     }
     Ok((hasher.finalize().into(), size))
 }
 
+/// Read, written, and hashed while the bytes are still in cache: cheaper
+/// than a kernel copy hashed after through a map, which touches every page
+/// twice (measured on tmpfs: 0.73 s against 0.84 s for 1 GiB, two threads).
 fn buffered_copy(mut from: File, mut to: File, len: u64, buf: &mut [u8]) -> std::io::Result<([u8; 32], u64)> {
     let mut hasher = Sha256::new();
     let mut size = 0u64;
@@ -288,8 +308,9 @@ mod tests {
     #[test]
     fn a_copy_is_hashed_and_never_longer_than_counted() {
         let t = tempfile::tempdir().unwrap();
-        // Through the buffer and through the kernel.
-        for content in [b"0123456789".to_vec(), (0..KERNEL_COPY_MIN as usize * 3 + 7).map(|i| i as u8).collect()] {
+        // Through the buffer (tmpfs, ext4), or a clone where TMPDIR is on
+        // btrfs or XFS: the short copy is cut to what was counted.
+        for content in [b"0123456789".to_vec(), (0..CLONE_MIN as usize * 3 + 7).map(|i| i as u8).collect()] {
             std::fs::write(t.path().join("from"), &content).unwrap();
             let len = content.len() as u64;
             let counters = Arc::new(Counters::default());
