@@ -227,6 +227,52 @@ fn a_pack_of_the_wrong_commit_is_refused() {
 }
 
 #[test]
+fn a_pack_in_reverse_order_installs_the_same_tree() {
+    // Files are written while the pack is read when their tree came first;
+    // here none did, so every file is written by the walk afterwards.
+    let env = Env::new();
+    let repo = repo(&env);
+    let url = format!("git+{}", repo.server.url("reversed/repo.git"));
+    env.run(&["install", "--ref", &repo.first, &url]).success();
+    assert_eq!(installed_commit(&env), ("1.0.0".into(), repo.first.clone()));
+    assert_eq!(
+        tree_checksum(&env, &env.packs().join("gitpack-1.0.0")),
+        tree_checksum(&env, &archive_of(&env, &repo, &repo.first))
+    );
+    env.run(&["verify", "gitpack"]).success();
+}
+
+#[test]
+fn a_git_bomb_stops_at_the_file_limit() {
+    // Seven levels of ten names for one subtree: 10^7 paths from 8 objects.
+    let env = Env::new();
+    let root = env.tmp.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    let bare = root.join("repo.git");
+    git(&root, &["init", "-q", "--bare", "repo.git"]);
+    let blob = git_server::git_with_input(&bare, &["hash-object", "-w", "--stdin"], "boom\n");
+    let mut tree = {
+        let pack_yaml =
+            git_server::git_with_input(&bare, &["hash-object", "-w", "--stdin"], "---\nname: bomb\nversion: 1.0.0\n");
+        let files: String = (0..10).map(|i| format!("100644 blob {blob}\tf{i}\n")).collect();
+        git_server::git_with_input(&bare, &["mktree"], &format!("{files}100644 blob {pack_yaml}\tpack.yaml\n"))
+    };
+    for _ in 0..6 {
+        let dirs: String = (0..10).map(|i| format!("040000 tree {tree}\td{i}\n")).collect();
+        tree = git_server::git_with_input(&bare, &["mktree"], &dirs);
+    }
+    let commit = git_server::git_with_input(&bare, &["commit-tree", &tree, "-m", "bomb"], "");
+    git(&bare, &["update-ref", "refs/heads/main", &commit]);
+    git(&bare, &["symbolic-ref", "HEAD", "refs/heads/main"]);
+    let server = GitServer::start(&root);
+    let t = std::time::Instant::now();
+    let out = env.run(&["install", &format!("git+{}", server.url("repo.git"))]).failure();
+    assert!(out.stderr.contains("the file limit of 100000 entries"), "{}", out.stderr);
+    assert!(t.elapsed() < std::time::Duration::from_secs(60), "{:?}", t.elapsed());
+    nothing_installed(&env);
+}
+
+#[test]
 fn an_old_protocol_server_works_too() {
     let env = Env::new();
     let repo = repo(&env);

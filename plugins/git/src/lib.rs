@@ -10,7 +10,7 @@
 mod transport;
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 
 use attune_plugin_sdk::{
@@ -122,13 +122,14 @@ impl Fetcher for Git {
             }
         }
 
-        let objects = Objects::from_pack(pack, &shown)?;
+        let mut early = Early::new(want);
+        let objects = Objects::from_pack(pack, &shown, &mut early)?;
         let commit = objects.peel_to_commit(want)?;
         let tree = gix_object::CommitRefIter::from_bytes(&commit, HashKind::Sha1)
             .tree_id()
             .map_err(|e| bad(&shown, format!("commit {want} is corrupt: {e}")))?;
         let mut submodules = Vec::new();
-        objects.write_tree(tree, "", &mut submodules)?;
+        objects.write_tree(tree, "", &mut submodules, &early.written)?;
         if !submodules.is_empty() {
             log::warn(&format!(
                 "{shown}: submodules are not fetched; these paths are left empty: {}",
@@ -242,7 +243,8 @@ struct Objects {
 }
 
 impl Objects {
-    fn from_pack(pack: Vec<u8>, shown: &str) -> Result<Objects, FetchError> {
+    /// Indexes `pack`; `early` writes what it can of the wanted tree on the way.
+    fn from_pack(pack: Vec<u8>, shown: &str, early: &mut Early) -> Result<Objects, FetchError> {
         let corrupt = |e: &dyn std::fmt::Display| bad(shown, format!("the server sent a corrupt pack: {e}"));
         let pack_len = pack.len();
         if pack_len < 32 {
@@ -255,8 +257,12 @@ impl Objects {
         let file = gix_pack::data::File::from_data(pack, "fetched.pack".into(), HashKind::Sha1)
             .map_err(|e| corrupt(&chain(&e)))?
             .with_alloc_limit_bytes(Some(MAX_OBJECT_BYTES));
-        // Walk the entries: each one's compressed length says where the next starts.
-        let mut offsets = Vec::with_capacity(file.num_objects() as usize);
+        // Walk the entries: each one's compressed length says where the next
+        // starts. A whole object (not a delta) is hashed while it is inflated
+        // here; only deltas need a second pass, once their bases are known.
+        // Ids come from hashing what we decoded, never from the server's word.
+        let mut index = HashMap::with_capacity(file.num_objects() as usize);
+        let mut deltas = Vec::new();
         let mut offset = 12u64;
         let mut inflate = gix_zlib::Inflate::default();
         let mut scratch = Vec::new();
@@ -269,20 +275,26 @@ impl Objects {
             scratch.resize(size, 0);
             let consumed =
                 file.decompress_entry(&entry, &mut inflate, &mut scratch).map_err(|e| corrupt(&chain(&e)))?;
-            offsets.push(offset);
+            match entry.header.as_kind() {
+                Some(kind) => {
+                    let id = gix_object::compute_hash(HashKind::Sha1, kind, &scratch).map_err(|e| corrupt(&e))?;
+                    index.insert(id, offset);
+                    early.seen(id, kind, &scratch)?;
+                }
+                None => deltas.push(offset),
+            }
             offset = entry.data_offset + consumed as u64;
         }
         drop(scratch);
         let mut objects = Objects {
             file,
-            index: HashMap::with_capacity(offsets.len()),
+            index,
             cache: RefCell::new(gix_pack::cache::lru::MemoryCappedHashmap::new(32 << 20)),
             shown: shown.to_string(),
             pack_len,
         };
-        // Ids come from hashing what we decoded, never from the server's word.
         // A ref-delta may name a base that comes later in the pack: retry those.
-        let mut pending = offsets;
+        let mut pending = deltas;
         let mut buf = Vec::new();
         while !pending.is_empty() {
             let before = pending.len();
@@ -292,6 +304,7 @@ impl Objects {
                     Ok(kind) => {
                         let id = gix_object::compute_hash(HashKind::Sha1, kind, &buf).map_err(|e| corrupt(&e))?;
                         objects.index.insert(id, offset);
+                        early.seen(id, kind, &buf)?;
                     }
                     Err(_) => later.push(offset),
                 }
@@ -347,7 +360,15 @@ impl Objects {
         Err(bad(&self.shown, "too many nested tags".into()))
     }
 
-    fn write_tree(&self, id: ObjectId, prefix: &str, submodules: &mut Vec<String>) -> Result<(), FetchError> {
+    /// Writes tree `id` at `prefix`, but not the files in `written` (written
+    /// while the pack was read).
+    fn write_tree(
+        &self,
+        id: ObjectId,
+        prefix: &str,
+        submodules: &mut Vec<String>,
+        written: &HashSet<String>,
+    ) -> Result<(), FetchError> {
         use gix_object::tree::EntryKind;
         let mut data = Vec::new();
         if self.get(id, &mut data)? != Kind::Tree {
@@ -364,8 +385,9 @@ impl Objects {
             match entry.mode.kind() {
                 EntryKind::Tree => {
                     Staging::create_dir(&path)?;
-                    self.write_tree(oid, &format!("{path}/"), submodules)?;
+                    self.write_tree(oid, &format!("{path}/"), submodules, written)?;
                 }
+                EntryKind::Blob | EntryKind::BlobExecutable if written.contains(&path) => {}
                 EntryKind::Blob | EntryKind::BlobExecutable => {
                     self.get(oid, &mut blob)?;
                     let exec = entry.mode.kind() == EntryKind::BlobExecutable;
@@ -385,6 +407,97 @@ impl Objects {
                     submodules.push(path);
                 }
             }
+        }
+        Ok(())
+    }
+}
+
+/// Writes the wanted tree's files while the pack is read, from the bytes
+/// just inflated and hashed, so most blobs are inflated once, not twice.
+///
+/// A server sends a commit before its trees and a tree before what it holds
+/// (git's traversal order), so by the time a blob arrives its paths are
+/// usually known. Nothing depends on that order: what was not written here
+/// (an object sent before the tree naming it, symlinks, submodules) is
+/// written by [`Objects::write_tree`] afterwards, which walks the whole tree
+/// again and skips only the paths in `written`. Every object here was
+/// already found by its hash; staging checks every path as always.
+struct Early {
+    /// The wanted commit, or the tags leading to it.
+    wanted: HashSet<ObjectId>,
+    /// Trees of the wanted commit, by id: the prefixes they go at.
+    trees: HashMap<ObjectId, Vec<String>>,
+    /// Blobs of the wanted commit, by id: their paths and executable bits.
+    files: HashMap<ObjectId, Vec<(String, bool)>>,
+    written: HashSet<String>,
+    /// Paths planned so far. A tree named at many paths (a "git bomb": each
+    /// level a thousand names for one subtree) multiplies them; past
+    /// [`EARLY_MAX_PATHS`] the walk afterwards is left to meet staging's
+    /// file limit and say so, rather than this plan growing to fill memory.
+    planned: usize,
+}
+
+/// The most paths [`Early`] plans ahead.
+const EARLY_MAX_PATHS: usize = 1 << 18;
+
+impl Early {
+    fn new(want: ObjectId) -> Self {
+        Early {
+            wanted: HashSet::from([want]),
+            trees: HashMap::new(),
+            files: HashMap::new(),
+            written: HashSet::new(),
+            planned: 0,
+        }
+    }
+
+    /// Object `id` of `kind` was decoded into `data`. An object that does not
+    /// parse is left to the walk afterwards, which reports it.
+    fn seen(&mut self, id: ObjectId, kind: Kind, data: &[u8]) -> Result<(), FetchError> {
+        use gix_object::tree::EntryKind;
+        match kind {
+            Kind::Tag if self.wanted.contains(&id) => {
+                if let Ok(target) = gix_object::TagRefIter::from_bytes(data, HashKind::Sha1).target_id() {
+                    self.wanted.insert(target);
+                }
+            }
+            Kind::Commit if self.wanted.contains(&id) => {
+                if let Ok(tree) = gix_object::CommitRefIter::from_bytes(data, HashKind::Sha1).tree_id() {
+                    self.trees.entry(tree).or_default().push(String::new());
+                }
+            }
+            Kind::Tree => {
+                let Some(prefixes) = self.trees.remove(&id) else { return Ok(()) };
+                let Ok(tree) = gix_object::TreeRef::from_bytes(data, HashKind::Sha1) else { return Ok(()) };
+                for entry in &tree.entries {
+                    let Ok(name) = std::str::from_utf8(entry.filename) else { continue };
+                    let oid = entry.oid.to_owned();
+                    for prefix in &prefixes {
+                        if self.planned >= EARLY_MAX_PATHS {
+                            return Ok(());
+                        }
+                        self.planned += 1;
+                        let path = format!("{prefix}{name}");
+                        match entry.mode.kind() {
+                            EntryKind::Tree => self.trees.entry(oid).or_default().push(format!("{path}/")),
+                            EntryKind::Blob => self.files.entry(oid).or_default().push((path, false)),
+                            EntryKind::BlobExecutable => self.files.entry(oid).or_default().push((path, true)),
+                            EntryKind::Link | EntryKind::Commit => {}
+                        }
+                    }
+                }
+            }
+            Kind::Blob => {
+                let Some(paths) = self.files.remove(&id) else { return Ok(()) };
+                for (path, exec) in paths {
+                    let mut f = Staging::create_file(&path, exec)?;
+                    std::io::Write::write_all(&mut f, data)
+                        .map_err(|e| FetchError::Staging(attune_plugin_sdk::staging_error(&e)))?;
+                    f.finish()?;
+                    self.written.insert(path);
+                }
+            }
+            _ => {}
         }
         Ok(())
     }

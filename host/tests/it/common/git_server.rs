@@ -3,8 +3,10 @@
 //! under one root. For the hostile tests, a path prefix makes it misbehave:
 //! `/garbage/…` answers junk, `/corrupt/…` flips a byte in each pack,
 //! `/endless/…` answers a fetch with pkt-lines that never end, and
-//! `/swap/…` sends the pack of another commit than the one asked for, and
-//! `/v0/…` ignores the client's request for protocol v2.
+//! `/swap/…` sends the pack of another commit than the one asked for,
+//! `/reversed/…` sends the right objects in the reverse of git's order (every
+//! blob before the tree that names it, the commit last), and `/v0/…`
+//! ignores the client's request for protocol v2.
 
 #![allow(dead_code)]
 
@@ -70,7 +72,7 @@ fn serve(mut conn: TcpStream, root: &Path, swap: &std::sync::Mutex<Option<(Strin
     let (mut path, query) =
         target.split_once('?').map(|(p, q)| (p.to_string(), q.to_string())).unwrap_or((target.clone(), String::new()));
     let mut mode = "";
-    for prefix in ["corrupt", "endless", "swap", "v0"] {
+    for prefix in ["corrupt", "endless", "reversed", "swap", "v0"] {
         if let Some(rest) = path.strip_prefix(&format!("/{prefix}/")) {
             mode = prefix;
             path = format!("/{rest}");
@@ -168,6 +170,10 @@ fn serve(mut conn: TcpStream, root: &Path, swap: &std::sync::Mutex<Option<(Strin
     };
     let head = String::from_utf8_lossy(&out[..at]).to_string();
     let mut rest = out[at + sep..].to_vec();
+    if mode == "reversed" && is_fetch {
+        let repo = path.trim_start_matches('/').split('/').next().unwrap_or_default();
+        rest = reverse_pack(&root.join(repo), &rest);
+    }
     // Inside the pack itself, a little after its signature (the first
     // object's data), not in the progress text that follows it.
     if mode == "corrupt"
@@ -194,6 +200,88 @@ fn serve(mut conn: TcpStream, root: &Path, swap: &std::sync::Mutex<Option<(Strin
         format!("HTTP/1.1 {status}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n", rest.len()).as_bytes(),
     );
     let _ = conn.write_all(rest);
+}
+
+/// A v2 fetch response with its pack rebuilt, the same objects in reverse
+/// order and none a delta.
+fn reverse_pack(repo: &Path, response: &[u8]) -> Vec<u8> {
+    // pkt-lines: everything up to the `packfile` line is kept; band 1 after it is the pack.
+    let (mut at, mut head, mut pack) = (0, None, Vec::new());
+    while at + 4 <= response.len() {
+        let len = usize::from_str_radix(std::str::from_utf8(&response[at..at + 4]).unwrap(), 16).unwrap();
+        if len < 4 {
+            at += 4;
+            continue;
+        }
+        let payload = &response[at + 4..at + len];
+        if head.is_none() && payload == b"packfile\n" {
+            head = Some(at + len);
+        } else if head.is_some() && payload[0] == 1 {
+            pack.extend_from_slice(&payload[1..]);
+        }
+        at += len;
+    }
+    let head = head.expect("a packfile section");
+    let order = pack_order(&pack);
+    let reversed: Vec<&str> = order.iter().rev().map(String::as_str).collect();
+    let mut child = Command::new("git")
+        .args(["pack-objects", "--stdout", "--window=0", "--no-reuse-delta", "-q"])
+        .current_dir(repo)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(format!("{}\n", reversed.join("\n")).as_bytes()).unwrap();
+    let new_pack = child.wait_with_output().unwrap().stdout;
+    assert_eq!(pack_order(&new_pack), reversed, "pack-objects kept the order given");
+    let mut out = response[..head].to_vec();
+    for chunk in new_pack.chunks(65515) {
+        out.extend_from_slice(format!("{:04x}\x01", chunk.len() + 5).as_bytes());
+        out.extend_from_slice(chunk);
+    }
+    out.extend_from_slice(b"0000");
+    out
+}
+
+/// The ids of a pack's objects in the order it holds them.
+fn pack_order(pack: &[u8]) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("p.pack");
+    std::fs::write(&file, pack).unwrap();
+    let ok = Command::new("git").arg("index-pack").arg(&file).stdout(Stdio::null()).status().unwrap();
+    assert!(ok.success());
+    let out = Command::new("git").arg("verify-pack").arg("-v").arg(dir.path().join("p.idx")).output().unwrap();
+    let mut objects: Vec<(u64, String)> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() >= 5 && f[0].len() == 40).then(|| (f[4].parse().unwrap(), f[0].to_string()))
+        })
+        .collect();
+    objects.sort();
+    objects.into_iter().map(|(_, id)| id).collect()
+}
+
+/// `git` with `input` on its stdin (plumbing such as `mktree`).
+pub fn git_with_input(dir: &Path, args: &[&str], input: &str) -> String {
+    let mut child = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "Test")
+        .env("GIT_AUTHOR_EMAIL", "t@example.com")
+        .env("GIT_COMMITTER_NAME", "Test")
+        .env("GIT_COMMITTER_EMAIL", "t@example.com")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("HOME", dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "git {args:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 /// Runs git in `dir` with a fixed identity and dates, so commits are reproducible.
