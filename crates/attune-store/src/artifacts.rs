@@ -112,10 +112,9 @@ impl Artifacts {
         fs_err::create_dir_all(&blobs).map_err(|e| self.io(&blobs, e))?;
         let tmp = tempfile::NamedTempFile::new_in(&blobs).map_err(|e| self.io(&blobs, e))?;
         let hex = {
-            let mut out = HashingWriter { inner: std::io::BufWriter::new(tmp.as_file()), hash: Sha256::new() };
+            let mut out = HashingWriter::new(tmp.as_file());
             write_tar(dir, &mut out).map_err(|e| self.io(dir, e))?;
-            out.inner.flush().map_err(|e| self.io(tmp.path(), e))?;
-            hex::encode(out.hash.finalize())
+            out.finish().map_err(|e| self.io(tmp.path(), e))?
         };
         tmp.as_file().sync_all().map_err(|e| self.io(tmp.path(), e))?;
         let dest = self.blob_path(&hex);
@@ -170,19 +169,95 @@ impl Artifacts {
     }
 }
 
-struct HashingWriter<W> {
+/// Writes through 1 MiB buffers and hashes each one on a thread of its own
+/// once it is written, so the SHA-256 of a tar overlaps reading and writing
+/// the tree (at the end of every git install, nothing else runs beside it).
+struct HashingWriter<W: Write> {
     inner: W,
-    hash: Sha256,
+    buf: Vec<u8>,
+    to_hash: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+    spare: std::sync::mpsc::Receiver<Vec<u8>>,
+    hasher: Option<std::thread::JoinHandle<[u8; 32]>>,
+}
+
+const HASH_CHUNK: usize = 1 << 20;
+
+impl<W: Write> HashingWriter<W> {
+    fn new(inner: W) -> Self {
+        let (to_hash, chunks) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
+        let (give_back, spare) = std::sync::mpsc::channel();
+        let hasher = std::thread::spawn(move || {
+            let mut hash = Sha256::new();
+            for chunk in chunks {
+                hash.update(&chunk);
+                // The writer may be gone already; then the buffer is just freed.
+                let _ = give_back.send(chunk);
+            }
+            hash.finalize().into()
+        });
+        HashingWriter {
+            inner,
+            buf: Vec::with_capacity(HASH_CHUNK),
+            to_hash: Some(to_hash),
+            spare,
+            hasher: Some(hasher),
+        }
+    }
+
+    fn flush_chunk(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        self.inner.write_all(&self.buf)?;
+        let next = self.spare.try_recv().map(|mut b| {
+            b.clear();
+            b
+        });
+        let full = std::mem::replace(&mut self.buf, next.unwrap_or_else(|_| Vec::with_capacity(HASH_CHUNK)));
+        let sent = self.to_hash.as_ref().is_some_and(|tx| tx.send(full).is_ok());
+        if !sent {
+            return Err(std::io::Error::other("the hashing thread stopped"));
+        }
+        Ok(())
+    }
+
+    /// Writes what is left; the hex SHA-256 of everything written.
+    fn finish(mut self) -> std::io::Result<String> {
+        self.flush_chunk()?;
+        self.inner.flush()?;
+        drop(self.to_hash.take());
+        let hash = self
+            .hasher
+            .take()
+            .expect("joined once")
+            .join()
+            .map_err(|_| std::io::Error::other("the hashing thread panicked"))?;
+        Ok(hex::encode(hash))
+    }
 }
 
 impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hash.update(&buf[..n]);
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let n = data.len().min(HASH_CHUNK - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == HASH_CHUNK {
+            self.flush_chunk()?;
+        }
         Ok(n)
     }
     fn flush(&mut self) -> std::io::Result<()> {
+        self.flush_chunk()?;
         self.inner.flush()
+    }
+}
+
+impl<W: Write> Drop for HashingWriter<W> {
+    fn drop(&mut self) {
+        // An early return (a failed write): the thread ends with its channel.
+        drop(self.to_hash.take());
+        if let Some(h) = self.hasher.take() {
+            let _ = h.join();
+        }
     }
 }
 
@@ -230,6 +305,23 @@ fn sha256_file(path: &Path) -> std::io::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_hashing_writer_hashes_what_it_wrote_across_chunks_and_flushes() {
+        let data: Vec<u8> = (0..(3 * HASH_CHUNK + 12345)).map(|i| (i * 7 % 251) as u8).collect();
+        let mut out = Vec::new();
+        let mut w = HashingWriter::new(&mut out);
+        // Odd pieces, and a flush mid-chunk, as tar's writes come.
+        for (i, piece) in data.chunks(70_001).enumerate() {
+            w.write_all(piece).unwrap();
+            if i == 5 {
+                w.flush().unwrap();
+            }
+        }
+        let hex = w.finish().unwrap();
+        assert_eq!(hex, hex::encode(Sha256::digest(&data)));
+        assert_eq!(out, data);
+    }
 
     #[test]
     fn put_get_and_url_map() {
