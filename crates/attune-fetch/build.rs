@@ -30,6 +30,8 @@ fn main() {
         rerun_tree(&root.join(dir));
     }
     println!("cargo:rerun-if-changed={}", root.join("Cargo.lock").display());
+    // `[profile.plugin]` lives there: a changed profile must rebuild the fetchers.
+    println!("cargo:rerun-if-changed={}", root.join("Cargo.toml").display());
     println!("cargo:rerun-if-env-changed=ATTUNE_NO_EMBEDDED_PLUGINS");
     if env::var_os("ATTUNE_NO_EMBEDDED_PLUGINS").is_some_and(|v| !v.is_empty() && v != "0") {
         println!("cargo:warning=ATTUNE_NO_EMBEDDED_PLUGINS is set: no fetchers are embedded (fuzz builds only)");
