@@ -4,7 +4,10 @@
 # README's "Benchmarks" section shows the latest). Rows:
 #
 #   checksum  `attune pack checksum DIR`           vs `find | sort | xargs sha256sum`
-#   local     `attune install DIR`                 vs `cp -a`, and `cp -a && sync`
+#   local     `attune install DIR`                 vs `cp -a`, and `cp -a && sync`; and vs what
+#             attune must do, copy and hash every byte: `cp -a && xargs -P sha256sum`,
+#             and the floor, crates/attune-core/examples/copy_floor.rs (every core, no
+#             sandbox; built here with cargo)
 #   archive   `attune install pack.tar.gz`         vs `tar xzf`, and `tar xzf && sync`
 #   http      `attune install http://…/pack.tgz`   vs `curl -o && tar xzf` (loopback server)
 #   git       `attune install git+http://…`        vs `git clone --depth 1` (loopback git http-backend,
@@ -68,6 +71,7 @@ wants() { [[ ",$only," == *",$1,"* ]]; }
 attune=$(cd "$(dirname "$attune")" && pwd)/$(basename "$attune")
 command -v python3 >/dev/null || { echo "python3 is needed to generate the inputs" >&2; exit 1; }
 if wants http; then command -v curl >/dev/null || { echo "curl is needed for the http row" >&2; exit 1; }; fi
+if wants local; then command -v cargo >/dev/null || { echo "cargo is needed to build the local row's copy_floor" >&2; exit 1; }; fi
 if wants git; then command -v git >/dev/null || { echo "git is needed for the git row" >&2; exit 1; }; fi
 
 # Everything lives under $dir: inputs/ (kept), runs/ and state (removed).
@@ -91,6 +95,12 @@ cleanup() {
 trap cleanup EXIT
 
 log() { echo "$*" >&2; }
+
+if wants local; then
+    log "building copy_floor ..."
+    cargo build --release --quiet --manifest-path "$repo/Cargo.toml" -p attune-core --example copy_floor
+    floor="$repo/target/release/examples/copy_floor"
+fi
 
 # --- timing -----------------------------------------------------------------
 
@@ -175,17 +185,27 @@ bench_local() {
     install_tree() { attune_in "$(fresh)" install --limit-bytes 64GiB --limit-files 10000000 "$tree"; }
     copy() { cp -a "$tree" "$(fresh)/copy"; }
     copy_sync() { copy && sync; }
+    copy_hash() {
+        local d
+        d=$(fresh)/copy
+        cp -a "$tree" "$d" && find "$d" -type f -print0 | xargs -0 -P "$(nproc)" -n 500 sha256sum
+    }
+    copy_floor() { "$floor" "$tree" "$(fresh)/copy"; }
     log "local: warming ..."
     warm "$tree"
     reset; install_tree > /dev/null
-    local a c s w
+    local a c s h f w
     a=$(best_of reset install_tree)
     c=$(best_of reset copy)
     s=$(best_of reset copy_sync)
+    h=$(best_of reset copy_hash)
+    f=$(best_of reset copy_floor)
     reset
     w="local folder, $(size_of "$tree") MiB / $n files"
     add_row "$w" '`cp -a`' "$a" "$c" s
     add_row "$w" '`cp -a && sync`' "$a" "$s" s
+    add_row "$w" '`cp -a`, then `xargs -P sha256sum` of the copy' "$a" "$h" s
+    add_row "$w" 'copy + SHA-256 on every core, no sandbox (`copy_floor`)' "$a" "$f" s
 }
 
 # The .tar.gz of the archive and http rows, in a folder a server can serve.

@@ -413,8 +413,8 @@ impl StagingWriter {
 
     /// `copy-input-file`: a new file at `path` with the contents of
     /// `input_path`, a regular file under `input` (the read-only input
-    /// folder), copied file to file by the kernel where it can
-    /// (`copy_file_range` on Linux) and counted like a write. The mode is
+    /// folder), copied file to file on a staging thread (a clone where the
+    /// filesystem has them) and counted like a write. The mode is
     /// 0755 when the input file has an executable bit. Returns the bytes
     /// copied.
     pub fn copy_from_input(&mut self, path: &str, input: &Dir, input_path: &str) -> Result<u64, StagingError> {
