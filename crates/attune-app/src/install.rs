@@ -319,7 +319,7 @@ pub async fn install(
     };
     emit(InstallEvent::Staged { bytes: fetched.bytes, entries: fetched.entries });
     if let Some((artifacts, url)) = &cache_as {
-        cache_download(artifacts, &staging.scratch_path(), &fetched.result.metadata, url);
+        cache_download(artifacts, &staging.scratch_path(), &fetched, url);
     }
     // Scratch (a downloaded archive) is done with; unlinked now, its dirty
     // pages are dropped instead of written back by the commit's sync.
@@ -619,11 +619,15 @@ fn offline_spec(
 fn cache_download(
     artifacts: &crate::artifacts::Artifacts,
     scratch: &std::path::Path,
-    metadata: &[(String, String)],
+    fetched: &attune_fetch::runtime::Fetched,
     url: &str,
 ) {
+    let metadata = &fetched.result.metadata;
     let Some((_, hex)) = metadata.iter().find(|(k, _)| k == attune_core::keys::ARCHIVE_SHA256) else { return };
-    match artifacts.put_file(&attune_fetch::runtime::blobs::scratch_file(scratch, 0), hex, Some(url)) {
+    // The host hashed the download as it was appended; the fetcher's
+    // `archive-sha256` is only a claim, held to that.
+    let hashed = fetched.scratch_sha256.get(&0).map(String::as_str);
+    match artifacts.put_file(&attune_fetch::runtime::blobs::scratch_file(scratch, 0), hex, hashed, Some(url)) {
         Ok(true) => {}
         Ok(false) => tracing::warn!("{url}: the downloaded bytes do not match sha256:{hex}; not cached"),
         Err(e) => tracing::warn!("{e}"),

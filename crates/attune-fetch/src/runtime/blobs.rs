@@ -34,7 +34,7 @@ pub fn scratch_file(dir: &Path, n: u32) -> PathBuf {
 
 pub enum Blob {
     Input { file: Arc<File>, size: u64, sha256: Mutex<Hashing> },
-    Scratch { file: File, size: u64, sha256: Hashing },
+    Scratch { file: File, n: u32, size: u64, sha256: Hashing },
 }
 
 /// A blob's SHA-256, computed on another thread.
@@ -102,7 +102,7 @@ impl Blob {
         std::fs::create_dir_all(dir).map_err(io)?;
         let path = scratch_file(dir, n);
         let file = std::fs::OpenOptions::new().read(true).write(true).create_new(true).open(&path).map_err(io)?;
-        Ok(Blob::Scratch { file, size: 0, sha256: Hashing::feeding() })
+        Ok(Blob::Scratch { file, n, size: 0, sha256: Hashing::feeding() })
     }
 
     pub fn size(&self) -> u64 {
@@ -138,7 +138,7 @@ impl Blob {
     pub fn append(&mut self, data: &[u8], staging: &mut StagingWriter) -> Result<(), StagingError> {
         match self {
             Blob::Input { .. } => Err(StagingError::Io("the input file is read-only".into())),
-            Blob::Scratch { file, size, sha256 } => {
+            Blob::Scratch { file, size, sha256, .. } => {
                 staging.count_bytes(data.len() as u64)?;
                 file.write_all(data).map_err(|e| StagingError::Io(format!("scratch: {e}")))?;
                 match sha256 {
@@ -153,6 +153,16 @@ impl Blob {
                 *size += data.len() as u64;
                 Ok(())
             }
+        }
+    }
+
+    /// A scratch blob's number and the SHA-256 the host took of all of it, if
+    /// the fetcher asked for it and appended nothing after: the host's own
+    /// word, not the fetcher's, so the artifact cache need not hash it again.
+    pub fn finished_scratch(&self) -> Option<(u32, String)> {
+        match self {
+            Blob::Scratch { n, sha256: Hashing::Done(s), .. } => Some((*n, s.clone())),
+            _ => None,
         }
     }
 
@@ -207,11 +217,21 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         std::fs::create_dir(t.path().join("pack")).unwrap();
         let mut w = StagingWriter::new(&t.path().join("pack"), WriteLimits::default()).unwrap();
-        let mut b = Blob::scratch(&t.path().join("scratch"), 0).unwrap();
+        let mut b = Blob::scratch(&t.path().join("scratch"), 3).unwrap();
+        assert_eq!(b.finished_scratch(), None, "not asked for yet");
         b.append(b"ab", &mut w).unwrap();
         assert_eq!(b.sha256().unwrap(), hex::encode(Sha256::digest(b"ab")));
+        assert_eq!(b.finished_scratch(), Some((3, hex::encode(Sha256::digest(b"ab")))));
         b.append(b"c", &mut w).unwrap();
+        // Appended to since: no finished hash until asked again.
+        assert_eq!(b.finished_scratch(), None);
         assert_eq!(b.sha256().unwrap(), hex::encode(Sha256::digest(b"abc")));
+        assert_eq!(b.finished_scratch(), Some((3, hex::encode(Sha256::digest(b"abc")))));
+        // The input file is not the host's to vouch for.
+        std::fs::write(t.path().join("in"), b"x").unwrap();
+        let mut input = Blob::input(Arc::new(File::open(t.path().join("in")).unwrap())).unwrap();
+        input.sha256().unwrap();
+        assert_eq!(input.finished_scratch(), None);
     }
 
     #[test]

@@ -226,7 +226,10 @@ pub(super) fn add(linker: &mut Linker<FetchState>, version: &str) -> wasmtime::R
 
     let mut b = linker.instance(&format!("attune:fetcher/blobs@{version}"))?;
     b.resource("blob", ResourceType::host::<Blob>(), |mut store, rep| {
-        store.data_mut().table.delete(Resource::<Blob>::new_own(rep))?;
+        let blob = store.data_mut().table.delete(Resource::<Blob>::new_own(rep))?;
+        if let Some((n, sha256)) = blob.finished_scratch() {
+            store.data_mut().scratch_sha256.insert(n, sha256);
+        }
         Ok(())
     })?;
     b.func_wrap("input-file", |mut store: Cx<'_>, (): ()| {

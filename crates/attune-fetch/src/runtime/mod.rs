@@ -27,7 +27,7 @@ pub mod since_v0_1_0;
 pub mod since_v0_2_0;
 mod wasi_bounds;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -548,6 +548,7 @@ impl Runtime {
             input_dir,
             input_file,
             scratch_count: 0,
+            scratch_sha256: HashMap::new(),
             http_ctx,
             policy,
             stderr,
@@ -638,6 +639,7 @@ impl Runtime {
             entries: summary.entries,
             tree: summary.tree,
             logs: state.logs.into_iter().collect(),
+            scratch_sha256: state.scratch_sha256,
         })
     }
 }
@@ -728,6 +730,9 @@ pub struct Fetched {
     /// Every staged entry, hashed as it was written (see [`crate::staging::Summary::tree`]).
     pub tree: Vec<attune_core::checksum::Entry>,
     pub logs: Vec<(LogLevel, String)>,
+    /// The SHA-256 the host itself took of each scratch blob the fetcher
+    /// finished and dropped, by number (0 is the http fetcher's download).
+    pub scratch_sha256: HashMap<u32, String>,
 }
 
 fn write_cache(path: &Path, component: &Component) -> std::io::Result<()> {
@@ -809,6 +814,8 @@ pub struct FetchState {
     input_dir: Option<Dir>,
     input_file: Option<Arc<std::fs::File>>,
     scratch_count: u32,
+    /// SHA-256 of each scratch blob dropped finished (see [`Blob::finished_scratch`](blobs::Blob::finished_scratch)).
+    scratch_sha256: HashMap<u32, String>,
     http_ctx: wasmtime_wasi_http::WasiHttpCtx,
     policy: http::OutboundPolicy,
     stderr: TailPipe,
