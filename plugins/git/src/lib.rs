@@ -391,10 +391,7 @@ impl Objects {
                 EntryKind::Blob | EntryKind::BlobExecutable => {
                     self.get(oid, &mut blob)?;
                     let exec = entry.mode.kind() == EntryKind::BlobExecutable;
-                    let mut f = Staging::create_file(&path, exec)?;
-                    std::io::Write::write_all(&mut f, &blob)
-                        .map_err(|e| FetchError::Staging(attune_plugin_sdk::staging_error(&e)))?;
-                    f.finish()?;
+                    write_blob(&path, exec, &blob)?;
                 }
                 EntryKind::Link => {
                     self.get(oid, &mut blob)?;
@@ -410,6 +407,15 @@ impl Objects {
         }
         Ok(())
     }
+}
+
+/// A blob staged at `path`, through the SDK's chunked writer (a blob may be
+/// hundreds of MiB; one `write-file` call would lift it whole).
+fn write_blob(path: &str, executable: bool, data: &[u8]) -> Result<(), FetchError> {
+    let mut f = Staging::create_file(path, executable)?;
+    std::io::Write::write_all(&mut f, data).map_err(|e| FetchError::Staging(attune_plugin_sdk::staging_error(&e)))?;
+    f.finish()?;
+    Ok(())
 }
 
 /// Writes the wanted tree's files while the pack is read, from the bytes
@@ -490,10 +496,7 @@ impl Early {
             Kind::Blob => {
                 let Some(paths) = self.files.remove(&id) else { return Ok(()) };
                 for (path, exec) in paths {
-                    let mut f = Staging::create_file(&path, exec)?;
-                    std::io::Write::write_all(&mut f, data)
-                        .map_err(|e| FetchError::Staging(attune_plugin_sdk::staging_error(&e)))?;
-                    f.finish()?;
+                    write_blob(&path, exec, data)?;
                     self.written.insert(path);
                 }
             }
