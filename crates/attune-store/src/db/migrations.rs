@@ -35,6 +35,7 @@ migrations!(
     "0007_signed_indexes.sql",
     "0008_pending_activations.sql",
     "0009_listing_index.sql",
+    "0010_activations_version.sql",
 );
 
 pub(crate) static SQLITE: LazyLock<Migrator> = LazyLock::new(|| migrator(SQLITE_FILES));

@@ -108,19 +108,47 @@ macro_rules! listing_sql {
         }
     };
     ($columns:expr, $host:literal, $order:literal) => {
+        concat!("SELECT ", listing_select!($columns, $host), " ORDER BY ", $order)
+    };
+}
+
+/// A listing query's text between `SELECT` and `ORDER BY`.
+macro_rules! listing_select {
+    ($columns:expr, $host:literal) => {
         concat!(
-            "SELECT ",
             $columns,
             ", COALESCE((SELECT a.version FROM activations a
                 WHERE a.host = installations.host AND a.pack_ref = installations.pack_ref
                 ORDER BY a.id DESC LIMIT 1) = installations.version, FALSE) AS active
              FROM installations WHERE ",
             $host,
-            "status = 'installed' ORDER BY ",
-            $order
+            "status = 'installed'"
         )
     };
 }
+
+/// [`Db::listing_rows`] on SQLite: the same rows, [`LISTED_CHUNK`] to a
+/// row, each chunk a JSON array of `[listed_columns, active]` arrays in ref
+/// order. sqlx hands every SQLite row from its worker thread to ours
+/// through a channel, a thread wake-up per row: 8k context switches and
+/// most of `attune list`'s time at 10k packs. A chunk is one wake-up.
+macro_rules! listed_chunks_sql {
+    ($host:literal) => {
+        concat!(
+            "SELECT json_group_array(json_array(",
+            listed_columns!(),
+            ", active) ORDER BY n) FROM (SELECT row_number() OVER (ORDER BY pack_ref) - 1 AS n, ",
+            listing_select!(listed_columns!(), $host),
+            ") GROUP BY n / 1024 ORDER BY n / 1024"
+        )
+    };
+}
+
+/// How many rows [`listed_chunks_sql`] puts in one.
+#[cfg(test)]
+const LISTED_CHUNK: usize = 1024;
+const LISTED_CHUNKS_HOST: &str = listed_chunks_sql!("host = $1 AND ");
+const LISTED_CHUNKS_ALL: &str = listed_chunks_sql!("");
 
 /// [`Db::listing`]'s query.
 const LISTING: ListingSql = listing_sql!(installation_columns!());
@@ -135,6 +163,43 @@ trait ListingOrder {
 impl ListingOrder for ListedRow {
     fn order_key(&self) -> (&str, &str, &str) {
         (&self.pack_ref, &self.version, &self.host)
+    }
+}
+
+const LISTING_WHAT: &str = "listing installed packs";
+
+/// Listing rows in listing order, from rows in ref order: the rows of one
+/// pack, a handful, are put in version order (then host) and handed to
+/// `each` when the next pack begins, so no more than one pack's are held.
+struct ByPack<T, F> {
+    pack: Vec<T>,
+    each: F,
+}
+
+impl<T: ListingOrder, E, F: FnMut(T) -> Result<(), E>> ByPack<T, F> {
+    fn new(each: F) -> Self {
+        ByPack { pack: Vec::new(), each }
+    }
+
+    fn push(&mut self, row: T) -> Result<(), E> {
+        if self.pack.first().is_some_and(|first| first.order_key().0 != row.order_key().0) {
+            debug_assert!(self.pack[0].order_key().0 < row.order_key().0, "listing rows out of ref order");
+            self.flush()?;
+        }
+        self.pack.push(row);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), E> {
+        self.pack.sort_by(|a, b| {
+            let ((_, av, ah), (_, bv, bh)) = (a.order_key(), b.order_key());
+            version_cmp(av, bv).then_with(|| ah.cmp(bh))
+        });
+        self.pack.drain(..).try_for_each(&mut self.each)
+    }
+
+    fn finish(mut self) -> Result<(), E> {
+        self.flush()
     }
 }
 
@@ -565,7 +630,10 @@ impl Db {
         host: Option<&str>,
         each: impl FnMut(ListedRow) -> Result<(), E>,
     ) -> Result<(), E> {
-        self.stream_listing(&LISTING_ROWS, host, each).await
+        match &self.pool {
+            Pool::Sqlite(pool) => Self::sqlite_listed_chunks(pool, host, each).await,
+            Pool::Postgres(_) => self.stream_listing(&LISTING_ROWS, host, each).await,
+        }
     }
 
     /// Runs one of the listing queries and hands its rows to `each` in
@@ -577,7 +645,7 @@ impl Db {
         &self,
         sql: &ListingSql,
         host: Option<&str>,
-        mut each: impl FnMut(T) -> Result<(), E>,
+        each: impl FnMut(T) -> Result<(), E>,
     ) -> Result<(), E>
     where
         T: ListingOrder
@@ -586,15 +654,7 @@ impl Db {
         E: From<DbError>,
     {
         use futures_util::TryStreamExt as _;
-        let what = "listing installed packs";
-        let mut pack: Vec<T> = Vec::new();
-        let mut flush = |pack: &mut Vec<T>| -> Result<(), E> {
-            pack.sort_by(|a, b| {
-                let ((_, av, ah), (_, bv, bh)) = (a.order_key(), b.order_key());
-                version_cmp(av, bv).then_with(|| ah.cmp(bh))
-            });
-            pack.drain(..).try_for_each(&mut each)
-        };
+        let mut packs = ByPack::new(each);
         on_pool!(self, pool => {
             let text = match (self.backend(), host) {
                 (Backend::Sqlite, Some(_)) => sql.sqlite_host,
@@ -608,16 +668,33 @@ impl Db {
                 None => query,
             };
             let mut rows = query.fetch(pool);
-            while let Some(row) = rows.try_next().await.map_err(DbError::query(what))? {
-                let row = T::from_row(&row).map_err(DbError::query(what))?;
-                if pack.first().is_some_and(|first| first.order_key().0 != row.order_key().0) {
-                    debug_assert!(pack[0].order_key().0 < row.order_key().0, "listing rows out of ref order");
-                    flush(&mut pack)?;
-                }
-                pack.push(row);
+            while let Some(row) = rows.try_next().await.map_err(DbError::query(LISTING_WHAT))? {
+                packs.push(T::from_row(&row).map_err(DbError::query(LISTING_WHAT))?)?;
             }
         });
-        flush(&mut pack)
+        packs.finish()
+    }
+
+    /// [`Db::listing_rows`] on SQLite, a chunk of rows at a time (see
+    /// [`listed_chunks_sql`]).
+    async fn sqlite_listed_chunks<E: From<DbError>>(
+        pool: &SqlitePool,
+        host: Option<&str>,
+        each: impl FnMut(ListedRow) -> Result<(), E>,
+    ) -> Result<(), E> {
+        use futures_util::TryStreamExt as _;
+        let mut packs = ByPack::new(each);
+        let query = match host {
+            Some(host) => sqlx::query_scalar::<_, String>(LISTED_CHUNKS_HOST).bind(host),
+            None => sqlx::query_scalar(LISTED_CHUNKS_ALL),
+        };
+        let mut chunks = query.fetch(pool);
+        while let Some(chunk) = chunks.try_next().await.map_err(DbError::query(LISTING_WHAT))? {
+            for row in model::listed_rows_json(&chunk).map_err(DbError::query(LISTING_WHAT))? {
+                packs.push(row)?;
+            }
+        }
+        packs.finish()
     }
 
     /// The live installations on every host sharing this database, by ref,

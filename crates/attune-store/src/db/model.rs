@@ -307,6 +307,26 @@ where
     })
 }
 
+/// The rows of one chunk of a chunked SQLite listing (`listed_chunks_sql`
+/// in `db`): a JSON array of `[listed_columns, active]` arrays.
+pub(crate) fn listed_rows_json(chunk: &str) -> Result<Vec<ListedRow>, sqlx::Error> {
+    type Listed = (String, String, String, String, i64, String, i64);
+    let rows: Vec<Listed> = serde_json::from_str(chunk).map_err(|e| decode_error("listing chunk", e))?;
+    rows.into_iter()
+        .map(|(pack_ref, version, host, source_type, installed_at, checksum, active)| {
+            Ok(ListedRow {
+                pack_ref,
+                version,
+                host,
+                source_type: source_type.parse().map_err(|e: String| decode_error("source_type", e))?,
+                installed_at: from_unix_ms(installed_at).map_err(|e| decode_error("installed_at", e))?,
+                checksum,
+                active: active != 0,
+            })
+        })
+        .collect()
+}
+
 fn pack(row: &impl Columns) -> Result<Pack, sqlx::Error> {
     {
         Ok(Pack {

@@ -727,15 +727,100 @@ async fn a_first_install_is_owed_an_activation_until_it_is_recorded(db: Db) {
 async fn listing_rows_read_an_index_alone() {
     let (_dir, db) = file_db().await;
     install(&db, "core", "1.0.0").await;
-    let explain = format!("EXPLAIN QUERY PLAN {}", LISTING_ROWS.sqlite_host);
-    let plan: Vec<(i64, i64, i64, String)> =
-        sqlx::query_as(sqlx::AssertSqlSafe(explain)).bind(HOST).fetch_all(sqlite(&db)).await.unwrap();
-    let plan: Vec<&str> = plan.iter().map(|(_, _, _, detail)| detail.as_str()).collect();
-    assert!(
-        plan.contains(&"SEARCH installations USING COVERING INDEX installations_host_status (host=? AND status=?)"),
-        "{plan:#?}"
+    db.record_activation(HOST, "core", Some("1.0.0"), "alice", "install").await.unwrap();
+    for (sql, host) in [(LISTING_ROWS.sqlite_host, true), (LISTED_CHUNKS_HOST, true), (LISTED_CHUNKS_ALL, false)] {
+        let explain = format!("EXPLAIN QUERY PLAN {sql}");
+        let query = sqlx::query_as(sqlx::AssertSqlSafe(explain));
+        let query = if host { query.bind(HOST) } else { query };
+        let plan: Vec<(i64, i64, i64, String)> = query.fetch_all(sqlite(&db)).await.unwrap();
+        let plan: Vec<&str> = plan.iter().map(|(_, _, _, detail)| detail.as_str()).collect();
+        // Every column from an index, never from a table: `installations`
+        // holds the manifests, `activations` one row per event.
+        // (On all hosts, `installations` is read through another index.)
+        let installations = "SEARCH installations USING COVERING INDEX installations_host_status (host=? AND status=?)";
+        assert!(!host || plan.contains(&installations), "{sql}: {plan:#?}");
+        assert!(
+            plan.contains(&"SEARCH a USING COVERING INDEX activations_host_ref (host=? AND pack_ref=?)"),
+            "{sql}: {plan:#?}"
+        );
+        if sql == LISTING_ROWS.sqlite_host {
+            assert!(!plan.iter().any(|step| step.contains("TEMP B-TREE")), "{plan:#?}");
+        }
+    }
+}
+
+/// SQLite's listing rows come [`LISTED_CHUNK`] to a database row, as JSON:
+/// a pack's versions split between two chunks still come in version order,
+/// and text JSON must escape comes back as it was stored.
+#[tokio::test]
+async fn listing_rows_across_chunks_are_the_listing() {
+    let (_dir, db) = file_db().await;
+    let odd = "quote\"back\\slash\ttab\u{1}é🦀";
+    let mut packs: Vec<(String, String)> =
+        (0..LISTED_CHUNK + 40).map(|i| (format!("p{i:05}"), "1.0.0".to_string())).collect();
+    // The pack at the first chunk's end, in five versions around it.
+    let edge = format!("p{:05}", LISTED_CHUNK - 3);
+    packs.extend(["1.10.0", "1.9.0", "0.1.0", "2.0.0-rc.1"].map(|v| (edge.clone(), v.to_string())));
+    packs.push((odd.to_string(), "1.0.0".to_string()));
+    let ids: Vec<i64> = {
+        let mut ids = Vec::new();
+        for (r, v) in &packs {
+            let mut new = new_install(r, v, HOST);
+            new.checksum = format!("sha256-tree-v1:{odd}");
+            ids.push(db.begin_install(&new).await.unwrap());
+        }
+        ids
+    };
+    for id in ids {
+        db.complete_install(id).await.unwrap();
+    }
+    db.record_activation(HOST, &edge, Some("1.9.0"), "alice", "install").await.unwrap();
+    db.record_activation(HOST, odd, Some("1.0.0"), "alice", "install").await.unwrap();
+
+    for host in [Some(HOST), None] {
+        let mut want = Vec::new();
+        db.listing(host, |i, active| {
+            want.push(ListedRow {
+                pack_ref: i.pack_ref,
+                version: i.version,
+                host: i.host,
+                source_type: i.source_type,
+                installed_at: i.installed_at,
+                checksum: i.checksum,
+                active,
+            });
+            Ok::<_, DbError>(())
+        })
+        .await
+        .unwrap();
+        let mut got = Vec::new();
+        db.listing_rows(host, |r| {
+            got.push(r);
+            Ok::<_, DbError>(())
+        })
+        .await
+        .unwrap();
+        assert_eq!(got.len(), packs.len());
+        assert_eq!(got, want, "listing_rows on {host:?}");
+    }
+    let mut rows = Vec::new();
+    db.listing_rows(Some(HOST), |r| {
+        rows.push(r);
+        Ok::<_, DbError>(())
+    })
+    .await
+    .unwrap();
+    let versions: Vec<(&str, bool)> =
+        rows.iter().filter(|r| r.pack_ref == edge).map(|r| (r.version.as_str(), r.active)).collect();
+    assert_eq!(
+        versions,
+        [("0.1.0", false), ("1.0.0", false), ("1.9.0", true), ("1.10.0", false), ("2.0.0-rc.1", false)]
     );
-    assert!(!plan.iter().any(|step| step.contains("TEMP B-TREE")), "{plan:#?}");
+    let last = rows.last().unwrap();
+    assert_eq!(
+        (last.pack_ref.as_str(), last.checksum.as_str(), last.active),
+        (odd, &*format!("sha256-tree-v1:{odd}"), true)
+    );
 }
 
 #[tokio::test]
