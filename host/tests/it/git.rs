@@ -243,6 +243,45 @@ fn a_pack_in_reverse_order_installs_the_same_tree() {
 }
 
 #[test]
+fn a_pack_sent_a_few_bytes_at_a_time_installs_the_same_tree() {
+    // The pack is read as it arrives: here every object's header and zlib
+    // stream is cut across reads. Two near-copies in one commit make git
+    // store one as a delta of the other, so deltas are cut too.
+    let env = Env::new();
+    let root = env.tmp.path().join("root");
+    let work = root.join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    git(&work, &["init", "-q", "-b", "main"]);
+    let text: String = (0..400).map(|i| format!("line {i}: the same words on every line of the file\n")).collect();
+    std::fs::write(work.join("pack.yaml"), "---\nname: trickle\nversion: 1.0.0\n").unwrap();
+    std::fs::write(work.join("a.txt"), &text).unwrap();
+    std::fs::write(work.join("b.txt"), format!("{text}one more line\n")).unwrap();
+    std::fs::write(work.join("empty"), "").unwrap();
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "-q", "-m", "trickle"]);
+    git(&root, &["clone", "-q", "--bare", "work", "repo.git"]);
+    let bare = root.join("repo.git");
+    git(&bare, &["repack", "-adfq"]);
+    let packs = std::fs::read_dir(bare.join("objects/pack")).unwrap();
+    let idx = packs.map(|e| e.unwrap().path()).find(|p| p.extension().is_some_and(|e| e == "idx")).unwrap();
+    let verify = git(&bare, &["verify-pack", "-v", idx.to_str().unwrap()]);
+    assert!(verify.contains("chain length = 1"), "the fixture has no delta:\n{verify}");
+    git(&bare, &["symbolic-ref", "HEAD", "refs/heads/main"]);
+
+    let server = GitServer::start(&root);
+    env.run(&["install", &format!("git+{}", server.url("trickle/repo.git"))]).success();
+    let installed = env.packs().join("trickle-1.0.0");
+    assert_eq!(std::fs::read_to_string(installed.join("b.txt")).unwrap(), format!("{text}one more line\n"));
+    assert_eq!(std::fs::read(installed.join("empty")).unwrap(), b"");
+    let archive = env.tmp.path().join("archive");
+    std::fs::create_dir_all(&archive).unwrap();
+    let tar = env.tmp.path().join("archive.tar");
+    git(&work, &["archive", "--format=tar", "-o", tar.to_str().unwrap(), "HEAD"]);
+    assert!(std::process::Command::new("tar").arg("xf").arg(&tar).arg("-C").arg(&archive).status().unwrap().success());
+    assert_eq!(tree_checksum(&env, &installed), tree_checksum(&env, &archive));
+}
+
+#[test]
 fn a_git_bomb_stops_at_the_file_limit() {
     // Seven levels of ten names for one subtree: 10^7 paths from 8 objects.
     let env = Env::new();

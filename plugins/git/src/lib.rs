@@ -1,10 +1,12 @@
 //! The `git` fetcher: installs a pack from a git repository over smart HTTP.
 //!
 //! It speaks the protocol with gix (v2, falling back to what the server
-//! offers), fetches only the wanted commit at depth 1 where the server
-//! allows, resolves the pack in memory with gix-pack (allocations capped,
-//! every object re-hashed), and writes the commit's tree
-//! through staging: executable bits and symlinks kept, submodules reported.
+//! offers) and fetches only the wanted commit at depth 1 where the server
+//! allows. The pack is read as it arrives: each object is inflated and
+//! hashed, and the commit's files written through staging, while the rest
+//! downloads; deltas are resolved afterwards with gix-pack (allocations
+//! capped, every object re-hashed). Executable bits and symlinks are kept,
+//! submodules reported.
 //! Every request goes through wasi:http, so the host's allowlist applies.
 
 mod transport;
@@ -78,7 +80,8 @@ impl Fetcher for Git {
             args.deepen(1);
         }
         let mut pack = Vec::new();
-        {
+        let mut early = Early::new(want);
+        let objects = {
             let mut reader =
                 args.send(&mut transport, true).map_err(|e| fail("the fetch request failed", &chain(&e)))?;
             gix_protocol::fetch::Response::from_line_reader(version, &mut reader, true, false)
@@ -93,19 +96,23 @@ impl Fetcher for Git {
                 }
                 std::ops::ControlFlow::Continue(())
             })));
-            // Spooled to host scratch first: growing a Vec while receiving
-            // would briefly need twice the pack's size in memory.
+            // Spooled to host scratch: growing a Vec while receiving would
+            // briefly need twice the pack's size in memory. Each part is
+            // walked as it arrives (see `Walk`), so inflating and hashing
+            // overlap the download.
             let spool = blobs::create_scratch()?;
-            let mut chunk = vec![0u8; 1 << 20];
+            let mut walk = Walk::new(&shown, &mut early);
             loop {
-                let n = reader.read(&mut chunk).map_err(|e| fail("receiving the pack failed", &e))?;
+                let part = walk.receive_buffer();
+                let n = reader.read(part).map_err(|e| fail("receiving the pack failed", &e))?;
                 if n == 0 {
                     break;
                 }
-                spool.append(&chunk[..n])?;
+                spool.append(&part[..n])?;
+                walk.received(n)?;
                 log::progress(spool.size(), None);
             }
-            drop(chunk);
+            let (index, deltas) = walk.finish()?;
             let size = usize::try_from(spool.size()).unwrap_or(usize::MAX);
             pack.try_reserve_exact(size).map_err(|_| {
                 bad(
@@ -120,10 +127,8 @@ impl Fetcher for Git {
                 }
                 pack.extend_from_slice(&part);
             }
-        }
-
-        let mut early = Early::new(want);
-        let objects = Objects::from_pack(pack, &shown, &mut early)?;
+            Objects::from_pack(pack, index, deltas, &shown, &mut early)?
+        };
         let commit = objects.peel_to_commit(want)?;
         let tree = gix_object::CommitRefIter::from_bytes(&commit, HashKind::Sha1)
             .tree_id()
@@ -243,49 +248,25 @@ struct Objects {
 }
 
 impl Objects {
-    /// Indexes `pack`; `early` writes what it can of the wanted tree on the way.
-    fn from_pack(pack: Vec<u8>, shown: &str, early: &mut Early) -> Result<Objects, FetchError> {
+    /// The pack's objects: `index` and `deltas` from [`Walk`], which saw
+    /// every entry; the deltas are resolved here, now that their bases are
+    /// known, and `early` writes what it can of them.
+    fn from_pack(
+        pack: Vec<u8>,
+        index: HashMap<ObjectId, u64>,
+        deltas: Vec<u64>,
+        shown: &str,
+        early: &mut Early,
+    ) -> Result<Objects, FetchError> {
         let corrupt = |e: &dyn std::fmt::Display| bad(shown, format!("the server sent a corrupt pack: {e}"));
         let pack_len = pack.len();
-        if pack_len < 32 {
-            return Err(corrupt(&format!("{pack_len} bytes is too short for a pack")));
-        }
         // The trailer (a SHA-1 of the whole pack) is not checked: every
-        // object is hashed below and only found by that hash, so a changed
-        // byte of any object that is used cannot go unnoticed, and hashing
-        // the pack twice would double the fetch's hashing.
+        // object was hashed by `Walk` and is only found by that hash, so a
+        // changed byte of any object that is used cannot go unnoticed, and
+        // hashing the pack twice would double the fetch's hashing.
         let file = gix_pack::data::File::from_data(pack, "fetched.pack".into(), HashKind::Sha1)
             .map_err(|e| corrupt(&chain(&e)))?
             .with_alloc_limit_bytes(Some(MAX_OBJECT_BYTES));
-        // Walk the entries: each one's compressed length says where the next
-        // starts. A whole object (not a delta) is hashed while it is inflated
-        // here; only deltas need a second pass, once their bases are known.
-        // Ids come from hashing what we decoded, never from the server's word.
-        let mut index = HashMap::with_capacity(file.num_objects() as usize);
-        let mut deltas = Vec::new();
-        let mut offset = 12u64;
-        let mut inflate = gix_zlib::Inflate::default();
-        let mut scratch = Vec::new();
-        for _ in 0..file.num_objects() {
-            let entry = file.entry(offset).map_err(|e| corrupt(&chain(&e)))?;
-            let size = usize::try_from(entry.decompressed_size).unwrap_or(usize::MAX);
-            if size > MAX_OBJECT_BYTES {
-                return Err(corrupt(&format!("an object claims {size} bytes, over the {MAX_OBJECT_BYTES}-byte limit")));
-            }
-            scratch.resize(size, 0);
-            let consumed =
-                file.decompress_entry(&entry, &mut inflate, &mut scratch).map_err(|e| corrupt(&chain(&e)))?;
-            match entry.header.as_kind() {
-                Some(kind) => {
-                    let id = gix_object::compute_hash(HashKind::Sha1, kind, &scratch).map_err(|e| corrupt(&e))?;
-                    index.insert(id, offset);
-                    early.seen(id, kind, &scratch)?;
-                }
-                None => deltas.push(offset),
-            }
-            offset = entry.data_offset + consumed as u64;
-        }
-        drop(scratch);
         let mut objects = Objects {
             file,
             index,
@@ -406,6 +387,247 @@ impl Objects {
             }
         }
         Ok(())
+    }
+}
+
+/// The first pass over a pack, made while it downloads: every entry's
+/// header is read and its data inflated as its bytes arrive. A whole object
+/// (not a delta) is hashed as soon as it is inflated, indexed by that hash,
+/// and handed to [`Early`]; a delta is only inflated to find where the next
+/// entry starts, and its offset kept for [`Objects::from_pack`]. Ids come
+/// from hashing what was decoded, never from the server's word.
+struct Walk<'a> {
+    shown: &'a str,
+    early: &'a mut Early,
+    /// Bytes from pack offset `base` on: those before `pos` are walked,
+    /// those before `end` received, the rest room for the next read.
+    buf: Vec<u8>,
+    base: u64,
+    pos: usize,
+    end: usize,
+    /// Entries the pack header announced that are not finished yet; `None`
+    /// until the header is read.
+    left: Option<u32>,
+    entry: Option<Inflating>,
+    /// Raw deflate: each entry's zlib header and trailer are read here, and
+    /// its Adler-32 is not computed (the object's SHA-1 covers every byte;
+    /// a delta is checked when it is applied).
+    inflate: zlib_rs::Inflate,
+    /// Where a whole object is inflated; a delta's output goes to `sink`.
+    object: Vec<u8>,
+    sink: Vec<u8>,
+    index: HashMap<ObjectId, u64>,
+    deltas: Vec<u64>,
+}
+
+/// The entry [`Walk`] is inflating.
+struct Inflating {
+    offset: u64,
+    /// `None` for a delta.
+    kind: Option<Kind>,
+    size: usize,
+    written: usize,
+    stage: Stage,
+}
+
+/// Where [`Walk`] is in an entry's zlib stream.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// The two header bytes.
+    Header,
+    Deflate,
+    /// The four bytes of Adler-32 after the data, skipped.
+    Trailer,
+}
+
+/// The longest entry header: a type and 64-bit size, then a ref-delta's base id.
+const MAX_ENTRY_HEADER: usize = 10 + 20;
+/// What [`Walk::receive_buffer`] offers per read.
+const RECEIVE_BYTES: usize = 1 << 20;
+
+impl<'a> Walk<'a> {
+    fn new(shown: &'a str, early: &'a mut Early) -> Self {
+        Walk {
+            shown,
+            early,
+            buf: Vec::new(),
+            base: 0,
+            pos: 0,
+            end: 0,
+            left: None,
+            entry: None,
+            inflate: zlib_rs::Inflate::new(false, 15),
+            object: Vec::new(),
+            sink: vec![0; 64 << 10],
+            index: HashMap::new(),
+            deltas: Vec::new(),
+        }
+    }
+
+    fn corrupt(&self, e: &dyn std::fmt::Display) -> FetchError {
+        bad(self.shown, format!("the server sent a corrupt pack: {e}"))
+    }
+
+    /// Room for the next read; [`Walk::received`] says how much of it was filled.
+    fn receive_buffer(&mut self) -> &mut [u8] {
+        if self.buf.len() - self.end < RECEIVE_BYTES / 4 {
+            // Walked bytes make room before the buffer grows.
+            if self.pos * 2 >= self.end {
+                self.buf.copy_within(self.pos..self.end, 0);
+                self.base += self.pos as u64;
+                self.end -= self.pos;
+                self.pos = 0;
+            }
+            if self.buf.len() - self.end < RECEIVE_BYTES / 4 {
+                self.buf.resize(self.buf.len() + RECEIVE_BYTES, 0);
+            }
+        }
+        &mut self.buf[self.end..]
+    }
+
+    fn received(&mut self, n: usize) -> Result<(), FetchError> {
+        self.end += n;
+        self.walk(false)
+    }
+
+    /// The pack ended: every entry must be done. The index of the whole
+    /// objects and the offsets of the deltas.
+    fn finish(mut self) -> Result<(HashMap<ObjectId, u64>, Vec<u64>), FetchError> {
+        self.walk(true)?;
+        match self.left {
+            Some(0) => Ok((self.index, self.deltas)),
+            Some(n) => Err(self.corrupt(&format!("it ends {n} objects early"))),
+            None => Err(self.corrupt(&format!("{} bytes is too short for a pack", self.end))),
+        }
+    }
+
+    /// Walks what was received; `eof`: nothing more will come.
+    fn walk(&mut self, eof: bool) -> Result<(), FetchError> {
+        loop {
+            let left = match self.left {
+                Some(left) => left,
+                None => {
+                    let Some(head) = self.buf[..self.end].get(self.pos..self.pos + 12) else { return Ok(()) };
+                    if &head[..4] != b"PACK" || !matches!(head[7], 2 | 3) || head[4..7] != [0, 0, 0] {
+                        return Err(self.corrupt(&"it does not start with a version 2 or 3 pack header"));
+                    }
+                    let count = u32::from_be_bytes(head[8..12].try_into().expect("4 bytes"));
+                    self.pos += 12;
+                    self.left = Some(count);
+                    // The count is the server's word: only a little is reserved on it.
+                    self.index.reserve(count.min(1 << 12) as usize);
+                    count
+                }
+            };
+            if left == 0 {
+                return Ok(());
+            }
+            if self.entry.is_none() && !self.start_entry(eof)? {
+                return Ok(());
+            }
+            if !self.inflate_entry(eof)? {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Reads the next entry's header; `false` if more bytes are needed.
+    fn start_entry(&mut self, eof: bool) -> Result<bool, FetchError> {
+        let rest = &self.buf[self.pos..self.end];
+        if rest.is_empty() || (rest.len() < MAX_ENTRY_HEADER && !eof) {
+            return Ok(false);
+        }
+        let offset = self.base + self.pos as u64;
+        let entry = gix_pack::data::Entry::from_bytes(rest, offset, HashKind::Sha1)
+            .map_err(|e| self.corrupt(&format!("the entry at offset {offset}: {}", chain(&e))))?;
+        let size = usize::try_from(entry.decompressed_size).unwrap_or(usize::MAX);
+        if size > MAX_OBJECT_BYTES {
+            return Err(self.corrupt(&format!("an object claims {size} bytes, over the {MAX_OBJECT_BYTES}-byte limit")));
+        }
+        let kind = entry.header.as_kind();
+        if kind.is_some() {
+            self.object.clear();
+            self.object.resize(size, 0);
+        }
+        self.pos += entry.header_size();
+        self.inflate.reset(false);
+        self.entry = Some(Inflating { offset, kind, size, written: 0, stage: Stage::Header });
+        Ok(true)
+    }
+
+    /// Inflates the current entry as far as the bytes received allow;
+    /// `true` once it is done.
+    fn inflate_entry(&mut self, eof: bool) -> Result<bool, FetchError> {
+        let Some(e) = self.entry.as_mut() else { return Ok(true) };
+        let offset = e.offset;
+        let short = || format!("the entry at offset {offset} is cut short");
+        if e.stage == Stage::Header {
+            let Some(&[cmf, flg]) = self.buf[..self.end].get(self.pos..self.pos + 2) else {
+                return if eof { Err(self.corrupt(&short())) } else { Ok(false) };
+            };
+            // Deflate, a window of at most 32 KiB, no preset dictionary.
+            if cmf & 0x0f != 8 || cmf >> 4 > 7 || flg & 0x20 != 0 || (u16::from(cmf) << 8 | u16::from(flg)) % 31 != 0 {
+                return Err(self.corrupt(&format!("the entry at offset {offset} is not a zlib stream")));
+            }
+            self.pos += 2;
+            e.stage = Stage::Deflate;
+        }
+        while e.stage == Stage::Deflate {
+            let input = &self.buf[self.pos..self.end];
+            let out = match e.kind {
+                Some(_) => &mut self.object[e.written..],
+                None => &mut self.sink[..],
+            };
+            let (in_before, out_before) = (self.inflate.total_in(), self.inflate.total_out());
+            let status = self.inflate.decompress(input, out, zlib_rs::InflateFlush::NoFlush).map_err(|err| {
+                bad(
+                    self.shown,
+                    format!("the server sent a corrupt pack: the entry at offset {offset}: {}", err.as_str()),
+                )
+            })?;
+            let used = (self.inflate.total_in() - in_before) as usize;
+            let wrote = (self.inflate.total_out() - out_before) as usize;
+            self.pos += used;
+            e.written += wrote;
+            if e.written > e.size {
+                let size = e.size;
+                return Err(self.corrupt(&format!("the entry at offset {offset} inflates past its {size} bytes")));
+            }
+            if status == zlib_rs::Status::StreamEnd {
+                e.stage = Stage::Trailer;
+            } else if used == 0 && wrote == 0 {
+                // No progress: either the input ran out, or the output is
+                // full and the stream still has more to give.
+                if self.pos < self.end || eof {
+                    return Err(self.corrupt(&format!("the entry at offset {offset} is cut short or too long")));
+                }
+                return Ok(false);
+            }
+        }
+        if self.end - self.pos < 4 {
+            return if eof { Err(self.corrupt(&short())) } else { Ok(false) };
+        }
+        self.pos += 4;
+        let e = self.entry.take().expect("inflating an entry");
+        if e.written != e.size {
+            return Err(self.corrupt(&format!(
+                "the entry at offset {} inflates to {} bytes, not {}",
+                e.offset, e.written, e.size
+            )));
+        }
+        match e.kind {
+            Some(kind) => {
+                let id =
+                    gix_object::compute_hash(HashKind::Sha1, kind, &self.object).map_err(|err| self.corrupt(&err))?;
+                self.index.insert(id, e.offset);
+                self.early.seen(id, kind, &self.object)?;
+            }
+            None => self.deltas.push(e.offset),
+        }
+        if let Some(left) = self.left.as_mut() {
+            *left -= 1;
+        }
+        Ok(true)
     }
 }
 

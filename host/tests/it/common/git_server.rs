@@ -5,8 +5,10 @@
 //! `/endless/…` answers a fetch with pkt-lines that never end, and
 //! `/swap/…` sends the pack of another commit than the one asked for,
 //! `/reversed/…` sends the right objects in the reverse of git's order (every
-//! blob before the tree that names it, the commit last), and `/v0/…`
-//! ignores the client's request for protocol v2.
+//! blob before the tree that names it, the commit last), `/trickle/…` sends
+//! the pack a few bytes per side-band packet (so every object header and
+//! zlib stream arrives in pieces), and `/v0/…` ignores the client's request
+//! for protocol v2.
 
 #![allow(dead_code)]
 
@@ -72,7 +74,7 @@ fn serve(mut conn: TcpStream, root: &Path, swap: &std::sync::Mutex<Option<(Strin
     let (mut path, query) =
         target.split_once('?').map(|(p, q)| (p.to_string(), q.to_string())).unwrap_or((target.clone(), String::new()));
     let mut mode = "";
-    for prefix in ["corrupt", "endless", "reversed", "swap", "v0"] {
+    for prefix in ["corrupt", "endless", "reversed", "swap", "trickle", "v0"] {
         if let Some(rest) = path.strip_prefix(&format!("/{prefix}/")) {
             mode = prefix;
             path = format!("/{rest}");
@@ -135,11 +137,16 @@ fn serve(mut conn: TcpStream, root: &Path, swap: &std::sync::Mutex<Option<(Strin
         let _ = conn.write_all(
             b"HTTP/1.1 200 OK\r\nContent-Type: application/x-git-upload-pack-result\r\nConnection: close\r\n\r\n",
         );
-        // A valid packfile section whose side-band data never ends.
+        // A valid packfile section whose side-band data never ends: a pack
+        // that announces 2^32 - 1 objects, each an empty blob, sent forever
+        // (every byte of it valid, so only a limit can stop it).
         let _ = conn.write_all(b"000dpackfile\n");
-        let line = format!("{:04x}\x01{}", 4 + 1 + 1000, "x".repeat(1000));
-        let block = line.repeat(1000);
-        while conn.write_all(block.as_bytes()).is_ok() {}
+        let side_band = |data: &[u8]| [format!("{:04x}\x01", 4 + 1 + data.len()).as_bytes(), data].concat();
+        let _ = conn.write_all(&side_band(b"PACK\0\0\0\x02\xff\xff\xff\xff"));
+        // Type 3 (blob), size 0; a zlib stream of nothing; its Adler-32.
+        let empty_blob = b"\x30\x78\x01\x03\x00\x00\x00\x00\x01";
+        let block = side_band(&empty_blob.repeat(110)).repeat(1000);
+        while conn.write_all(&block).is_ok() {}
         let _ = child.kill();
         let _ = child.wait();
         return;
@@ -174,6 +181,10 @@ fn serve(mut conn: TcpStream, root: &Path, swap: &std::sync::Mutex<Option<(Strin
         let repo = path.trim_start_matches('/').split('/').next().unwrap_or_default();
         rest = reverse_pack(&root.join(repo), &rest);
     }
+    if mode == "trickle" && is_fetch {
+        let (head, pack) = split_pack(&rest);
+        rest = with_pack(&rest[..head], &pack, (1..=7).cycle());
+    }
     // Inside the pack itself, a little after its signature (the first
     // object's data), not in the progress text that follows it.
     if mode == "corrupt"
@@ -205,7 +216,25 @@ fn serve(mut conn: TcpStream, root: &Path, swap: &std::sync::Mutex<Option<(Strin
 /// A v2 fetch response with its pack rebuilt, the same objects in reverse
 /// order and none a delta.
 fn reverse_pack(repo: &Path, response: &[u8]) -> Vec<u8> {
-    // pkt-lines: everything up to the `packfile` line is kept; band 1 after it is the pack.
+    let (head, pack) = split_pack(response);
+    let order = pack_order(&pack);
+    let reversed: Vec<&str> = order.iter().rev().map(String::as_str).collect();
+    let mut child = Command::new("git")
+        .args(["pack-objects", "--stdout", "--window=0", "--no-reuse-delta", "-q"])
+        .current_dir(repo)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(format!("{}\n", reversed.join("\n")).as_bytes()).unwrap();
+    let new_pack = child.wait_with_output().unwrap().stdout;
+    assert_eq!(pack_order(&new_pack), reversed, "pack-objects kept the order given");
+    with_pack(&response[..head], &new_pack, std::iter::repeat(65515))
+}
+
+/// A fetch response's length up to its `packfile` line, and the pack its
+/// band 1 carries after it.
+fn split_pack(response: &[u8]) -> (usize, Vec<u8>) {
     let (mut at, mut head, mut pack) = (0, None, Vec::new());
     while at + 4 <= response.len() {
         let len = usize::from_str_radix(std::str::from_utf8(&response[at..at + 4]).unwrap(), 16).unwrap();
@@ -221,23 +250,19 @@ fn reverse_pack(repo: &Path, response: &[u8]) -> Vec<u8> {
         }
         at += len;
     }
-    let head = head.expect("a packfile section");
-    let order = pack_order(&pack);
-    let reversed: Vec<&str> = order.iter().rev().map(String::as_str).collect();
-    let mut child = Command::new("git")
-        .args(["pack-objects", "--stdout", "--window=0", "--no-reuse-delta", "-q"])
-        .current_dir(repo)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(format!("{}\n", reversed.join("\n")).as_bytes()).unwrap();
-    let new_pack = child.wait_with_output().unwrap().stdout;
-    assert_eq!(pack_order(&new_pack), reversed, "pack-objects kept the order given");
-    let mut out = response[..head].to_vec();
-    for chunk in new_pack.chunks(65515) {
+    (head.expect("a packfile section"), pack)
+}
+
+/// `head` (a response up to its `packfile` line), then `pack` on band 1 in
+/// packets of the `sizes` given, then a flush.
+fn with_pack(head: &[u8], pack: &[u8], mut sizes: impl Iterator<Item = usize>) -> Vec<u8> {
+    let mut out = head.to_vec();
+    let mut rest = pack;
+    while !rest.is_empty() {
+        let (chunk, after) = rest.split_at(sizes.next().unwrap().min(rest.len()));
         out.extend_from_slice(format!("{:04x}\x01", chunk.len() + 5).as_bytes());
         out.extend_from_slice(chunk);
+        rest = after;
     }
     out.extend_from_slice(b"0000");
     out
