@@ -28,7 +28,7 @@
 #              reused by later runs with the same parameters.
 #   --only     comma-separated rows to run (default: all)
 #   --runs     timed runs of each command; the best is reported (default 3;
-#              the install, info and list rows, a few ms each, take at least 10)
+#              the install, info and list rows, a few ms each, take at least 30)
 #   --attune   the binary (default: target/release/attune)
 #   --size-mb, --files   the generated tree of the file rows (defaults:
 #              checksum and local 1024 MiB / 20000 files; archive and http
@@ -348,19 +348,25 @@ bench_scale() {
     printf -- '---\nname: bench_probe\nversion: 1.0.0\n' > "$probe/pack.yaml"
     echo "name: probe" > "$probe/actions/probe.yaml"
 
-    local s="$work/scale"
-    rm -rf "$s"
-    mkdir -p "$s"
+    # Two state dirs side by side: `$s` gains packs level by level, `$s0`
+    # holds the probe alone. Each level measures both right after each
+    # other, so a machine that drifts over the minutes seeding takes moves
+    # both numbers of a row alike.
+    local s="$work/scale" s0="$work/scale0"
+    rm -rf "$s" "$s0"
+    mkdir -p "$s" "$s0"
     attune_in "$s" install "$probe" > /dev/null 2>&1
+    attune_in "$s0" install "$probe" > /dev/null 2>&1
     un_probe() { attune_in "$s" uninstall bench_probe > /dev/null 2>&1 || true; }
     install_probe() { attune_in "$s" install "$probe"; }
     info_probe() { attune_in "$s" info bench_probe; }
     list_all() { attune_in "$s" list; }
-    # The same three with none installed but the probe itself.
-    local i0 f0 l0 installed=0 runs=$((runs < 10 ? 10 : runs))
-    i0=$(best_of un_probe install_probe)
-    f0=$(best_of : info_probe)
-    l0=$(best_of : list_all)
+    un_probe0() { attune_in "$s0" uninstall bench_probe > /dev/null 2>&1 || true; }
+    install_probe0() { attune_in "$s0" install "$probe"; }
+    info_probe0() { attune_in "$s0" info bench_probe; }
+    list_all0() { attune_in "$s0" list; }
+    # A few ms each: the best of many runs.
+    local installed=0 runs=$((runs < 30 ? 30 : runs))
     for n in $(printf '%s\n' "${levels[@]}" | sort -n); do
         log "installing packs $installed..$n (the probe stays) ..."
         local t0=$EPOCHREALTIME
@@ -368,19 +374,25 @@ bench_scale() {
         log "  $((n - installed)) installs took $(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }') s"
         installed=$n
         if wants install; then
-            add_row "\`attune install\` of a tiny pack with $n packs installed" "same with none installed" \
-                "$(best_of un_probe install_probe)" "$i0" ms
+            local i0 i
+            i0=$(best_of un_probe0 install_probe0)
+            i=$(best_of un_probe install_probe)
+            add_row "\`attune install\` of a tiny pack with $n packs installed" "same with none installed" "$i" "$i0" ms
         fi
         if wants info; then
-            add_row "\`attune info\` of a tiny pack with $n packs installed" "same with none installed" \
-                "$(best_of : info_probe)" "$f0" ms
+            local f0 f
+            f0=$(best_of : info_probe0)
+            f=$(best_of : info_probe)
+            add_row "\`attune info\` of a tiny pack with $n packs installed" "same with none installed" "$f" "$f0" ms
         fi
         if wants list; then
-            add_row "\`attune list\` with $n packs installed" "same with none installed" \
-                "$(best_of : list_all)" "$l0" ms
+            local l0 l
+            l0=$(best_of : list_all0)
+            l=$(best_of : list_all)
+            add_row "\`attune list\` with $n packs installed" "same with none installed" "$l" "$l0" ms
         fi
     done
-    rm -rf "$s"
+    rm -rf "$s" "$s0"
 }
 
 # --- run ----------------------------------------------------------------------
@@ -394,7 +406,7 @@ if wants install || wants info || wants list; then bench_scale; fi
 
 echo
 scale_note=""
-if wants install || wants info || wants list; then scale_note=" (at least 10 for install, info, list)"; fi
+if wants install || wants info || wants list; then scale_note=" (at least 30 for install, info, list)"; fi
 echo "$(nproc) cores, $(date -u +%Y-%m-%d), $(stat -f -c %T "$dir") at $dir, best of $runs runs$scale_note, $("$attune" --version 2>/dev/null || echo attune)"
 echo
 echo "| work | compared with | attune | compared | attune / compared |"
