@@ -278,6 +278,7 @@ pub async fn install(
     // unpacks it cannot say so itself.
     let (cached_commit, cache_git_as) = match &spec {
         sources::SourceSpec::Cached { git_commit, .. } => (git_commit.clone(), None),
+        sources::SourceSpec::CachedPack { .. } => (None, None),
         sources::SourceSpec::Git { url, .. } => (None, ctx.artifacts.clone().map(|a| (a, sources::redact_url(url)))),
         _ => (None, None),
     };
@@ -320,6 +321,9 @@ pub async fn install(
     emit(InstallEvent::Staged { bytes: fetched.bytes, entries: fetched.entries });
     if let Some((artifacts, url)) = &cache_as {
         cache_download(artifacts, &staging.scratch_path(), &fetched, url);
+    }
+    if let Some((artifacts, url)) = &cache_git_as {
+        cache_git_pack(artifacts, &staging.scratch_path(), &fetched, url, req.reference.as_deref());
     }
     // Scratch (a downloaded archive) is done with; unlinked now, its dirty
     // pages are dropped instead of written back by the commit's sync.
@@ -513,18 +517,6 @@ pub async fn install(
     if let Some(aside) = stale_env {
         ctx.envs.discard(&aside);
     }
-    if let (Some((artifacts, url)), Some(commit)) = (cache_git_as, &fetched.result.resolved_commit) {
-        let (dir, reference, commit) = (dest.clone(), req.reference.clone(), commit.clone());
-        let cached = tokio::task::spawn_blocking(move || {
-            artifacts.put_git_tree(&dir, &url, reference.as_deref(), &commit).map_err(|e| e.to_string())
-        })
-        .await
-        .unwrap_or_else(|e| Err(e.to_string()));
-        // Only a later --offline install needs it; this one is done.
-        if let Err(e) = cached {
-            tracing::warn!("{e}");
-        }
-    }
     // The first version of a pack becomes its active one; another version
     // beside it does not switch (`attune activate` / `attune upgrade` do).
     let activated = match ctx.db.active_version(&ctx.machine, &pack_ref).await? {
@@ -572,10 +564,10 @@ fn offline_spec(
     expected_sha256: Option<&str>,
     reference: Option<&str>,
 ) -> Result<sources::SourceSpec, Error> {
-    use crate::artifacts::ArtifactError;
+    use crate::artifacts::{ArtifactError, CachedGit};
     use sources::SourceSpec as S;
     match spec {
-        S::Local(_) | S::Archive(_) | S::Opened { .. } | S::Cached { .. } => Ok(spec),
+        S::Local(_) | S::Archive(_) | S::Opened { .. } | S::Cached { .. } | S::CachedPack { .. } => Ok(spec),
         S::Http { url, .. } => {
             let artifacts = ctx.artifacts.as_ref().ok_or(ArtifactError::NoCacheDir)?;
             let shown = sources::redact_url(&url);
@@ -600,7 +592,9 @@ fn offline_spec(
             let artifacts = ctx.artifacts.as_ref().ok_or(ArtifactError::NoCacheDir)?;
             let shown = sources::redact_url(&url);
             match artifacts.git_tree(&shown, reference)? {
-                Some((path, commit)) => Ok(S::Cached { url, path, git_commit: Some(commit) }),
+                Some(CachedGit { path, commit, pack: true }) => Ok(S::CachedPack { url, path, commit }),
+                // A tree an older attune cached as a tar.
+                Some(CachedGit { path, commit, pack: false }) => Ok(S::Cached { url, path, git_commit: Some(commit) }),
                 None => Err(ArtifactError::NotCached {
                     what: format!("{shown} at {}", reference.unwrap_or("HEAD")),
                     dir: artifacts.root().to_path_buf(),
@@ -631,6 +625,24 @@ fn cache_download(
         Ok(true) => {}
         Ok(false) => tracing::warn!("{url}: the downloaded bytes do not match sha256:{hex}; not cached"),
         Err(e) => tracing::warn!("{e}"),
+    }
+}
+
+/// Keeps the pack a git fetch downloaded (the git fetcher's first scratch
+/// blob, hashed by the host as it was written) in the artifact cache, found
+/// again by URL and ref or commit. A cache that cannot be written only costs
+/// a warning.
+fn cache_git_pack(
+    artifacts: &crate::artifacts::Artifacts,
+    scratch: &std::path::Path,
+    fetched: &attune_fetch::runtime::Fetched,
+    url: &str,
+    reference: Option<&str>,
+) {
+    let (Some(commit), Some(hex)) = (&fetched.result.resolved_commit, fetched.scratch_sha256.get(&0)) else { return };
+    let pack = attune_fetch::runtime::blobs::scratch_file(scratch, 0);
+    if let Err(e) = artifacts.put_git_pack(&pack, hex, url, reference, commit) {
+        tracing::warn!("{e}");
     }
 }
 

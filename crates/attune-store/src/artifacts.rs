@@ -9,12 +9,13 @@
 //! (redacted) URL to the hex of the bytes it last served, for installs that
 //! name only the URL.
 //!
-//! A git install has no archive to keep, so its published tree is packed
-//! into a deterministic tar and kept the same way; `git/<sha256 of URL and
+//! A git install keeps the pack it downloaded the same way (the host hashed
+//! it as it arrived, so keeping it costs a link); `git/<sha256 of URL and
 //! ref>` and `git/<sha256 of URL and commit>` find it again, so a lockfile's
-//! commit or an index's tag installs offline through the archive fetcher.
+//! commit or an index's tag installs offline: the git fetcher reads the
+//! pack instead of the network. Entries an older attune wrote name a tar of
+//! the published tree instead, installed through the archive fetcher.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -85,8 +86,17 @@ impl Artifacts {
             let dir = dest.parent().expect("blob has a parent");
             fs_err::create_dir_all(dir).map_err(|e| self.io(dir, e))?;
             let tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| self.io(dir, e))?;
-            fs_err::copy(from, tmp.path()).map_err(|e| self.io(tmp.path(), e))?;
-            tmp.as_file().sync_all().map_err(|e| self.io(tmp.path(), e))?;
+            // A link where `from` is on the same filesystem (a download in
+            // scratch, unlinked after), a copy elsewhere.
+            let linked = tmp.path().with_extension("link");
+            let tmp = match std::fs::hard_link(from, &linked) {
+                Ok(()) => tempfile::TempPath::try_from_path(&linked).map_err(|e| self.io(&linked, e))?,
+                Err(_) => {
+                    fs_err::copy(from, tmp.path()).map_err(|e| self.io(tmp.path(), e))?;
+                    tmp.into_temp_path()
+                }
+            };
+            fs_err::File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| self.io(&tmp, e))?;
             tmp.persist(&dest).map_err(|e| self.io(&dest, e.error))?;
         }
         if let Some(url) = url {
@@ -110,37 +120,27 @@ impl Artifacts {
         Ok(Some(path))
     }
 
-    /// Packs the published tree at `dir` (fetched from git `url` at
-    /// `commit`, asked for as `reference`) into a deterministic tar in the
-    /// cache, findable by the URL with either the ref or the commit.
-    pub fn put_git_tree(
+    /// Keeps the pack at `from`, whose SHA-256 attune took as it was
+    /// written (`hex`), fetched from git `url` for `commit` and asked for as
+    /// `reference`: findable by the URL with either the ref or the commit.
+    pub fn put_git_pack(
         &self,
-        dir: &Path,
+        from: &Path,
+        hex: &str,
         url: &str,
         reference: Option<&str>,
         commit: &str,
-    ) -> Result<String, ArtifactError> {
-        let blobs = self.root.join("sha256");
-        fs_err::create_dir_all(&blobs).map_err(|e| self.io(&blobs, e))?;
-        let tmp = tempfile::NamedTempFile::new_in(&blobs).map_err(|e| self.io(&blobs, e))?;
-        let hex = {
-            let mut out = HashingWriter::new(tmp.as_file());
-            write_tar(dir, &mut out).map_err(|e| self.io(dir, e))?;
-            out.finish().map_err(|e| self.io(tmp.path(), e))?
-        };
-        tmp.as_file().sync_all().map_err(|e| self.io(tmp.path(), e))?;
-        let dest = self.blob_path(&hex);
-        tmp.persist(&dest).map_err(|e| self.io(&dest, e.error))?;
-        let entry = format!("{hex}\n{commit}\n{url}\n");
+    ) -> Result<(), ArtifactError> {
+        self.put_file(from, hex, Some(hex), None)?;
+        let entry = format!("{}\n{commit}\n{url}\n{PACK}\n", hex.to_ascii_lowercase());
         self.write_entry(&self.git_path(url, &format!("commit:{commit}")), &entry)?;
         self.write_entry(&self.git_path(url, &format!("ref:{}", reference.unwrap_or("HEAD"))), &entry)?;
-        Ok(hex)
+        Ok(())
     }
 
-    /// The cached tree of git `url` at `reference` (a full commit SHA is
-    /// looked up as a commit, anything else as the ref last fetched):
-    /// the tar's path and the commit it holds.
-    pub fn git_tree(&self, url: &str, reference: Option<&str>) -> Result<Option<(PathBuf, String)>, ArtifactError> {
+    /// What the cache holds of git `url` at `reference` (a full commit SHA is
+    /// looked up as a commit, anything else as the ref last fetched).
+    pub fn git_tree(&self, url: &str, reference: Option<&str>) -> Result<Option<CachedGit>, ArtifactError> {
         let key = match reference {
             Some(r) if r.len() == 40 && r.bytes().all(|b| b.is_ascii_hexdigit()) => {
                 format!("commit:{}", r.to_ascii_lowercase())
@@ -153,9 +153,11 @@ impl Artifacts {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(self.io(&path, e)),
         };
+        // hex, commit, URL, and `pack` since packs are kept (a tar before).
         let mut lines = text.lines();
         let (Some(hex), Some(commit)) = (lines.next(), lines.next()) else { return Ok(None) };
-        Ok(self.get(hex)?.map(|p| (p, commit.to_string())))
+        let pack = lines.nth(1) == Some(PACK);
+        Ok(self.get(hex)?.map(|path| CachedGit { path, commit: commit.to_string(), pack }))
     }
 
     fn git_path(&self, url: &str, key: &str) -> PathBuf {
@@ -181,130 +183,17 @@ impl Artifacts {
     }
 }
 
-/// Writes through 1 MiB buffers and hashes each one on a thread of its own
-/// once it is written, so the SHA-256 of a tar overlaps reading and writing
-/// the tree (at the end of every git install, nothing else runs beside it).
-struct HashingWriter<W: Write> {
-    inner: W,
-    buf: Vec<u8>,
-    to_hash: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
-    spare: std::sync::mpsc::Receiver<Vec<u8>>,
-    hasher: Option<std::thread::JoinHandle<[u8; 32]>>,
-}
+/// The last line of a git entry that names a pack.
+const PACK: &str = "pack";
 
-const HASH_CHUNK: usize = 1 << 20;
-
-impl<W: Write> HashingWriter<W> {
-    fn new(inner: W) -> Self {
-        let (to_hash, chunks) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
-        let (give_back, spare) = std::sync::mpsc::channel();
-        let hasher = std::thread::spawn(move || {
-            let mut hash = Sha256::new();
-            for chunk in chunks {
-                hash.update(&chunk);
-                // The writer may be gone already; then the buffer is just freed.
-                let _ = give_back.send(chunk);
-            }
-            hash.finalize().into()
-        });
-        HashingWriter {
-            inner,
-            buf: Vec::with_capacity(HASH_CHUNK),
-            to_hash: Some(to_hash),
-            spare,
-            hasher: Some(hasher),
-        }
-    }
-
-    fn flush_chunk(&mut self) -> std::io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        self.inner.write_all(&self.buf)?;
-        let next = self.spare.try_recv().map(|mut b| {
-            b.clear();
-            b
-        });
-        let full = std::mem::replace(&mut self.buf, next.unwrap_or_else(|_| Vec::with_capacity(HASH_CHUNK)));
-        let sent = self.to_hash.as_ref().is_some_and(|tx| tx.send(full).is_ok());
-        if !sent {
-            return Err(std::io::Error::other("the hashing thread stopped"));
-        }
-        Ok(())
-    }
-
-    /// Writes what is left; the hex SHA-256 of everything written.
-    fn finish(mut self) -> std::io::Result<String> {
-        self.flush_chunk()?;
-        self.inner.flush()?;
-        drop(self.to_hash.take());
-        let hash = self
-            .hasher
-            .take()
-            .expect("joined once")
-            .join()
-            .map_err(|_| std::io::Error::other("the hashing thread panicked"))?;
-        Ok(hex::encode(hash))
-    }
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        let n = data.len().min(HASH_CHUNK - self.buf.len());
-        self.buf.extend_from_slice(&data[..n]);
-        if self.buf.len() == HASH_CHUNK {
-            self.flush_chunk()?;
-        }
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.flush_chunk()?;
-        self.inner.flush()
-    }
-}
-
-impl<W: Write> Drop for HashingWriter<W> {
-    fn drop(&mut self) {
-        // An early return (a failed write): the thread ends with its channel.
-        drop(self.to_hash.take());
-        if let Some(h) = self.hasher.take() {
-            let _ = h.join();
-        }
-    }
-}
-
-/// A tar of `dir` that depends only on what the tree checksum covers (names,
-/// contents, exec bits, symlink targets, empty folders): sorted, mtime 0,
-/// no owners.
-fn write_tar(dir: &Path, out: impl Write) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let mut tar = tar::Builder::new(out);
-    for entry in walkdir::WalkDir::new(dir).min_depth(1).sort_by_file_name() {
-        let entry = entry.map_err(std::io::Error::other)?;
-        let rel = entry.path().strip_prefix(dir).expect("walkdir stays under its root");
-        let meta = entry.path().symlink_metadata()?;
-        let mut h = tar::Header::new_gnu();
-        h.set_mtime(0);
-        h.set_uid(0);
-        h.set_gid(0);
-        if meta.file_type().is_symlink() {
-            h.set_entry_type(tar::EntryType::Symlink);
-            h.set_mode(0o777);
-            h.set_size(0);
-            tar.append_link(&mut h, rel, fs_err::read_link(entry.path())?)?;
-        } else if meta.is_dir() {
-            h.set_entry_type(tar::EntryType::Directory);
-            h.set_mode(0o755);
-            h.set_size(0);
-            tar.append_data(&mut h, rel, std::io::empty())?;
-        } else {
-            h.set_entry_type(tar::EntryType::Regular);
-            h.set_mode(if meta.permissions().mode() & 0o111 != 0 { 0o755 } else { 0o644 });
-            h.set_size(meta.len());
-            tar.append_data(&mut h, rel, fs_err::File::open(entry.path())?)?;
-        }
-    }
-    tar.into_inner()?.flush()
+/// A git commit the artifact cache holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachedGit {
+    pub path: PathBuf,
+    pub commit: String,
+    /// `path` is the pack the commit was fetched in; otherwise a tar of its
+    /// tree (what attune cached before it kept packs).
+    pub pack: bool,
 }
 
 fn sha256_file(path: &Path) -> std::io::Result<String> {
@@ -317,23 +206,6 @@ fn sha256_file(path: &Path) -> std::io::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_hashing_writer_hashes_what_it_wrote_across_chunks_and_flushes() {
-        let data: Vec<u8> = (0..(3 * HASH_CHUNK + 12345)).map(|i| (i * 7 % 251) as u8).collect();
-        let mut out = Vec::new();
-        let mut w = HashingWriter::new(&mut out);
-        // Odd pieces, and a flush mid-chunk, as tar's writes come.
-        for (i, piece) in data.chunks(70_001).enumerate() {
-            w.write_all(piece).unwrap();
-            if i == 5 {
-                w.flush().unwrap();
-            }
-        }
-        let hex = w.finish().unwrap();
-        assert_eq!(hex, hex::encode(Sha256::digest(&data)));
-        assert_eq!(out, data);
-    }
 
     #[test]
     fn put_get_and_url_map() {
@@ -356,32 +228,42 @@ mod tests {
     }
 
     #[test]
-    fn git_trees_are_found_by_ref_or_commit_and_reproduce_the_tree_checksum() {
-        use std::os::unix::fs::PermissionsExt;
+    fn git_packs_are_found_by_ref_or_commit() {
         let t = tempfile::tempdir().unwrap();
-        let pack = t.path().join("pack");
-        std::fs::create_dir_all(pack.join("actions/empty")).unwrap();
-        std::fs::write(pack.join("pack.yaml"), "ref: p\nversion: 1.0.0\n").unwrap();
-        std::fs::write(pack.join("actions/run.sh"), "#!/bin/sh\n").unwrap();
-        std::fs::set_permissions(pack.join("actions/run.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
-        std::os::unix::fs::symlink("actions/run.sh", pack.join("run")).unwrap();
         let a = Artifacts::new(&t.path().join("cache"));
+        let from = t.path().join("scratch-0");
+        std::fs::write(&from, b"PACK...").unwrap();
+        let hex = hex::encode(Sha256::digest(b"PACK..."));
         let commit = "ab".repeat(20);
-        let hex = a.put_git_tree(&pack, "http://h/r.git", Some("v1.0.0"), &commit).unwrap();
-        assert_eq!(a.put_git_tree(&pack, "http://h/r.git", None, &commit).unwrap(), hex, "deterministic");
-        let (by_ref, c) = a.git_tree("http://h/r.git", Some("v1.0.0")).unwrap().unwrap();
-        assert_eq!(c, commit);
-        let (by_commit, _) = a.git_tree("http://h/r.git", Some(&commit.to_uppercase())).unwrap().unwrap();
+        a.put_git_pack(&from, &hex, "http://h/r.git", Some("v1.0.0"), &commit).unwrap();
+        // The scratch file goes when the install ends; the cached one stays.
+        std::fs::remove_file(&from).unwrap();
+        let by_ref = a.git_tree("http://h/r.git", Some("v1.0.0")).unwrap().unwrap();
+        assert_eq!((by_ref.commit.as_str(), by_ref.pack), (commit.as_str(), true));
+        assert_eq!(std::fs::read(&by_ref.path).unwrap(), b"PACK...");
+        let by_commit = a.git_tree("http://h/r.git", Some(&commit.to_uppercase())).unwrap().unwrap();
         assert_eq!(by_ref, by_commit);
         assert!(a.git_tree("http://h/r.git", Some("v2.0.0")).unwrap().is_none());
         assert!(a.git_tree("http://h/other.git", Some("v1.0.0")).unwrap().is_none());
+        // Corrupted on disk: not handed out.
+        std::fs::write(&by_ref.path, b"PACK..!").unwrap();
+        assert!(a.git_tree("http://h/r.git", Some("v1.0.0")).unwrap().is_none());
+    }
 
-        let out = t.path().join("out");
-        std::fs::create_dir(&out).unwrap();
-        tar::Archive::new(std::fs::File::open(&by_ref).unwrap()).unpack(&out).unwrap();
-        assert_eq!(
-            attune_core::checksum::tree(&out).unwrap().digest,
-            attune_core::checksum::tree(&pack).unwrap().digest
-        );
+    #[test]
+    fn a_git_tree_an_older_attune_cached_as_a_tar_is_still_found() {
+        // Its entries have three lines (hex, commit, URL) and name a tar.
+        let t = tempfile::tempdir().unwrap();
+        let a = Artifacts::new(&t.path().join("cache"));
+        let tar = t.path().join("tree.tar");
+        std::fs::write(&tar, b"a tar").unwrap();
+        let hex = hex::encode(Sha256::digest(b"a tar"));
+        assert!(a.put_file(&tar, &hex, None, None).unwrap());
+        let commit = "cd".repeat(20);
+        let entry = format!("{hex}\n{commit}\nhttp://h/r.git\n");
+        a.write_entry(&a.git_path("http://h/r.git", "ref:HEAD"), &entry).unwrap();
+        let found = a.git_tree("http://h/r.git", None).unwrap().unwrap();
+        assert_eq!((found.commit.as_str(), found.pack), (commit.as_str(), false));
+        assert_eq!(std::fs::read(&found.path).unwrap(), b"a tar");
     }
 }

@@ -174,8 +174,10 @@ fn offline_installs_come_from_the_artifact_cache(db: Backend) {
     assert!(out.stderr.contains("without --offline"), "{}", out.stderr);
 
     // A git tree comes from the cache too: by the ref last fetched (HEAD)…
+    // the git fetcher reads the pack the first install downloaded.
     let r = fresh.run(&["--json", "install", "--offline", &git_url]).success().json();
     assert_eq!(r["source_type"], "git", "{r}");
+    assert_eq!(r["fetcher"]["name"], "git", "{r}");
     let out = fresh.run(&["install", "--offline", "--ref", "no-such-tag", &git_url]).failure();
     assert!(out.stderr.contains("cached_git.git at no-such-tag is not in the artifact cache"), "{}", out.stderr);
 
@@ -190,4 +192,36 @@ fn offline_installs_come_from_the_artifact_cache(db: Backend) {
     // Without --offline the same sync would need the server: it is gone.
     let third = Env::on(db).unwrap();
     third.run(&["sync", "--locked", "--file", path.to_str().unwrap()]).failure();
+}
+
+#[test]
+fn a_git_tree_an_older_attune_cached_as_a_tar_installs_offline() {
+    // Before packs were kept, a git install cached a tar of its tree, found
+    // by an entry of three lines (the tar's SHA-256, the commit, the URL).
+    let env = Env::new();
+    let repo = git_repo(&env, "old_cache");
+    let url = repo.url("old_cache.git");
+    let work = env.tmp.path().join("git/old_cache-work");
+    let commit = git(&work, &["rev-parse", "HEAD"]).trim().to_string();
+    let tar = env.tmp.path().join("tree.tar");
+    git(&work, &["archive", "--format=tar", "-o", tar.to_str().unwrap(), "HEAD"]);
+    let bytes = std::fs::read(&tar).unwrap();
+    let sha256 = |b: &[u8]| hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b));
+    let cache = env.tmp.path().join("cache");
+    let artifacts = cache.join("artifacts-v1");
+    std::fs::create_dir_all(artifacts.join("sha256")).unwrap();
+    std::fs::create_dir_all(artifacts.join("git")).unwrap();
+    std::fs::write(artifacts.join("sha256").join(sha256(&bytes)), &bytes).unwrap();
+    std::fs::write(
+        artifacts.join("git").join(sha256(format!("{url}\nref:HEAD").as_bytes())),
+        format!("{}\n{commit}\n{url}\n", sha256(&bytes)),
+    )
+    .unwrap();
+    drop(repo);
+
+    let cache = cache.to_str().unwrap();
+    let r = env.run(&["--json", "--cache-dir", cache, "install", "--offline", &format!("git+{url}")]).success().json();
+    assert_eq!((r["source_type"].as_str(), r["fetcher"]["name"].as_str()), (Some("git"), Some("archive")), "{r}");
+    let info = env.run(&["info", "old_cache", "--json"]).success().json();
+    assert_eq!(info["installed"][0]["resolved_commit"], commit.as_str(), "{info}");
 }

@@ -37,13 +37,17 @@ impl Fetcher for Git {
             version: env!("CARGO_PKG_VERSION").into(),
             summary: "Fetches one commit of a git repository over smart HTTP".into(),
             schemes: vec!["git+https".into(), "git+http".into()],
-            capabilities: vec![Capability::OutboundHost("{source-host}".into())],
+            // The input is a pack from the host's artifact cache (`--offline`).
+            capabilities: vec![Capability::OutboundHost("{source-host}".into()), Capability::ReadInput],
         }
     }
 
     fn fetch(request: FetchRequest) -> Result<FetchResult, FetchError> {
         let url = request.source.strip_prefix("git+").unwrap_or(&request.source).to_string();
         let shown = http::redact(&url);
+        if let Some(pack) = blobs::input_file() {
+            return from_cached_pack(&request, &shown, &pack);
+        }
         let parsed = gix_url::parse(url.as_str())
             .map_err(|e| FetchError::InvalidSource(format!("{shown}: not a git URL: {e}")))?;
         let mut transport = gix_transport::client::blocking_io::http::Transport::new_http(
@@ -113,6 +117,10 @@ impl Fetcher for Git {
                 log::progress(spool.size(), None);
             }
             let (index, deltas) = walk.finish()?;
+            // Asked for, the host's own SHA-256 of the download is on record,
+            // and the host keeps this pack in its artifact cache for
+            // `--offline` installs of the commit.
+            let _ = spool.sha256();
             let size = usize::try_from(spool.size()).unwrap_or(usize::MAX);
             pack.try_reserve_exact(size).map_err(|_| {
                 bad(
@@ -129,29 +137,70 @@ impl Fetcher for Git {
             }
             Objects::from_pack(pack, index, deltas, &shown, &mut early)?
         };
-        let commit = objects.peel_to_commit(want)?;
-        let tree = gix_object::CommitRefIter::from_bytes(&commit, HashKind::Sha1)
-            .tree_id()
-            .map_err(|e| bad(&shown, format!("commit {want} is corrupt: {e}")))?;
-        let mut submodules = Vec::new();
-        objects.write_tree(tree, "", &mut submodules, &early.written)?;
-        if !submodules.is_empty() {
-            log::warn(&format!(
-                "{shown}: submodules are not fetched; these paths are left empty: {}",
-                submodules.join(", ")
-            ));
-        }
-
         let mut metadata = vec![
             ("ref".to_string(), resolved_name),
             ("protocol".to_string(), format!("{version:?}")),
             ("pack-bytes".to_string(), objects.pack_len.to_string()),
         ];
-        if !submodules.is_empty() {
-            metadata.push(("submodules".to_string(), submodules.join(",")));
-        }
+        write_commit(&objects, want, &early, &shown, &mut metadata)?;
         Ok(FetchResult { resolved_source: shown, resolved_commit: Some(want.to_string()), metadata })
     }
+}
+
+/// `--offline`: commit `request.reference` from a pack the host kept in its
+/// artifact cache when it was fetched (the input file), read as a download is.
+fn from_cached_pack(request: &FetchRequest, shown: &str, input: &blobs::Blob) -> Result<FetchResult, FetchError> {
+    let want = request
+        .reference
+        .as_deref()
+        .and_then(|r| ObjectId::from_hex(r.as_bytes()).ok())
+        .ok_or_else(|| FetchError::InvalidSource(format!("{shown}: a cached pack is read for a full commit id")))?;
+    let size = usize::try_from(input.size()).unwrap_or(usize::MAX);
+    let mut pack = Vec::new();
+    pack.try_reserve_exact(size).map_err(|_| {
+        bad(shown, format!("the pack is {size} bytes, more than fits the memory limit; raise it with --limit-memory"))
+    })?;
+    let mut early = Early::new(want);
+    let mut walk = Walk::new(shown, &mut early);
+    while pack.len() < size {
+        let part =
+            input.read(pack.len() as u64, 16 << 20).map_err(|e| bad(shown, format!("reading the cached pack: {e}")))?;
+        if part.is_empty() {
+            break;
+        }
+        walk.feed(&part)?;
+        pack.extend_from_slice(&part);
+    }
+    let (index, deltas) = walk.finish()?;
+    let objects = Objects::from_pack(pack, index, deltas, shown, &mut early)?;
+    let mut metadata = vec![("pack-bytes".to_string(), objects.pack_len.to_string())];
+    write_commit(&objects, want, &early, shown, &mut metadata)?;
+    Ok(FetchResult { resolved_source: shown.to_string(), resolved_commit: Some(want.to_string()), metadata })
+}
+
+/// Writes the tree of commit `want` (what `early` has not written yet);
+/// submodules are named in a warning and in `metadata`.
+fn write_commit(
+    objects: &Objects,
+    want: ObjectId,
+    early: &Early,
+    shown: &str,
+    metadata: &mut Vec<(String, String)>,
+) -> Result<(), FetchError> {
+    let commit = objects.peel_to_commit(want)?;
+    let tree = gix_object::CommitRefIter::from_bytes(&commit, HashKind::Sha1)
+        .tree_id()
+        .map_err(|e| bad(shown, format!("commit {want} is corrupt: {e}")))?;
+    let mut submodules = Vec::new();
+    objects.write_tree(tree, "", &mut submodules, &early.written)?;
+    if !submodules.is_empty() {
+        log::warn(&format!(
+            "{shown}: submodules are not fetched; these paths are left empty: {}",
+            submodules.join(", ")
+        ));
+        metadata.push(("submodules".to_string(), submodules.join(",")));
+    }
+    Ok(())
 }
 
 fn agent() -> String {
@@ -488,6 +537,18 @@ impl<'a> Walk<'a> {
     fn received(&mut self, n: usize) -> Result<(), FetchError> {
         self.end += n;
         self.walk(false)
+    }
+
+    /// [`Walk::received`] for bytes read elsewhere.
+    fn feed(&mut self, mut data: &[u8]) -> Result<(), FetchError> {
+        while !data.is_empty() {
+            let room = self.receive_buffer();
+            let n = room.len().min(data.len());
+            room[..n].copy_from_slice(&data[..n]);
+            self.received(n)?;
+            data = &data[n..];
+        }
+        Ok(())
     }
 
     /// The pack ended: every entry must be done. The index of the whole

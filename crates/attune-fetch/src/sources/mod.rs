@@ -33,6 +33,10 @@ pub enum SourceSpec {
     /// (`--offline`): the archive fetcher reads `path`, the install is shown
     /// and recorded as the URL's (a git one, at `git_commit`, as git).
     Cached { url: String, path: PathBuf, git_commit: Option<String> },
+    /// A git pack read from the artifact cache (`--offline`): the git
+    /// fetcher reads `path` instead of the network and writes `commit`'s
+    /// tree; the install is shown and recorded as the URL's.
+    CachedPack { url: String, path: PathBuf, commit: String },
     /// A local folder or archive opened once by the caller (the API): the
     /// fetcher reads `input` (`/proc/self/fd/N`, that open handle), the
     /// install is shown and recorded as `shown`.
@@ -276,6 +280,16 @@ pub async fn resolve(
             };
             let offer = Offer { input: Some(path), ..Default::default() };
             (kind, redact_url(&url), crate::builtins::ARCHIVE.load(&runtime).await?, request, offer)
+        }
+        SourceSpec::CachedPack { url, path, commit } => {
+            let request = FetchRequest {
+                source: redact_url(&url),
+                input_file: Some("pack".into()),
+                reference: Some(commit),
+                ..Default::default()
+            };
+            let offer = Offer { input: Some(path), ..Default::default() };
+            (SourceKind::Git, redact_url(&url), crate::builtins::GIT.load(&runtime).await?, request, offer)
         }
         SourceSpec::Http { url, host } => {
             let (shown, offer) = network_offer(&url, host, options)?;
