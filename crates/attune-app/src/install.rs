@@ -278,7 +278,6 @@ pub async fn install(
     // unpacks it cannot say so itself.
     let (cached_commit, cache_git_as) = match &spec {
         sources::SourceSpec::Cached { git_commit, .. } => (git_commit.clone(), None),
-        sources::SourceSpec::CachedPack { .. } => (None, None),
         sources::SourceSpec::Git { url, .. } => (None, ctx.artifacts.clone().map(|a| (a, sources::redact_url(url)))),
         _ => (None, None),
     };

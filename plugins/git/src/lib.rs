@@ -83,7 +83,6 @@ impl Fetcher for Git {
         if args.can_use_shallow() {
             args.deepen(1);
         }
-        let mut pack = Vec::new();
         let mut early = Early::new(want);
         let objects = {
             let mut reader =
@@ -121,20 +120,7 @@ impl Fetcher for Git {
             // and the host keeps this pack in its artifact cache for
             // `--offline` installs of the commit.
             let _ = spool.sha256();
-            let size = usize::try_from(spool.size()).unwrap_or(usize::MAX);
-            pack.try_reserve_exact(size).map_err(|_| {
-                bad(
-                    &shown,
-                    format!("the pack is {size} bytes, more than fits the memory limit; raise it with --limit-memory"),
-                )
-            })?;
-            while pack.len() < size {
-                let part = spool.read(pack.len() as u64, 16 << 20).map_err(|e| fail("reading the spooled pack", &e))?;
-                if part.is_empty() {
-                    break;
-                }
-                pack.extend_from_slice(&part);
-            }
+            let pack = read_pack(&spool, &shown, |e| fail("reading the spooled pack", &e), |_| Ok(()))?;
             Objects::from_pack(pack, index, deltas, &shown, &mut early)?
         };
         let mut metadata = vec![
@@ -155,27 +141,44 @@ fn from_cached_pack(request: &FetchRequest, shown: &str, input: &blobs::Blob) ->
         .as_deref()
         .and_then(|r| ObjectId::from_hex(r.as_bytes()).ok())
         .ok_or_else(|| FetchError::InvalidSource(format!("{shown}: a cached pack is read for a full commit id")))?;
-    let size = usize::try_from(input.size()).unwrap_or(usize::MAX);
-    let mut pack = Vec::new();
-    pack.try_reserve_exact(size).map_err(|_| {
-        bad(shown, format!("the pack is {size} bytes, more than fits the memory limit; raise it with --limit-memory"))
-    })?;
     let mut early = Early::new(want);
     let mut walk = Walk::new(shown, &mut early);
-    while pack.len() < size {
-        let part =
-            input.read(pack.len() as u64, 16 << 20).map_err(|e| bad(shown, format!("reading the cached pack: {e}")))?;
-        if part.is_empty() {
-            break;
-        }
-        walk.feed(&part)?;
-        pack.extend_from_slice(&part);
-    }
+    let pack =
+        read_pack(input, shown, |e| bad(shown, format!("reading the cached pack: {e}")), |part| walk.feed(part))?;
     let (index, deltas) = walk.finish()?;
     let objects = Objects::from_pack(pack, index, deltas, shown, &mut early)?;
     let mut metadata = vec![("pack-bytes".to_string(), objects.pack_len.to_string())];
     write_commit(&objects, want, &early, shown, &mut metadata)?;
     Ok(FetchResult { resolved_source: shown.to_string(), resolved_commit: Some(want.to_string()), metadata })
+}
+
+/// The whole pack in `blob`, in one allocation of its size (or an error
+/// saying to raise the memory limit); each part read also goes to `each`.
+fn read_pack(
+    blob: &blobs::Blob,
+    shown: &str,
+    read_error: impl Fn(String) -> FetchError,
+    mut each: impl FnMut(&[u8]) -> Result<(), FetchError>,
+) -> Result<Vec<u8>, FetchError> {
+    let size = usize::try_from(blob.size()).unwrap_or(usize::MAX);
+    let mut pack = Vec::new();
+    pack.try_reserve_exact(size).map_err(|_| {
+        bad(shown, format!("the pack is {size} bytes, more than fits the memory limit; raise it with --limit-memory"))
+    })?;
+    while pack.len() < size {
+        let part = blob.read(pack.len() as u64, 16 << 20).map_err(&read_error)?;
+        if part.is_empty() {
+            break;
+        }
+        each(&part)?;
+        pack.extend_from_slice(&part);
+    }
+    Ok(pack)
+}
+
+/// The server's pack does not decode: `e` says where and how.
+fn corrupt_pack(shown: &str, e: &dyn std::fmt::Display) -> FetchError {
+    bad(shown, format!("the server sent a corrupt pack: {e}"))
 }
 
 /// Writes the tree of commit `want` (what `early` has not written yet);
@@ -307,7 +310,7 @@ impl Objects {
         shown: &str,
         early: &mut Early,
     ) -> Result<Objects, FetchError> {
-        let corrupt = |e: &dyn std::fmt::Display| bad(shown, format!("the server sent a corrupt pack: {e}"));
+        let corrupt = |e: &dyn std::fmt::Display| corrupt_pack(shown, e);
         let pack_len = pack.len();
         // The trailer (a SHA-1 of the whole pack) is not checked: every
         // object was hashed by `Walk` and is only found by that hash, so a
@@ -514,7 +517,7 @@ impl<'a> Walk<'a> {
     }
 
     fn corrupt(&self, e: &dyn std::fmt::Display) -> FetchError {
-        bad(self.shown, format!("the server sent a corrupt pack: {e}"))
+        corrupt_pack(self.shown, e)
     }
 
     /// Room for the next read; [`Walk::received`] says how much of it was filled.
@@ -640,12 +643,10 @@ impl<'a> Walk<'a> {
                 None => &mut self.sink[..],
             };
             let (in_before, out_before) = (self.inflate.total_in(), self.inflate.total_out());
-            let status = self.inflate.decompress(input, out, zlib_rs::InflateFlush::NoFlush).map_err(|err| {
-                bad(
-                    self.shown,
-                    format!("the server sent a corrupt pack: the entry at offset {offset}: {}", err.as_str()),
-                )
-            })?;
+            let status = self
+                .inflate
+                .decompress(input, out, zlib_rs::InflateFlush::NoFlush)
+                .map_err(|err| corrupt_pack(self.shown, &format!("the entry at offset {offset}: {}", err.as_str())))?;
             let used = (self.inflate.total_in() - in_before) as usize;
             let wrote = (self.inflate.total_out() - out_before) as usize;
             self.pos += used;

@@ -139,14 +139,23 @@ macro_rules! listed_chunks_sql {
             listed_columns!(),
             ", active) ORDER BY n) FROM (SELECT row_number() OVER (ORDER BY pack_ref) - 1 AS n, ",
             listing_select!(listed_columns!(), $host),
-            ") GROUP BY n / 1024 ORDER BY n / 1024"
+            ") GROUP BY n / ",
+            listed_chunk!(),
+            " ORDER BY n / ",
+            listed_chunk!()
         )
     };
 }
 
-/// How many rows [`listed_chunks_sql`] puts in one.
+/// How many rows [`listed_chunks_sql`] puts in one: a macro so the query
+/// text and [`LISTED_CHUNK`] are the same number.
+macro_rules! listed_chunk {
+    () => {
+        1024
+    };
+}
 #[cfg(test)]
-const LISTED_CHUNK: usize = 1024;
+const LISTED_CHUNK: usize = listed_chunk!();
 const LISTED_CHUNKS_HOST: &str = listed_chunks_sql!("host = $1 AND ");
 const LISTED_CHUNKS_ALL: &str = listed_chunks_sql!("");
 

@@ -295,15 +295,35 @@ where
     i64: Decode<'r, R::Database> + Type<R::Database>,
     bool: Decode<'r, R::Database> + Type<R::Database>,
 {
-    let source_type: &str = row.try_get(3)?;
+    listed(
+        row.try_get(0)?,
+        row.try_get(1)?,
+        row.try_get(2)?,
+        row.try_get(3)?,
+        row.try_get(4)?,
+        row.try_get(5)?,
+        row.try_get(6)?,
+    )
+}
+
+/// A [`ListedRow`] from its columns as stored, from a row or a chunk.
+fn listed(
+    pack_ref: String,
+    version: String,
+    host: String,
+    source_type: &str,
+    installed_at: i64,
+    checksum: String,
+    active: bool,
+) -> Result<ListedRow, sqlx::Error> {
     Ok(ListedRow {
-        pack_ref: row.try_get(0)?,
-        version: row.try_get(1)?,
-        host: row.try_get(2)?,
+        pack_ref,
+        version,
+        host,
         source_type: source_type.parse().map_err(|e: String| decode_error("source_type", e))?,
-        installed_at: from_unix_ms(row.try_get(4)?).map_err(|e| decode_error("installed_at", e))?,
-        checksum: row.try_get(5)?,
-        active: row.try_get(6)?,
+        installed_at: from_unix_ms(installed_at).map_err(|e| decode_error("installed_at", e))?,
+        checksum,
+        active,
     })
 }
 
@@ -314,15 +334,7 @@ pub(crate) fn listed_rows_json(chunk: &str) -> Result<Vec<ListedRow>, sqlx::Erro
     let rows: Vec<Listed> = serde_json::from_str(chunk).map_err(|e| decode_error("listing chunk", e))?;
     rows.into_iter()
         .map(|(pack_ref, version, host, source_type, installed_at, checksum, active)| {
-            Ok(ListedRow {
-                pack_ref,
-                version,
-                host,
-                source_type: source_type.parse().map_err(|e: String| decode_error("source_type", e))?,
-                installed_at: from_unix_ms(installed_at).map_err(|e| decode_error("installed_at", e))?,
-                checksum,
-                active: active != 0,
-            })
+            listed(pack_ref, version, host, &source_type, installed_at, checksum, active != 0)
         })
         .collect()
 }
