@@ -317,6 +317,30 @@ fn resource_handles_are_capped() {
 }
 
 #[test]
+fn hashers_count_as_resource_handles() {
+    contained_attack("hashers", &["more than 1024 resource handles"]);
+}
+
+#[test]
+fn a_hash_of_bytes_outside_the_guests_memory_traps() {
+    // `hasher.update` with a list that runs past the end of memory: the
+    // host reads the list in place, so the bounds are all that stand
+    // between a guest and the host's memory.
+    let env = Env::new();
+    let imports = r#"(import "attune:fetcher/digests@0.3.0" "[constructor]hasher" (func $hasher (param i32) (result i32)))
+  (import "attune:fetcher/digests@0.3.0" "[method]hasher.update" (func $update (param i32 i32 i32)))"#;
+    let fetch = "(call $update (call $hasher (i32.const 0)) (i32.const 65000) (i32.const 1000)) (call $fail)";
+    let wasm =
+        components::component_importing(components::Wit::Current, "outofbounds", imports, "", "(call $info)", fetch);
+    let wasm = wasm_file(&env, "outofbounds", &wasm);
+    contained(
+        &env,
+        &["install", "x:y", "--plugin-file", &wasm],
+        &["crashed", "list pointer/length out of bounds of memory"],
+    );
+}
+
+#[test]
 fn a_wasi_stream_write_as_large_as_memory_is_refused_before_it_is_copied() {
     contained_attack("stderr-huge", &["crashed", "a write of 41943040 bytes is more than check-write permitted"]);
     contained_attack("stderr-huge-blocking", &["crashed", "Buffer too large for blocking-write-and-flush"]);

@@ -1,7 +1,8 @@
 //! The plugin template builds on its own with one cargo command, and what it
 //! builds installs a pack: proof that the SDK is enough for a newcomer. The
-//! template as it shipped for `attune:fetcher@0.1.0` (a frozen fixture) still
-//! builds and installs on this host: proof that an old plugin keeps working.
+//! template as it shipped for each older `attune:fetcher` (0.1.0, 0.2.0:
+//! frozen fixtures) still builds and installs on this host: proof that an
+//! old plugin keeps working.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -10,9 +11,9 @@ use std::sync::Mutex;
 use crate::common::{Env, repo};
 
 /// Builds the template whose manifest is `manifest` (relative to the repo)
-/// and returns its component, copied to `name`.wasm. Both templates build
-/// in one target folder, so their common dependencies build once; one at a
-/// time, as both name their component `my_attune_fetcher.wasm`.
+/// and returns its component, copied to `name`.wasm. The templates build in
+/// one target folder, so their common dependencies build once; one at a
+/// time, as all name their component `my_attune_fetcher.wasm`.
 fn build_template(manifest: &str, name: &str) -> PathBuf {
     static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -55,18 +56,30 @@ fn installs_with(wasm: &Path) -> serde_json::Value {
 fn the_template_builds_and_installs() {
     let wasm = build_template("examples/plugins/template/Cargo.toml", "template");
     let listed = installs_with(&wasm);
-    assert_eq!(listed["wit_version"], "0.2.0", "{listed}");
+    assert_eq!(listed["wit_version"], "0.3.0", "{listed}");
 }
 
-#[test]
-fn the_template_as_shipped_for_0_1_0_still_installs() {
-    let wasm = build_template("test-plugins/template-0.1.0/template/Cargo.toml", "template-0.1.0");
+/// The template as it shipped for `version` installs on this host, and
+/// `plugin list` shows that version.
+fn shipped_template_still_installs(version: &str) {
+    let wasm =
+        build_template(&format!("test-plugins/template-{version}/template/Cargo.toml"), &format!("template-{version}"));
     let listed = installs_with(&wasm);
-    assert_eq!(listed["wit_version"], "0.1.0", "{listed}");
+    assert_eq!(listed["wit_version"], version, "{listed}");
     let env = Env::new();
     env.run(&["plugin", "add", wasm.to_str().unwrap()]).success();
     let table = env.run(&["plugin", "list"]).success();
     let row = table.stdout.lines().find(|l| l.starts_with("example ")).expect("a row for example");
     // NAME VERSION WIT …
-    assert_eq!(row.split_whitespace().nth(2), Some("0.1.0"), "{row}");
+    assert_eq!(row.split_whitespace().nth(2), Some(version), "{row}");
+}
+
+#[test]
+fn the_template_as_shipped_for_0_1_0_still_installs() {
+    shipped_template_still_installs("0.1.0");
+}
+
+#[test]
+fn the_template_as_shipped_for_0_2_0_still_installs() {
+    shipped_template_still_installs("0.2.0");
 }

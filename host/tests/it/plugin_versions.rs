@@ -17,7 +17,7 @@ fn an_unsupported_wit_version_is_refused_naming_both_versions() {
     ] {
         let out = env.run(&args).failure();
         assert!(out.stderr.contains("attune:fetcher@9.0.0"), "{}", out.stderr);
-        assert!(out.stderr.contains("supported: 0.2.0, 0.1.0"), "{}", out.stderr);
+        assert!(out.stderr.contains("supported: 0.3.0, 0.2.0, 0.1.0"), "{}", out.stderr);
     }
     let list = env.run(&["plugin", "list", "--json"]).success().json();
     assert!(list.as_array().unwrap().iter().all(|p| p["name"] != "future"));

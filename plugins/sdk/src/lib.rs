@@ -41,6 +41,10 @@ pub mod http;
 pub mod keys;
 
 pub use bindings::attune::fetcher::blobs;
+/// Hashes computed by the host at native speed (new in WIT 0.3.0): a
+/// [`digests::Hasher`] is fed with `update` and read (and reset) with
+/// `finish`. Hashing in wasm is three times slower or worse.
+pub use bindings::attune::fetcher::digests;
 pub use bindings::attune::fetcher::host::{self, LogLevel};
 pub use bindings::attune::fetcher::staging;
 pub use bindings::attune::fetcher::types::{
@@ -48,7 +52,7 @@ pub use bindings::attune::fetcher::types::{
 };
 
 /// The WIT package version this SDK was built against.
-pub const WIT_VERSION: &str = "0.2.0";
+pub const WIT_VERSION: &str = "0.3.0";
 
 /// What a fetcher implements. `describe` and `fetch` are required; the
 /// rest have defaults that answer "not offered".

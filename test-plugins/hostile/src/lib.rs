@@ -219,6 +219,15 @@ impl Fetcher for Hostile {
                 }
                 return Err(FetchError::Other("held two million handles".into()));
             }
+            // Hashers are host resources too: they count as handles.
+            "hashers" => {
+                for _ in 0..2_000_000 {
+                    let h = attune_plugin_sdk::digests::Hasher::new(attune_plugin_sdk::digests::Algorithm::Sha1);
+                    h.update(b"held");
+                    std::mem::forget(h);
+                }
+                return Err(FetchError::Other("held two million hashers".into()));
+            }
             // One WASI stream write as large as the guest's memory.
             "stderr-huge" => {
                 let data = vec![b'x'; 40 << 20];

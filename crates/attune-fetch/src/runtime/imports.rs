@@ -9,7 +9,8 @@
 //! means one copy of the hardening: every argument a guest can make large is
 //! read in place and capped before it is copied (a path, a log line) or
 //! copied one chunk at a time (file data), whatever version the guest speaks.
-//! A version that adds a call defines it in its own module after [`add`].
+//! A call added by a version is defined once too ([`add_copy_input_file`],
+//! `runtime/digests.rs`), and each version's module adds the ones it has.
 
 use wasmtime::StoreContextMut;
 use wasmtime::component::{ComponentType, Lift, Linker, Lower, Resource, ResourceType, WasmList, WasmStr};
@@ -262,6 +263,21 @@ pub(super) fn add(linker: &mut Linker<FetchState>, version: &str) -> wasmtime::R
             Err(_) => String::new(),
         };
         Ok((sum,))
+    })?;
+    Ok(())
+}
+
+/// Defines `staging.copy-input-file`, new in 0.2.0 and in every version since.
+pub(super) fn add_copy_input_file(linker: &mut Linker<FetchState>, version: &str) -> wasmtime::Result<()> {
+    let mut st = linker.instance(&format!("attune:fetcher/staging@{version}"))?;
+    // Both paths capped before they are copied, as every staging path is;
+    // the bytes go file to file on the host and never through the guest.
+    st.func_wrap("copy-input-file", |mut store: Cx<'_>, (p, from): (WasmStr, WasmStr)| {
+        let r = match (path(&mut store, &p)?, path(&mut store, &from)?) {
+            (Ok(p), Ok(from)) => store.data_mut().copy_input_file(&p, &from),
+            (Err(e), _) | (_, Err(e)) => Err(e),
+        };
+        Ok((r.map_err(WireStagingError::from),))
     })?;
     Ok(())
 }

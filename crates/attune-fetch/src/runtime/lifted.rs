@@ -274,3 +274,19 @@ where
         Err(e) => Ok(Err(e.into_host())),
     })
 }
+
+/// `list-versions(source)`: `None` when the plugin lists no versions. The
+/// same export in every version that has it (0.2.0 on).
+pub async fn list_versions(
+    store: &mut wasmtime::Store<FetchState>,
+    instance: &wasmtime::component::Instance,
+    source: &str,
+) -> wasmtime::Result<Result<Result<Option<Vec<HostVersionInfo>>, HostError>, AnswerError>> {
+    type Answer = Result<Versions, FetchError>;
+    let func = instance.get_typed_func::<(String,), (Answer,)>(&mut *store, "list-versions")?;
+    let (r,) = func.call_async(&mut *store, (source.to_string(),)).await?;
+    Ok(match r {
+        Ok(v) => versions_into_host(v).map(Ok),
+        Err(e) => Ok(Err(e.into_host())),
+    })
+}

@@ -19,12 +19,14 @@
 pub mod answers;
 pub mod blobs;
 pub mod capped;
+pub mod digests;
 pub mod grants;
 pub mod http;
 mod imports;
 mod lifted;
 pub mod since_v0_1_0;
 pub mod since_v0_2_0;
+pub mod since_v0_3_0;
 mod wasi_bounds;
 
 use std::collections::{HashMap, VecDeque};
@@ -50,7 +52,7 @@ pub use grants::Grants;
 pub const INPUT_GUEST_PATH: &str = "/input";
 /// WIT versions this host can run, newest first. The first is what the SDK
 /// and the built-in fetchers are built against.
-pub const SUPPORTED_WIT_VERSIONS: &[&str] = &[since_v0_2_0::VERSION, since_v0_1_0::VERSION];
+pub const SUPPORTED_WIT_VERSIONS: &[&str] = &[since_v0_3_0::VERSION, since_v0_2_0::VERSION, since_v0_1_0::VERSION];
 const EPOCH_TICK: Duration = Duration::from_millis(50);
 const STDERR_KEEP: usize = 16 * 1024;
 const LOG_KEEP: usize = 200;
@@ -397,6 +399,7 @@ impl Runtime {
         wire(wasmtime_wasi::p2::add_to_linker_async(&mut linker_no_http))?;
         wire(since_v0_1_0::add_to_linker(&mut linker_no_http))?;
         wire(since_v0_2_0::add_to_linker(&mut linker_no_http))?;
+        wire(since_v0_3_0::add_to_linker(&mut linker_no_http))?;
         linker_no_http.allow_shadowing(true);
         wire(wasi_bounds::add(&mut linker_no_http))?;
         linker_no_http.allow_shadowing(false);
@@ -590,7 +593,8 @@ impl Runtime {
                 .map_err(|e| classify(&label, e, &mut store, limits))?;
             let answer = match plugin.info.wit_version.as_str() {
                 since_v0_1_0::VERSION => since_v0_1_0::fetch(&mut store, &instance, request).await,
-                _ => since_v0_2_0::fetch(&mut store, &instance, request).await,
+                since_v0_2_0::VERSION => since_v0_2_0::fetch(&mut store, &instance, request).await,
+                _ => since_v0_3_0::fetch(&mut store, &instance, request).await,
             };
             answer.map_err(|e| classify(&label, e, &mut store, limits))
         };
@@ -684,7 +688,7 @@ impl Runtime {
                 .instantiate_async(&mut store, &plugin.component)
                 .await
                 .map_err(|e| classify(&label, e, &mut store, limits))?;
-            since_v0_2_0::list_versions(&mut store, &instance, source)
+            lifted::list_versions(&mut store, &instance, source)
                 .await
                 .map_err(|e| classify(&label, e, &mut store, limits))
         };

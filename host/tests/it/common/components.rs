@@ -24,16 +24,19 @@ const MESSAGE_AT: u32 = 1500;
 pub enum Wit {
     /// `wit/`, the current version.
     Current,
+    /// `wit/frozen/0.2.0`.
+    V0_2_0,
     /// `wit/frozen/0.1.0`.
     V0_1_0,
 }
 
 impl Wit {
-    pub const ALL: [Wit; 2] = [Wit::Current, Wit::V0_1_0];
+    pub const ALL: [Wit; 3] = [Wit::Current, Wit::V0_2_0, Wit::V0_1_0];
 
     fn dir_and_version(self) -> (&'static str, &'static str) {
         match self {
-            Wit::Current => ("../wit", "0.2.0"),
+            Wit::Current => ("../wit", "0.3.0"),
+            Wit::V0_2_0 => ("../wit/frozen/0.2.0", "0.2.0"),
             Wit::V0_1_0 => ("../wit/frozen/0.1.0", "0.1.0"),
         }
     }
@@ -49,10 +52,16 @@ pub fn component(name: &str, extra: &str, describe: &str, fetch: &str) -> Vec<u8
 
 /// [`component`], built against `wit`.
 pub fn component_for(wit: Wit, name: &str, extra: &str, describe: &str, fetch: &str) -> Vec<u8> {
+    component_importing(wit, name, "", extra, describe, fetch)
+}
+
+/// [`component_for`] with more `imports` (module fields that must come
+/// before every other definition).
+pub fn component_importing(wit: Wit, name: &str, imports: &str, extra: &str, describe: &str, fetch: &str) -> Vec<u8> {
     let (wit_dir, version) = wit.dir_and_version();
     // 0.2.0 added `list-versions` (it answers `$fail` too: the same layout).
     let list_versions = match wit {
-        Wit::Current => r#"(func (export "list-versions") (param i32 i32) (result i32) (call $fail))"#,
+        Wit::Current | Wit::V0_2_0 => r#"(func (export "list-versions") (param i32 i32) (result i32) (call $fail))"#,
         Wit::V0_1_0 => "",
     };
     let name_len = name.len();
@@ -60,6 +69,7 @@ pub fn component_for(wit: Wit, name: &str, extra: &str, describe: &str, fetch: &
     let core = format!(
         r#"(module
   (import "attune:fetcher/host@{version}" "progress" (func $progress (param i64 i32 i64)))
+  {imports}
   (memory $mem (export "memory") 1)
   (global $bump (mut i32) (i32.const 8192))
   {extra}
