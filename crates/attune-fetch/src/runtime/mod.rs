@@ -24,6 +24,31 @@ pub mod grants;
 pub mod http;
 mod imports;
 mod lifted;
+
+/// `fetch()` in a version module: the request in that version's own
+/// generated `types::FetchRequest` (the same fields in every version so
+/// far), the answer lifted with caps (an over-cap result is refused, an
+/// error message cut). A version that changes the request writes its own.
+macro_rules! fetch_in_own_request_type {
+    () => {
+        /// `fetch()`, in this version's request type.
+        pub async fn fetch(
+            store: &mut wasmtime::Store<super::FetchState>,
+            instance: &wasmtime::component::Instance,
+            request: &super::FetchRequest,
+        ) -> wasmtime::Result<Result<Result<super::FetchResult, super::FetchError>, super::answers::AnswerError>> {
+            let req = types::FetchRequest {
+                source: request.source.clone(),
+                input: request.input.as_ref().filter(|p| p.is_dir()).map(|_| super::INPUT_GUEST_PATH.to_string()),
+                input_file: request.input_file.clone(),
+                reference: request.reference.clone(),
+                options: request.options.clone(),
+            };
+            super::lifted::fetch(store, instance, req).await
+        }
+    };
+}
+
 pub mod since_v0_1_0;
 pub mod since_v0_2_0;
 pub mod since_v0_3_0;

@@ -9,7 +9,7 @@
 //! `copy-input-file` to call and no `list-versions` to answer, so the host
 //! treats it as listing no versions.
 
-use super::{FetchState, lifted};
+use super::FetchState;
 
 wasmtime::component::bindgen!({
     path: "../../wit/frozen/0.1.0",
@@ -29,19 +29,4 @@ pub fn add_to_linker(linker: &mut wasmtime::component::Linker<FetchState>) -> wa
     super::imports::add(linker, VERSION)
 }
 
-/// `fetch()`, its answer lifted with caps: an over-cap result is refused,
-/// an error message cut.
-pub async fn fetch(
-    store: &mut wasmtime::Store<FetchState>,
-    instance: &wasmtime::component::Instance,
-    request: &super::FetchRequest,
-) -> wasmtime::Result<Result<Result<super::FetchResult, super::FetchError>, super::answers::AnswerError>> {
-    let req = types::FetchRequest {
-        source: request.source.clone(),
-        input: request.input.as_ref().filter(|p| p.is_dir()).map(|_| super::INPUT_GUEST_PATH.to_string()),
-        input_file: request.input_file.clone(),
-        reference: request.reference.clone(),
-        options: request.options.clone(),
-    };
-    lifted::fetch(store, instance, req).await
-}
+fetch_in_own_request_type!();

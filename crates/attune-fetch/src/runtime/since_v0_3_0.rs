@@ -5,7 +5,7 @@
 //! nowhere else. Beside what 0.2.0 has (`runtime/imports.rs`) it adds the
 //! `digests` interface (`runtime/digests.rs`).
 
-use super::{FetchState, digests, imports, lifted};
+use super::{FetchState, digests, imports};
 
 wasmtime::component::bindgen!({
     path: "../../wit",
@@ -28,19 +28,4 @@ pub fn add_to_linker(linker: &mut wasmtime::component::Linker<FetchState>) -> wa
     digests::add(linker, VERSION)
 }
 
-/// `fetch()`, its answer lifted with caps: an over-cap result is refused,
-/// an error message cut.
-pub async fn fetch(
-    store: &mut wasmtime::Store<FetchState>,
-    instance: &wasmtime::component::Instance,
-    request: &super::FetchRequest,
-) -> wasmtime::Result<Result<Result<super::FetchResult, super::FetchError>, super::answers::AnswerError>> {
-    let req = types::FetchRequest {
-        source: request.source.clone(),
-        input: request.input.as_ref().filter(|p| p.is_dir()).map(|_| super::INPUT_GUEST_PATH.to_string()),
-        input_file: request.input_file.clone(),
-        reference: request.reference.clone(),
-        options: request.options.clone(),
-    };
-    lifted::fetch(store, instance, req).await
-}
+fetch_in_own_request_type!();
