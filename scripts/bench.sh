@@ -357,14 +357,13 @@ bench_scale() {
     mkdir -p "$s" "$s0"
     attune_in "$s" install "$probe" > /dev/null 2>&1
     attune_in "$s0" install "$probe" > /dev/null 2>&1
-    un_probe() { attune_in "$s" uninstall bench_probe > /dev/null 2>&1 || true; }
-    install_probe() { attune_in "$s" install "$probe"; }
-    info_probe() { attune_in "$s" info bench_probe; }
-    list_all() { attune_in "$s" list; }
-    un_probe0() { attune_in "$s0" uninstall bench_probe > /dev/null 2>&1 || true; }
-    install_probe0() { attune_in "$s0" install "$probe"; }
-    info_probe0() { attune_in "$s0" info bench_probe; }
-    list_all0() { attune_in "$s0" list; }
+    # Each command runs in state dir `$at`: `in_dir DIR best_of …` sets it.
+    local at
+    un_probe() { attune_in "$at" uninstall bench_probe > /dev/null 2>&1 || true; }
+    install_probe() { attune_in "$at" install "$probe"; }
+    info_probe() { attune_in "$at" info bench_probe; }
+    list_all() { attune_in "$at" list; }
+    in_dir() { at=$1; shift; "$@"; }
     # A few ms each: the best of many runs.
     local installed=0 runs=$((runs < 30 ? 30 : runs))
     for n in $(printf '%s\n' "${levels[@]}" | sort -n); do
@@ -375,20 +374,20 @@ bench_scale() {
         installed=$n
         if wants install; then
             local i0 i
-            i0=$(best_of un_probe0 install_probe0)
-            i=$(best_of un_probe install_probe)
+            i0=$(in_dir "$s0" best_of un_probe install_probe)
+            i=$(in_dir "$s" best_of un_probe install_probe)
             add_row "\`attune install\` of a tiny pack with $n packs installed" "same with none installed" "$i" "$i0" ms
         fi
         if wants info; then
             local f0 f
-            f0=$(best_of : info_probe0)
-            f=$(best_of : info_probe)
+            f0=$(in_dir "$s0" best_of : info_probe)
+            f=$(in_dir "$s" best_of : info_probe)
             add_row "\`attune info\` of a tiny pack with $n packs installed" "same with none installed" "$f" "$f0" ms
         fi
         if wants list; then
             local l0 l
-            l0=$(best_of : list_all0)
-            l=$(best_of : list_all)
+            l0=$(in_dir "$s0" best_of : list_all)
+            l=$(in_dir "$s" best_of : list_all)
             add_row "\`attune list\` with $n packs installed" "same with none installed" "$l" "$l0" ms
         fi
     done
